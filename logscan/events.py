@@ -1,0 +1,50 @@
+"""The one value type every parser produces, and the parse result around it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+Direction = Literal["outbound", "inbound"]
+# "" means the line states no outcome (a reply seen on one attempt, a greeting, ...).
+Status = Literal["", "sent", "bounced", "deferred", "expired", "rejected"]
+MTA = Literal["postfix", "exim", "mailenable"]
+
+DELIVERY_STATUSES: Final = ("sent", "bounced", "deferred", "expired")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One SMTP reply or delivery outcome found in a log line.
+
+    `time` is Unix epoch seconds (UTC) taken from the line, never from a clock.
+    """
+
+    mta: MTA
+    log: str
+    time: float
+    direction: Direction
+    code: str = ""
+    enhanced: str = ""
+    status: Status = ""
+    stage: str = ""
+    queue_id: str = ""
+    remote_host: str = ""
+    remote_ip: str = ""
+    recipient_domain: str = ""
+    sender_domain: str = ""
+    delay_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unparsed:
+    """A line the parser did not understand; `reason` is a short, bounded token for a label."""
+
+    reason: str
+    detail: str = ""
+
+
+# A parse result: events (possibly none: understood, carries nothing) or Unparsed.
+ParseResult = tuple[Event, ...] | Unparsed
+
+NOTHING: Final[tuple[Event, ...]] = ()
