@@ -1,0 +1,259 @@
+"""Counters and event-time windows over Events: pure state, no I/O, time passed in."""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from logscan.events import Event
+
+LineResult = Literal["parsed", "ignored", "unparsed"]
+
+# Delivery delays run from sub-second to the 5-day queue lifetime.
+DELAY_BUCKETS: Final = (0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0, 432000.0)
+DEFAULT_WINDOWS: Final = (300, 3600)
+OTHER: Final = "other"
+BUCKET_S: Final = 60
+STATE_VERSION: Final = 1
+
+ReplyKey = tuple[str, str, str, str, str]  # mta, log, direction, code, enhanced
+DeliveryKey = tuple[str, str, str]  # mta, log, status
+RejectKey = tuple[str, str, str, str]  # mta, log, stage, code
+DomainKey = tuple[str, str, str]  # domain, direction, class
+
+
+def window_label(seconds: int) -> str:
+    """Prometheus-style duration for a window label: 300 → "5m", 3600 → "1h"."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@dataclass(slots=True)
+class Histogram:
+    """Cumulative-on-export histogram: per-bucket counts, sum and count."""
+
+    buckets: list[int]
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect_left(DELAY_BUCKETS, value)] += 1
+        self.total += value
+        self.count += 1
+
+
+class TopDomains:
+    """Bounded top-N domain labels fed by a frequent-items sketch.
+
+    A domain gets its own series once its estimated volume earns a place among the top N;
+    everything else counts as `other`. The sketch keeps at most 2 × capacity entries and
+    halves itself to the heaviest when full, so memory is bounded whatever the input: a
+    flood of distinct domains only churns the light half.
+    """
+
+    __slots__ = ("capacity", "labelled", "limit", "sketch")
+
+    def __init__(self, limit: int, capacity: int | None = None) -> None:
+        self.limit = limit
+        self.capacity = capacity or max(1000, 20 * limit)
+        self.sketch: dict[str, int] = {}
+        self.labelled: set[str] = set()
+
+    def label(self, domain: str) -> str:
+        """The label value this occurrence of `domain` counts under."""
+        if self.limit <= 0 or not domain:
+            return OTHER
+        sketch = self.sketch
+        est = sketch.get(domain, 0) + 1
+        sketch[domain] = est
+        if len(sketch) > 2 * self.capacity:
+            self._halve()
+        if domain in self.labelled:
+            return domain
+        if est < 2:
+            return OTHER
+        if len(self.labelled) < self.limit:
+            self.labelled.add(domain)
+            return domain
+        if est > 10:
+            weakest = min(self.labelled, key=lambda d: sketch.get(d, 0))
+            if est > 2 * sketch.get(weakest, 0) + 10:
+                self.labelled.discard(weakest)
+                self.labelled.add(domain)
+                return domain
+        return OTHER
+
+    def _halve(self) -> None:
+        keep = sorted(self.sketch.items(), key=lambda kv: kv[1], reverse=True)[: self.capacity]
+        self.sketch = dict(keep)
+        for d in self.labelled:
+            self.sketch.setdefault(d, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A consistent copy of the aggregate for one scrape or one report."""
+
+    replies: Mapping[ReplyKey, int]
+    deliveries: Mapping[DeliveryKey, int]
+    rejections: Mapping[RejectKey, int]
+    delays: Mapping[tuple[str, str], tuple[tuple[int, ...], float, int]]
+    domains: Mapping[DomainKey, int]
+    lines: Mapping[tuple[str, str], int]
+    unparsed: Mapping[tuple[str, str], int]
+    last_event: Mapping[str, float]
+    bounce_ratio: Mapping[tuple[str, str], float]
+
+
+class Aggregate:
+    """Every counter logscan exports, plus per-minute delivery buckets for bounce ratios."""
+
+    def __init__(self, *, top_domains: int = 50, windows: Iterable[int] = DEFAULT_WINDOWS) -> None:
+        self.windows = tuple(sorted(set(windows)))
+        self.replies: dict[ReplyKey, int] = {}
+        self.deliveries: dict[DeliveryKey, int] = {}
+        self.rejections: dict[RejectKey, int] = {}
+        self.delays: dict[tuple[str, str], Histogram] = {}
+        self.domains: dict[DomainKey, int] = {}
+        self.lines: dict[tuple[str, str], int] = {}
+        self.unparsed: dict[tuple[str, str], int] = {}
+        self.last_event: dict[str, float] = {}
+        self.top = TopDomains(top_domains)
+        # mta -> minute (epoch // 60) -> [sent, bounced, expired]; pruned to the longest window.
+        self._minutes: dict[str, dict[int, list[int]]] = {}
+
+    def count_line(self, log: str, result: LineResult, reason: str = "") -> None:
+        """Count one line read from `log`; unparsed lines also by reason."""
+        key = (log, result)
+        self.lines[key] = self.lines.get(key, 0) + 1
+        if result == "unparsed":
+            rkey = (log, reason)
+            self.unparsed[rkey] = self.unparsed.get(rkey, 0) + 1
+
+    def add(self, ev: Event) -> None:
+        """Fold one event into every counter it belongs to."""
+        code = ev.code
+        if code:
+            key = (ev.mta, ev.log, ev.direction, code, ev.enhanced)
+            self.replies[key] = self.replies.get(key, 0) + 1
+            domain = ev.recipient_domain if ev.direction == "outbound" else ev.sender_domain
+            dkey = (self.top.label(domain), ev.direction, code[0] + "xx")
+            self.domains[dkey] = self.domains.get(dkey, 0) + 1
+        status = ev.status
+        if status:
+            if status == "rejected":
+                rkey = (ev.mta, ev.log, ev.stage, code)
+                self.rejections[rkey] = self.rejections.get(rkey, 0) + 1
+            else:
+                dkey2 = (ev.mta, ev.log, status)
+                self.deliveries[dkey2] = self.deliveries.get(dkey2, 0) + 1
+                if ev.delay_s is not None and ev.delay_s >= 0:
+                    hkey = (ev.mta, status)
+                    hist = self.delays.get(hkey)
+                    if hist is None:
+                        hist = self.delays[hkey] = Histogram([0] * (len(DELAY_BUCKETS) + 1))
+                    hist.observe(ev.delay_s)
+                if status != "deferred":
+                    self._bucket(ev, status)
+        if ev.time > self.last_event.get(ev.log, 0.0):
+            self.last_event[ev.log] = ev.time
+
+    def _bucket(self, ev: Event, status: str) -> None:
+        minutes = self._minutes.get(ev.mta)
+        if minutes is None:
+            minutes = self._minutes[ev.mta] = {}
+        minute = int(ev.time // BUCKET_S)
+        cell = minutes.get(minute)
+        if cell is None:
+            cell = minutes[minute] = [0, 0, 0]
+            if self.windows and len(minutes) > 2 * self.windows[-1] // BUCKET_S + 4:
+                newest = max(minutes)
+                for old in [m for m in minutes if m < newest - self.windows[-1] // BUCKET_S - 1]:
+                    del minutes[old]
+        cell[("sent", "bounced", "expired").index(status)] += 1
+
+    def bounce_ratios(self, now: float) -> dict[tuple[str, str], float]:
+        """bounced ÷ (sent + bounced + expired) per mta and window ending at `now`, on event time."""
+        out: dict[tuple[str, str], float] = {}
+        now_min = int(now // BUCKET_S)
+        for mta, minutes in self._minutes.items():
+            for window in self.windows:
+                start = now_min - window // BUCKET_S
+                sent = bounced = expired = 0
+                for minute, (s, b, e) in minutes.items():
+                    if start < minute <= now_min:
+                        sent += s
+                        bounced += b
+                        expired += e
+                total = sent + bounced + expired
+                out[(mta, window_label(window))] = bounced / total if total else 0.0
+        return out
+
+    def snapshot(self, now: float) -> Snapshot:
+        """Copy every counter; `now` (epoch seconds) ends the bounce-ratio windows."""
+        return Snapshot(
+            replies=dict(self.replies),
+            deliveries=dict(self.deliveries),
+            rejections=dict(self.rejections),
+            delays={k: (tuple(h.buckets), h.total, h.count) for k, h in self.delays.items()},
+            domains=dict(self.domains),
+            lines=dict(self.lines),
+            unparsed=dict(self.unparsed),
+            last_event=dict(self.last_event),
+            bounce_ratio=self.bounce_ratios(now),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able state; `from_dict` restores it exactly."""
+
+        def rows(items: Iterable[tuple[tuple[str, ...], int]]) -> list[list[Any]]:
+            return [[*k, v] for k, v in items]
+
+        return {
+            "version": STATE_VERSION,
+            "replies": rows(self.replies.items()),
+            "deliveries": rows(self.deliveries.items()),
+            "rejections": rows(self.rejections.items()),
+            "delays": [[m, s, h.buckets, h.total, h.count] for (m, s), h in self.delays.items()],
+            "domains": rows(self.domains.items()),
+            "lines": rows(self.lines.items()),
+            "unparsed": rows(self.unparsed.items()),
+            "last_event": self.last_event,
+            "top": {"sketch": self.top.sketch, "labelled": sorted(self.top.labelled)},
+            "minutes": {m: [[k, *v] for k, v in mins.items()] for m, mins in self._minutes.items()},
+        }
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, top_domains: int = 50, windows: Iterable[int] = DEFAULT_WINDOWS
+    ) -> Aggregate:
+        """Rebuild from `to_dict` output; raises ValueError on a shape it does not know."""
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported aggregate version {data.get('version')!r}")
+        agg = cls(top_domains=top_domains, windows=windows)
+        try:
+            agg.replies = {(r[0], r[1], r[2], r[3], r[4]): int(r[5]) for r in data["replies"]}
+            agg.deliveries = {(r[0], r[1], r[2]): int(r[3]) for r in data["deliveries"]}
+            agg.rejections = {(r[0], r[1], r[2], r[3]): int(r[4]) for r in data["rejections"]}
+            for m, s, buckets, total, count in data["delays"]:
+                if len(buckets) != len(DELAY_BUCKETS) + 1:
+                    raise ValueError("delay buckets changed")
+                agg.delays[(m, s)] = Histogram([int(b) for b in buckets], float(total), int(count))
+            agg.domains = {(r[0], r[1], r[2]): int(r[3]) for r in data["domains"]}
+            agg.lines = {(r[0], r[1]): int(r[2]) for r in data["lines"]}
+            agg.unparsed = {(r[0], r[1]): int(r[2]) for r in data["unparsed"]}
+            agg.last_event = {str(k): float(v) for k, v in data["last_event"].items()}
+            agg.top.sketch = {str(k): int(v) for k, v in data["top"]["sketch"].items()}
+            agg.top.labelled = set(data["top"]["labelled"][: agg.top.limit])
+            agg._minutes = {
+                m: {int(r[0]): [int(r[1]), int(r[2]), int(r[3])] for r in rows}
+                for m, rows in data["minutes"].items()
+            }
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ValueError(f"malformed aggregate state: {exc!r}") from exc
+        return agg
+
