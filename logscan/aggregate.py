@@ -126,13 +126,13 @@ class Aggregate:
         # mta -> minute (epoch // 60) -> [sent, bounced, expired]; pruned to the longest window.
         self._minutes: dict[str, dict[int, list[int]]] = {}
 
-    def count_line(self, log: str, result: LineResult, reason: str = "") -> None:
-        """Count one line read from `log`; unparsed lines also by reason."""
+    def count_lines(self, log: str, result: LineResult, n: int = 1, reason: str = "") -> None:
+        """Count `n` lines read from `log`; unparsed lines also by reason."""
         key = (log, result)
-        self.lines[key] = self.lines.get(key, 0) + 1
+        self.lines[key] = self.lines.get(key, 0) + n
         if result == "unparsed":
             rkey = (log, reason)
-            self.unparsed[rkey] = self.unparsed.get(rkey, 0) + 1
+            self.unparsed[rkey] = self.unparsed.get(rkey, 0) + n
 
     def add(self, ev: Event) -> None:
         """Fold one event into every counter it belongs to."""

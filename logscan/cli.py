@@ -1,0 +1,186 @@
+"""The `logscan` command: run, scan, parse, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from logscan import __version__
+from logscan.config import DEFAULT_PATH, ConfigError, load_config
+from logscan.events import Unparsed
+from logscan.parsers import FORMATS, make_parser
+from logscan.parsers.base import ParserOptions
+from logscan.parsers.detect import detect
+
+# Exit codes (documented in the README): 0 fine, 1 failed at run time, 2 bad usage or config.
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+EPILOG = """exit codes: 0 success; 1 runtime failure (unreadable file, port in use, ...);
+2 bad command line or invalid config file."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="logscan",
+        description="SMTP replies and delivery outcomes from Postfix, Exim and MailEnable logs, "
+        "as Prometheus metrics, with built-in 551 spike alerts.",
+        epilog=EPILOG,
+    )
+    ap.add_argument("--version", action="version", version=f"logscan {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon: follow the configured logs, serve /metrics, alert")
+    run.add_argument(
+        "--config", type=Path, default=DEFAULT_PATH, help=f"config file (default {DEFAULT_PATH})"
+    )
+
+    scan = sub.add_parser(
+        "scan", help="read whole log files (plain or .gz) and print a summary", epilog=EPILOG
+    )
+    scan.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    scan.add_argument("--format", choices=("auto", *FORMATS), default="auto", help="default: auto")
+    scan.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    scan.add_argument(
+        "--alerts",
+        action="store_true",
+        help="replay the alert rules on the lines' own timestamps and list every alert with start and end",
+    )
+    scan.add_argument("--config", type=Path, help="take alert rules and time zone from this config file")
+    scan.add_argument("--timezone", default="", help="IANA zone of timestamps without one (default: local)")
+    scan.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="progress bar on stderr for big inputs (auto: when stderr is a terminal)",
+    )
+
+    parse = sub.add_parser(
+        "parse", help="show what each line yields: parser, every field, or why it was not understood"
+    )
+    parse.add_argument("line", nargs="?", help="one log line (default: read lines from stdin)")
+    parse.add_argument("--format", choices=("auto", *FORMATS), default="auto")
+    parse.add_argument("--timezone", default="")
+    parse.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    check = sub.add_parser("check-config", help="validate the config file; exit 2 when invalid")
+    check.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return EXIT_USAGE
+    try:
+        if args.command == "scan":
+            return cmd_scan(args)
+        if args.command == "parse":
+            return cmd_parse(args)
+        if args.command == "check-config":
+            return cmd_check(args)
+        from logscan.daemon import run_daemon  # noqa: PLC0415 - daemon pulls in watchdog, HTTP
+
+        return run_daemon(args.config)
+    except ConfigError as exc:
+        print(f"logscan: invalid config: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    print(f"{args.config}: OK ({len(cfg.logs)} logs, listen {cfg.server.listen})")
+    return EXIT_OK
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from logscan.scan import ScanError, ScanReport, render_text, scan_file, summary  # noqa: PLC0415
+
+    tz_name = args.timezone
+    rules_cfg = None
+    if args.config is not None:
+        cfg = load_config(args.config)
+        tz_name = tz_name or cfg.daemon.timezone
+        rules_cfg = cfg.alerts
+    report = ScanReport()
+    recorder = None
+    if args.alerts:
+        from logscan.alerts_setup import Replayer  # noqa: PLC0415
+
+        recorder = Replayer.from_config(rules_cfg)
+    progress = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    failed = False
+    for path in args.files:
+        try:
+            scan_file(
+                path,
+                args.format,
+                report,
+                tz_name=tz_name,
+                progress=progress,
+                observers=(recorder.observe,) if recorder else (),
+            )
+        except ScanError as exc:
+            print(f"logscan: {exc}", file=sys.stderr)
+            failed = True
+    doc = summary(report, now=time.time())
+    if recorder is not None:
+        doc["alerts"] = recorder.finish()
+    for fr in report.files:
+        if fr.warning:
+            print(f"logscan: warning: {fr.path}: {fr.warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(doc, sort_keys=False))
+    else:
+        from logscan.alerts_setup import render_alerts  # noqa: PLC0415
+
+        print(render_text(doc))
+        if recorder is not None:
+            print(render_alerts(doc["alerts"]))
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from logscan.config import zone  # noqa: PLC0415
+
+    lines = [args.line] if args.line is not None else (ln.rstrip("\r\n") for ln in sys.stdin)
+    options = ParserOptions(log="parse", tz=zone(args.timezone), reference_time=time.time())
+    parsers = {fmt: make_parser(fmt, options) for fmt in FORMATS}
+    for line in lines:
+        fmt = args.format if args.format != "auto" else (detect([line]).format or "")
+        tried = [fmt] if fmt else list(FORMATS)
+        for name in tried:
+            result = parsers[name].parse(line)
+            doc: dict[str, object] = {"parser": name}
+            if isinstance(result, Unparsed):
+                doc.update(result="unparsed", reason=result.reason, detail=result.detail)
+            elif not result:
+                doc.update(result="ignored", why="understood; states no SMTP reply or delivery outcome")
+            else:
+                doc.update(result="parsed", events=[asdict(ev) for ev in result])
+            print(json.dumps(doc) if args.json else _render_parse(line, doc))
+    return EXIT_OK
+
+
+def _render_parse(line: str, doc: dict[str, object]) -> str:
+    out = [f"line: {line[:200]}", f"  parser: {doc['parser']}  result: {doc['result']}"]
+    if doc["result"] == "unparsed":
+        out.append(f"  reason: {doc['reason']}" + (f" ({doc['detail']})" if doc["detail"] else ""))
+    elif doc["result"] == "ignored":
+        out.append(f"  {doc['why']}")
+    else:
+        events = doc["events"]
+        assert isinstance(events, list)
+        for i, ev in enumerate(events, 1):
+            out.append(f"  event {i}:")
+            out.extend(f"    {k}: {v}" for k, v in ev.items() if v not in ("", None))
+    return "\n".join(out)

@@ -1,0 +1,157 @@
+"""The TOML config file: typed, validated at load, errors that name the file and the key."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+
+Format = Literal["auto", "postfix", "exim", "mailenable"]
+DEFAULT_PATH = Path("/etc/logscan/logscan.toml")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+class Server(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    listen: str = "127.0.0.1:9551"
+    web_config_file: str = ""
+    instance: str = ""
+
+
+class State(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    dir: str = "/var/lib/logscan"
+    save_interval: float = 15.0
+
+
+class Daemon(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    poll_interval: float = 2.0
+    polling_observer: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    timezone: str = ""
+    top_domains: int = 50
+    bounce_ratio_windows: list[int] = msgspec.field(default_factory=lambda: [300, 3600])
+
+
+class Log(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: str
+    path: str
+    format: Format = "auto"
+    start_at: Literal["end", "beginning"] = "end"
+    timezone: str = ""
+
+
+class Receiver(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: str
+    kind: Literal["alertmanager", "webhook"]
+    url: str
+    timeout: float = 5.0
+
+
+class Alerts(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    enabled: bool = True
+    default_rules: bool = True
+    rules: list[dict[str, object]] = msgspec.field(default_factory=list)
+    receivers: list[Receiver] = msgspec.field(default_factory=list)
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    logs: list[Log]
+    server: Server = msgspec.field(default_factory=Server)
+    state: State = msgspec.field(default_factory=State)
+    daemon: Daemon = msgspec.field(default_factory=Daemon)
+    alerts: Alerts = msgspec.field(default_factory=Alerts)
+
+
+def _key(msg: str) -> str:
+    # msgspec says "... - at `$.logs[0].format`"; operators think in TOML keys.
+    return re.sub(r"`\$\.?([^`]*)`", lambda m: f"`{m.group(1) or '(top level)'}`", msg)
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Validate TOML text; raises ConfigError naming `source` and the offending key."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    try:
+        cfg = msgspec.convert(raw, Config, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_key(str(exc))}") from exc
+    problems = list(_check(cfg))
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+    return cfg
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the config file at `path`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8: {exc}") from exc
+    return parse_config(text, str(path))
+
+
+def zone(name: str) -> ZoneInfo | None:
+    """The IANA zone `name`, or None (machine local time) for ""."""
+    return ZoneInfo(name) if name else None
+
+
+def _check(cfg: Config) -> list[str]:
+    """Rules msgspec's types cannot say."""
+    out: list[str] = []
+    if not cfg.logs:
+        out.append("key `logs`: at least one [[logs]] entry is needed")
+    seen: set[str] = set()
+    for i, log in enumerate(cfg.logs):
+        if not _NAME.match(log.name):
+            out.append(f"key `logs[{i}].name`: {log.name!r} must be 1-64 of A-Z a-z 0-9 _ . -")
+        if log.name in seen:
+            out.append(f"key `logs[{i}].name`: {log.name!r} is used twice")
+        seen.add(log.name)
+        if not Path(log.path).is_absolute():
+            out.append(f"key `logs[{i}].path`: {log.path!r} must be an absolute path")
+        out.extend(_check_zone(log.timezone, f"logs[{i}].timezone"))
+    out.extend(_check_zone(cfg.daemon.timezone, "daemon.timezone"))
+    if cfg.daemon.poll_interval <= 0:
+        out.append("key `daemon.poll_interval`: must be > 0 seconds")
+    if cfg.state.save_interval <= 0:
+        out.append("key `state.save_interval`: must be > 0 seconds")
+    if not 0 <= cfg.daemon.top_domains <= 1000:
+        out.append("key `daemon.top_domains`: must be between 0 and 1000")
+    if not cfg.daemon.bounce_ratio_windows or any(
+        w < 60 or w % 60 for w in cfg.daemon.bounce_ratio_windows
+    ):
+        out.append("key `daemon.bounce_ratio_windows`: whole minutes in seconds (60, 300, 3600 ...)")
+    names = [r.name for r in cfg.alerts.receivers]
+    if len(set(names)) != len(names):
+        out.append("key `alerts.receivers`: receiver names must be unique")
+    for i, r in enumerate(cfg.alerts.receivers):
+        if not r.url.startswith(("http://", "https://")):
+            out.append(f"key `alerts.receivers[{i}].url`: must start with http:// or https://")
+    from logscan.web import parse_listen  # noqa: PLC0415 - web imports heavy modules; keep config light
+
+    try:
+        parse_listen(cfg.server.listen)
+    except ValueError as exc:
+        out.append(f"key `server.listen`: {exc}")
+    return out
+
+
+def _check_zone(name: str, key: str) -> list[str]:
+    if not name:
+        return []
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return [f"key `{key}`: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"]
+    return []
