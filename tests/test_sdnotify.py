@@ -1,0 +1,118 @@
+"""sd_notify over a real unix datagram socket, as systemd's manager would receive it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from logscan import sdnotify
+
+
+@pytest.fixture
+def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    """A datagram socket bound where $NOTIFY_SOCKET points, standing in for PID 1."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(5)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        yield sock
+
+
+def received(sock: socket.socket) -> str:
+    return sock.recv(4096).decode("utf-8")
+
+
+def test_ready_with_status_is_one_datagram(manager: socket.socket) -> None:
+    assert sdnotify.ready("watching 3 logs, metrics on 127.0.0.1:9425")
+    assert received(manager) == "READY=1\nSTATUS=watching 3 logs, metrics on 127.0.0.1:9425"
+
+
+def test_positional_and_keyword_fields(manager: socket.socket) -> None:
+    assert sdnotify.notify("READY=1", "STATUS=starting", mainpid=1234)
+    assert received(manager) == "READY=1\nSTATUS=starting\nMAINPID=1234"
+
+
+def test_each_helper_sends_its_assignment(manager: socket.socket) -> None:
+    sdnotify.status("tailing /var/log/mail.log")
+    sdnotify.watchdog_ping()
+    sdnotify.stopping("saving state")
+    assert received(manager) == "STATUS=tailing /var/log/mail.log"
+    assert received(manager) == "WATCHDOG=1"
+    assert received(manager) == "STOPPING=1\nSTATUS=saving state"
+
+
+def test_reloading_carries_a_monotonic_timestamp(manager: socket.socket) -> None:
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    sdnotify.reloading()
+    first, second = received(manager).split("\n")
+    assert first == "RELOADING=1"
+    key, value = second.split("=")
+    assert key == "MONOTONIC_USEC"
+    assert before <= int(value) <= time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+
+
+def test_newline_in_a_value_cannot_inject_an_assignment(manager: socket.socket) -> None:
+    sdnotify.status("bad name\nREADY=1")
+    assert received(manager) == "STATUS=bad name READY=1"
+
+
+def test_abstract_socket_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"logscan-test-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(5)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        assert sdnotify.ready()
+        assert received(sock) == "READY=1"
+
+
+def test_no_op_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert sdnotify.ready("x") is False
+    assert sdnotify.notify(env={"NOTIFY_SOCKET": ""}, status="x") is False
+    assert sdnotify.notify(env={"NOTIFY_SOCKET": "vsock:2:1234"}, status="x") is False
+
+
+def test_socket_gone_raises(tmp_path: Path) -> None:
+    # systemd set NOTIFY_SOCKET but nothing listens: the caller must hear about it.
+    with pytest.raises(FileNotFoundError):
+        sdnotify.notify("READY=1", env={"NOTIFY_SOCKET": str(tmp_path / "missing.sock")})
+
+
+def test_message_from_a_child_process_arrives(manager: socket.socket) -> None:
+    # The daemon's real path: another process, the environment inherited as systemd sets it.
+    code = "from logscan import sdnotify; sdnotify.ready('from child')"
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30, cwd=repo)
+    assert received(manager) == "READY=1\nSTATUS=from child"
+
+
+@pytest.mark.parametrize(
+    ("env", "pid", "expected"),
+    [
+        ({"WATCHDOG_USEC": "30000000"}, 42, 30.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "42"}, 42, 30.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "43"}, 42, None),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "x"}, 42, None),
+        ({"WATCHDOG_USEC": "500"}, 42, 0.0005),
+        ({"WATCHDOG_USEC": "0"}, 42, None),
+        ({"WATCHDOG_USEC": "soon"}, 42, None),
+        ({}, 42, None),
+    ],
+)
+def test_watchdog_interval(env: dict[str, str], pid: int, expected: float | None) -> None:
+    assert sdnotify.watchdog_interval(env, pid) == expected
+
+
+def test_watchdog_interval_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "2500000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    assert sdnotify.watchdog_interval() == 2.5
