@@ -1,0 +1,15 @@
+# The README's two commands: `make demo` and `make test`. Both set everything up first.
+.PHONY: setup demo test lint
+
+setup:
+	./scripts/setup.sh
+
+demo: setup
+	.venv/bin/python -m logscan.demo
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+
+test: setup lint
+	.venv/bin/python -m pytest -q

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Everything logscan's tests and demo need on a fresh Debian 12 machine with Python 3.11.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for bin_pkg in logrotate:logrotate promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
+               amtool:prometheus-alertmanager systemd-analyze:systemd openssl:openssl; do
+  command -v "${bin_pkg%%:*}" >/dev/null 2>&1 || need_apt+=("${bin_pkg##*:}")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  # policy-rc.d keeps Debian from starting system-wide Prometheus/Alertmanager services:
+  # the tests start their own, on free loopback ports.
+  if [ -d /usr/sbin ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q -e '.[test]'
