@@ -1,0 +1,165 @@
+"""The systemd unit, sysusers.d and tmpfiles.d files, checked by systemd's own tools."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+UNIT = REPO / "systemd" / "logscan.service"
+SYSUSERS = REPO / "systemd" / "logscan.sysusers.conf"
+TMPFILES = REPO / "systemd" / "logscan.tmpfiles.conf"
+EXEC_START = "/usr/local/bin/logscan run --config /etc/logscan/logscan.toml"
+MAX_EXPOSURE = 2.0
+
+
+def systemd_tool(name: str) -> str:
+    """Path of a systemd binary; a missing one fails the test (CI installs the systemd package)."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} not found: install Debian's 'systemd' package (apt-get install systemd)")
+    return path
+
+
+def service_settings(text: str) -> list[tuple[str, str]]:
+    """(key, value) pairs of the [Service] section, in order; keys may repeat as in systemd."""
+    pairs: list[tuple[str, str]] = []
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]":
+            key, _, value = line.partition("=")
+            pairs.append((key, value))
+    return pairs
+
+
+def verifiable_copy(tmp_path: Path, *, typo: tuple[str, str] = ("", "")) -> Path:
+    """The unit with ExecStart's binary swapped for `true`, which verify can find.
+
+    verify insists that ExecStart's binary exists, and where logscan lives differs per
+    machine (/usr/local/bin, a venv); test_exec_start_is_the_documented_command pins the
+    real line.
+    """
+    true = shutil.which("true")
+    assert true is not None
+    text = UNIT.read_text(encoding="utf-8")
+    assert text.count(f"ExecStart={EXEC_START}\n") == 1
+    text = text.replace("ExecStart=/usr/local/bin/logscan ", f"ExecStart={true} ").replace(*typo)
+    copy = tmp_path / "logscan.service"
+    copy.write_text(text, encoding="utf-8")
+    return copy
+
+
+def verify(unit: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [systemd_tool("systemd-analyze"), "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_verify_reports_nothing(tmp_path: Path) -> None:
+    done = verify(verifiable_copy(tmp_path))
+    # Unknown or misspelt keys are only warnings (exit 0): any output at all is a finding.
+    assert (done.returncode, done.stderr, done.stdout) == (0, "", "")
+
+
+def test_verify_catches_a_misspelt_key(tmp_path: Path) -> None:
+    # Guards the test above: it must notice the kind of mistake it exists for.
+    done = verify(verifiable_copy(tmp_path, typo=("ProtectClock=yes", "ProtectClok=yes")))
+    assert "Unknown key" in done.stderr
+
+
+def exposure(unit: Path) -> float:
+    done = subprocess.run(
+        [systemd_tool("systemd-analyze"), "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
+    assert match, f"no exposure level in systemd-analyze output:\n{done.stdout}\n{done.stderr}"
+    return float(match.group(1))
+
+
+def test_security_exposure_below_2() -> None:
+    score = exposure(UNIT)
+    assert score < MAX_EXPOSURE, f"systemd-analyze security exposure {score} >= {MAX_EXPOSURE}"
+
+
+def test_exposure_parser_sees_a_weak_unit(tmp_path: Path) -> None:
+    # An unhardened unit scores high: the score above is read, not defaulted.
+    weak = tmp_path / "weak.service"
+    weak.write_text("[Service]\nExecStart=/bin/true\n", encoding="utf-8")
+    assert exposure(weak) > 9.0
+
+
+def test_unit_promises_what_the_daemon_implements() -> None:
+    settings = service_settings(UNIT.read_text(encoding="utf-8"))
+    single = dict(settings)
+    assert single["Type"] == "notify"
+    assert single["NotifyAccess"] == "main"
+    assert single["WatchdogSec"] == "30s"
+    assert single["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert single["Restart"] == "on-failure"
+    assert single["User"] == "logscan"
+    assert single["DynamicUser"] == "no"
+    assert single["SupplementaryGroups"] == "adm"
+    assert single["StateDirectory"] == "logscan"
+    assert single["CapabilityBoundingSet"] == ""
+    assert single["AmbientCapabilities"] == ""
+    assert single["IPAddressDeny"] == "any"
+    # AF_UNIX carries sd_notify; dropping it would make Type=notify time out at start.
+    assert "AF_UNIX" in single["RestrictAddressFamilies"].split()
+
+
+def test_exec_start_is_the_documented_command() -> None:
+    settings = service_settings(UNIT.read_text(encoding="utf-8"))
+    assert [v for k, v in settings if k == "ExecStart"] == [EXEC_START]
+    # The subcommand and option the unit uses must exist in the CLI.
+    done = subprocess.run(
+        [sys.executable, "-m", "logscan", "run", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--config" in done.stdout
+
+
+def test_sysusers_creates_the_logscan_user(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    done = subprocess.run(
+        [systemd_tool("systemd-sysusers"), f"--root={tmp_path}", str(SYSUSERS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    passwd = (tmp_path / "etc/passwd").read_text(encoding="utf-8")
+    users = {fields[0]: fields for fields in (line.split(":") for line in passwd.splitlines())}
+    assert users["logscan"][5:] == ["/var/lib/logscan", "/usr/sbin/nologin"]
+    assert 0 < int(users["logscan"][2]) < 1000  # a system user
+
+
+def test_tmpfiles_makes_config_dir_readable_to_logscan_only(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/group").write_text("root:x:0:\nlogscan:x:987:\n", encoding="utf-8")
+    (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n", encoding="utf-8")
+    done = subprocess.run(
+        [systemd_tool("systemd-tmpfiles"), f"--root={tmp_path}", "--create", str(TMPFILES)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    info = (tmp_path / "etc/logscan").stat()
+    assert (oct(info.st_mode & 0o777), info.st_uid, info.st_gid) == ("0o750", 0, 987)
