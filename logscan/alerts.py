@@ -1,0 +1,598 @@
+"""Spike alerts on SMTP reply codes, evaluated on event time: pure state, no I/O, no clock.
+
+How a rule is evaluated (docs/alerts.md has the operator's version):
+
+- Every reply (an Event with a code) of the rule's direction is counted per log, per mta
+  (and per domain for `per_domain` rules) in one-minute buckets keyed by EVENT time
+  (`minute = floor(time / 60)`); a matching reply also counts as a hit.
+- Evaluation happens at whole-minute boundaries E = 60·M, like a Prometheus rule group
+  with a 1-minute interval. At E the window is the `window / 60` complete minutes before E.
+  count = hits in the window; ratio = count / all replies of that direction in the window;
+  rate = count per minute over the window.
+- baseline = EWMA of hits per minute, fed one minute at a time as the minute LEAVES the
+  window (so a spike never feeds its own baseline): b ← b + α·(hits − b) with
+  α = 1 − exp(−60 / baseline_s) (time constant baseline_s, default 1 h; a minute's weight
+  halves every ln 2 · baseline_s ≈ 42 min). It starts at 0 and is frozen while the series
+  is pending or firing, so a long incident does not teach itself to be normal.
+- hot = count ≥ min_count and ratio ≥ min_ratio and rate ≥ factor · baseline
+  (factor 0 disables the baseline test; baseline 0 always passes it).
+- inactive → pending when hot; pending → firing once hot for for_s; pending → inactive
+  when not hot. A firing series stays firing while count ≥ f·min_count and
+  ratio ≥ f·min_ratio and rate ≥ f·factor·baseline, with f = resolve_fraction (0.7);
+  otherwise it resolves (hysteresis: no flapping around the threshold).
+- Boundary E of a log is evaluated once that log shows an event at or after E + settle_s,
+  or when the caller calls advance(t) with t ≥ E + settle_s (the daemon does that only when
+  its tailers are caught up, so a quiet log still resolves). The same events in the same
+  order therefore give the same alerts live, after a restart backlog, or in a replay.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+from logscan.events import Direction, Event
+
+BUCKET_S: Final = 60
+STATE_VERSION: Final = 1
+OTHER_DOMAIN: Final = "other"
+DEFAULT_SETTLE_S: Final = 10.0
+
+State = Literal["inactive", "pending", "firing", "resolved"]
+
+_CODE_PATTERN = r"^(?:[2-5][0-9][0-9]|[2-5]xx|[245]\.[0-9]{1,3}\.[0-9]{1,3})$"
+_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
+
+
+class Rule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One alert rule, as written under `[[alerts.rules]]` in the TOML config."""
+
+    name: Annotated[str, msgspec.Meta(pattern=_NAME_PATTERN)]
+    direction: Direction
+    # "551" (basic code), "5xx" (class) or "5.1.1" (enhanced code).
+    code: Annotated[str, msgspec.Meta(pattern=_CODE_PATTERN)] = "551"
+    window: Annotated[int, msgspec.Meta(ge=60, le=86400, multiple_of=60)] = 300
+    min_count: Annotated[int, msgspec.Meta(ge=1)] = 10
+    min_ratio: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.05
+    factor: Annotated[float, msgspec.Meta(ge=0.0)] = 3.0
+    baseline_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 86400)] = 3600
+    for_s: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 120
+    resolve_fraction: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.7
+    severity: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = "page"
+    per_domain: bool = False
+    max_domains: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    logs: tuple[str, ...] | None = None
+
+    def matches(self, ev: Event) -> bool:
+        """Whether the reply in `ev` is one this rule counts as a hit."""
+        code = self.code
+        if "." in code:
+            return ev.enhanced == code
+        if code.endswith("xx"):
+            return ev.code[:1] == code[0]
+        return ev.code == code
+
+
+DEFAULT_RULES: Final[tuple[Rule, ...]] = (
+    Rule(name="smtp_551_outbound_spike", direction="outbound"),
+    Rule(name="smtp_551_inbound_spike", direction="inbound"),
+)
+
+
+def rules_from(obj: Any) -> list[Rule]:
+    """Validate a decoded `[[alerts.rules]]` list; raises msgspec.ValidationError naming the key."""
+    rules = msgspec.convert(obj, list[Rule])
+    _check_unique(rules)
+    return rules
+
+
+def _check_unique(rules: Iterable[Rule]) -> None:
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.name in seen:
+            raise ValueError(f"duplicate alert rule name {rule.name!r}")
+        seen.add(rule.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A state change of one alert series, with the numbers behind it.
+
+    `since` is when the current episode began (pending start for pending/inactive, firing
+    start for firing/resolved); `at` is the evaluation time of this change. Rates are per
+    minute. Times are event-time epoch seconds.
+    """
+
+    alert: str
+    rule: Rule
+    labels: Mapping[str, str]
+    state: State
+    since: float
+    at: float
+    pending_since: float
+    count: int
+    total: int
+    ratio: float
+    rate: float
+    baseline: float
+    peak_count: int
+    peak_ratio: float
+    peak_rate: float
+
+    @property
+    def key(self) -> tuple[tuple[str, str], ...]:
+        """Identity of the alert series (its sorted labels)."""
+        return tuple(sorted(self.labels.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPeriod:
+    """One firing period found by `replay`; `end` is None when still firing at the end of input."""
+
+    alert: str
+    labels: Mapping[str, str]
+    pending_since: float
+    start: float
+    end: float | None
+    peak_count: int
+    peak_ratio: float
+    peak_rate: float
+    baseline: float
+
+
+@dataclass(slots=True)
+class _Series:
+    """Buckets, baseline and state of one (rule, log, mta[, domain]) series."""
+
+    folded: int  # buckets of minutes before this are folded into the baseline and gone
+    hits: dict[int, int] = field(default_factory=dict)
+    totals: dict[int, int] = field(default_factory=dict)
+    baseline: float = 0.0
+    state: State = "inactive"
+    pending_since: float = 0.0
+    fired_at: float = 0.0
+    peak_count: int = 0
+    peak_ratio: float = 0.0
+    peak_rate: float = 0.0
+
+    def add(self, minute: int, hit: bool) -> bool:
+        """Count one reply; False when its minute is already folded (too late to count)."""
+        if minute < self.folded:
+            return False
+        self.totals[minute] = self.totals.get(minute, 0) + 1
+        if hit:
+            self.hits[minute] = self.hits.get(minute, 0) + 1
+        return True
+
+    def fold(self, start: int, keep: float) -> None:
+        """Feed minutes before `start` into the EWMA (keep = 1 − α) unless frozen, then drop them."""
+        if self.folded >= start:
+            return
+        if self.state == "inactive":
+            b = self.baseline
+            cur = self.folded
+            for m in sorted(m for m in self.hits if m < start):
+                b *= keep ** (m - cur)
+                b = keep * b + (1.0 - keep) * self.hits[m]
+                cur = m + 1
+            b *= keep ** (start - cur)
+            # Denormals are slow and meaningless here.
+            self.baseline = b if b > 1e-9 else 0.0
+        for d in (self.hits, self.totals):
+            for m in [m for m in d if m < start]:
+                del d[m]
+        self.folded = start
+
+    def to_list(self) -> dict[str, Any]:
+        return {
+            "folded": self.folded,
+            "hits": sorted(self.hits.items()),
+            "totals": sorted(self.totals.items()),
+            "baseline": self.baseline,
+            "state": self.state,
+            "pending_since": self.pending_since,
+            "fired_at": self.fired_at,
+            "peak": [self.peak_count, self.peak_ratio, self.peak_rate],
+        }
+
+    @classmethod
+    def from_list(cls, d: Mapping[str, Any]) -> _Series:
+        state = d["state"]
+        if state not in ("inactive", "pending", "firing"):
+            raise ValueError(f"bad series state {state!r}")
+        pc, pr, prate = d["peak"]
+        return cls(
+            folded=int(d["folded"]),
+            hits={int(m): int(n) for m, n in d["hits"]},
+            totals={int(m): int(n) for m, n in d["totals"]},
+            baseline=float(d["baseline"]),
+            state=state,
+            pending_since=float(d["pending_since"]),
+            fired_at=float(d["fired_at"]),
+            peak_count=int(pc),
+            peak_ratio=float(pr),
+            peak_rate=float(prate),
+        )
+
+
+SeriesKey = tuple[int, str, str]  # rule index, mta, domain ("" unless per_domain)
+
+
+@dataclass(slots=True)
+class _Log:
+    """Evaluation horizon and series of one log: boundary `next_min`·60 is the next to evaluate."""
+
+    next_min: int
+    series: dict[SeriesKey, _Series] = field(default_factory=dict)
+
+
+class AlertEngine:
+    """Evaluates alert rules over Events on event time; see the module docstring for the rules."""
+
+    def __init__(self, rules: Sequence[Rule] = DEFAULT_RULES, *, settle_s: float = DEFAULT_SETTLE_S) -> None:
+        _check_unique(rules)
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        self.settle_s = float(settle_s)
+        # Replies dropped because their minute had already left every window.
+        self.late = 0
+        self._logs: dict[str, _Log] = {}
+        self._outbox: list[Transition] = []
+        self._keep = tuple(math.exp(-BUCKET_S / r.baseline_s) for r in self.rules)
+        self._applicable: dict[tuple[str, str], tuple[tuple[int, Rule], ...]] = {}
+
+    # -- input ---------------------------------------------------------------------------
+
+    def observe(self, ev: Event) -> None:
+        """Count one event; evaluates its log's boundaries that this event's time closes."""
+        if not ev.code:
+            return
+        minute = int(ev.time // BUCKET_S)
+        log = self._logs.get(ev.log)
+        if log is None:
+            log = self._logs[ev.log] = _Log(next_min=minute + 1)
+        elif ev.time >= log.next_min * BUCKET_S + self.settle_s:
+            self._evaluate(ev.log, log, self._target(ev.time))
+        rules = self._applicable.get((ev.log, ev.direction))
+        if rules is None:
+            rules = self._applicable[(ev.log, ev.direction)] = tuple(
+                (i, r)
+                for i, r in enumerate(self.rules)
+                if r.direction == ev.direction and (r.logs is None or ev.log in r.logs)
+            )
+        for idx, rule in rules:
+            hit = rule.matches(ev)
+            if rule.per_domain:
+                series = self._domain_series(log, idx, rule, ev, hit)
+                if series is None:
+                    continue
+            else:
+                key = (idx, ev.mta, "")
+                series = log.series.get(key)
+                if series is None:
+                    series = log.series[key] = _Series(folded=log.next_min - rule.window // BUCKET_S)
+            if not series.add(minute, hit):
+                self.late += 1
+
+    def _domain_series(self, log: _Log, idx: int, rule: Rule, ev: Event, hit: bool) -> _Series | None:
+        domain = (ev.recipient_domain if ev.direction == "outbound" else ev.sender_domain) or OTHER_DOMAIN
+        key = (idx, ev.mta, domain)
+        series = log.series.get(key)
+        if series is not None:
+            return series
+        other = (idx, ev.mta, OTHER_DOMAIN)
+        if not hit:
+            # A domain is tracked from its first hit on; its other replies before that, and
+            # those of untracked domains, count towards `other` once `other` exists.
+            return log.series.get(other)
+        mine = [k for k in log.series if k[0] == idx and k[1] == ev.mta and k[2] != OTHER_DOMAIN]
+        if len(mine) >= rule.max_domains:
+            # Make room by forgetting a quiet domain; under a flood of new domains the
+            # newcomers share the `other` series instead of growing memory.
+            quiet = [k for k in mine if log.series[k].state == "inactive" and not log.series[k].hits]
+            if not quiet:
+                key = other
+                series = log.series.get(other)
+                if series is not None:
+                    return series
+            else:
+                del log.series[min(quiet, key=lambda k: log.series[k].baseline)]
+        series = log.series[key] = _Series(folded=log.next_min - rule.window // BUCKET_S)
+        return series
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def advance(self, t: float) -> list[Transition]:
+        """Evaluate every log up to event time `t` and return all transitions since the last call.
+
+        The daemon calls this with max(last event time, now) only when its tailers are
+        caught up; a replay calls it with the end of its input.
+        """
+        target = self._target(t)
+        for name, log in self._logs.items():
+            if log.next_min <= target:
+                self._evaluate(name, log, target)
+        out, self._outbox = self._outbox, []
+        out.sort(key=lambda tr: (tr.at, tr.alert, tr.key))
+        return out
+
+    def _target(self, t: float) -> int:
+        """Last boundary minute that time `t` closes."""
+        return math.floor((t - self.settle_s) / BUCKET_S)
+
+    def _evaluate(self, name: str, log: _Log, target: int) -> None:
+        start = log.next_min
+        for key, series in log.series.items():
+            self._run(name, key, series, start, target)
+        log.next_min = target + 1
+        # Forget series with nothing left to say, so idle domains and logs cost nothing.
+        for key in [
+            k for k, s in log.series.items() if s.state == "inactive" and not s.totals and s.baseline == 0.0
+        ]:
+            del log.series[key]
+
+    def _run(self, log: str, key: SeriesKey, s: _Series, first: int, last: int) -> None:
+        rule = self.rules[key[0]]
+        w = rule.window // BUCKET_S
+        keep = self._keep[key[0]]
+        m = first
+        while m <= last:
+            if s.state == "inactive":
+                # Boundaries whose window holds no hit cannot turn hot: jump to the first one that does.
+                nxt = min((h for h in s.hits if h >= m - w), default=None)
+                m = last if nxt is None else max(m, min(nxt + 1, last))
+            self._step(log, key, s, rule, keep, m)
+            m += 1
+
+    def _step(self, log: str, key: SeriesKey, s: _Series, rule: Rule, keep: float, m: int) -> None:
+        w = rule.window // BUCKET_S
+        start = m - w
+        s.fold(start, keep)
+        hits, totals = s.hits, s.totals
+        count = sum(hits.get(i, 0) for i in range(start, m))
+        total = sum(totals.get(i, 0) for i in range(start, m))
+        ratio = count / total if total else 0.0
+        rate = count / w
+        base = s.baseline
+        at = float(m * BUCKET_S)
+        state = s.state
+        if state == "firing":
+            f = rule.resolve_fraction
+            hot = (
+                count >= f * rule.min_count and ratio >= f * rule.min_ratio and rate >= f * rule.factor * base
+            )
+        else:
+            hot = count >= rule.min_count and ratio >= rule.min_ratio and rate >= rule.factor * base
+        if hot:
+            if state == "inactive":
+                s.state, s.pending_since = "pending", at
+                s.peak_count, s.peak_ratio, s.peak_rate = count, ratio, rate
+                self._emit(log, key, s, "pending", at, at, count, total, ratio, rate, base)
+            else:
+                s.peak_count = max(s.peak_count, count)
+                s.peak_ratio = max(s.peak_ratio, ratio)
+                s.peak_rate = max(s.peak_rate, rate)
+            if s.state == "pending" and at - s.pending_since >= rule.for_s:
+                s.state, s.fired_at = "firing", at
+                self._emit(log, key, s, "firing", at, at, count, total, ratio, rate, base)
+        elif state == "pending":
+            s.state = "inactive"
+            self._emit(log, key, s, "inactive", s.pending_since, at, count, total, ratio, rate, base)
+        elif state == "firing":
+            s.state = "inactive"
+            self._emit(log, key, s, "resolved", s.fired_at, at, count, total, ratio, rate, base)
+
+    def _labels(self, log: str, key: SeriesKey) -> dict[str, str]:
+        rule = self.rules[key[0]]
+        labels = {
+            "alertname": rule.name,
+            "severity": rule.severity,
+            "mta": key[1],
+            "log": log,
+            "code": rule.code,
+            "direction": rule.direction,
+        }
+        if rule.per_domain:
+            labels["domain"] = key[2]
+        return labels
+
+    def _emit(
+        self,
+        log: str,
+        key: SeriesKey,
+        s: _Series,
+        state: State,
+        since: float,
+        at: float,
+        count: int,
+        total: int,
+        ratio: float,
+        rate: float,
+        base: float,
+    ) -> None:
+        rule = self.rules[key[0]]
+        self._outbox.append(
+            Transition(
+                alert=rule.name,
+                rule=rule,
+                labels=self._labels(log, key),
+                state=state,
+                since=since,
+                at=at,
+                pending_since=s.pending_since,
+                count=count,
+                total=total,
+                ratio=ratio,
+                rate=rate,
+                baseline=base,
+                peak_count=s.peak_count,
+                peak_ratio=s.peak_ratio,
+                peak_rate=s.peak_rate,
+            )
+        )
+
+    # -- output --------------------------------------------------------------------------
+
+    def firing(self) -> dict[str, bool]:
+        """Alert name → whether any of its series (any log, mta, domain) fires; every rule listed.
+
+        Keyed by rule name only, so logscan_alert_firing{alert} stays bounded by the config.
+        """
+        out = dict.fromkeys((r.name for r in self.rules), False)
+        for log in self._logs.values():
+            for (idx, _, _), s in log.series.items():
+                if s.state == "firing":
+                    out[self.rules[idx].name] = True
+        return out
+
+    def active(self) -> list[Transition]:
+        """A `firing` transition for every series firing now, e.g. to re-announce after a restart."""
+        out: list[Transition] = []
+        for name, log in self._logs.items():
+            at = float((log.next_min - 1) * BUCKET_S)
+            for key, s in log.series.items():
+                if s.state == "firing":
+                    rule = self.rules[key[0]]
+                    w = rule.window // BUCKET_S
+                    count = sum(s.hits.get(i, 0) for i in range(log.next_min - 1 - w, log.next_min - 1))
+                    total = sum(s.totals.get(i, 0) for i in range(log.next_min - 1 - w, log.next_min - 1))
+                    tr = Transition(
+                        alert=rule.name,
+                        rule=rule,
+                        labels=self._labels(name, key),
+                        state="firing",
+                        since=s.fired_at,
+                        at=at,
+                        pending_since=s.pending_since,
+                        count=count,
+                        total=total,
+                        ratio=count / total if total else 0.0,
+                        rate=count / w,
+                        baseline=s.baseline,
+                        peak_count=s.peak_count,
+                        peak_ratio=s.peak_ratio,
+                        peak_rate=s.peak_rate,
+                    )
+                    out.append(tr)
+        out.sort(key=lambda tr: tr.key)
+        return out
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able state (undelivered transitions excluded: drain with advance() first)."""
+        return {
+            "version": STATE_VERSION,
+            "late": self.late,
+            "rules": {r.name: _signature(r) for r in self.rules},
+            "logs": {
+                name: {
+                    "next_min": log.next_min,
+                    "series": [
+                        [self.rules[idx].name, mta, domain, s.to_list()]
+                        for (idx, mta, domain), s in log.series.items()
+                    ],
+                }
+                for name, log in self._logs.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        rules: Sequence[Rule] = DEFAULT_RULES,
+        *,
+        settle_s: float = DEFAULT_SETTLE_S,
+    ) -> AlertEngine:
+        """Rebuild from `to_dict` output under `rules`; series of rules that are gone or now count
+        something else (code, direction, per_domain) are dropped. Raises ValueError on a bad shape."""
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported alert state version {data.get('version')!r}")
+        engine = cls(rules, settle_s=settle_s)
+        index = {r.name: i for i, r in enumerate(engine.rules)}
+        try:
+            saved_sig = {str(k): list(v) for k, v in data["rules"].items()}
+            engine.late = int(data["late"])
+            for name, d in data["logs"].items():
+                log = engine._logs[str(name)] = _Log(next_min=int(d["next_min"]))
+                for rule_name, mta, domain, sd in d["series"]:
+                    idx = index.get(rule_name)
+                    if idx is None or saved_sig.get(rule_name) != _signature(engine.rules[idx]):
+                        continue
+                    rule = engine.rules[idx]
+                    if rule.logs is not None and name not in rule.logs:
+                        continue
+                    log.series[(idx, str(mta), str(domain))] = _Series.from_list(sd)
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed alert state: {exc!r}") from exc
+        return engine
+
+
+def _signature(rule: Rule) -> list[Any]:
+    """What a rule's buckets mean: if this changes, saved buckets are meaningless."""
+    return [rule.code, rule.direction, rule.per_domain]
+
+
+def replay(
+    events: Iterable[Event],
+    rules: Sequence[Rule] = DEFAULT_RULES,
+    *,
+    until: float | None = None,
+    settle_s: float = DEFAULT_SETTLE_S,
+) -> list[AlertPeriod]:
+    """The firing periods a live daemon would have paged for on these events.
+
+    Give each log's events in time order (rotated files oldest first); logs may follow one
+    another. `until` (e.g. now) evaluates past the last event so that finished bursts
+    resolve; without it, a period still firing at the last event has end=None.
+    """
+    engine = AlertEngine(rules, settle_s=settle_s)
+    open_: dict[tuple[tuple[str, str], ...], Transition] = {}
+    periods: list[AlertPeriod] = []
+
+    def take(transitions: Iterable[Transition]) -> None:
+        for tr in transitions:
+            if tr.state == "firing":
+                open_[tr.key] = tr
+            elif tr.state == "resolved":
+                start = open_.pop(tr.key, None)
+                periods.append(_period(start or tr, tr))
+
+    for n, ev in enumerate(events, 1):
+        engine.observe(ev)
+        if n % 65536 == 0:
+            take(engine.advance(-math.inf))
+    take(engine.advance(-math.inf if until is None else until))
+    periods.extend(_period(tr, None) for tr in open_.values())
+    periods.sort(key=lambda p: (p.start, p.alert, sorted(p.labels.items())))
+    return periods
+
+
+def _period(start: Transition, end: Transition | None) -> AlertPeriod:
+    last = end or start
+    return AlertPeriod(
+        alert=start.alert,
+        labels=dict(start.labels),
+        pending_since=start.pending_since,
+        start=start.since,
+        end=None if end is None else end.at,
+        peak_count=last.peak_count,
+        peak_ratio=last.peak_ratio,
+        peak_rate=last.peak_rate,
+        baseline=start.baseline,
+    )
+
+
+__all__ = [
+    "DEFAULT_RULES",
+    "AlertEngine",
+    "AlertPeriod",
+    "Rule",
+    "Transition",
+    "replay",
+    "rules_from",
+]
