@@ -55,13 +55,16 @@ class TopDomains:
     flood of distinct domains only churns the light half.
     """
 
-    __slots__ = ("capacity", "labelled", "limit", "sketch")
+    __slots__ = ("_floor", "capacity", "labelled", "limit", "sketch")
 
     def __init__(self, limit: int, capacity: int | None = None) -> None:
         self.limit = limit
         self.capacity = capacity or max(1000, 20 * limit)
         self.sketch: dict[str, int] = {}
         self.labelled: set[str] = set()
+        # A lower bound of the weakest labelled domain's count: labelled counts only grow
+        # between halvings, so it is only recomputed when a candidate might beat it.
+        self._floor = 0
 
     def label(self, domain: str) -> str:
         """The label value this occurrence of `domain` counts under."""
@@ -79,11 +82,13 @@ class TopDomains:
         if len(self.labelled) < self.limit:
             self.labelled.add(domain)
             return domain
-        if est > 10:
+        if est > 2 * self._floor + 10:
             weakest = min(self.labelled, key=lambda d: sketch.get(d, 0))
-            if est > 2 * sketch.get(weakest, 0) + 10:
+            self._floor = sketch.get(weakest, 0)
+            if est > 2 * self._floor + 10:
                 self.labelled.discard(weakest)
                 self.labelled.add(domain)
+                self._floor = min(sketch.get(d, 0) for d in self.labelled)
                 return domain
         return OTHER
 
@@ -92,6 +97,7 @@ class TopDomains:
         self.sketch = dict(keep)
         for d in self.labelled:
             self.sketch.setdefault(d, 0)
+        self._floor = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +180,7 @@ class Aggregate:
                 newest = max(minutes)
                 for old in [m for m in minutes if m < newest - self.windows[-1] // BUCKET_S - 1]:
                     del minutes[old]
-        cell[("sent", "bounced", "expired").index(status)] += 1
+        cell[0 if status == "sent" else 1 if status == "bounced" else 2] += 1
 
     def bounce_ratios(self, now: float) -> dict[tuple[str, str], float]:
         """bounced ÷ (sent + bounced + expired) per mta and window ending at `now`, on event time."""
@@ -249,6 +255,7 @@ class Aggregate:
             agg.last_event = {str(k): float(v) for k, v in data["last_event"].items()}
             agg.top.sketch = {str(k): int(v) for k, v in data["top"]["sketch"].items()}
             agg.top.labelled = set(data["top"]["labelled"][: agg.top.limit])
+            agg.top._floor = 0
             agg._minutes = {
                 m: {int(r[0]): [int(r[1]), int(r[2]), int(r[3])] for r in rows}
                 for m, rows in data["minutes"].items()

@@ -1,0 +1,109 @@
+"""The aggregate: what each event counts toward, windows on event time, bounded domains, state."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+from logscan.aggregate import DELAY_BUCKETS, OTHER, Aggregate, TopDomains, window_label
+from logscan.events import Event
+
+T0 = 1_764_400_000.0  # a fixed event time; nothing here reads a clock
+
+
+def ev(**kw: object) -> Event:
+    base: dict[str, object] = {"mta": "postfix", "log": "mail", "time": T0, "direction": "outbound"}
+    base.update(kw)
+    return Event(**base)  # type: ignore[arg-type]
+
+
+def test_reply_delivery_and_rejection_counters() -> None:
+    agg = Aggregate()
+    agg.add(ev(code="551", enhanced="5.1.1", status="bounced", recipient_domain="example.net", delay_s=2.0))
+    agg.add(ev(code="250", enhanced="2.0.0", status="sent", recipient_domain="example.net", delay_s=0.2))
+    agg.add(ev(direction="inbound", code="554", enhanced="5.7.1", status="rejected", stage="rcpt"))
+    agg.add(ev(status="deferred", enhanced="4.4.1"))  # no reply: a delivery, not a reply
+    assert agg.replies == {
+        ("postfix", "mail", "outbound", "551", "5.1.1"): 1,
+        ("postfix", "mail", "outbound", "250", "2.0.0"): 1,
+        ("postfix", "mail", "inbound", "554", "5.7.1"): 1,
+    }
+    assert agg.deliveries == {
+        ("postfix", "mail", "bounced"): 1,
+        ("postfix", "mail", "sent"): 1,
+        ("postfix", "mail", "deferred"): 1,
+    }
+    assert agg.rejections == {("postfix", "mail", "rcpt", "554"): 1}
+    hist = agg.delays[("postfix", "bounced")]
+    assert hist.count == 1
+    assert hist.total == 2.0
+    assert hist.buckets[DELAY_BUCKETS.index(5.0)] == 1  # 2 s falls in the le=5 bucket
+    assert agg.last_event == {"mail": T0}
+
+
+def test_bounce_ratio_uses_event_time_not_arrival() -> None:
+    agg = Aggregate(windows=(300, 3600))
+    for i in range(3):
+        agg.add(ev(status="sent", code="250", time=T0 - 60 * i))
+    agg.add(ev(status="bounced", code="550", time=T0))
+    # A backlog from two hours ago lands in its own minutes, outside both windows.
+    for _ in range(50):
+        agg.add(ev(status="bounced", code="550", time=T0 - 7200))
+    ratios = agg.bounce_ratios(now=T0)
+    assert ratios[("postfix", "5m")] == 0.25
+    assert ratios[("postfix", "1h")] == 0.25
+    assert agg.bounce_ratios(now=T0 + 4000)[("postfix", "1h")] == 0.0
+
+
+def test_window_label() -> None:
+    assert [window_label(s) for s in (300, 3600, 86400, 90)] == ["5m", "1h", "1d", "90s"]
+
+
+def test_top_domains_keep_heavy_hitters_and_fold_the_rest() -> None:
+    top = TopDomains(limit=3, capacity=100)
+    for _ in range(50):
+        for d in ("a.example", "b.example", "c.example"):
+            top.label(d)
+    labels = {top.label(f"junk{i}.example") for i in range(5000)}
+    assert labels == {OTHER}
+    assert top.labelled == {"a.example", "b.example", "c.example"}
+    # A new domain that outgrows the weakest labelled one takes its place.
+    for _ in range(500):
+        last = top.label("d.example")
+    assert last == "d.example"
+    assert len(top.labelled) == 3
+
+
+def test_flood_of_distinct_domains_stays_bounded() -> None:
+    agg = Aggregate(top_domains=50)
+    tracemalloc.start()
+    for i in range(300_000):
+        agg.add(ev(code="551", enhanced="5.1.1", status="bounced", recipient_domain=f"d{i}.example"))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(agg.domains) <= (50 + 1) * 2 * 3
+    assert len(agg.top.sketch) <= 2 * agg.top.capacity + 50
+    assert peak < 50 << 20, f"peak {peak} bytes"
+    assert sum(agg.domains.values()) == 300_000
+
+
+def test_state_round_trip_is_exact() -> None:
+    agg = Aggregate()
+    for i in range(200):
+        agg.add(ev(code="551" if i % 3 else "250", enhanced="5.1.1", status="bounced" if i % 3 else "sent",
+                   recipient_domain=f"d{i % 7}.example", delay_s=float(i), time=T0 + i))
+    agg.count_lines("mail", "parsed", 200)
+    agg.count_lines("mail", "unparsed", 2, "no-timestamp")
+    data = json.loads(json.dumps(agg.to_dict()))
+    back = Aggregate.from_dict(data)
+    assert back.snapshot(T0 + 300) == agg.snapshot(T0 + 300)
+    assert back.top.labelled == agg.top.labelled
+
+
+def test_from_dict_rejects_unknown_shapes() -> None:
+    import pytest  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="version"):
+        Aggregate.from_dict({"version": 99})
+    with pytest.raises(ValueError, match="malformed"):
+        Aggregate.from_dict({"version": 1, "replies": [["x"]]})
