@@ -10,6 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from logscan.alerts import DEFAULT_RULES, Rule
+from logscan.notify import Receiver
+
 Format = Literal["auto", "postfix", "exim", "mailenable"]
 DEFAULT_PATH = Path("/etc/logscan/logscan.toml")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
@@ -47,17 +50,10 @@ class Log(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     timezone: str = ""
 
 
-class Receiver(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    name: str
-    kind: Literal["alertmanager", "webhook"]
-    url: str
-    timeout: float = 5.0
-
-
 class Alerts(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     enabled: bool = True
     default_rules: bool = True
-    rules: list[dict[str, object]] = msgspec.field(default_factory=list)
+    rules: list[Rule] = msgspec.field(default_factory=list)
     receivers: list[Receiver] = msgspec.field(default_factory=list)
 
 
@@ -135,9 +131,16 @@ def _check(cfg: Config) -> list[str]:
     names = [r.name for r in cfg.alerts.receivers]
     if len(set(names)) != len(names):
         out.append("key `alerts.receivers`: receiver names must be unique")
-    for i, r in enumerate(cfg.alerts.receivers):
-        if not r.url.startswith(("http://", "https://")):
-            out.append(f"key `alerts.receivers[{i}].url`: must start with http:// or https://")
+    rule_names = [r.name for r in cfg.alerts.rules]
+    if cfg.alerts.default_rules:
+        rule_names += [r.name for r in DEFAULT_RULES]
+    if len(set(rule_names)) != len(rule_names):
+        out.append("key `alerts.rules`: rule names must be unique (the default rules count too)")
+    log_names = {log.name for log in cfg.logs}
+    for i, rule in enumerate(cfg.alerts.rules):
+        unknown = sorted(set(rule.logs or ()) - log_names)
+        if unknown:
+            out.append(f"key `alerts.rules[{i}].logs`: no [[logs]] named {', '.join(unknown)}")
     from logscan.web import parse_listen  # noqa: PLC0415 - web imports heavy modules; keep config light
 
     try:
