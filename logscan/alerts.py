@@ -305,16 +305,18 @@ class AlertEngine:
 
     # -- evaluation ----------------------------------------------------------------------
 
-    def advance(self, t: float) -> list[Transition]:
+    def advance(self, t: float | None = None) -> list[Transition]:
         """Evaluate every log up to event time `t` and return all transitions since the last call.
 
         The daemon calls this with max(last event time, now) only when its tailers are
-        caught up; a replay calls it with the end of its input.
+        caught up, and with t=None (collect what observe() found, evaluate nothing more)
+        while they are not.
         """
-        target = self._target(t)
-        for name, log in self._logs.items():
-            if log.next_min <= target:
-                self._evaluate(name, log, target)
+        if t is not None:
+            target = self._target(t)
+            for name, log in self._logs.items():
+                if log.next_min <= target:
+                    self._evaluate(name, log, target)
         out, self._outbox = self._outbox, []
         out.sort(key=lambda tr: (tr.at, tr.alert, tr.key))
         return out
@@ -537,6 +539,37 @@ def _signature(rule: Rule) -> list[Any]:
     return [rule.code, rule.direction, rule.per_domain]
 
 
+class Replay:
+    """Incremental `replay`: feed events one at a time (e.g. from `scan`), then `finish()`."""
+
+    def __init__(self, rules: Sequence[Rule] = DEFAULT_RULES, *, settle_s: float = DEFAULT_SETTLE_S) -> None:
+        self.engine = AlertEngine(rules, settle_s=settle_s)
+        self._open: dict[tuple[tuple[str, str], ...], Transition] = {}
+        self._periods: list[AlertPeriod] = []
+        self._seen = 0
+
+    def observe(self, ev: Event) -> None:
+        self.engine.observe(ev)
+        self._seen += 1
+        if self._seen % 65536 == 0:
+            self._take(self.engine.advance(-math.inf))
+
+    def _take(self, transitions: Iterable[Transition]) -> None:
+        for tr in transitions:
+            if tr.state == "firing":
+                self._open[tr.key] = tr
+            elif tr.state == "resolved":
+                start = self._open.pop(tr.key, None)
+                self._periods.append(_period(start or tr, tr))
+
+    def finish(self, until: float | None = None) -> list[AlertPeriod]:
+        """Every firing period; `until` evaluates past the last event so finished bursts resolve."""
+        self._take(self.engine.advance(-math.inf if until is None else until))
+        periods = self._periods + [_period(tr, None) for tr in self._open.values()]
+        periods.sort(key=lambda p: (p.start, p.alert, sorted(p.labels.items())))
+        return periods
+
+
 def replay(
     events: Iterable[Event],
     rules: Sequence[Rule] = DEFAULT_RULES,
@@ -550,26 +583,10 @@ def replay(
     another. `until` (e.g. now) evaluates past the last event so that finished bursts
     resolve; without it, a period still firing at the last event has end=None.
     """
-    engine = AlertEngine(rules, settle_s=settle_s)
-    open_: dict[tuple[tuple[str, str], ...], Transition] = {}
-    periods: list[AlertPeriod] = []
-
-    def take(transitions: Iterable[Transition]) -> None:
-        for tr in transitions:
-            if tr.state == "firing":
-                open_[tr.key] = tr
-            elif tr.state == "resolved":
-                start = open_.pop(tr.key, None)
-                periods.append(_period(start or tr, tr))
-
-    for n, ev in enumerate(events, 1):
-        engine.observe(ev)
-        if n % 65536 == 0:
-            take(engine.advance(-math.inf))
-    take(engine.advance(-math.inf if until is None else until))
-    periods.extend(_period(tr, None) for tr in open_.values())
-    periods.sort(key=lambda p: (p.start, p.alert, sorted(p.labels.items())))
-    return periods
+    rp = Replay(rules, settle_s=settle_s)
+    for ev in events:
+        rp.observe(ev)
+    return rp.finish(until)
 
 
 def _period(start: Transition, end: Transition | None) -> AlertPeriod:
@@ -591,6 +608,7 @@ __all__ = [
     "DEFAULT_RULES",
     "AlertEngine",
     "AlertPeriod",
+    "Replay",
     "Rule",
     "Transition",
     "replay",
