@@ -163,3 +163,61 @@ def test_tmpfiles_makes_config_dir_readable_to_logscan_only(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     info = (tmp_path / "etc/logscan").stat()
     assert (oct(info.st_mode & 0o777), info.st_uid, info.st_gid) == ("0o750", 0, 987)
+
+
+# Run in a child under the kernel's own W^X switch, prctl(PR_SET_MDWE) (Linux >= 6.3), which
+# refuses the same mappings as systemd's MemoryDenyWriteExecute= seccomp filter.
+MDWE_CHILD = r"""
+import ctypes, mmap, os, pkgutil, importlib, tempfile, time, urllib.request
+PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+    raise SystemExit("prctl(PR_SET_MDWE) failed: " + os.strerror(ctypes.get_errno()))
+try:
+    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    raise SystemExit("W+X mapping was allowed: MDWE not in force")
+except PermissionError:
+    pass
+
+import bcrypt, msgspec, prometheus_client, structlog
+from watchdog.events import FileSystemEventHandler
+from watchdog.observers import Observer
+import logscan
+for module in pkgutil.walk_packages(logscan.__path__, "logscan."):
+    if module.name not in ("logscan.__main__",):
+        importlib.import_module(module.name)
+
+assert bcrypt.checkpw(b"pw", bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)))
+assert msgspec.json.decode(msgspec.json.encode({"code": "551"})) == {"code": "551"}
+
+seen = []
+class Handler(FileSystemEventHandler):
+    def on_any_event(self, event):
+        seen.append(event.event_type)
+with tempfile.TemporaryDirectory() as folder:
+    observer = Observer()
+    observer.schedule(Handler(), folder)
+    observer.start()
+    with open(os.path.join(folder, "mail.log"), "w") as f:
+        f.write("line\n")
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    observer.stop()
+    observer.join()
+assert seen, "watchdog saw no event"
+
+server, thread = prometheus_client.start_http_server(0, addr="127.0.0.1")
+port = server.server_address[1]
+with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+    assert b"python_info" in reply.read()
+server.shutdown()
+print("OK")
+"""
+
+
+def test_cpython_and_dependencies_work_without_write_execute_memory() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", MDWE_CHILD], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "OK"), done.stderr
