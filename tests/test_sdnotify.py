@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -116,3 +117,69 @@ def test_watchdog_interval_reads_the_process_environment(monkeypatch: pytest.Mon
     monkeypatch.setenv("WATCHDOG_USEC", "2500000")
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
     assert sdnotify.watchdog_interval() == 2.5
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.mark.slow
+def test_daemon_talks_to_systemd_as_the_unit_expects(manager: socket.socket, tmp_path: Path) -> None:
+    """`logscan run` under Type=notify and WatchdogSec=1s, with this test playing PID 1."""
+    log = tmp_path / "mail.log"
+    log.write_text(
+        "Nov 29 08:00:01 mx postfix/smtp[1]: ABC123: to=<a@example.org>, relay=mx.example.org"
+        "[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 ok)\n",
+        encoding="utf-8",
+    )
+    port = free_port()
+    config = tmp_path / "logscan.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\n[state]\ndir = "{tmp_path / "state"}"\n'
+        f'[daemon]\npoll_interval = 0.2\n[[logs]]\nname = "postfix"\npath = "{log}"\n'
+        'format = "postfix"\nstart_at = "beginning"\n',
+        encoding="utf-8",
+    )
+    env = {**os.environ, "WATCHDOG_USEC": "1000000"}
+    repo = Path(__file__).resolve().parents[1]
+    output = tmp_path / "daemon.out"
+    with output.open("wb") as sink:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "logscan", "run", "--config", str(config)],
+            cwd=repo,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        manager.settimeout(20)
+        assert received(manager).startswith("READY=1\nSTATUS=")
+        # READY means the port is bound: systemd orders Prometheus-dependent units on it.
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        manager.settimeout(2)
+        started = time.monotonic()
+        pings = 0
+        while time.monotonic() - started < 2.5:
+            assert received(manager) == "WATCHDOG=1"
+            pings += 1
+        # WatchdogSec=1s: systemd kills a service that is silent for 1 s; half that is the goal.
+        assert pings >= 4
+
+        daemon.send_signal(signal.SIGHUP)
+        after_hup = [received(manager) for _ in range(4)]
+        states = [m.split("\n")[0] for m in after_hup if m != "WATCHDOG=1"]
+        assert states[:2] == ["RELOADING=1", "READY=1"], after_hup
+
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=25) == 0  # under the unit's TimeoutStopSec=30s
+        assert (tmp_path / "state").is_dir()
+        assert any((tmp_path / "state").iterdir()), "nothing saved on SIGTERM"
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        print(output.read_text(encoding="utf-8", errors="replace"))  # shown by pytest on failure
