@@ -13,7 +13,8 @@ How a rule is evaluated (docs/alerts.md has the operator's version):
   window (so a spike never feeds its own baseline): b ← b + α·(hits − b) with
   α = 1 − exp(−60 / baseline_s) (time constant baseline_s, default 1 h; a minute's weight
   halves every ln 2 · baseline_s ≈ 42 min). It starts at 0 and is frozen while the series
-  is pending or firing, so a long incident does not teach itself to be normal.
+  is pending or firing, so an incident does not teach itself to be normal — but for at
+  most baseline_s after the episode began: a level that lasts longer becomes the new normal.
 - hot = count ≥ min_count and ratio ≥ min_ratio and rate ≥ factor · baseline
   (factor 0 disables the baseline test; baseline 0 always passes it).
 - inactive → pending when hot; pending → firing once hot for for_s; pending → inactive
@@ -168,11 +169,11 @@ class _Series:
             self.hits[minute] = self.hits.get(minute, 0) + 1
         return True
 
-    def fold(self, start: int, keep: float) -> None:
-        """Feed minutes before `start` into the EWMA (keep = 1 − α) unless frozen, then drop them."""
+    def fold(self, start: int, keep: float, learn: bool) -> None:
+        """Feed minutes before `start` into the EWMA (keep = 1 − α) if `learn`, then drop them."""
         if self.folded >= start:
             return
-        if self.state == "inactive":
+        if learn:
             b = self.baseline
             cur = self.folded
             for m in sorted(m for m in self.hits if m < start):
@@ -228,6 +229,8 @@ class _Log:
 
     next_min: int
     series: dict[SeriesKey, _Series] = field(default_factory=dict)
+    # per_domain rules: (rule index, mta) → recent hits of domains not yet tracked.
+    candidates: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict)
 
 
 class AlertEngine:
@@ -267,41 +270,62 @@ class AlertEngine:
             hit = rule.matches(ev)
             if rule.per_domain:
                 series = self._domain_series(log, idx, rule, ev, hit)
-                if series is None:
-                    continue
             else:
                 key = (idx, ev.mta, "")
-                series = log.series.get(key)
-                if series is None:
-                    series = log.series[key] = _Series(folded=log.next_min - rule.window // BUCKET_S)
+                found = log.series.get(key)
+                series = (
+                    found if found is not None else log.series.setdefault(key, self._new_series(log, rule))
+                )
             if not series.add(minute, hit):
                 self.late += 1
 
-    def _domain_series(self, log: _Log, idx: int, rule: Rule, ev: Event, hit: bool) -> _Series | None:
+    def _domain_series(self, log: _Log, idx: int, rule: Rule, ev: Event, hit: bool) -> _Series:
+        """The series this reply counts in: its domain's if tracked, else `other`.
+
+        A domain earns its own series once it has max(2, min_count // 2) recent hits (a
+        bounded candidate sketch, halved every minute) and a slot is free or held by a
+        domain that is inactive with fewer hits in its window. Everything else, such as a
+        flood of one-off spoofed domains, counts together as domain="other", which is
+        evaluated like any domain. At most max_domains + 1 series per rule, log and mta.
+        """
         domain = (ev.recipient_domain if ev.direction == "outbound" else ev.sender_domain) or OTHER_DOMAIN
-        key = (idx, ev.mta, domain)
-        series = log.series.get(key)
+        series = log.series.get((idx, ev.mta, domain))
         if series is not None:
             return series
+        if hit and domain != OTHER_DOMAIN:
+            cands = log.candidates.setdefault((idx, ev.mta), {})
+            n = cands[domain] = cands.get(domain, 0) + 1
+            if n >= max(2, rule.min_count // 2) and self._make_room(log, idx, rule, ev.mta, n):
+                del cands[domain]
+                series = log.series[(idx, ev.mta, domain)] = self._new_series(log, rule)
+                return series
+            if len(cands) > 16 * rule.max_domains:
+                keep = sorted(cands.items(), key=lambda kv: kv[1], reverse=True)[: 8 * rule.max_domains]
+                log.candidates[(idx, ev.mta)] = dict(keep)
         other = (idx, ev.mta, OTHER_DOMAIN)
-        if not hit:
-            # A domain is tracked from its first hit on; its other replies before that, and
-            # those of untracked domains, count towards `other` once `other` exists.
-            return log.series.get(other)
-        mine = [k for k in log.series if k[0] == idx and k[1] == ev.mta and k[2] != OTHER_DOMAIN]
-        if len(mine) >= rule.max_domains:
-            # Make room by forgetting a quiet domain; under a flood of new domains the
-            # newcomers share the `other` series instead of growing memory.
-            quiet = [k for k in mine if log.series[k].state == "inactive" and not log.series[k].hits]
-            if not quiet:
-                key = other
-                series = log.series.get(other)
-                if series is not None:
-                    return series
-            else:
-                del log.series[min(quiet, key=lambda k: log.series[k].baseline)]
-        series = log.series[key] = _Series(folded=log.next_min - rule.window // BUCKET_S)
+        series = log.series.get(other)
+        if series is None:
+            series = log.series[other] = self._new_series(log, rule)
         return series
+
+    def _make_room(self, log: _Log, idx: int, rule: Rule, mta: str, hits: int) -> bool:
+        mine = [k for k in log.series if k[0] == idx and k[1] == mta and k[2] != OTHER_DOMAIN]
+        if len(mine) < rule.max_domains:
+            return True
+        weakest = min(
+            (k for k in mine if log.series[k].state == "inactive"),
+            key=lambda k: (sum(log.series[k].hits.values()), log.series[k].baseline),
+            default=None,
+        )
+        if weakest is None or sum(log.series[weakest].hits.values()) >= hits:
+            return False
+        del log.series[weakest]
+        return True
+
+    @staticmethod
+    def _new_series(log: _Log, rule: Rule) -> _Series:
+        # It starts with the window that the log's next evaluation looks at.
+        return _Series(folded=log.next_min - rule.window // BUCKET_S)
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -329,7 +353,14 @@ class AlertEngine:
         start = log.next_min
         for key, series in log.series.items():
             self._run(name, key, series, start, target)
+        steps = target + 1 - log.next_min
         log.next_min = target + 1
+        for cands in log.candidates.values():
+            # Halve candidate counts per minute evaluated, so they measure recent hits.
+            for d in list(cands):
+                cands[d] >>= min(steps, 62)
+                if not cands[d]:
+                    del cands[d]
         # Forget series with nothing left to say, so idle domains and logs cost nothing.
         for key in [
             k for k, s in log.series.items() if s.state == "inactive" and not s.totals and s.baseline == 0.0
@@ -352,14 +383,16 @@ class AlertEngine:
     def _step(self, log: str, key: SeriesKey, s: _Series, rule: Rule, keep: float, m: int) -> None:
         w = rule.window // BUCKET_S
         start = m - w
-        s.fold(start, keep)
+        at = float(m * BUCKET_S)
+        # Frozen during an episode, but for at most baseline_s: a level that lasts longer
+        # is the new normal (and a fresh start in the middle of one must not page forever).
+        s.fold(start, keep, s.state == "inactive" or at - s.pending_since >= rule.baseline_s)
         hits, totals = s.hits, s.totals
         count = sum(hits.get(i, 0) for i in range(start, m))
         total = sum(totals.get(i, 0) for i in range(start, m))
         ratio = count / total if total else 0.0
         rate = count / w
         base = s.baseline
-        at = float(m * BUCKET_S)
         state = s.state
         if state == "firing":
             f = rule.resolve_fraction
@@ -497,6 +530,9 @@ class AlertEngine:
                         [self.rules[idx].name, mta, domain, s.to_list()]
                         for (idx, mta, domain), s in log.series.items()
                     ],
+                    "candidates": [
+                        [self.rules[idx].name, mta, dict(c)] for (idx, mta), c in log.candidates.items() if c
+                    ],
                 }
                 for name, log in self._logs.items()
             },
@@ -529,6 +565,10 @@ class AlertEngine:
                     if rule.logs is not None and name not in rule.logs:
                         continue
                     log.series[(idx, str(mta), str(domain))] = _Series.from_list(sd)
+                for rule_name, mta, cands in d.get("candidates", ()):
+                    idx = index.get(rule_name)
+                    if idx is not None and saved_sig.get(rule_name) == _signature(engine.rules[idx]):
+                        log.candidates[(idx, str(mta))] = {str(k): int(v) for k, v in cands.items()}
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed alert state: {exc!r}") from exc
         return engine
@@ -552,7 +592,7 @@ class Replay:
         self.engine.observe(ev)
         self._seen += 1
         if self._seen % 65536 == 0:
-            self._take(self.engine.advance(-math.inf))
+            self._take(self.engine.advance())
 
     def _take(self, transitions: Iterable[Transition]) -> None:
         for tr in transitions:
@@ -564,7 +604,7 @@ class Replay:
 
     def finish(self, until: float | None = None) -> list[AlertPeriod]:
         """Every firing period; `until` evaluates past the last event so finished bursts resolve."""
-        self._take(self.engine.advance(-math.inf if until is None else until))
+        self._take(self.engine.advance(until))
         periods = self._periods + [_period(tr, None) for tr in self._open.values()]
         periods.sort(key=lambda p: (p.start, p.alert, sorted(p.labels.items())))
         return periods
