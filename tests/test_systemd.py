@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -221,3 +227,142 @@ def test_cpython_and_dependencies_work_without_write_execute_memory() -> None:
         [sys.executable, "-c", MDWE_CHILD], capture_output=True, text=True, timeout=120, cwd=REPO
     )
     assert (done.returncode, done.stdout.strip()) == (0, "OK"), done.stderr
+
+
+def expand_syscall_set(name: str, seen: set[str] | None = None) -> set[str]:
+    """System calls in a systemd set such as @system-service, nested sets resolved."""
+    seen = set() if seen is None else seen
+    seen.add(name)
+    done = subprocess.run(
+        [systemd_tool("systemd-analyze"), "syscall-filter", "--no-pager", name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    calls: set[str] = set()
+    for raw in done.stdout.splitlines()[1:]:
+        item = raw.strip()
+        if not item or item.startswith("#"):
+            continue
+        if item.startswith("@"):
+            if item not in seen:
+                calls |= expand_syscall_set(item, seen)
+        else:
+            calls.add(item)
+    return calls
+
+
+@functools.cache
+def unit_syscall_allowlist() -> frozenset[str]:
+    """What the unit's two SystemCallFilter= lines leave allowed: an allow list, then removals."""
+    lines = [v for k, v in service_settings(UNIT.read_text(encoding="utf-8")) if k == "SystemCallFilter"]
+    assert lines == ["@system-service", "~@privileged @resources"]
+    allowed = expand_syscall_set("@system-service")
+    for group in lines[1].removeprefix("~").split():
+        allowed -= expand_syscall_set(group)
+    return frozenset(allowed)
+
+
+# Applies, in this order, what the unit asks of the kernel: NoNewPrivileges=, the W^X rule of
+# MemoryDenyWriteExecute= (via PR_SET_MDWE) and SystemCallFilter= with SystemCallErrorNumber=EPERM
+# (via libseccomp, the library systemd itself uses), then execs argv. setpriv drops all
+# capabilities first (CapabilityBoundingSet=). argv[1] is a file with the allowed calls.
+SANDBOX = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def check(ok, what):
+    if not ok:
+        raise SystemExit(f"sandbox: {what} failed: {os.strerror(ctypes.get_errno())}")
+check(libc.prctl(38, 1, 0, 0, 0) == 0, "PR_SET_NO_NEW_PRIVS")
+check(libc.prctl(65, 1, 0, 0, 0) == 0, "PR_SET_MDWE")
+seccomp = ctypes.CDLL("libseccomp.so.2")
+seccomp.seccomp_init.restype = ctypes.c_void_p
+seccomp.seccomp_init.argtypes = [ctypes.c_uint32]
+seccomp.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+seccomp.seccomp_load.argtypes = [ctypes.c_void_p]
+seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+ctx = seccomp.seccomp_init(0x00050000 | 1)  # SCMP_ACT_ERRNO(EPERM)
+check(ctx, "seccomp_init")
+with open(sys.argv[1]) as names:
+    for name in names.read().split():
+        number = seccomp.seccomp_syscall_resolve_name(name.encode())
+        if number >= 0:  # sets name calls of other architectures too
+            check(seccomp.seccomp_rule_add(ctx, 0x7FFF0000, number, 0) == 0, f"allow {name}")
+check(seccomp.seccomp_load(ctx) == 0, "seccomp_load")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def sandboxed(tmp_path: Path, *argv: str) -> list[str]:
+    allow = tmp_path / "syscalls.allow"
+    allow.write_text("\n".join(sorted(unit_syscall_allowlist())), encoding="utf-8")
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None, "setpriv (util-linux) not found"
+    return [
+        setpriv, "--bounding-set=-all", "--inh-caps=-all", "--",
+        sys.executable, "-c", SANDBOX, str(allow), *argv,
+    ]  # fmt: skip
+
+
+def test_sandbox_enforces_the_unit_filter(tmp_path: Path) -> None:
+    # Negative control: a call the unit removes (@resources) fails, one it keeps works.
+    probe = "import os; os.sched_getaffinity(0); os.sched_setaffinity(0, os.sched_getaffinity(0))"
+    done = subprocess.run(
+        sandboxed(tmp_path, sys.executable, "-c", probe), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "PermissionError: [Errno 1] Operation not permitted" in done.stderr
+
+
+@pytest.mark.slow
+def test_daemon_runs_under_the_units_kernel_restrictions(tmp_path: Path) -> None:
+    """`logscan run` with the unit's syscall filter, W^X, no capabilities: starts, serves, reloads, stops."""
+    log = tmp_path / "mail.log"
+    log.write_text(
+        "Nov 29 08:00:01 mx postfix/smtp[1]: ABC123: to=<a@example.org>, relay=mx.example.org"
+        "[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, status=bounced (551 5.1.1 not local)\n",
+        encoding="utf-8",
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "logscan.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\n[state]\ndir = "{tmp_path / "state"}"\n'
+        f'[daemon]\npoll_interval = 0.2\n[[logs]]\nname = "postfix"\npath = "{log}"\n'
+        'format = "postfix"\nstart_at = "beginning"\n',
+        encoding="utf-8",
+    )
+    output = tmp_path / "daemon.out"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(str(tmp_path / "notify.sock"))
+        manager.settimeout(30)
+        env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "2000000"}
+        argv = sandboxed(tmp_path, sys.executable, "-m", "logscan", "run", "--config", str(config))
+        with output.open("wb") as sink:
+            daemon = subprocess.Popen(argv, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            assert manager.recv(4096).startswith(b"READY=1")
+            status = Path(f"/proc/{daemon.pid}/status").read_text(encoding="utf-8")
+            for line in ("NoNewPrivs:\t1", "Seccomp:\t2", "CapEff:\t0000000000000000"):
+                assert line in status.splitlines(), status
+            deadline = time.monotonic() + 10
+            body = ""
+            while "logscan_smtp_replies_total" not in body and time.monotonic() < deadline:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+                    body = reply.read().decode("utf-8")
+                time.sleep(0.1)
+            assert 'code="551"' in body
+            daemon.send_signal(signal.SIGHUP)
+            messages = [manager.recv(4096) for _ in range(4)]
+            assert any(m.startswith(b"RELOADING=1") for m in messages), messages
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(timeout=25) == 0
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+    text = output.read_text(encoding="utf-8", errors="replace")
+    for sign in ("Traceback", "Operation not permitted", "PermissionError"):
+        assert sign not in text, text
