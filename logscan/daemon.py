@@ -78,6 +78,14 @@ class Daemon:
     def run(self) -> int:
         configure_logging(self.cfg.daemon.log_level)
         log.info("starting", version=__version__, config=str(self.config_path), logs=len(self.cfg.logs))
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not os.access(self.state_path.parent, os.W_OK | os.X_OK):
+                raise PermissionError(f"cannot write to {self.state_path.parent}")
+        except OSError as exc:
+            # Without a state file every restart would be a counter reset: refuse to start.
+            log.error("state_dir_unusable", dir=str(self.state_path.parent), error=str(exc))
+            return 1
         saved = self._restore()
         for lcfg in self.cfg.logs:
             self._add_log(lcfg, saved.get("logs", {}).get(lcfg.name), saved.get("formats", {}))
@@ -210,7 +218,7 @@ class Daemon:
                 )
 
     def _choose_format(self, rt: LogRuntime, texts: list[str]) -> bool:
-        fmt = rt.cfg.format
+        fmt: str = rt.cfg.format
         if fmt == "auto":
             found = detect(texts).format
             if found is None:
@@ -237,7 +245,7 @@ class Daemon:
     def _log_notes(self, rt: LogRuntime) -> None:
         for event, fields in rt.follower.drain_notes():
             level = "warning" if event in ("log_unreadable", "log_missing", "state_mismatch") else "info"
-            getattr(log, level)(event, log=rt.cfg.name, **fields)
+            getattr(log, level)(event, **{**fields, "log": rt.cfg.name})
 
     def _announce(self, transitions: list[Transition]) -> None:
         for tr in transitions:
