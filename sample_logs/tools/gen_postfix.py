@@ -155,7 +155,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--out", type=Path, default=Path("sample_logs/postfix"))
-    ap.add_argument("--pause", type=float, default=0.4, help="seconds between sessions")
+    ap.add_argument("--pause", type=float, default=0.8, help="mean seconds between sessions")
     args = ap.parse_args()
     if Path("/dev/log").exists():
         sys.exit("/dev/log exists: another syslog daemon runs; stop it or adapt the generator")
@@ -230,8 +230,11 @@ def finish(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "record").mkdir(exist_ok=True)
     shutil.copy(WORK / "mail.log", out / "mail.log")
-    for name in ("sink.jsonl", "client.jsonl", "rules.json", "plan.json"):
+    for name in ("sink.jsonl", "client.jsonl", "rules.json"):
         shutil.copy(WORK / name, out / "record" / name)
+    # The plan without message bodies (they are random words; the sizes are in sink.jsonl).
+    plan = [{k: v for k, v in s.items() if k != "body"} for s in json.loads((WORK / "plan.json").read_text())]
+    (out / "record" / "plan.json").write_text(json.dumps(plan, indent=1) + "\n")
     expected.write_expected(out / "expected.json", derive(out))
     print(json.dumps(derive(out), indent=1))
 
