@@ -265,11 +265,12 @@ def unit_syscall_allowlist() -> frozenset[str]:
 
 
 # Applies, in this order, what the unit asks of the kernel: NoNewPrivileges=, the W^X rule of
-# MemoryDenyWriteExecute= (via PR_SET_MDWE) and SystemCallFilter= with SystemCallErrorNumber=EPERM
-# (via libseccomp, the library systemd itself uses), then execs argv. setpriv drops all
-# capabilities first (CapabilityBoundingSet=). argv[1] is a file with the allowed calls.
+# MemoryDenyWriteExecute= (via PR_SET_MDWE), SystemCallFilter= with SystemCallErrorNumber=EPERM
+# and RestrictAddressFamilies= (via libseccomp, the library systemd itself uses), then execs
+# argv. setpriv drops all capabilities first (CapabilityBoundingSet=). argv[1] is a file with
+# the allowed calls.
 SANDBOX = r"""
-import ctypes, os, sys
+import ctypes, os, socket, sys
 libc = ctypes.CDLL(None, use_errno=True)
 def check(ok, what):
     if not ok:
@@ -282,13 +283,24 @@ seccomp.seccomp_init.argtypes = [ctypes.c_uint32]
 seccomp.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
 seccomp.seccomp_load.argtypes = [ctypes.c_void_p]
 seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-ctx = seccomp.seccomp_init(0x00050000 | 1)  # SCMP_ACT_ERRNO(EPERM)
+class ArgCmp(ctypes.Structure):  # struct scmp_arg_cmp
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
+seccomp.seccomp_rule_add_array.argtypes = [
+    ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(ArgCmp)]
+ALLOW, EPERM = 0x7FFF0000, 0x00050000 | 1  # SCMP_ACT_ALLOW, SCMP_ACT_ERRNO(EPERM)
+ctx = seccomp.seccomp_init(EPERM)
 check(ctx, "seccomp_init")
 with open(sys.argv[1]) as names:
     for name in names.read().split():
         number = seccomp.seccomp_syscall_resolve_name(name.encode())
-        if number >= 0:  # sets name calls of other architectures too
-            check(seccomp.seccomp_rule_add(ctx, 0x7FFF0000, number, 0) == 0, f"allow {name}")
+        if number >= 0 and name != "socket":  # sets name calls of other architectures too
+            check(seccomp.seccomp_rule_add(ctx, ALLOW, number, 0) == 0, f"allow {name}")
+# RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX: socket() only for these families.
+SOCKET = seccomp.seccomp_syscall_resolve_name(b"socket")
+for family in (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6):
+    equal = ArgCmp(0, 4, int(family), 0)  # arg 0, SCMP_CMP_EQ
+    rule = seccomp.seccomp_rule_add_array(ctx, ALLOW, SOCKET, 1, equal)
+    check(rule == 0, f"allow socket({family.name})")
 check(seccomp.seccomp_load(ctx) == 0, "seccomp_load")
 os.execv(sys.argv[2], sys.argv[2:])
 """
@@ -313,6 +325,21 @@ def test_sandbox_enforces_the_unit_filter(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "PermissionError: [Errno 1] Operation not permitted" in done.stderr
+
+
+def test_sandbox_restricts_address_families(tmp_path: Path) -> None:
+    probe = (
+        "import socket\n"
+        "for family in (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6):\n"
+        "    socket.socket(family, socket.SOCK_DGRAM).close()\n"
+        "socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)\n"
+    )
+    done = subprocess.run(
+        sandboxed(tmp_path, sys.executable, "-c", probe), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert 'File "<string>", line 4' in done.stderr  # the AF_NETLINK line; the others passed
+    assert "PermissionError" in done.stderr
 
 
 @pytest.mark.slow
