@@ -1,0 +1,128 @@
+"""The `logscan` command as an operator runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from logscan import __version__
+from tests.test_daemon import Writer, postfix_line
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def logscan(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "logscan", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+def test_version_and_help() -> None:
+    out = logscan("--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"logscan {__version__}"
+    helped = logscan("--help")
+    assert helped.returncode == 0
+    for word in ("run", "scan", "parse", "check-config", "exit codes"):
+        assert word in helped.stdout
+
+
+def test_scan_json_counts_plain_and_gzip_alike(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    w = Writer(log)
+    w.append(300)
+    with log.open("a") as f:
+        f.write("Nov 29 07:00:00 mx1 dovecot[77]: imap-login: Login: user=<x>\n")  # a foreign line
+        f.write("this is not a log line at all\n")
+    gz = tmp_path / "mail.log.2.gz"
+    gz.write_bytes(gzip.compress(log.read_bytes()))
+    for path in (log, gz):
+        out = logscan("scan", "--json", str(path))
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        assert doc["lines"] == 302
+        assert doc["unparsed"] == 1
+        assert doc["ignored"] == 1
+        assert doc["deliveries"]["sent"] == w.truth["sent"]
+        assert doc["deliveries"]["bounced"] == w.truth["bounced"]
+        assert doc["replies"]["outbound"] == {"250": w.truth["sent"], "551": w.truth["bounced"]}
+        assert doc["enhanced"]["outbound"] == {"2.0.0": w.truth["sent"], "5.1.1": w.truth["bounced"]}
+        assert doc["files"][0]["format"] == "postfix"
+        assert doc["unparsed_examples"]["no-timestamp"] == ["this is not a log line at all"]
+
+
+def test_wrong_format_is_visible_not_silent(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    Writer(log).append(50)
+    out = logscan("scan", "--json", "--format", "exim", str(log))
+    assert out.returncode == 0
+    doc = json.loads(out.stdout)
+    assert doc["unparsed"] == 50
+    assert "not understood as exim" in out.stderr
+    text = logscan("scan", "--format", "exim", str(log))
+    assert "Not understood" in text.stdout
+
+
+def test_scan_text_summary_and_missing_file(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    w = Writer(log)
+    w.append(100)
+    out = logscan("scan", str(log), str(tmp_path / "nope.log"))
+    assert out.returncode == 1
+    assert "nope.log" in out.stderr
+    assert f"sent {w.truth['sent']}" in out.stdout
+    assert "551:" in out.stdout
+    assert "example.net" in out.stdout
+
+
+def test_scan_alerts_replays_a_burst_with_start_and_end(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    lines = [postfix_line(i * 100, "sent") for i in range(1, 600)]  # 1 s apart, 10 minutes
+    lines += [postfix_line(60_000 + i * 10, "bounced") for i in range(60)]  # 60 bounces in 6 s
+    lines += [postfix_line(61_000 + i * 100, "sent") for i in range(900)]  # 15 quiet minutes
+    log.write_text("".join(line + "\n" for line in lines))
+    out = logscan("scan", "--json", "--alerts", str(log))
+    assert out.returncode == 0, out.stderr
+    alerts = json.loads(out.stdout)["alerts"]
+    assert [a["alert"] for a in alerts] == ["smtp_551_outbound_spike"]
+    assert alerts[0]["labels"]["code"] == "551"
+    assert alerts[0]["start"] is not None
+    assert alerts[0]["end"] is not None
+    assert alerts[0]["end"] > alerts[0]["start"]
+    text = logscan("scan", "--alerts", str(log))
+    assert "smtp_551_outbound_spike" in text.stdout
+
+
+def test_parse_shows_every_field_or_the_reason() -> None:
+    line = postfix_line(7, "bounced")
+    out = logscan("parse", "--json", line)
+    doc = json.loads(out.stdout)
+    assert doc["parser"] == "postfix"
+    assert doc["result"] == "parsed"
+    (event,) = doc["events"]
+    assert event["code"] == "551"
+    assert event["enhanced"] == "5.1.1"
+    assert event["status"] == "bounced"
+    assert event["stage"] == "rcpt"
+    assert event["recipient_domain"] == "example.net"
+    many = logscan("parse", stdin="garbage line\n" + line + "\n")
+    assert "reason:" in many.stdout
+    assert "code: 551" in many.stdout
+
+
+def test_check_config_exit_codes(tmp_path: Path) -> None:
+    assert logscan("check-config", "--config", str(REPO / "config" / "logscan.toml")).returncode == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[logs]]\nname = "x"\npath = "/x"\nformat = "qmail"\n')
+    out = logscan("check-config", "--config", str(bad))
+    assert out.returncode == 2
+    assert str(bad) in out.stderr
+    assert "logs[0].format" in out.stderr
