@@ -1,0 +1,104 @@
+"""Wake-up hints from the file system: a watchdog observer on the log folders sets an Event."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver, ObservedWatch
+from watchdog.observers.polling import PollingObserver
+
+
+class _Wake(FileSystemEventHandler):
+    """Sets the event; any failure is swallowed because one would kill the observer thread for good."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        self._wake = wake
+        self.errors = 0
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        try:
+            self._wake.set()
+        except Exception:
+            self.errors += 1
+
+
+class Watcher:
+    """watchdog observer on the log FOLDERS (not files) that sets a threading.Event on any change.
+
+    Events are hints only; the daemon still polls on a timer, which also retries missing folders.
+    """
+
+    def __init__(self, dirs: Iterable[str], wake: threading.Event, *, polling: bool = False) -> None:
+        self._wanted: set[str] = set(dirs)
+        self._handler = _Wake(wake)
+        self._polling = polling
+        self._observer: BaseObserver | None = None
+        self._watches: dict[str, ObservedWatch] = {}
+        self._lock = threading.Lock()
+        self.schedule_errors: dict[str, str] = {}
+
+    def start(self) -> None:
+        """Start the observer thread and watch every folder that exists now."""
+        with self._lock:
+            if self._observer is not None:
+                return
+            observer: BaseObserver = PollingObserver() if self._polling else Observer()
+            observer.daemon = True
+            observer.start()
+            self._observer = observer
+            self._sync()
+
+    def stop(self) -> None:
+        """Stop and join the observer thread."""
+        with self._lock:
+            observer, self._observer = self._observer, None
+            self._watches.clear()
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
+
+    def update_dirs(self, dirs: Iterable[str]) -> None:
+        """Watch exactly `dirs`; also the retry hook for folders that did not exist before."""
+        with self._lock:
+            self._wanted = set(dirs)
+            if self._observer is not None:
+                self._sync()
+
+    def retry_missing(self) -> None:
+        """Try again to watch folders that failed before (cheap when none failed)."""
+        with self._lock:
+            if self._observer is not None and len(self._watches) < len(self._wanted):
+                self._sync()
+
+    def watching(self) -> set[str]:
+        """Folders currently watched."""
+        with self._lock:
+            return set(self._watches)
+
+    def alive(self) -> bool:
+        """True while the observer thread runs."""
+        observer = self._observer
+        return observer is not None and observer.is_alive()
+
+    def _sync(self) -> None:
+        observer = self._observer
+        assert observer is not None
+        for gone in set(self._watches) - self._wanted:
+            with contextlib.suppress(KeyError, OSError):
+                observer.unschedule(self._watches[gone])
+            del self._watches[gone]
+        for d in sorted(self._wanted - set(self._watches)):
+            try:
+                self._watches[d] = observer.schedule(self._handler, d, recursive=False)
+            except OSError as exc:
+                # watchdog 7 raises FileNotFoundError for a missing folder; inotify limits give
+                # errno 24/28. Either way: remember why, and retry on a later call.
+                self.schedule_errors[d] = f"{type(exc).__name__}: {exc}"
+            else:
+                self.schedule_errors.pop(d, None)
+        for d in set(self.schedule_errors) - self._wanted:
+            del self.schedule_errors[d]
