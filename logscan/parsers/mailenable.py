@@ -86,6 +86,8 @@ _ROLES: Final = {
 _MINUTE = re.compile(r"([0-9][0-9])/([0-9][0-9])/([0-9][0-9]) ([0-9][0-9]):([0-9][0-9])\Z")
 _SECONDS: Final = {f":{n:02d}": n for n in range(61)}  # 60: a leap second, as Clock allows
 _MINUTE_CACHE: Final = 4096
+_DOMAIN_CACHE: Final = 4096
+_MAX_DOMAIN: Final = 255  # longer "domains" are junk: computed, never cached
 _MANY: Final = "\x00many"  # more than one recipient domain in one transaction
 _MAX_ID = 64  # a message file name is 36 characters; anything much longer is junk
 _MAX_IP = 45  # longest textual IPv6 address
@@ -172,7 +174,7 @@ class MailEnableParser:
 
     mta: ClassVar[MTA] = "mailenable"
 
-    __slots__ = ("_clock", "_last_epoch", "_last_ts", "_log", "_minutes", "_tx")
+    __slots__ = ("_clock", "_domains", "_last_epoch", "_last_ts", "_log", "_minutes", "_tx")
 
     def __init__(self, options: ParserOptions) -> None:
         self._log = options.log
@@ -180,6 +182,7 @@ class MailEnableParser:
         self._last_ts = ""
         self._last_epoch = 0.0
         self._minutes: dict[str, float] = {}
+        self._domains: dict[str, str] = {}
         self._tx: dict[str, tuple[str, str]] = {}
 
     @property
@@ -215,6 +218,22 @@ class MailEnableParser:
         self._last_ts = ts
         self._last_epoch = t
         return t
+
+    def _domain(self, command: str) -> str:
+        """Domain of the path in `MAIL FROM:`/`RCPT TO:`; domain_of's answers are cached per raw domain."""
+        address = _address(command)
+        at = address.rfind("@")
+        if at < 0:
+            return ""
+        raw = address[at + 1 :]
+        domain = self._domains.get(raw)
+        if domain is None:
+            domain = domain_of(address)
+            if len(raw) <= _MAX_DOMAIN:
+                if len(self._domains) >= _DOMAIN_CACHE:
+                    self._domains.clear()
+                self._domains[raw] = domain
+        return domain
 
     def _remember(self, key: str, value: tuple[str, str]) -> None:
         tx = self._tx
@@ -257,10 +276,18 @@ class MailEnableParser:
         if ts == self._last_ts:
             t = self._last_epoch
         else:
-            t_or_none = self._epoch(ts)
-            if t_or_none is None:
-                return Unparsed("bad-timestamp", _hint(ts))
-            t = t_or_none
+            # The minute-cache hit, inline; _epoch does the rest (and the checks).
+            base = self._minutes.get(ts[:14])
+            sec = _SECONDS.get(ts[14:])
+            if base is not None and sec is not None:
+                t = base + sec
+                self._last_ts = ts
+                self._last_epoch = t
+            else:
+                t_or_none = self._epoch(ts)
+                if t_or_none is None:
+                    return Unparsed("bad-timestamp", _hint(ts))
+                t = t_or_none
         verb = cols[5]
         stage = STAGES.get(verb)
         if stage is None:
@@ -287,7 +314,7 @@ class MailEnableParser:
         sender = recipient = ""
         if role:  # most rows (greeting, EHLO, AUTH, ...) touch no state
             if role == _RCPT:
-                recipient = domain_of(_address(cols[6]))
+                recipient = self._domain(cols[6])
                 known = self._tx.get(qid)
                 if known is not None:
                     sender = known[0]
@@ -298,7 +325,7 @@ class MailEnableParser:
                     elif known[1] != recipient:
                         self._tx[qid] = (known[0], recipient if not known[1] else _MANY)
             elif role == _MAIL:
-                sender = domain_of(_address(cols[6]))
+                sender = self._domain(cols[6])
                 # A new transaction starts only if MAIL was accepted.
                 if code[0] == "2" and qid:
                     self._remember(qid, (sender, ""))
