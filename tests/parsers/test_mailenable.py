@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from logscan.events import NOTHING, Direction, Event, ParseResult, Status, Unparsed
 from logscan.parsers import mailenable, make_parser
-from logscan.parsers.base import MAX_LINE, Parser, ParserOptions, reply_codes
+from logscan.parsers.base import MAX_LINE, Parser, ParserOptions, domain_of, reply_codes
 from logscan.parsers.mailenable import REASONS, STAGES, STATE_CAP, MailEnableParser
 from tests.samples import Sample, check, load
 
@@ -165,6 +165,39 @@ def test_time_is_local_time_of_the_configured_zone() -> None:
     assert isinstance(p.parse(row("02/28/19 23:00:5", *base)), Unparsed)
     # Unicode digits are digits to int(), not to a MailEnable timestamp.
     assert isinstance(p.parse(row("02/28/19 23:00:٥٥", *base)), Unparsed)
+
+
+_ONE_PARSER = parser(ZoneInfo("Europe/Berlin"))
+
+
+@settings(max_examples=300)
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31, 23, 59, 59)))
+def test_any_timestamp_converts_like_datetime(when: datetime) -> None:
+    """Through every cache (last second, per minute, per hour) the result is what datetime says."""
+    berlin = ZoneInfo("Europe/Berlin")
+    ts = when.strftime("%m/%d/%y %H:%M:%S")
+    line = row(ts, "SMTP-IN", "A" * 32 + ".MAI", "1", "192.0.2.1", "", "", "220 hi", "0", "0", "", "")
+    for _ in range(2):
+        (ev,) = _ONE_PARSER.parse(line)  # type: ignore[misc]
+        assert ev.time == when.replace(microsecond=0, tzinfo=berlin).timestamp()
+
+
+@settings(max_examples=300)
+@given(
+    st.text(alphabet="abcXYZ.-_+0123456789", min_size=1, max_size=12),
+    st.text(alphabet="abcDEF.-[]<>@0123456789\udcff\x00 ", max_size=40),
+)
+def test_domain_cache_agrees_with_domain_of(local: str, domain: str) -> None:
+    address = f"{local}@{domain}"
+    line = row(
+        "09/05/18 11:00:02", "SMTP-OU", "B" * 32 + ".MAI", "1", "198.51.100.40",
+        "RCPT", f"RCPT TO:<{address}>", "250 ok", "1", "1", "", "",
+    )  # fmt: skip
+    want = domain_of(address[: address.index(">")] if ">" in address else address)
+    for _ in range(2):  # the second answer comes from the cache
+        result = _ONE_PARSER.parse(line)
+        assert not isinstance(result, Unparsed)
+        assert result[0].recipient_domain == want
 
 
 def test_set_reference_time_does_not_change_dated_rows() -> None:
