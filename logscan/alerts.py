@@ -229,6 +229,9 @@ class _Log:
 
     next_min: int
     series: dict[SeriesKey, _Series] = field(default_factory=dict)
+    # Hot-path cache: (direction, mta) → the non-domain series an event feeds, with the
+    # matcher of its rule. Rebuilt after every evaluation, which may drop idle series.
+    fast: dict[tuple[str, str], list[tuple[_Series, int, str]]] = field(default_factory=dict)
     # per_domain rules: (rule index, mta) → recent hits of domains not yet tracked.
     candidates: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict)
 
@@ -251,33 +254,58 @@ class AlertEngine:
 
     def observe(self, ev: Event) -> None:
         """Count one event; evaluates its log's boundaries that this event's time closes."""
-        if not ev.code:
+        code = ev.code
+        if not code:
             return
-        minute = int(ev.time // BUCKET_S)
+        t = ev.time
+        minute = int(t // BUCKET_S)
         log = self._logs.get(ev.log)
         if log is None:
             log = self._logs[ev.log] = _Log(next_min=minute + 1)
-        elif ev.time >= log.next_min * BUCKET_S + self.settle_s:
-            self._evaluate(ev.log, log, self._target(ev.time))
-        rules = self._applicable.get((ev.log, ev.direction))
-        if rules is None:
-            rules = self._applicable[(ev.log, ev.direction)] = tuple(
+        elif t >= log.next_min * BUCKET_S + self.settle_s:
+            self._evaluate(ev.log, log, self._target(t))
+        slots = log.fast.get((ev.direction, ev.mta))
+        if slots is None:
+            slots = self._slots(ev.log, log, ev.direction, ev.mta)
+        # This loop runs for every reply of every log: kept flat on purpose.
+        for series, kind, want in slots:
+            if minute < series.folded:
+                self.late += 1
+                continue
+            totals = series.totals
+            totals[minute] = totals.get(minute, 0) + 1
+            if (code == want) if kind == 0 else (code[0] == want) if kind == 1 else (ev.enhanced == want):
+                hits = series.hits
+                hits[minute] = hits.get(minute, 0) + 1
+        domain_rules = self._applicable.get((ev.log, ev.direction))
+        if domain_rules:
+            for idx, rule in domain_rules:
+                hit = rule.matches(ev)
+                if not self._domain_series(log, idx, rule, ev, hit).add(minute, hit):
+                    self.late += 1
+
+    def _slots(self, name: str, log: _Log, direction: str, mta: str) -> list[tuple[_Series, int, str]]:
+        slots: list[tuple[_Series, int, str]] = []
+        for idx, rule in enumerate(self.rules):
+            if rule.direction != direction or (rule.logs is not None and name not in rule.logs):
+                continue
+            if rule.per_domain:
+                continue
+            key = (idx, mta, "")
+            series = log.series.get(key)
+            if series is None:
+                series = log.series[key] = self._new_series(log, rule)
+            code = rule.code
+            kind = 2 if "." in code else 1 if code.endswith("xx") else 0
+            slots.append((series, kind, code[0] if kind == 1 else code))
+        log.fast[(direction, mta)] = slots
+        if (name, direction) not in self._applicable:
+            self._applicable[(name, direction)] = tuple(
                 (i, r)
                 for i, r in enumerate(self.rules)
-                if r.direction == ev.direction and (r.logs is None or ev.log in r.logs)
+                if r.per_domain and r.direction == direction and (r.logs is None or name in r.logs)
             )
-        for idx, rule in rules:
-            hit = rule.matches(ev)
-            if rule.per_domain:
-                series = self._domain_series(log, idx, rule, ev, hit)
-            else:
-                key = (idx, ev.mta, "")
-                found = log.series.get(key)
-                series = (
-                    found if found is not None else log.series.setdefault(key, self._new_series(log, rule))
-                )
-            if not series.add(minute, hit):
-                self.late += 1
+        return slots
 
     def _domain_series(self, log: _Log, idx: int, rule: Rule, ev: Event, hit: bool) -> _Series:
         """The series this reply counts in: its domain's if tracked, else `other`.
@@ -355,6 +383,7 @@ class AlertEngine:
             self._run(name, key, series, start, target)
         steps = target + 1 - log.next_min
         log.next_min = target + 1
+        log.fast.clear()
         for cands in log.candidates.values():
             # Halve candidate counts per minute evaluated, so they measure recent hits.
             for d in list(cands):
