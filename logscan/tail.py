@@ -283,7 +283,9 @@ class Follower:
         }
 
     def close(self) -> None:
-        """Close every open file."""
+        """Close every open file; a later poll() resumes from this point."""
+        if self._started:
+            self._saved = self.checkpoint()
         for s in self._streams():
             s.src.close()
         self._old.clear()

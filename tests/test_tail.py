@@ -521,6 +521,19 @@ def test_permission_error_seam(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert [n for n, _ in f.drain_notes()] == ["log_opened", "log_recovered"]
 
 
+def test_close_then_poll_resumes_where_it_stopped(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    w = LogWriter(log)
+    f = Follower("m", str(log), start_at="beginning")
+    first = w.line(2)
+    assert f.poll() == first
+    f.close()
+    rename_rotate(log)
+    w.reopen()
+    more = w.line(1)
+    assert drain(f) == more
+
+
 def test_glob_rejects_wildcards_in_folders() -> None:
     with pytest.raises(ValueError, match="file name"):
         Follower("x", "/var/log/*/mainlog")
