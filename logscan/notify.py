@@ -139,6 +139,15 @@ class Notifier:
             for w in self._workers:
                 w.offer(tr)
 
+    def resume(self, firing: Sequence[Transition]) -> None:
+        """Queue alerts already firing before a restart (AlertEngine.active()) without re-logging each."""
+        trs = [tr for tr in firing if tr.state == "firing"]
+        if trs:
+            log.info("alerts_resumed", firing=len(trs), alerts=sorted({tr.alert for tr in trs}))
+        for tr in trs:
+            for w in self._workers:
+                w.offer(tr)
+
     def counts(self) -> dict[tuple[str, str, str], int]:
         """(alert, receiver, result) → notifications, result ∈ success · failure · dropped."""
         with self._counts_lock:

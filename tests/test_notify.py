@@ -271,3 +271,16 @@ def test_duplicate_receiver_names_are_refused() -> None:
     rx = Receiver(name="a", url="http://127.0.0.1:1")
     with pytest.raises(ValueError, match="duplicate"):
         Notifier([rx, rx], "mx1")
+
+
+def test_resume_requeues_firing_alerts_after_a_restart(sink: WebhookSink) -> None:
+    n = Notifier([Receiver(name="am", url=sink.url)], "mx1")
+    with capture_logs() as logs:
+        n.resume(
+            [transition("firing", log="a"), transition("firing", log="b"), transition("resolved", log="c")]
+        )
+        wait_for(lambda: n.counts().get((RULE.name, "am", "success"), 0) >= 2, 5, "resumed alerts delivered")
+    n.close(1)
+    assert [e["event"] for e in logs] == ["alerts_resumed"]
+    sent = [a["labels"]["log"] for b in sink.received("/api/v2/alerts") for a in b]
+    assert sorted(set(sent)) == ["a", "b"]
