@@ -14,11 +14,21 @@ Decisions where the format is ambiguous are written down in docs/parsers/postfix
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from typing import ClassVar, Final
 
 from logscan.events import MTA, NOTHING, Event, ParseResult, Status, Unparsed
 from logscan.parsers.base import MAX_LINE, ParserOptions, domain_of, reply_codes
 from logscan.parsers.timestamps import MONTHS, Clock, parse_offset, utc_epoch
+
+# Events are built with positional arguments (about twice as fast as keywords on the hot
+# path); this pins the field order they rely on.
+_EVENT_FIELDS: Final = (
+    "mta", "log", "time", "direction", "code", "enhanced", "status", "stage", "queue_id",
+    "remote_host", "remote_ip", "recipient_domain", "sender_domain", "delay_s",
+)  # fmt: skip
+if tuple(f.name for f in fields(Event)) != _EVENT_FIELDS:
+    raise ImportError("logscan.events.Event changed its fields; update logscan/parsers/postfix.py")
 
 REASONS: Final = ("no-timestamp", "bad-timestamp", "bad-delivery-line", "bad-reject-line", "bad-reply-line")
 
@@ -101,10 +111,19 @@ _POSTSCREEN_BUSY: Final = {
     "all server ports busy": ("421", "4.3.2"),
 }
 
+# The usual delivery line, in Postfix's field order; anything else takes the slow path.
+_DELIVERY: Final = re.compile(
+    r"to=([^,]*), (?:orig_to=[^,]*, )?relay=([^,]*), (?:conn_use=[0-9]+, )?delay=([0-9.]+), "
+    r"(?:delays=[0-9./]+, )?(?:tls=[^,]*, )?(?:dsn=([0-9.]+), )?status=([^ ]*)"
+)
 _ENHANCED: Final = re.compile(r"([245]\.[0-9]{1,3}\.[0-9]{1,3})(?![0-9.])")
 # cleanup appends its reason after the trailer: `... helo=<h>: 5.7.1 text`.
 _CLEANUP_REASON: Final = re.compile(r": ([45]\.[0-9]{1,3}\.[0-9]{1,3})(?![0-9.])")
 _IP_CHARS: Final = "0123456789abcdefABCDEF:."
+_MONTH_PREFIXES: Final = frozenset(m + " " for m in MONTHS)
+# Per-parser memo tables (domains, relay/client hosts, reply heads) repeat a lot in a mail
+# log; each is cleared when it reaches this size, so memory stays bounded.
+_MEMO_MAX: Final = 4096
 _HOST_MAX: Final = 255
 
 
@@ -142,23 +161,6 @@ def _reply_stage(reply: str) -> str:
     return _REPLY_STAGE.get(cmd.removesuffix(" command"), "")
 
 
-def _remote_reply(text: str) -> tuple[str, str, str, str, str] | None:
-    """`host H[IP] said: REPLY` or `... refused to talk to me: REPLY` → code, enhanced, stage, host, ip."""
-    said = text.find(" said: ")
-    refused = text.find(" refused to talk to me: ")
-    if refused >= 0 and (said < 0 or refused < said):
-        host, ip = _host_ip(text[5:refused])
-        code, enhanced = reply_codes(text[refused + 24 :])
-        return code, enhanced, "connect", host, ip
-    if said < 0:
-        return None
-    host, ip = _host_ip(text[5:said])
-    # The reply starts after the FIRST `said: `; a quoted bounce inside it can hold more.
-    reply = text[said + 7 :]
-    code, enhanced = reply_codes(reply)
-    return code, enhanced, _reply_stage(reply), host, ip
-
-
 def _angle_address(text: str, key: str, start: int) -> str:
     """The address of `key<...>` at or after `start` (without the brackets); "" if absent."""
     k = text.find(key, start)
@@ -172,17 +174,21 @@ def _angle_address(text: str, key: str, start: int) -> str:
 class PostfixParser:
     """Reads Postfix log lines (syslog, RFC 3339, journald short-iso, postlogd `maillog_file`).
 
-    Stateless apart from a one-entry cache of the last timestamp text and its epoch value.
+    Internal state is only memo tables, each capped at _MEMO_MAX entries: the last timestamp,
+    domains by the text after `@` (local-parts are never kept), hosts, and reply heads.
     """
 
     mta: ClassVar[MTA] = "postfix"
-    __slots__ = ("_clock", "_last_t", "_last_ts", "_log")
+    __slots__ = ("_clock", "_domains", "_hosts", "_last_t", "_last_ts", "_log", "_replies")
 
     def __init__(self, options: ParserOptions) -> None:
         self._log = options.log
         self._clock = Clock(options.tz, options.reference_time)
         self._last_ts = ""
         self._last_t = 0.0
+        self._domains: dict[str, str] = {}
+        self._hosts: dict[str, tuple[str, str]] = {}
+        self._replies: dict[str, tuple[str, str]] = {}
 
     def set_reference_time(self, t: float) -> None:
         """Date year-less syslog lines against `t` (file mtime, or now for a live log)."""
@@ -197,16 +203,19 @@ class PostfixParser:
             line = line[:-1]
 
         # Timestamp: only its shape is checked here; its value is computed for event lines.
-        if line[4:5] == "-":
-            ts_end = line.find(" ", 19, 48)
-            if ts_end < 0 or line[10:11] != "T" or not line[:4].isdigit():
+        try:
+            if line[:4] in _MONTH_PREFIXES:
+                t = 6 if line[5] == " " else 7  # `Mar 7 ...` (unpadded) or `Mar  7` / `Mar 07`
+                ts_end = t + 8
+                if line[t + 2] != ":" or line[t + 5] != ":" or line[ts_end] != " ":
+                    return _NO_TIMESTAMP
+            elif line[4] == "-" and line[10] == "T" and line[:4].isdigit():
+                ts_end = line.find(" ", 19, 48)
+                if ts_end < 0:
+                    return _NO_TIMESTAMP
+            else:
                 return _NO_TIMESTAMP
-        elif line[3:4] == " " and line[:3] in MONTHS:
-            t = 6 if line[5:6] == " " else 7  # `Mar 7 ...` (unpadded) or `Mar  7` / `Mar 07`
-            ts_end = t + 8
-            if line[t + 2 : t + 3] != ":" or line[t + 5 : t + 6] != ":" or line[ts_end : ts_end + 1] != " ":
-                return _NO_TIMESTAMP
-        else:
+        except IndexError:
             return _NO_TIMESTAMP
 
         # `host tag[pid]: body`; some setups drop the host, then the first word is the tag.
@@ -233,15 +242,9 @@ class PostfixParser:
         if kind == _REJECTS:
             if line.find("reject: ", bs) < 0 or line.startswith(_SEVERITIES, bs):
                 return NOTHING
-            return self._reject(line, ts_end, bs, line[slash + 1 : name_end])
-        if kind == _SMTP:
-            if (
-                line.find("status=", bs) < 0
-                and line.find(" said: ", bs) < 0
-                and line.find(" refused to talk to me: ", bs) < 0
-            ):
-                return NOTHING
-        elif line.find("status=", bs) < 0:
+            return self._reject(line, ts_end, bs, line[slash + 1 : name_end] == "cleanup")
+        # A per-host reply line is `QID: host ...`, so `: host ` sits near the start.
+        if line.find("status=", bs) < 0 and (kind != _SMTP or line.find(": host ", bs, bs + 40) < 0):
             return NOTHING
         if line.startswith(_SEVERITIES, bs):
             return NOTHING
@@ -268,6 +271,37 @@ class PostfixParser:
             return "", bs
         rs = c + 2 if line[c + 1 : c + 2] == " " else c + 1
         return ("" if qid == "NOQUEUE" else qid), rs
+
+    def _domain(self, address: str) -> str:
+        """domain_of(), memoised by the text after the last `@` (so no local-part is kept)."""
+        at = address.rfind("@")
+        if at < 0:
+            return ""
+        key = address[at + 1 :]
+        dom = self._domains.get(key)
+        if dom is None:
+            if len(self._domains) >= _MEMO_MAX:
+                self._domains.clear()
+            dom = self._domains[key] = domain_of(address)
+        return dom
+
+    def _host(self, text: str) -> tuple[str, str]:
+        got = self._hosts.get(text)
+        if got is None:
+            if len(self._hosts) >= _MEMO_MAX:
+                self._hosts.clear()
+            got = self._hosts[text] = _host_ip(text)
+        return got
+
+    def _codes(self, reply: str) -> tuple[str, str]:
+        """reply_codes(), memoised by the first 20 characters: all that its grammar can read."""
+        head = reply[:20]
+        got = self._replies.get(head)
+        if got is None:
+            if len(self._replies) >= _MEMO_MAX:
+                self._replies.clear()
+            got = self._replies[head] = reply_codes(head)
+        return got
 
     def _time(self, line: str, ts_end: int) -> float | None:
         """Epoch seconds of the line's timestamp; None when a field is impossible."""
@@ -305,14 +339,33 @@ class PostfixParser:
         self._last_ts, self._last_t = ts, t
         return t
 
+    def _remote_reply(self, text: str) -> tuple[str, str, str, str, str] | None:
+        """`host H[IP] said: R` / `host H[IP] refused to talk to me: R` → code, enhanced, stage, host, ip."""
+        said = text.find(" said: ")
+        refused = text.find(" refused to talk to me: ", 0, said if said >= 0 else len(text))
+        if refused >= 0:
+            host, ip = self._host(text[5:refused])
+            code, enhanced = self._codes(text[refused + 24 :])
+            return code, enhanced, "connect", host, ip
+        if said < 0:
+            return None
+        host, ip = self._host(text[5:said])
+        # The reply starts after the FIRST `said: `; a quoted bounce inside it can hold more.
+        reply = text[said + 7 :]
+        code, enhanced = self._codes(reply)
+        return code, enhanced, _reply_stage(reply), host, ip
+
     def _delivery(self, line: str, ts_end: int, rs: int, qid: str) -> ParseResult:
         """`to=<r>, [orig_to=<a>, ]relay=R, ..., delay=S, ..., dsn=X.Y.Z, status=WORD (REASON)`."""
-        s = line.find(", status=", rs)
-        if s < 0:
-            return Unparsed("bad-delivery-line", "no status=")
-        w = s + 9
-        w_end = line.find(" ", w, w + 40)
-        word = line[w:w_end] if w_end >= 0 else line[w : w + 40]
+        m = _DELIVERY.match(line, rs)
+        if m is not None:
+            to, relay, delay_text, dsn, word = m.group(1, 2, 3, 4, 5)
+            w_end = m.end() if m.end() < len(line) else -1
+        else:
+            slow = self._delivery_fields(line, rs)
+            if isinstance(slow, Unparsed):
+                return slow
+            to, relay, delay_text, dsn, word, w_end = slow
         status = _STATUS.get(word)
         if status is None:
             if word in _PROBES:
@@ -321,60 +374,63 @@ class PostfixParser:
         t = self._time(line, ts_end)
         if t is None:
             return _BAD_TIMESTAMP
-
-        relay_k = line.find(", relay=", rs, s)
-        to_end = relay_k if relay_k >= 0 else s
-        o = line.find(", orig_to=", rs, to_end)
-        rcpt_domain = domain_of(line[rs + 3 : o if o >= 0 else to_end])
-        host = ip = ""
-        if relay_k >= 0:
-            r_end = line.find(", ", relay_k + 8, s)
-            host, ip = _host_ip(line[relay_k + 8 : r_end if r_end >= 0 else s])
-        delay: float | None = None
-        k = line.find(", delay=", rs, s)
-        if k >= 0:
-            d_end = line.find(",", k + 8, s)
-            try:
-                delay = float(line[k + 8 : d_end if d_end >= 0 else s])
-            except ValueError:
-                delay = None
-        dsn = ""
-        k = line.find(", dsn=", rs, s)
-        if k >= 0:
-            d_end = line.find(",", k + 6, s)
-            dsn = _valid_enhanced(line[k + 6 : d_end if d_end >= 0 else s])
+        rcpt_domain = self._domain(to)
+        host, ip = self._host(relay) if relay else ("", "")
+        try:
+            delay: float | None = float(delay_text) if delay_text else None
+        except ValueError:
+            delay = None
+        dsn = _valid_enhanced(dsn) if dsn else ""
 
         code = enhanced = stage = ""
         if w_end >= 0 and line[w_end + 1 : w_end + 2] == "(":
             reason = line[w_end + 2 :]
             if reason.startswith("host "):
-                got = _remote_reply(reason)
+                got = self._remote_reply(reason)
                 if got is not None:
                     code, enhanced, stage, r_host, r_ip = got
                     if not host and not ip:
                         host, ip = r_host, r_ip
             elif reason[:1].isdigit():
                 # `(250 2.0.0 Ok: queued as X)`: the reply to the end of DATA.
-                code, enhanced = reply_codes(reason)
+                code, enhanced = self._codes(reason)
                 if code and status == "sent":
                     stage = "end-of-data"
+        # Positional: see _EVENT_FIELDS.
         return (
             Event(
-                mta="postfix",
-                log=self._log,
-                time=t,
-                direction="outbound",
-                code=code,
-                enhanced=enhanced or dsn,
-                status=status,
-                stage=stage,
-                queue_id=qid,
-                remote_host=host,
-                remote_ip=ip,
-                recipient_domain=rcpt_domain,
-                delay_s=delay,
+                "postfix", self._log, t, "outbound", code, enhanced or dsn, status, stage, qid,
+                host, ip, rcpt_domain, "", delay,
             ),
-        )
+        )  # fmt: skip
+
+    @staticmethod
+    def _delivery_fields(line: str, rs: int) -> tuple[str, str, str, str, str, int] | Unparsed:
+        """Slow path for odd delivery lines (quoted addresses with commas, unknown fields)."""
+        s = line.find(", status=", rs)
+        if s < 0:
+            return Unparsed("bad-delivery-line", "no status=")
+        w = s + 9
+        w_end = line.find(" ", w, w + 40)
+        word = line[w:w_end] if w_end >= 0 else line[w : w + 40]
+        relay_k = line.find(", relay=", rs, s)
+        to_end = relay_k if relay_k >= 0 else s
+        o = line.find(", orig_to=", rs, to_end)
+        to = line[rs + 3 : o if o >= 0 else to_end]
+        relay = ""
+        if relay_k >= 0:
+            r_end = line.find(", ", relay_k + 8, s)
+            relay = line[relay_k + 8 : r_end if r_end >= 0 else s]
+        delay = dsn = ""
+        k = line.find(", delay=", rs, s)
+        if k >= 0:
+            d_end = line.find(",", k + 8, s)
+            delay = line[k + 8 : d_end if d_end >= 0 else s]
+        k = line.find(", dsn=", rs, s)
+        if k >= 0:
+            d_end = line.find(",", k + 6, s)
+            dsn = line[k + 6 : d_end if d_end >= 0 else s]
+        return to, relay, delay, dsn, word, w_end
 
     def _expired(self, line: str, ts_end: int, rs: int, qid: str) -> ParseResult:
         """qmgr `QID: from=<s>, status=expired, returned to sender` (also force-expired)."""
@@ -390,21 +446,14 @@ class PostfixParser:
         t = self._time(line, ts_end)
         if t is None:
             return _BAD_TIMESTAMP
+        sender = self._domain(line[rs + 5 : s])
         return (
-            Event(
-                mta="postfix",
-                log=self._log,
-                time=t,
-                direction="outbound",
-                status="expired",
-                queue_id=qid,
-                sender_domain=domain_of(line[rs + 5 : s]),
-            ),
+            Event("postfix", self._log, t, "outbound", "", "", "expired", "", qid, "", "", "", sender, None),
         )
 
     def _per_host(self, line: str, ts_end: int, rs: int, qid: str) -> ParseResult:
         """`QID: host H[IP] said: 451 ...` / `refused to talk to me: 554 ...`: one try, no outcome."""
-        got = _remote_reply(line[rs:])
+        got = self._remote_reply(line[rs:])
         if got is None:
             return NOTHING
         code, enhanced, stage, host, ip = got
@@ -415,29 +464,19 @@ class PostfixParser:
             return _BAD_TIMESTAMP
         return (
             Event(
-                mta="postfix",
-                log=self._log,
-                time=t,
-                direction="outbound",
-                code=code,
-                enhanced=enhanced,
-                stage=stage,
-                queue_id=qid,
-                remote_host=host,
-                remote_ip=ip,
+                "postfix", self._log, t, "outbound", code, enhanced, "", stage, qid, host, ip, "", "", None
             ),
         )
 
-    def _reject(self, line: str, ts_end: int, bs: int, daemon: str) -> ParseResult:
+    def _reject(self, line: str, ts_end: int, bs: int, cleanup: bool) -> ParseResult:
         """smtpd/postscreen/cleanup `[QID|NOQUEUE]: reject: STAGE from CLIENT: REPLY; from=<> to=<>`."""
         qid, rs = self._queue_id(line, bs)
         if not line.startswith(_REJECT_ACTIONS, rs):
             return NOTHING
         a = line.find(": ", rs) + 2
         sp = line.find(" ", a, a + 20)
-        stage_word = line[a:sp] if sp >= 0 else ""
-        stage = _REJECT_STAGE.get(stage_word)
-        if stage is None and daemon == "cleanup":
+        stage = _REJECT_STAGE.get(line[a:sp] if sp >= 0 else "")
+        if stage is None and cleanup:
             return self._cleanup_reject(line, ts_end, a, qid)
         if sp < 0 or not line.startswith("from ", sp + 1):
             return Unparsed("bad-reject-line", "no client")
@@ -446,52 +485,28 @@ class PostfixParser:
         e = line.find("]", b, b + 48) if b >= 0 else -1
         if e < 0:
             return Unparsed("bad-reject-line", "no client")
-        host, ip = _host_ip(line[cs : e + 1])
+        host, ip = self._host(line[cs : e + 1])
         colon = line.find(": ", e)
         reply = line[colon + 2 :] if colon >= 0 else ""
-        code, enhanced = reply_codes(reply)
+        code, enhanced = self._codes(reply)
         if not code:
-            code, enhanced = self._implied_code(reply)
+            code, enhanced = _implied_code(reply)
         trailer = line.rfind("; from=<", colon)
         if trailer < 0:
             trailer = line.rfind("; to=<", colon)
         sender = rcpt = ""
         if trailer >= 0:
-            sender = domain_of(_angle_address(line, "from=<", trailer))
-            rcpt = domain_of(_angle_address(line, "to=<", trailer))
+            sender = self._domain(_angle_address(line, "from=<", trailer))
+            rcpt = self._domain(_angle_address(line, "to=<", trailer))
         t = self._time(line, ts_end)
         if t is None:
             return _BAD_TIMESTAMP
         return (
             Event(
-                mta="postfix",
-                log=self._log,
-                time=t,
-                direction="inbound",
-                code=code,
-                enhanced=enhanced,
-                status="rejected",
-                stage=stage or "",
-                queue_id=qid,
-                remote_host=host,
-                remote_ip=ip,
-                recipient_domain=rcpt,
-                sender_domain=sender,
+                "postfix", self._log, t, "inbound", code, enhanced, "rejected", stage or "", qid,
+                host, ip, rcpt, sender, None,
             ),
-        )
-
-    @staticmethod
-    def _implied_code(reply: str) -> tuple[str, str]:
-        """A reply logged without its basic code: what Postfix sent for it (see docs/parsers/postfix.md)."""
-        m = _ENHANCED.match(reply)
-        if m is not None:
-            enhanced = m.group(1)
-            # cleanup_stat.c: content REJECT is 550 5.7.1, a 4.x.x one defers with 451.
-            return ("550" if enhanced[0] == "5" else "451" if enhanced[0] == "4" else ""), enhanced
-        busy = _POSTSCREEN_BUSY.get(reply)
-        if busy is not None:
-            return busy
-        return "", ""
+        )  # fmt: skip
 
     def _cleanup_reject(self, line: str, ts_end: int, a: int, qid: str) -> ParseResult:
         """cleanup `reject: header|body TEXT from CLIENT; from=<s> to=<r> proto=P helo=<h>: 5.7.1 why`."""
@@ -503,28 +518,32 @@ class PostfixParser:
         f = line.rfind(" from ", a, trailer)
         host = ip = ""
         if f >= 0:
-            host, ip = _host_ip(line[f + 6 : trailer])
+            host, ip = self._host(line[f + 6 : trailer])
         code = enhanced = ""
         m = _CLEANUP_REASON.search(line, trailer)
         if m is not None:
-            code, enhanced = self._implied_code(m.group(1))
+            code, enhanced = _implied_code(m.group(1))
         t = self._time(line, ts_end)
         if t is None:
             return _BAD_TIMESTAMP
+        rcpt = self._domain(_angle_address(line, "to=<", trailer))
+        sender = self._domain(_angle_address(line, "from=<", trailer))
         return (
             Event(
-                mta="postfix",
-                log=self._log,
-                time=t,
-                direction="inbound",
-                code=code,
-                enhanced=enhanced,
-                status="rejected",
-                stage="end-of-data",
-                queue_id=qid,
-                remote_host=host,
-                remote_ip=ip,
-                recipient_domain=domain_of(_angle_address(line, "to=<", trailer)),
-                sender_domain=domain_of(_angle_address(line, "from=<", trailer)),
+                "postfix", self._log, t, "inbound", code, enhanced, "rejected", "end-of-data", qid,
+                host, ip, rcpt, sender, None,
             ),
-        )
+        )  # fmt: skip
+
+
+def _implied_code(reply: str) -> tuple[str, str]:
+    """A reply logged without its basic code: what Postfix sent for it (see docs/parsers/postfix.md)."""
+    m = _ENHANCED.match(reply)
+    if m is not None:
+        enhanced = m.group(1)
+        # cleanup_stat.c: content REJECT is 550 5.7.1; a 4.x.x one defers with 451.
+        return ("550" if enhanced[0] == "5" else "451" if enhanced[0] == "4" else ""), enhanced
+    busy = _POSTSCREEN_BUSY.get(reply)
+    if busy is not None:
+        return busy
+    return "", ""
