@@ -379,6 +379,8 @@ class MailEnableParser:
 
     def _not_a_row(self, line: str) -> ParseResult:
         """A line without TABs: a LOG FILE marker, MailEnable's end-of-file ^Z, or foreign text."""
+        # A UTF-8 byte-order mark can only precede the first line, which is a marker.
+        line = line.removeprefix("\ufeff")
         if line.startswith("[") and ("LOG FILE STARTED" in line or "LOG FILE CLOSED" in line):
             return NOTHING
         # Windows writers end a closed file with ^Z (0x1A); a stray CR/blank carries nothing.

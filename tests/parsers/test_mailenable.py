@@ -200,6 +200,21 @@ def test_domain_cache_agrees_with_domain_of(local: str, domain: str) -> None:
         assert result[0].recipient_domain == want
 
 
+def test_markers_and_end_of_file() -> None:
+    p = parser()
+    for line in [
+        "[09/05/18 00:00:20]****************** LOG FILE STARTED *******************",
+        "\ufeff[09/05/18 00:00:20]****************** LOG FILE STARTED *******************\r",
+        "[09/06/18 00:00:24]****************** LOG FILE CLOSED ********************\r",
+        "\x1a",
+        "\x1a\r",
+        "",
+    ]:
+        assert p.parse(line) is NOTHING, repr(line)
+    foreign = p.parse("[09/05/18 00:00:20] something else")
+    assert foreign == Unparsed("not-mailenable", "[09/05/18 00:00:20] some")
+
+
 def test_set_reference_time_does_not_change_dated_rows() -> None:
     p = parser()
     line = SAMPLES[1].line
