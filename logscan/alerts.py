@@ -357,16 +357,20 @@ class AlertEngine:
 
     # -- evaluation ----------------------------------------------------------------------
 
-    def advance(self, t: float | None = None) -> list[Transition]:
-        """Evaluate every log up to event time `t` and return all transitions since the last call.
+    def advance(self, t: float | None = None, *, logs: Iterable[str] | None = None) -> list[Transition]:
+        """Evaluate logs up to event time `t`; return all transitions since the last call.
 
-        The daemon calls this with max(last event time, now) only when its tailers are
-        caught up, and with t=None (collect what observe() found, evaluate nothing more)
-        while they are not.
+        `t` promises that no event older than t − settle_s will still arrive for those logs
+        (`logs`, default all): the daemon passes max(last event time, now) for the logs
+        whose tailer is caught up, and t=None (evaluate nothing more, only collect what
+        observe() found) while a log still has a backlog, so that backlog is judged on its
+        own timestamps. Each log's own events move its evaluation anyway.
         """
         if t is not None:
             target = self._target(t)
-            for name, log in self._logs.items():
+            names = self._logs.keys() if logs is None else [n for n in logs if n in self._logs]
+            for name in list(names):
+                log = self._logs[name]
                 if log.next_min <= target:
                     self._evaluate(name, log, target)
         out, self._outbox = self._outbox, []

@@ -271,6 +271,26 @@ def test_advance_without_new_events_resolves_a_quiet_log() -> None:
     assert engine.advance(T0 + 30 * 60) == []
 
 
+def test_advance_for_caught_up_logs_leaves_a_backlogged_log_to_its_own_timestamps() -> None:
+    engine = AlertEngine()
+    # Log "a" is live and quiet; log "b" is still reading a backlog that holds a burst.
+    run(engine, schedule(range(5), {}, log="a") + schedule(range(5), {}, log="b"))
+    assert engine.advance(T0 + 60 * 60, logs=["a"]) == []
+    trs = run(engine, schedule(range(5, 30), {10: 20, 11: 20, 12: 20}, log="b"))
+    assert [(t.labels["log"], at_min(t)[1:]) for t in trs] == [
+        ("b", ("pending", 11.0)),
+        ("b", ("firing", 13.0)),
+        ("b", ("resolved", 18.0)),
+    ]
+    assert engine.late == 0
+    # Whereas advancing "b" with wall time before its backlog is read loses that backlog.
+    wrong = AlertEngine()
+    run(wrong, schedule(range(5), {}, log="b"))
+    wrong.advance(T0 + 60 * 60)
+    assert run(wrong, schedule(range(5, 30), {10: 20, 11: 20, 12: 20}, log="b")) == []
+    assert wrong.late > 0
+
+
 def test_per_log_and_both_directions_are_separate_series() -> None:
     evs = schedule(range(20), dict.fromkeys(range(5, 10), 20), log="a")
     evs += schedule(range(20), dict.fromkeys(range(5, 10), 20), log="b", direction="inbound")
