@@ -86,6 +86,8 @@ _REJECTS: Final = (
     ("by local_scan()", "end-of-data", "550"),
     ("by non-SMTP ACL", "", None),  # a local submission: nobody got an SMTP reply
 )
+# Frequent id-less lines that never carry a reply.
+_QUIET: Final = ("SMTP connection from ", "no MAIL in SMTP connection ", "Start queue run", "End queue run")
 _RETRY_ERRNOS: Final = ("(-52)", "(-53)", "(-54)")  # "retry time not reached": not an attempt
 
 
@@ -180,15 +182,28 @@ class EximParser:
 
     mta: ClassVar[MTA] = "exim"
     MAX_PENDING: ClassVar[int] = 64
-    __slots__ = ("_clock", "_hours", "_log", "_pending", "_syslog_hours", "_zoned")
+    __slots__ = (
+        "_clock",
+        "_domains",
+        "_durations",
+        "_hours",
+        "_log",
+        "_minutes",
+        "_pending",
+        "_syslog_hours",
+        "_zoned",
+    )
 
     def __init__(self, options: ParserOptions) -> None:
         self._log = options.log
         self._clock = Clock(options.tz, options.reference_time)
         self._hours: dict[str, float] = {}  # "YYYY-MM-DD hh" → epoch of that local hour
+        self._minutes: dict[str, float] = {}  # "YYYY-MM-DD hh:mm" → epoch: the fast path's only lookup
         self._zoned: dict[str, float] = {}  # "YYYY-MM-DD hh±zone" → epoch
         self._syslog_hours: dict[str, float] = {}  # "Mmm dd hh" → epoch (depends on the reference)
         self._pending: dict[str, _Pending] = {}
+        self._domains: dict[str, str] = {}  # what follows "@" → domain_of() of it: domains repeat
+        self._durations: dict[str, float | None] = {}  # "DT=" values repeat too
 
     def set_reference_time(self, t: float) -> None:
         """Date year-less syslog prefixes against this moment (file mtime, or now)."""
@@ -262,6 +277,10 @@ class EximParser:
             if hb is None:
                 return 0.0, -2
             base = hb
+            if i == 0:
+                if len(self._minutes) > 4096:
+                    self._minutes.clear()
+                self._minutes[line[:16]] = hb + mi * 60
         if line.startswith(" [", j):
             close = line.find("]", j + 2, j + 14)
             if close > j + 2 and line[j + 2 : close].isdigit() and line[j + 2 : close].isascii():
@@ -325,6 +344,27 @@ class EximParser:
             line = line[:MAX_LINE]
         if line.endswith("\r"):
             line = line[:-1]
+        # Fast path: a plain main-log line in a minute seen before (and validated then), no zone.
+        base = self._minutes.get(line[:16])
+        if base is not None and line[16:17] == ":":
+            se: float | None = _SEC.get(line[17:19])
+            j = 19
+            if se is not None and line[19:20] == ".":
+                frac = _MILLIS.get(line[20:23])
+                se = None if frac is None else se + frac
+                j = 23
+            c = line[j + 1 : j + 2]
+            if se is not None and line[j : j + 1] == " " and c not in {"+", "-"}:
+                b = j + 1
+                if c == "[":
+                    close = line.find("] ", b + 1, b + 14)
+                    if close > b + 1 and line[b + 1 : close].isdigit() and line[b + 1 : close].isascii():
+                        b = close + 2
+                return self._body(line, b, base + se)
+        return self._slow(line)
+
+    def _slow(self, line: str) -> ParseResult:
+        """Everything but the fast path: first lines of a minute, zones, syslog prefixes, junk."""
         c0 = line[:1]
         if "0" <= c0 <= "9":
             if len(line) > 10 and line[10] == "T":
@@ -334,16 +374,7 @@ class EximParser:
                 return self._after_syslog(line, j, t)
             t, j = self._exim_time(line, 0)
             if j >= 0:
-                b = j + 1 if line.startswith(" ", j) else j
-                # syslog-ng can put its own Exim-looking stamp before "host exim[pid]: "; a message
-                # id there means Exim's own line (whose address may well be "exim: ...").
-                if (
-                    line.find("exim", b, b + 300) >= 0
-                    and _QUEUE_ID.match(line[b : b + 23].split(" ", 1)[0]) is None
-                    and _TAG.match(line, b) is not None
-                ):
-                    return self._after_syslog(line, b, t)
-                return self._body(line, b, t)
+                return self._body(line, j + 1 if line.startswith(" ", j) else j, t)
             if j == -2 or line[4:5] == "-":
                 return Unparsed("bad-timestamp", "Exim timestamp")
             return _NO_TIMESTAMP
@@ -437,10 +468,35 @@ class EximParser:
         c0 = line[b : b + 2]
         if c0 == "H=" or c0 == "U=" or c0 == "F=" or c0 == "re":  # noqa: PLR1714
             return self._rejected(line, b, t, -1)
-        sp = line.find(" ", b, b + 64)
+        if line.startswith(_QUIET, b):
+            return NOTHING
+        sp = line.find(" ", b, b + 256)
         if sp > b and line.startswith(" authenticator failed for ", sp):
             return self._auth_failed(line, sp + 26, t)
+        # syslog-ng can write an Exim-looking stamp of its own before "[severity ][host ]exim[pid]: ".
+        if (
+            line.startswith("exim", b)
+            or line.startswith(" exim", sp)
+            or line.startswith(" exim", line.find(" ", sp + 1, sp + 257))
+        ) and _TAG.match(line, b) is not None:
+            return self._after_syslog(line, b, t)
         return NOTHING
+
+    def _domain(self, address: str) -> str:
+        """domain_of(address), cached on the part after the last "@"; a trailing ":" is no part of it."""
+        at = address.rfind("@")
+        if at < 0:
+            return ""
+        tail = address[at + 1 :]
+        if len(tail) > 256:  # no domain is this long; do not let junk fill the cache
+            return ""
+        dom = self._domains.get(tail)
+        if dom is None:
+            dom = domain_of("@" + tail.rstrip(":"))
+            if len(self._domains) > 4096:
+                self._domains.clear()
+            self._domains[tail] = dom
+        return dom
 
     def _queue_id(self, line: str, b: int) -> str:
         qid = line[b : b + 16] if line[b + 16] == " " else line[b : b + 23]
@@ -471,39 +527,45 @@ class EximParser:
                 code, enhanced = reply_codes(line[c + 4 : c + 44])
         end = h if h >= 0 else n
         return (
-            Event(
-                mta="exim",
-                log=self._log,
-                time=t,
-                direction="outbound",
-                code=code,
-                enhanced=enhanced,
-                status="sent",
-                queue_id=self._queue_id(line, b),
-                remote_host=host,
-                remote_ip=ip,
-                recipient_domain=rdom,
-                sender_domain=domain_of(_field(line, " F=", sp, end)),
-                delay_s=self._delay(line),
+            Event(  # positional, in field order: cheaper than keywords per event
+                "exim",  # mta
+                self._log,  # log
+                t,  # time
+                "outbound",  # direction
+                code,  # code
+                enhanced,  # enhanced
+                "sent",  # status
+                "",  # stage
+                self._queue_id(line, b),  # queue_id
+                host,  # remote_host
+                ip,  # remote_ip
+                rdom,  # recipient_domain
+                self._domain(_field(line, " F=", sp, end)),  # sender_domain
+                self._delay(line),  # delay_s
             ),
         )
 
-    @staticmethod
-    def _rcpt_domain(line: str, a: int, sp: int) -> str:
-        dom = domain_of(line[a:sp].rstrip(":"))
+    def _rcpt_domain(self, line: str, a: int, sp: int) -> str:
+        dom = self._domain(line[a:sp])
         if not dom and line.startswith(" <", sp):  # "=> userx <userx@test1>": the original address
             end = line.find(">", sp + 2, sp + 1024)
             if end > 0:
-                dom = domain_of(line[sp + 2 : end])
+                dom = self._domain(line[sp + 2 : end])
         return dom
 
-    @staticmethod
-    def _delay(line: str) -> float | None:
+    def _delay(self, line: str) -> float | None:
         d = line.rfind(" DT=")
         if d < 0:
             return None
-        sp = line.find(" ", d + 4)
-        return _duration(line[d + 4 : sp if sp >= 0 else len(line)])
+        sp = line.find(" ", d + 4, d + 24)
+        text = line[d + 4 : sp if sp >= 0 else d + 24]
+        if text in self._durations:
+            return self._durations[text]
+        value = _duration(text)
+        if len(self._durations) > 1024:
+            self._durations.clear()
+        self._durations[text] = value
+        return value
 
     def _failed(self, line: str, b: int, f: int, t: float, bounce: bool) -> ParseResult:
         """`**` (bounced or expired) and `==` (deferred), with the remote reply when there was one."""
@@ -556,21 +618,21 @@ class EximParser:
                 if colon >= 0:
                     code, enhanced = reply_codes(line[colon + 2 : colon + 42])
         return (
-            Event(
-                mta="exim",
-                log=self._log,
-                time=t,
-                direction="outbound",
-                code=code,
-                enhanced=enhanced,
-                status=status,
-                stage=stage,
-                queue_id=self._queue_id(line, b),
-                remote_host=host,
-                remote_ip=ip,
-                recipient_domain=self._rcpt_domain(line, a, sp),
-                sender_domain=domain_of(_field(line, " F=", sp, h if h >= 0 else fields_end).rstrip(":")),
-                delay_s=self._delay(line),
+            Event(  # positional, in field order: cheaper than keywords per event
+                "exim",  # mta
+                self._log,  # log
+                t,  # time
+                "outbound",  # direction
+                code,  # code
+                enhanced,  # enhanced
+                status,  # status
+                stage,  # stage
+                self._queue_id(line, b),  # queue_id
+                host,  # remote_host
+                ip,  # remote_ip
+                self._rcpt_domain(line, a, sp),  # recipient_domain
+                self._domain(_field(line, " F=", sp, h if h >= 0 else fields_end)),  # sender_domain
+                self._delay(line),  # delay_s
             ),
         )
 
@@ -587,9 +649,13 @@ class EximParser:
         if _quoted_colon(line, b, fields_end):
             return NOTHING
         w = r + 9
-        kind = next((k for k in _REJECTS if line.startswith(k[0], w)), None)
-        if kind is None:
-            return _BAD_REJECT
+        kind: tuple[str, str, str | None] = _REJECTS[0]  # RCPT, by far the most frequent
+        if not line.startswith("RCPT ", w):
+            for kind in _REJECTS:
+                if line.startswith(kind[0], w):
+                    break
+            else:
+                return _BAD_REJECT
         prefix, stage, default = kind
         if default is None:
             return NOTHING
@@ -624,28 +690,29 @@ class EximParser:
         rdom = sdom = ""
         if stage == "rcpt":
             sp = line.find(" ", w + 5)
-            rdom = domain_of(line[w + 5 : sp if sp >= 0 else n].rstrip(":"))
+            rdom = self._domain(line[w + 5 : sp if sp >= 0 else n])
         if prefix in ("MAIL FROM:", "MAIL ", "from <"):
             s0 = w + len(prefix) - (1 if prefix == "from <" else 0)
             sp = line.find(" ", s0)
-            sdom = domain_of(line[s0 : sp if sp >= 0 else n].rstrip(":"))
+            sdom = self._domain(line[s0 : sp if sp >= 0 else n])
         else:
-            sdom = domain_of(_field(line, "F=", b, fields_end))
+            sdom = self._domain(_field(line, "F=", b, fields_end))
         return (
-            Event(
-                mta="exim",
-                log=self._log,
-                time=t,
-                direction="inbound",
-                code=code,
-                enhanced=enhanced,
-                status="rejected",
-                stage=stage,
-                queue_id=self._queue_id(line, qid_at) if qid_at >= 0 else "",
-                remote_host=host,
-                remote_ip=ip,
-                recipient_domain=rdom,
-                sender_domain=sdom,
+            Event(  # positional, in field order: cheaper than keywords per event
+                "exim",  # mta
+                self._log,  # log
+                t,  # time
+                "inbound",  # direction
+                code,  # code
+                enhanced,  # enhanced
+                "rejected",  # status
+                stage,  # stage
+                self._queue_id(line, qid_at) if qid_at >= 0 else "",  # queue_id
+                host,  # remote_host
+                ip,  # remote_ip
+                rdom,  # recipient_domain
+                sdom,  # sender_domain
+                None,  # delay_s
             ),
         )
 
@@ -660,16 +727,20 @@ class EximParser:
         if not code:
             return NOTHING
         return (
-            Event(
-                mta="exim",
-                log=self._log,
-                time=t,
-                direction="inbound",
-                code=code,
-                enhanced=enhanced,
-                status="rejected",
-                stage="auth",
-                remote_host=host,
-                remote_ip=ip,
+            Event(  # positional, in field order: cheaper than keywords per event
+                "exim",  # mta
+                self._log,  # log
+                t,  # time
+                "inbound",  # direction
+                code,  # code
+                enhanced,  # enhanced
+                "rejected",  # status
+                "auth",  # stage
+                "",  # queue_id
+                host,  # remote_host
+                ip,  # remote_ip
+                "",  # recipient_domain
+                "",  # sender_domain
+                None,  # delay_s
             ),
         )

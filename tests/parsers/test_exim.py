@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import UTC, timedelta, timezone
 
 import pytest
@@ -110,6 +111,13 @@ def test_table_covers_what_the_issue_asks() -> None:
         "end-of-data",
         "auth",
     }
+
+
+def test_event_field_order_is_what_the_parser_passes_positionally() -> None:
+    assert [f.name for f in fields(Event)] == [
+        "mta", "log", "time", "direction", "code", "enhanced", "status", "stage",
+        "queue_id", "remote_host", "remote_ip", "recipient_domain", "sender_domain", "delay_s",
+    ]  # fmt: skip
 
 
 def test_nothing_lines_share_the_empty_tuple() -> None:
