@@ -203,7 +203,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2027)
     ap.add_argument("--out", type=Path, default=Path("sample_logs/exim"))
     ap.add_argument("--pause", type=float, default=0.8, help="mean seconds between sessions")
+    ap.add_argument("--derive-only", action="store_true",
+                    help="only recompute OUT/expected.json from the log and OUT/record/ (no run)")
     args = ap.parse_args()
+    if args.derive_only:
+        expected.write_expected(args.out / "expected.json", derive(args.out))
+        return
     if WORK.exists():
         shutil.rmtree(WORK)
     WORK.mkdir(mode=0o755)

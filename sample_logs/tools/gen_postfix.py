@@ -156,7 +156,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--out", type=Path, default=Path("sample_logs/postfix"))
     ap.add_argument("--pause", type=float, default=0.8, help="mean seconds between sessions")
+    ap.add_argument("--derive-only", action="store_true",
+                    help="only recompute OUT/expected.json from the log and OUT/record/ (no run)")
     args = ap.parse_args()
+    if args.derive_only:
+        expected.write_expected(args.out / "expected.json", derive(args.out))
+        return
     if Path("/dev/log").exists():
         sys.exit("/dev/log exists: another syslog daemon runs; stop it or adapt the generator")
     if WORK.exists():
