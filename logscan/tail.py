@@ -764,12 +764,14 @@ class Follower:
                     s.offset += len(data)
                     consumed += len(data)
                 break
-            for raw in data[:end].split(b"\n"):
-                line = _strip_cr(raw)
-                if len(line) > max_line:
-                    line = line[:max_line]
-                    self._oversized += 1
-                out.append(line)
+            block = data[:end]
+            lines = block.split(b"\n")
+            if b"\r" in block:
+                lines = [_strip_cr(x) for x in lines]
+            if len(block) > max_line and max(map(len, lines)) > max_line:
+                self._oversized += sum(len(x) > max_line for x in lines)
+                lines = [x[:max_line] for x in lines]
+            out += lines
             s.offset += end + 1
             consumed += end + 1
         if consumed and s.fp_len < FP_MAX:
