@@ -244,7 +244,7 @@ class PostfixParser:
                 return NOTHING
             return self._reject(line, ts_end, bs, line[slash + 1 : name_end] == "cleanup")
         # A per-host reply line is `QID: host ...`, so `: host ` sits near the start.
-        if line.find("status=", bs) < 0 and (kind != _SMTP or line.find(": host ", bs, bs + 40) < 0):
+        if line.find("status=", bs) < 0 and (kind != _SMTP or line.find(": host ", tag_end, bs + 40) < 0):
             return NOTHING
         if line.startswith(_SEVERITIES, bs):
             return NOTHING
