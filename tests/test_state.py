@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from logscan.state import STATE_VERSION, LoadedState, load_state, save_state
@@ -94,11 +95,12 @@ def test_kill_during_saves_leaves_old_or_new_never_half(tmp_path: Path) -> None:
             i += 1
     """)
     seen = set()
-    for _ in range(5):
+    for delay in (0.0, 0.01, 0.03, 0.1, 0.2):
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                                 cwd=str(Path(__file__).parent.parent))
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"ready\n"
+        time.sleep(delay)
         proc.kill()
         proc.wait()
         got = load_state(p)
