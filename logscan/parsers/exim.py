@@ -88,7 +88,6 @@ _REJECTS: Final = (
 )
 # Frequent id-less lines that never carry a reply.
 _QUIET: Final = ("SMTP connection from ", "no MAIL in SMTP connection ", "Start queue run", "End queue run")
-_RETRY_ERRNOS: Final = ("(-52)", "(-53)", "(-54)")  # "retry time not reached": not an attempt
 
 
 def _duration(text: str) -> float | None:
@@ -578,14 +577,10 @@ class EximParser:
             return _BAD_DELIVERY
         marker = line.find("SMTP error from remote mail", sp)
         fields_end = marker if marker >= 0 else n
-        if not bounce:
-            d = line.find(" defer (", sp, fields_end)
-            if d >= 0:
-                if line.startswith(_RETRY_ERRNOS, d + 7):
-                    return NOTHING
-                close = line.find("): ", d + 8, d + 20)
-                if close >= 0 and line.startswith("retry time not reached", close + 3):
-                    return NOTHING
+        # A skipped try is no attempt. Its errno differs between Exim versions (-44, -53, -61 ...),
+        # the text does not; remote text comes only after the marker, so it cannot fake this.
+        if not bounce and line.find("retry time not reached", sp, fields_end) >= 0:
+            return NOTHING
         status: Status = "bounced" if bounce else "deferred"
         if bounce and (
             line.endswith("retry timeout exceeded") or line.find("have been failing for a long time", sp) >= 0
