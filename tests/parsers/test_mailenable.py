@@ -449,7 +449,7 @@ def _hostile_rows(big: int) -> dict[str, str]:
         "huge-subject": row(*out_head, "RCPT", "RCPT TO:<a@b.c>", "550 x", "1", "1", "", "=?" * half),
         "huge-verb": row(*head, "A" * big, "x", "250 ok", "1", "1", "", ""),
         "huge-agent": row("09/05/18 00:00:53", "SMTP-" * (big // 5), "x", "1", "2", "3", "4", "5"),
-        "marker": "[" + "LOG FILE " * (big // 9),
+        "marker": "[" + "LOG FILE " * (big // 9 + 1),
         "lt-gt": row(*out_head, "MAIL", "MAIL FROM:" + "<" * big, "250 ok", "1", "1"),
     }
 
