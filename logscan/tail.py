@@ -188,11 +188,16 @@ class Follower:
         self._rotations = 0
         self._oversized = 0
         if saved is not None:
-            self._bytes_read = int(saved.get("bytes_read", 0))
-            self._rotations = int(saved.get("rotations", 0))
-            self._oversized = int(saved.get("oversized_lines", 0))
-            self._done = [_Known(str(d["fp"]), int(d["fp_len"])) for d in saved.get("done", [])
-                          if isinstance(d, Mapping)]
+            problem = _saved_problem(saved)
+            if problem:
+                # A damaged state must not stop the daemon: say so and start as if for the first time.
+                self._note("state_mismatch", reason=f"saved position unusable: {problem}")
+                self._saved = None
+            else:
+                self._bytes_read = int(saved["bytes_read"])
+                self._rotations = int(saved["rotations"])
+                self._oversized = int(saved["oversized_lines"])
+                self._done = [_Known(d["fp"], d["fp_len"]) for d in saved["done"]]
 
     # ----------------------------------------------------------------- public API
 
@@ -784,6 +789,34 @@ class Follower:
         head = s.src.read_at(0, FP_MAX)
         if len(head) > s.fp_len and fingerprint(head[: s.fp_len]) == s.fp:
             s.fp, s.fp_len = fingerprint(head), len(head)
+
+
+_RECORD_TYPES: Final = {"path": str, "dev": int, "ino": int, "offset": int, "fp": str, "fp_len": int,
+                        "skipping": bool, "current": bool, "mtime_ns": int}
+
+
+def _saved_problem(saved: Mapping[str, Any]) -> str:
+    """Why a saved checkpoint cannot be used as-is; "" when it can."""
+    if not isinstance(saved, Mapping):
+        return "not an object"
+    for key in ("bytes_read", "rotations", "oversized_lines"):
+        if not isinstance(saved.get(key), int) or saved[key] < 0:
+            return f"{key} is not a count"
+    files, done = saved.get("files"), saved.get("done")
+    if not isinstance(files, list) or not isinstance(done, list):
+        return "files/done are not lists"
+    for rec in files:
+        if not isinstance(rec, Mapping):
+            return "a file record is not an object"
+        for key, typ in _RECORD_TYPES.items():
+            if not isinstance(rec.get(key), typ):
+                return f"file record field {key!r} missing or not {typ.__name__}"
+        if rec["offset"] < 0 or rec["fp_len"] < 0:
+            return "negative offset"
+    for d in done:
+        if not (isinstance(d, Mapping) and isinstance(d.get("fp"), str) and isinstance(d.get("fp_len"), int)):
+            return "a done record is malformed"
+    return ""
 
 
 def _same_file(path: str, streams: list[_Stream]) -> bool:

@@ -408,6 +408,26 @@ def test_saved_state_for_another_pattern_is_ignored_with_a_note(tmp_path: Path) 
     assert notes_named(g, "state_mismatch")
 
 
+@pytest.mark.parametrize("damage", [
+    {"files": [{"path": 1}]},
+    {"bytes_read": "x"},
+    {"done": [5]},
+    {"files": "nope"},
+])
+def test_damaged_saved_state_starts_fresh_with_a_note(tmp_path: Path, damage: dict[str, Any]) -> None:
+    log = tmp_path / "mail.log"
+    log.write_bytes(b"history\n")
+    f = Follower("m", str(log), start_at="beginning")
+    f.poll()
+    saved = {**f.checkpoint(), **damage}
+    g = Follower("m", str(log), saved=saved, start_at="end")
+    assert g.poll() == []  # start_at decides again: no crash, no re-read of history
+    with log.open("ab") as fh:
+        fh.write(b"new\n")
+    assert g.poll() == [b"new"]
+    assert next(n for n, _ in g.drain_notes()) == "state_mismatch"
+
+
 def test_kill_at_random_points_every_line_exactly_once(tmp_path: Path) -> None:
     """Append, rotate in three ways, save now and then, and drop the follower without close()."""
     rng = random.Random(20261129)
