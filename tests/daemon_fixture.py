@@ -13,10 +13,12 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -117,10 +119,12 @@ def start_daemon(config: Path, port: int, *, ready: bool = True, timeout: float 
     raise AssertionError(f"daemon not {path} after {timeout}s:\n{daemon.logs()}")
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
+def wait_for(cond: Callable[[], T], timeout: float = 20, what: str = "condition") -> T:
+    """Poll `cond` until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if cond():
-            return
+        got = cond()
+        if got:
+            return got
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
