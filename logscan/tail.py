@@ -245,7 +245,7 @@ class Follower:
             if not self._started:
                 self._start()
             self._refresh()
-        except OSError as exc:
+        except _COMPRESS_ERRORS as exc:
             failed = True
             self._fail(exc)
         out: list[bytes] = []
@@ -367,7 +367,11 @@ class Follower:
     def _candidates(self) -> list[str]:
         """Files that may hold this log's earlier content (rotated, dated, compressed), live ones included."""
         out = []
-        for n in os.listdir(self._dir):
+        try:
+            names = os.listdir(self._dir)
+        except OSError:
+            return []  # the folder went away: nothing to recover from, and not worth failing a poll
+        for n in names:
             if self._glob:
                 ok = fnmatch.fnmatchcase(n, self._base) or any(
                     fnmatch.fnmatchcase(n, self._base + z) for z in COMPRESSED)
@@ -424,7 +428,7 @@ class Follower:
                 continue
             try:
                 s = self._new_stream(p, offset)
-            except OSError:
+            except _COMPRESS_ERRORS:
                 continue
             s.skipping = bool(rec.get("skipping", False))
             taken.add(p)
@@ -558,7 +562,7 @@ class Follower:
         for _, p in sorted(found):
             try:
                 s = self._new_stream(p, 0)
-            except OSError:
+            except _COMPRESS_ERRORS:
                 continue
             opened.append(s)
             taken.add(p)
@@ -671,7 +675,7 @@ class Follower:
                 if old.matches(got[0]) and (p.endswith(COMPRESSED) or got[1].st_size >= unread_from):
                     try:
                         copy = self._new_stream(p, unread_from)
-                    except OSError:
+                    except _COMPRESS_ERRORS:
                         continue
                     copy.skipping = cur.skipping
                     break

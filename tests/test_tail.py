@@ -385,6 +385,28 @@ def test_restart_never_rereads_a_file_already_counted(tmp_path: Path) -> None:
     assert drain(g) == unread + fresh
 
 
+def test_half_written_archive_never_raises(tmp_path: Path) -> None:
+    """A restart while gzip is still writing mail.log.1.gz: read what decompresses, note the rest."""
+    log = tmp_path / "mail.log"
+    w = LogWriter(log)
+    w.line(2)
+    saved, _ = _run_then_save(log, w)
+    unread = w.line(400)  # ~18 KB, so the archive is cut well after its first block
+    rotated = rename_rotate(log)
+    w.reopen()
+    fresh = w.line(1)
+    whole = gzip.compress(rotated.read_bytes())
+    (tmp_path / "mail.log.1.gz").write_bytes(whole[: len(whole) // 2])
+    rotated.unlink()
+    g = Follower("m", str(log), saved=saved)
+    got = drain(g)
+    assert got[-1] == fresh[0]
+    assert got[:-1] == unread[: len(got) - 1]  # a prefix of the unread lines, in order
+    assert len(got) > 1
+    assert [n for n, _ in g.drain_notes()].count("log_read_error") == 1
+    assert g.up
+
+
 def test_glob_restart_reads_days_that_appeared_while_down(tmp_path: Path) -> None:
     d1 = tmp_path / "SMTP-Activity-261127.log"
     d1.write_bytes(b"d1 a\r\n")
