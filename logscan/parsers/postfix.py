@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import fields
+from functools import lru_cache
 from typing import ClassVar, Final
 
 from logscan.events import MTA, NOTHING, Event, ParseResult, Status, Unparsed
@@ -116,6 +117,11 @@ _DELIVERY: Final = re.compile(
     r"to=([^,]*), (?:orig_to=[^,]*, )?relay=([^,]*), (?:conn_use=[0-9]+, )?delay=([0-9.]+), "
     r"(?:delays=[0-9./]+, )?(?:tls=[^,]*, )?(?:dsn=([0-9.]+), )?status=([^ ]*)"
 )
+# The usual refusal head: `QID|NOQUEUE: [milter-|proxy-]reject: STAGE from host[ip][:port]: `.
+_REJECT_HEAD: Final = re.compile(
+    r"(NOQUEUE|[0-9A-Za-z]{5,32}): (?:milter-|proxy-)?reject: ([A-Za-z-]{1,16}) from "
+    r"([^\[ ]{0,255}\[[0-9A-Fa-f:.]{1,45}\])(?::[0-9]{1,5})?: "
+)
 _ENHANCED: Final = re.compile(r"([245]\.[0-9]{1,3}\.[0-9]{1,3})(?![0-9.])")
 # cleanup appends its reason after the trailer: `... helo=<h>: 5.7.1 text`.
 _CLEANUP_REASON: Final = re.compile(r": ([45]\.[0-9]{1,3}\.[0-9]{1,3})(?![0-9.])")
@@ -142,9 +148,10 @@ def _host_ip(text: str) -> tuple[str, str]:
     return host.lower(), ip.lower()
 
 
+@lru_cache(maxsize=512)
 def _valid_enhanced(text: str) -> str:
-    m = _ENHANCED.fullmatch(text)
-    return text if m is not None else ""
+    """`dsn=` value if it is RFC 3463 `[245].d{1,3}.d{1,3}`, else "" (memoised: few distinct values)."""
+    return text if _ENHANCED.fullmatch(text) is not None else ""
 
 
 def _reply_stage(reply: str) -> str:
@@ -470,23 +477,32 @@ class PostfixParser:
 
     def _reject(self, line: str, ts_end: int, bs: int, cleanup: bool) -> ParseResult:
         """smtpd/postscreen/cleanup `[QID|NOQUEUE]: reject: STAGE from CLIENT: REPLY; from=<> to=<>`."""
-        qid, rs = self._queue_id(line, bs)
-        if not line.startswith(_REJECT_ACTIONS, rs):
-            return NOTHING
-        a = line.find(": ", rs) + 2
-        sp = line.find(" ", a, a + 20)
-        stage = _REJECT_STAGE.get(line[a:sp] if sp >= 0 else "")
-        if stage is None and cleanup:
-            return self._cleanup_reject(line, ts_end, a, qid)
-        if sp < 0 or not line.startswith("from ", sp + 1):
-            return Unparsed("bad-reject-line", "no client")
-        cs = sp + 6
-        b = line.find("[", cs, cs + _HOST_MAX + 2)
-        e = line.find("]", b, b + 48) if b >= 0 else -1
-        if e < 0:
-            return Unparsed("bad-reject-line", "no client")
-        host, ip = self._host(line[cs : e + 1])
-        colon = line.find(": ", e)
+        m = _REJECT_HEAD.match(line, bs)
+        stage = _REJECT_STAGE.get(m.group(2)) if m is not None else None
+        if m is not None and stage is not None:
+            qid = m.group(1)
+            if qid == "NOQUEUE":
+                qid = ""
+            host, ip = self._host(m.group(3))
+            colon = m.end() - 2
+        else:
+            qid, rs = self._queue_id(line, bs)
+            if not line.startswith(_REJECT_ACTIONS, rs):
+                return NOTHING
+            a = line.find(": ", rs) + 2
+            sp = line.find(" ", a, a + 20)
+            stage = _REJECT_STAGE.get(line[a:sp] if sp >= 0 else "")
+            if stage is None and cleanup:
+                return self._cleanup_reject(line, ts_end, a, qid)
+            if sp < 0 or not line.startswith("from ", sp + 1):
+                return Unparsed("bad-reject-line", "no client")
+            cs = sp + 6
+            b = line.find("[", cs, cs + _HOST_MAX + 2)
+            e = line.find("]", b, b + 48) if b >= 0 else -1
+            if e < 0:
+                return Unparsed("bad-reject-line", "no client")
+            host, ip = self._host(line[cs : e + 1])
+            colon = line.find(": ", e)
         reply = line[colon + 2 :] if colon >= 0 else ""
         code, enhanced = self._codes(reply)
         if not code:
