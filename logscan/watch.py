@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -38,6 +39,7 @@ class Watcher:
         self._polling = polling
         self._observer: BaseObserver | None = None
         self._watches: dict[str, ObservedWatch] = {}
+        self._idents: dict[str, tuple[int, int]] = {}  # (dev, inode) of each watched folder
         self._lock = threading.Lock()
         self.schedule_errors: dict[str, str] = {}
 
@@ -69,9 +71,12 @@ class Watcher:
                 self._sync()
 
     def retry_missing(self) -> None:
-        """Try again to watch folders that failed before (cheap when none failed)."""
+        """Call on every daemon tick: re-watch folders that appeared, vanished or were replaced.
+
+        Costs one stat per watched folder.
+        """
         with self._lock:
-            if self._observer is not None and len(self._watches) < len(self._wanted):
+            if self._observer is not None:
                 self._sync()
 
     def watching(self) -> set[str]:
@@ -87,13 +92,20 @@ class Watcher:
     def _sync(self) -> None:
         observer = self._observer
         assert observer is not None
-        for gone in set(self._watches) - self._wanted:
+        for d in list(self._watches):
+            if d in self._wanted and _ident(d) == self._idents.get(d):
+                continue
+            # Unwanted now, or deleted / replaced: inotify watched the old folder's inode.
             with contextlib.suppress(KeyError, OSError):
-                observer.unschedule(self._watches[gone])
-            del self._watches[gone]
+                observer.unschedule(self._watches[d])
+            del self._watches[d]
+            self._idents.pop(d, None)
         for d in sorted(self._wanted - set(self._watches)):
             try:
+                ident = _ident(d)
                 self._watches[d] = observer.schedule(self._handler, d, recursive=False)
+                if ident is not None:
+                    self._idents[d] = ident
             except OSError as exc:
                 # watchdog 7 raises FileNotFoundError for a missing folder; inotify limits give
                 # errno 24/28. Either way: remember why, and retry on a later call.
@@ -102,3 +114,11 @@ class Watcher:
                 self.schedule_errors.pop(d, None)
         for d in set(self.schedule_errors) - self._wanted:
             del self.schedule_errors[d]
+
+
+def _ident(d: str) -> tuple[int, int] | None:
+    try:
+        st = Path(d).stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)

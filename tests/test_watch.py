@@ -62,6 +62,29 @@ def test_missing_folder_is_retried_until_it_exists(tmp_path: Path) -> None:
         w.stop()
 
 
+def test_folder_deleted_and_recreated_is_watched_again(tmp_path: Path) -> None:
+    d = tmp_path / "exim4"
+    d.mkdir()
+    wake = threading.Event()
+    w = Watcher([str(d)], wake)
+    w.start()
+    try:
+        assert w.watching() == {str(d)}
+        d.rmdir()
+        w.retry_missing()
+        assert w.watching() == set()
+        d.mkdir()
+        w.retry_missing()
+        assert w.watching() == {str(d)}
+        time.sleep(0.1)
+        wake.clear()
+        (d / "mainlog").write_bytes(b"x\n")
+        assert _wakes(wake)
+        assert w.alive()
+    finally:
+        w.stop()
+
+
 def test_update_dirs_adds_and_removes(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
