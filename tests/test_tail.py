@@ -421,6 +421,32 @@ def test_glob_restart_reads_days_that_appeared_while_down(tmp_path: Path) -> Non
     assert drain(g) == [b"d1 b", b"d2 a", b"d3 a"]
 
 
+def test_exim_dated_mainlog_glob_with_compressed_history(tmp_path: Path) -> None:
+    """Exim log_file_path=/var/log/exim4/%slog-%D: a new name per day, old days gzipped by cron."""
+    d1 = tmp_path / "mainlog-20261128"
+    w1 = LogWriter(d1, tag="d1")
+    w1.line(2)
+    f = Follower("exim", str(tmp_path / "mainlog-*"), start_at="end")
+    assert f.poll() == []
+    unread = w1.line(1)
+    saved = f.checkpoint()
+    late = w1.line(1)
+    d2 = tmp_path / "mainlog-20261129"
+    w2 = LogWriter(d2, tag="d2")
+    today = w2.line(2)
+    assert f.poll() == unread + late + today
+    assert f.current_path == str(d2)
+    # Down over a night: yesterday is gzipped and a new day starts.
+    w1.close()
+    (tmp_path / "mainlog-20261128.gz").write_bytes(gzip.compress(d1.read_bytes()))
+    d1.unlink()
+    more = w2.line(1)
+    w3 = LogWriter(tmp_path / "mainlog-20261130", tag="d3")
+    tomorrow = w3.line(1)
+    g = Follower("exim", str(tmp_path / "mainlog-*"), saved=saved)
+    assert drain(g) == unread + late + today + more + tomorrow
+
+
 def test_saved_state_for_another_pattern_is_ignored_with_a_note(tmp_path: Path) -> None:
     log = tmp_path / "mail.log"
     log.write_bytes(b"a\n")
