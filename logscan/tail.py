@@ -532,6 +532,8 @@ class Follower:
             self._cur = cur
 
     def _restart_how(self, rec: Mapping[str, Any], loc: _Stream | None, live_st: os.stat_result) -> str:
+        if self._glob:
+            return "new-file"
         if (live_st.st_dev, live_st.st_ino) == (rec.get("dev"), rec.get("ino")):
             return "copytruncate" if loc is not None and not loc.src.compressed else "inode-reuse"
         if loc is None:

@@ -445,6 +445,10 @@ def test_exim_dated_mainlog_glob_with_compressed_history(tmp_path: Path) -> None
     tomorrow = w3.line(1)
     g = Follower("exim", str(tmp_path / "mainlog-*"), saved=saved)
     assert drain(g) == unread + late + today + more + tomorrow
+    notes = g.drain_notes()
+    assert [d["how"] for n, d in notes if n == "log_rotated"] == ["new-file"]
+    assert [Path(d["path"]).name for n, d in notes if n == "log_found_rotated"] == [
+        "mainlog-20261128.gz", "mainlog-20261129"]
 
 
 def test_saved_state_for_another_pattern_is_ignored_with_a_note(tmp_path: Path) -> None:
