@@ -3,7 +3,7 @@ every reply it got (JSON lines), so the inbound side of a sample log has an inde
 record.
 
 A session plan is a dict:
-    {"id": "s17", "source": "127.0.0.23", "helo": "mail.example.net", "ehlo": true,
+    {"id": "s17", "source": "127.0.0.23", "helo": "mail.example.net", "ehlo": true, "tls": true,
      "mail_from": "a@example.net", "rcpts": ["b@example.com"], "subject": "...", "body": "..."}
 After a refused HELO/EHLO the client sends QUIT. After MAIL and RCPT the client sends DATA
 only if at least one recipient was accepted, otherwise it sends QUIT: the MTA logs its own
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import smtplib
+import ssl
 import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -59,6 +60,16 @@ def run_session(host: str, port: int, plan: dict[str, Any], out: TextIO) -> None
     else:
         code, text = smtp.helo(helo)
         rec("helo", helo, code, text)
+    if code < 400 and plan.get("tls") and plan.get("ehlo", True) and smtp.has_extn("starttls"):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # the MTA's throw-away self-signed certificate
+        # smtplib takes the TLS server name from _host, which connect() alone leaves empty.
+        smtp._host = host  # type: ignore[attr-defined]
+        code, text = smtp.starttls(context=ctx)
+        rec("starttls", "", code, text)
+        code, text = smtp.ehlo(helo)
+        rec("ehlo", helo, code, text)
     if code >= 400:  # a refused HELO: say goodbye (Exim would answer MAIL with 503 otherwise)
         code, text = smtp.docmd("QUIT")
         rec("quit", "", code, text)

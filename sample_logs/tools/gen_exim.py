@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sample_logs.tools import client, expected
+from sample_logs.tools import client, expected, sink
 from sample_logs.tools.plan import LOCAL_USERS, LOCAL_USERS_WITH_RULES, Plan, build_sessions
 
 WORK = Path("/tmp/sl-exim")
@@ -66,7 +66,9 @@ local_interfaces = 127.0.0.1
 keep_environment =
 host_lookup =
 rfc1413_hosts =
-tls_advertise_hosts =
+tls_advertise_hosts = *
+tls_certificate = {work}/mx2.crt
+tls_privatekey = {work}/mx2.key
 never_users = root
 domainlist local_domains = example.com
 hostlist relay_from_hosts = 127.0.0.1
@@ -195,6 +197,9 @@ def setup(p: Plan) -> tuple[bool, bool]:
     elif str(CONF) not in TRUSTED.read_text().split():
         sys.exit(f"{TRUSTED} exists and does not list {CONF}; add it or remove the file")
     (WORK / "rules.json").write_text(json.dumps(p.rules, indent=1, sort_keys=True))
+    for name, cn in (("mx2", "mx2.example.com"), ("sink", "smarthost.example.net")):
+        _, key = sink.self_signed(WORK, name, cn)
+        key.chmod(0o644)  # read by Exim as Debian-exim; a throw-away key
     return made_user, made_trusted
 
 
@@ -216,9 +221,10 @@ def main() -> None:
     p, sessions = build_sessions(args.seed, SPOOFED_SENDERS, GREYLIST_SOURCES)
     (WORK / "plan.json").write_text(json.dumps(sessions, indent=1))
     made_user, made_trusted = setup(p)
-    sink = subprocess.Popen([sys.executable, "-m", "sample_logs.tools.sink", "--port", str(SINK_PORT),
-                             "--rules", str(WORK / "rules.json"), "--record", str(WORK / "sink.jsonl"),
-                             "--hostname", "smarthost.example.net"])
+    sink_proc = subprocess.Popen([sys.executable, "-m", "sample_logs.tools.sink", "--port", str(SINK_PORT),
+                                  "--rules", str(WORK / "rules.json"), "--record", str(WORK / "sink.jsonl"),
+                                  "--hostname", "smarthost.example.net", "--tls-cert", str(WORK / "sink.crt"),
+                                  "--tls-key", str(WORK / "sink.key")])
     try:
         time.sleep(1.5)
         exim("-bd", "-oX", str(SMTPD_PORT), "-oP", str(WORK / "exim.pid"))
@@ -245,8 +251,8 @@ def main() -> None:
         pid_file = WORK / "exim.pid"
         if pid_file.exists():
             os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-        sink.send_signal(signal.SIGTERM)
-        sink.wait(timeout=20)
+        sink_proc.send_signal(signal.SIGTERM)
+        sink_proc.wait(timeout=20)
         if made_trusted:
             TRUSTED.unlink()
             if not any(TRUSTED.parent.iterdir()):

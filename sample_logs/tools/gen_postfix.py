@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sample_logs.tools import client, expected
+from sample_logs.tools import client, expected, sink
 from sample_logs.tools.plan import LOCAL_DOMAIN, Plan, all_local_users, build_sessions
 
 WORK = Path("/tmp/sl-postfix")
@@ -74,8 +74,14 @@ relayhost = [127.0.0.1]:{sink}
 smtp_host_lookup = native
 smtp_bind_address = 127.0.0.1
 smtpd_peername_lookup = no
-smtp_tls_security_level = none
-smtpd_tls_security_level = none
+# As Debian's default main.cf (opportunistic TLS both ways), with summary TLS logging on.
+smtpd_tls_cert_file = {work}/mx1.crt
+smtpd_tls_key_file = {work}/mx1.key
+smtpd_tls_security_level = may
+smtp_tls_security_level = may
+smtp_tls_CApath = /etc/ssl/certs
+smtpd_tls_loglevel = 1
+smtp_tls_loglevel = 1
 recipient_delimiter = +
 mailbox_size_limit = 0
 smtpd_helo_required = yes
@@ -136,6 +142,8 @@ def write_config(p: Plan) -> None:
         run(["postmap", f"hash:{etc / name}"])
     (WORK / "rules.json").write_text(json.dumps(p.rules, indent=1, sort_keys=True))
     (WORK / "rsyslog.conf").write_text(RSYSLOG_CONF.format(work=WORK))
+    sink.self_signed(WORK, "mx1", "mx1.example.com")
+    sink.self_signed(WORK, "sink", "mx.example.net")
 
 
 def queue_empty() -> bool:
@@ -180,7 +188,9 @@ def main() -> None:
                                        "-i", str(WORK / "rsyslog.pid")]))
         procs.append(subprocess.Popen([sys.executable, "-m", "sample_logs.tools.sink",
                                        "--port", str(SINK_PORT), "--rules", str(WORK / "rules.json"),
-                                       "--record", str(WORK / "sink.jsonl"), "--hostname", "mx.example.net"]))
+                                       "--record", str(WORK / "sink.jsonl"), "--hostname", "mx.example.net",
+                                       "--tls-cert", str(WORK / "sink.crt"),
+                                       "--tls-key", str(WORK / "sink.key")]))
         time.sleep(1.5)
         run(["postfix", "-c", str(WORK / "etc"), "start"])
         time.sleep(2)

@@ -160,4 +160,9 @@ def build_sessions(seed: int, spoofed_senders: list[str], greylist_sources: list
                          "ehlo": rng.random() < 0.85, "mail_from": sender, "rcpts": rcpts,
                          "subject": p.subject(), "body": p.body()})
     rng.shuffle(sessions)
+    # STARTTLS for about half the SMTP sessions, from its own generator so that the rest of
+    # the plan does not depend on it.
+    tls_rng = random.Random(seed * 7 + 1)
+    for s in sessions:
+        s["tls"] = s["kind"] != "sendmail" and tls_rng.random() < 0.5
     return p, sessions

@@ -18,6 +18,8 @@ import asyncio
 import itertools
 import json
 import signal
+import ssl
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,15 @@ EOD_RULES: dict[str, str] = {
 }
 RCPT_OK = "250 2.1.5 Ok"
 MAIL_OK = "250 2.1.0 Ok"
+
+
+def self_signed(directory: Path, name: str, cn: str) -> tuple[Path, Path]:
+    """A throw-away self-signed certificate and key (openssl), as (cert, key)."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+                    "-subj", f"/CN={cn}", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
 
 
 def code_of(reply: str) -> tuple[str, str]:
@@ -124,13 +135,19 @@ def main() -> None:
     ap.add_argument("--record", type=Path, required=True)
     ap.add_argument("--hostname", default="mx.example.net")
     ap.add_argument("--name", default="sink")
+    ap.add_argument("--tls-cert", type=Path, help="offer STARTTLS with this certificate (PEM)")
+    ap.add_argument("--tls-key", type=Path, help="... and this key")
     args = ap.parse_args()
     if args.host not in ("127.0.0.1", "::1"):
         raise SystemExit("the sink listens on loopback only")
     rules = {k.lower(): v for k, v in json.loads(args.rules.read_text()).items()}
     handler = Handler(rules, args.record, args.name)
+    tls: ssl.SSLContext | None = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     controller = Controller(handler, hostname=args.host, port=args.port, server_hostname=args.hostname,
-                            ident="ESMTP sink")
+                            ident="ESMTP sink", tls_context=tls, require_starttls=False)
     controller.start()
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
