@@ -12,11 +12,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pygtail  # test-only dependency, pinned in pyproject's [test] extra; never imported by logscan
 import pytest
 
 from logscan.tail import Follower
 
-pygtail = pytest.importorskip("pygtail")
 PYGTAIL_VERSION = "0.14.0"
 
 
