@@ -268,10 +268,12 @@ def mutated_sample(draw: st.DrawFn) -> str:
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.integers(0, 5))
         i = draw(st.integers(0, len(line)))
-        if kind == 0:  # flip one character
-            if line:
-                j = min(i, len(line) - 1)
-                line = line[:j] + chr(ord(line[j]) ^ (1 << draw(st.integers(0, 7)))) + line[j + 1 :]
+        if kind == 0:  # flip one bit of one byte, then decode as the tailer does
+            raw = bytearray(line.encode("utf-8", "surrogateescape"))
+            if raw:
+                j = min(i, len(raw) - 1)
+                raw[j] ^= 1 << draw(st.integers(0, 7))
+            line = raw.decode("utf-8", "surrogateescape")
         elif kind == 1:  # truncate
             line = line[:i]
         elif kind == 2:  # NUL or an invalid-UTF-8 surrogate, as surrogateescape gives them
