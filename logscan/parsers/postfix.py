@@ -13,8 +13,8 @@ Decisions where the format is ambiguous are written down in docs/parsers/postfix
 
 from __future__ import annotations
 
+import inspect
 import re
-from dataclasses import fields
 from functools import lru_cache
 from typing import ClassVar, Final
 
@@ -28,7 +28,7 @@ _EVENT_FIELDS: Final = (
     "mta", "log", "time", "direction", "code", "enhanced", "status", "stage", "queue_id",
     "remote_host", "remote_ip", "recipient_domain", "sender_domain", "delay_s",
 )  # fmt: skip
-if tuple(f.name for f in fields(Event)) != _EVENT_FIELDS:
+if tuple(inspect.signature(Event).parameters) != _EVENT_FIELDS:
     raise ImportError("logscan.events.Event changed its fields; update logscan/parsers/postfix.py")
 
 REASONS: Final = ("no-timestamp", "bad-timestamp", "bad-delivery-line", "bad-reject-line", "bad-reply-line")
