@@ -282,7 +282,7 @@ class EximParser:
                 self._minutes[line[:16]] = hb + mi * 60
         if line.startswith(" [", j):
             close = line.find("]", j + 2, j + 14)
-            if close > j + 2 and line[j + 2 : close].isdigit() and line[j + 2 : close].isascii():
+            if close > j + 2 and line[j + 2 : close].isdigit():
                 j = close + 1
         return base + t, j
 
@@ -344,22 +344,25 @@ class EximParser:
         if line.endswith("\r"):
             line = line[:-1]
         # Fast path: a plain main-log line in a minute seen before (and validated then), no zone.
-        base = self._minutes.get(line[:16])
-        if base is not None and line[16:17] == ":":
-            se: float | None = _SEC.get(line[17:19])
-            j = 19
-            if se is not None and line[19:20] == ".":
-                frac = _MILLIS.get(line[20:23])
-                se = None if frac is None else se + frac
-                j = 23
-            c = line[j + 1 : j + 2]
-            if se is not None and line[j : j + 1] == " " and c not in {"+", "-"}:
-                b = j + 1
-                if c == "[":
-                    close = line.find("] ", b + 1, b + 14)
-                    if close > b + 1 and line[b + 1 : close].isdigit() and line[b + 1 : close].isascii():
-                        b = close + 2
-                return self._body(line, b, base + se)
+        # Indexing (not slicing) where the length check allows: it allocates nothing.
+        n = len(line)
+        if n > 24 and line[16] == ":":
+            base = self._minutes.get(line[:16])
+            if base is not None:
+                se: float | None = _SEC.get(line[17:19])
+                j = 19
+                if line[19] == ".":
+                    frac = _MILLIS.get(line[20:23])
+                    se = None if frac is None or se is None else se + frac
+                    j = 23
+                c = line[j + 1]
+                if se is not None and line[j] == " " and c != "+" and c != "-":  # noqa: PLR1714
+                    b = j + 1
+                    if c == "[":
+                        close = line.find("] ", b + 1, b + 14)
+                        if close > b + 1 and line[b + 1 : close].isdigit():
+                            b = close + 2
+                    return self._body(line, b, base + se)
         return self._slow(line)
 
     def _slow(self, line: str) -> ParseResult:
@@ -449,11 +452,14 @@ class EximParser:
 
     def _body(self, line: str, b: int, t: float) -> ParseResult:
         """Dispatch on what follows the timestamp: message id and flag, refusal, auth failure."""
-        if line.startswith("-", b + 6) and (
-            (line.startswith("-", b + 13) and line.startswith(" ", b + 16))
-            or (line.startswith("-", b + 18) and line.startswith(" ", b + 23))
-        ):
-            f = b + 17 if line[b + 16] == " " else b + 24
+        n = len(line)
+        f = 0
+        if n > b + 16 and line[b + 6] == "-":
+            if line[b + 13] == "-" and line[b + 16] == " ":
+                f = b + 17
+            elif n > b + 23 and line[b + 18] == "-" and line[b + 23] == " ":
+                f = b + 24
+        if f:
             c = line[f : f + 3]
             if c == "<= " or c == "*> " or c == "(= ":  # noqa: PLR1714 - fastest on the hot path
                 return NOTHING
@@ -461,7 +467,7 @@ class EximParser:
                 return self._delivered(line, b, f, t)
             if c == "** " or c == "== ":  # noqa: PLR1714
                 return self._failed(line, b, f, t, c == "** ")
-            if line.startswith("H=", f) or line.startswith("F=", f) or line.startswith("rejected ", f):
+            if line.startswith(("H=", "F=", "rejected "), f):
                 return self._rejected(line, f, t, b)
             return NOTHING
         c0 = line[b : b + 2]
