@@ -140,11 +140,14 @@ def _replies(snap: Snapshot, logs: Iterable[LogStatus], folds: _Folds) -> dict[L
             for code in COMMON_CODES:
                 out[(log.mta, log.name, direction, code, "")] = 0
     admitted: dict[Labels, set[tuple[str, str]]] = {}
+    valid: set[Labels] = set()  # (mta, log, direction) prefixes already checked this scrape
     name = "logscan_smtp_replies_total"
     for (mta, log_name, direction, code, raw_enhanced), n in snap.replies.items():
         enhanced = raw_enhanced
-        if _bad_label(folds, name, n, mta=mta, log=log_name, direction=direction):
-            continue
+        if (mta, log_name, direction) not in valid:
+            if _bad_label(folds, name, n, mta=mta, log=log_name, direction=direction):
+                continue
+            valid.add((mta, log_name, direction))
         if not _CODE.match(code):
             folds.add(name, "code", "invalid", n)
             continue

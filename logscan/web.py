@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import gzip
 import hashlib
 import html
@@ -441,6 +442,8 @@ class _Server(ThreadingHTTPServer):
         self.timeout_s = timeout_s
         self.landing = _LANDING.format(version=html.escape(__version__)).encode()
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
         super().__init__((host, port), _Handler)
 
     def server_bind(self) -> None:
@@ -463,11 +466,13 @@ class _Server(ThreadingHTTPServer):
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         conn = request
+        self._track(conn, None)
         try:
             conn.settimeout(self.timeout_s)
             ctx = self.web.ssl_context
             if ctx is not None:
                 conn = ctx.wrap_socket(request, server_side=True)
+                self._track(conn, request)
                 if not self._san_allowed(conn):
                     return
             self.finish_request(conn, client_address)
@@ -476,8 +481,24 @@ class _Server(ThreadingHTTPServer):
         except Exception:
             _log.exception("request failed", client=client_address[0])
         finally:
+            self._track(None, conn)
             self.shutdown_request(conn)
             self._slots.release()
+
+    def _track(self, add: socket.socket | None, remove: socket.socket | None) -> None:
+        with self._conns_lock:
+            if remove is not None:
+                self._conns.discard(remove)
+            if add is not None:
+                self._conns.add(add)
+
+    def close_connections(self) -> None:
+        """Cut idle keep-alive connections: after stop() nothing may be served any more."""
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def _san_allowed(self, conn: ssl.SSLSocket) -> bool:
         tls = self.web.tls
@@ -555,6 +576,7 @@ class MetricsServer:
         if server is not None:
             server.shutdown()
             server.server_close()
+            server.close_connections()
         if thread is not None:
             thread.join(timeout=5)
 

@@ -220,6 +220,22 @@ def test_stop_closes_the_port_and_is_idempotent() -> None:
         _ = server.address
 
 
+def test_stop_cuts_open_keep_alive_connections() -> None:
+    server = MetricsServer("127.0.0.1:0", registry(), lambda: (True, ""))
+    server.start()
+    conn = socket.create_connection(server.address, timeout=5)
+    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert conn.recv(1000).startswith(b"HTTP/1.1 200")
+    server.stop()
+    try:
+        conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.recv(1000) == b""  # closed, not served
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    finally:
+        conn.close()
+
+
 def test_a_stalled_client_does_not_block_other_scrapes() -> None:
     with serving(timeout_s=30) as server:
         host, port = server.address
