@@ -7,8 +7,9 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
+
+import msgspec
 
 from logscan import __version__
 from logscan.config import DEFAULT_PATH, ConfigError, load_config
@@ -166,7 +167,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
             elif not result:
                 doc.update(result="ignored", why="understood; states no SMTP reply or delivery outcome")
             else:
-                doc.update(result="parsed", events=[asdict(ev) for ev in result])
+                doc.update(result="parsed", events=[msgspec.structs.asdict(ev) for ev in result])
             print(json.dumps(doc) if args.json else _render_parse(line, doc))
     return EXIT_OK
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -113,6 +114,8 @@ class Daemon:
         try:
             self._loop()
         finally:
+            with contextlib.suppress(OSError):  # a vanished notify socket must not cost the save
+                sdnotify.stopping("saving state")
             self._save(final=True)
             self._close()
         log.info("stopped")
@@ -129,14 +132,19 @@ class Daemon:
                 self._save()
                 last_save = now
             if dog is not None and now - last_dog >= dog / 2:
-                sdnotify.watchdog_ping()
+                try:
+                    sdnotify.watchdog_ping()
+                except OSError as exc:
+                    log.warning("watchdog_ping_failed", error=str(exc))
                 last_dog = now
             if self.reload_requested:
                 self.reload_requested = False
                 self._reload()
             if not busy:
-                # Events are hints: the timeout is the safety net for lost inotify events and NFS.
-                self.wake.wait(self.cfg.daemon.poll_interval)
+                # Events are hints: the timeout is the safety net for lost inotify events and NFS;
+                # it never outlasts half the systemd watchdog interval.
+                wait = self.cfg.daemon.poll_interval
+                self.wake.wait(min(wait, dog / 2) if dog else wait)
                 self.wake.clear()
 
     def stop(self) -> None:

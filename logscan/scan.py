@@ -47,7 +47,7 @@ def open_text(path: Path) -> Iterator[tuple[IO[str], IO[bytes], int]]:
     raw = path.open("rb")
     try:
         size = os.fstat(raw.fileno()).st_size
-        binary: IO[bytes] = gzip.GzipFile(fileobj=raw) if raw.read(2) == GZIP_MAGIC else raw
+        binary: IO[bytes] = gzip.GzipFile(fileobj=raw) if raw.read(2) == GZIP_MAGIC else raw  # type: ignore[assignment]
         raw.seek(0)
         # surrogateescape: a bad byte survives into the parser's view instead of stopping the read.
         with io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline=None) as text:
