@@ -532,21 +532,20 @@ class EximParser:
                 code, enhanced = reply_codes(line[c + 4 : c + 44])
         end = h if h >= 0 else n
         return (
-            Event(  # positional, in field order: cheaper than keywords per event
-                "exim",  # mta
-                self._log,  # log
-                t,  # time
-                "outbound",  # direction
-                code,  # code
-                enhanced,  # enhanced
-                "sent",  # status
-                "",  # stage
-                self._queue_id(line, b),  # queue_id
-                host,  # remote_host
-                ip,  # remote_ip
-                rdom,  # recipient_domain
-                self._domain(_field(line, " F=", sp, end)),  # sender_domain
-                self._delay(line),  # delay_s
+            Event(
+                mta="exim",
+                log=self._log,
+                time=t,
+                direction="outbound",
+                code=code,
+                enhanced=enhanced,
+                status="sent",
+                queue_id=self._queue_id(line, b),
+                remote_host=host,
+                remote_ip=ip,
+                recipient_domain=rdom,
+                sender_domain=self._domain(_field(line, " F=", sp, end)),
+                delay_s=self._delay(line),
             ),
         )
 
@@ -619,21 +618,21 @@ class EximParser:
                 if colon >= 0:
                     code, enhanced = reply_codes(line[colon + 2 : colon + 42])
         return (
-            Event(  # positional, in field order: cheaper than keywords per event
-                "exim",  # mta
-                self._log,  # log
-                t,  # time
-                "outbound",  # direction
-                code,  # code
-                enhanced,  # enhanced
-                status,  # status
-                stage,  # stage
-                self._queue_id(line, b),  # queue_id
-                host,  # remote_host
-                ip,  # remote_ip
-                self._rcpt_domain(line, a, sp),  # recipient_domain
-                self._domain(_field(line, " F=", sp, h if h >= 0 else fields_end)),  # sender_domain
-                self._delay(line),  # delay_s
+            Event(
+                mta="exim",
+                log=self._log,
+                time=t,
+                direction="outbound",
+                code=code,
+                enhanced=enhanced,
+                status=status,
+                stage=stage,
+                queue_id=self._queue_id(line, b),
+                remote_host=host,
+                remote_ip=ip,
+                recipient_domain=self._rcpt_domain(line, a, sp),
+                sender_domain=self._domain(_field(line, " F=", sp, h if h >= 0 else fields_end)),
+                delay_s=self._delay(line),
             ),
         )
 
@@ -699,21 +698,21 @@ class EximParser:
         else:
             sdom = self._domain(_field(line, "F=", b, fields_end))
         return (
-            Event(  # positional, in field order: cheaper than keywords per event
-                "exim",  # mta
-                self._log,  # log
-                t,  # time
-                "inbound",  # direction
-                code,  # code
-                enhanced,  # enhanced
-                "rejected",  # status
-                stage,  # stage
-                self._queue_id(line, qid_at) if qid_at >= 0 else "",  # queue_id
-                host,  # remote_host
-                ip,  # remote_ip
-                rdom,  # recipient_domain
-                sdom,  # sender_domain
-                None,  # delay_s
+            Event(
+                mta="exim",
+                log=self._log,
+                time=t,
+                direction="inbound",
+                code=code,
+                enhanced=enhanced,
+                status="rejected",
+                stage=stage,
+                queue_id=self._queue_id(line, qid_at) if qid_at >= 0 else "",
+                remote_host=host,
+                remote_ip=ip,
+                recipient_domain=rdom,
+                sender_domain=sdom,
+                delay_s=None,
             ),
         )
 
@@ -728,20 +727,17 @@ class EximParser:
         if not code:
             return NOTHING
         return (
-            Event(  # positional, in field order: cheaper than keywords per event
-                "exim",  # mta
-                self._log,  # log
-                t,  # time
-                "inbound",  # direction
-                code,  # code
-                enhanced,  # enhanced
-                "rejected",  # status
-                "auth",  # stage
-                "",  # queue_id
-                host,  # remote_host
-                ip,  # remote_ip
-                "",  # recipient_domain
-                "",  # sender_domain
-                None,  # delay_s
+            Event(
+                mta="exim",
+                log=self._log,
+                time=t,
+                direction="inbound",
+                code=code,
+                enhanced=enhanced,
+                status="rejected",
+                stage="auth",
+                remote_host=host,
+                remote_ip=ip,
+                delay_s=None,
             ),
         )

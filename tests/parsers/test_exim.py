@@ -112,17 +112,6 @@ def test_table_covers_what_the_issue_asks() -> None:
     }
 
 
-def test_event_field_order_is_what_the_parser_passes_positionally() -> None:
-    values = ("exim", "log", 1.0, "outbound", "250", "2.0.0", "sent", "rcpt",
-              "q", "h", "192.0.2.1", "r.example", "s.example", 1.5)  # fmt: skip
-    ev = Event("exim", "log", 1.0, "outbound", "250", "2.0.0", "sent", "rcpt",
-               "q", "h", "192.0.2.1", "r.example", "s.example", 1.5)  # fmt: skip
-    assert (
-        ev.mta, ev.log, ev.time, ev.direction, ev.code, ev.enhanced, ev.status, ev.stage,
-        ev.queue_id, ev.remote_host, ev.remote_ip, ev.recipient_domain, ev.sender_domain, ev.delay_s,
-    ) == values  # fmt: skip
-
-
 def test_nothing_lines_share_the_empty_tuple() -> None:
     empty = [r for r in RESULTS if isinstance(r, tuple) and not r]
     assert len(empty) > 40
