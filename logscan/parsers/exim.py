@@ -712,7 +712,6 @@ class EximParser:
                 remote_ip=ip,
                 recipient_domain=rdom,
                 sender_domain=sdom,
-                delay_s=None,
             ),
         )
 
@@ -738,6 +737,5 @@ class EximParser:
                 stage="auth",
                 remote_host=host,
                 remote_ip=ip,
-                delay_s=None,
             ),
         )
