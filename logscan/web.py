@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import gzip
 import hashlib
 import html
@@ -82,9 +83,15 @@ _UNSUPPORTED: Final = {
     "tls_server_config.curve_preferences": "curve preferences are not supported; remove the key",
     "rate_limit": "rate limiting is not supported; put a reverse proxy in front",
 }
+
+
 # A bcrypt hash of a random string: unknown users still cost one bcrypt check, so response
 # time does not tell which user names exist (exporter-toolkit does the same).
-_DECOY_HASH: Final = bcrypt.hashpw(b"logscan-decoy", bcrypt.gensalt(rounds=10))
+@functools.cache
+def _decoy_hash() -> bytes:
+    return bcrypt.hashpw(b"logscan-decoy", bcrypt.gensalt(rounds=10))  # made on first use, not at import
+
+
 _AUTH_CACHE_SIZE: Final = 256
 
 
@@ -306,7 +313,7 @@ class _BasicAuth:
     def check(self, users: Mapping[str, bytes], user: str, password: str) -> bool:
         hashed = users.get(user)
         known = hashed is not None
-        h = hashed if hashed is not None else _DECOY_HASH
+        h = hashed if hashed is not None else _decoy_hash()
         key = hashlib.sha256(b"\0".join((user.encode(), h, password.encode()))).digest()
         with self._lock:
             ok = self._cache.get(key)
