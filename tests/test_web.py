@@ -249,6 +249,63 @@ def test_a_stalled_client_does_not_block_other_scrapes() -> None:
             stalled.close()
 
 
+def test_concurrent_scrapes_while_events_arrive_see_monotonic_counters() -> None:
+    agg = Aggregate()
+    lock = threading.Lock()
+
+    def source() -> Exposition:
+        with lock:
+            snap = agg.snapshot(T0)
+        return Exposition(snap, logs=LOGS)
+
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            with lock:
+                for _ in range(50):
+                    agg.add(Event("postfix", "mx1", T0, "outbound", code="551"))
+
+    def value(body: bytes) -> float:
+        for fam in text_string_to_metric_families(body.decode()):
+            for s in fam.samples:
+                if (
+                    s.name == "logscan_smtp_replies_total"
+                    and s.labels["code"] == "551"
+                    and s.labels["direction"] == "outbound"
+                ):
+                    return s.value
+        raise AssertionError("551 series missing")
+
+    errors: list[BaseException] = []
+
+    def scraper(url: str) -> None:
+        try:
+            pool, last = http(), -1.0
+            for _ in range(15):
+                resp = get(url, pool)
+                assert resp.status == 200
+                v = value(resp.data)
+                assert v >= last
+                last = v
+        except BaseException as exc:  # handed to the main thread
+            errors.append(exc)
+
+    server = MetricsServer("127.0.0.1:0", make_registry(source, process_metrics=False), lambda: (True, ""))
+    with server:
+        w = threading.Thread(target=writer)
+        w.start()
+        scrapers = [threading.Thread(target=scraper, args=(server.url + "/metrics",)) for _ in range(6)]
+        for t in scrapers:
+            t.start()
+        for t in scrapers:
+            t.join(60)
+        stop.set()
+        w.join()
+    assert not errors, errors[0]
+    assert agg.replies[("postfix", "mx1", "outbound", "551", "")] > 0
+
+
 def test_connections_beyond_the_cap_are_refused_and_slots_come_back() -> None:
     with serving(max_connections=2) as server:
         host, port = server.address
