@@ -400,17 +400,12 @@ class Follower:
         offset = int(rec["offset"])
         path = str(rec["path"])
 
-        ident = (rec.get("dev"), rec.get("ino"))
-
-        def order(p: str) -> tuple[int, int, int, float]:
+        def order(p: str) -> tuple[int, int, float]:
             try:
-                st = os.stat(p)
+                mtime = os.stat(p).st_mtime
             except OSError:
-                return (1, 1, 1, 0.0)
-            # An empty file has no fingerprint: then the inode is the best clue left.
-            same_inode = known.fp_len == 0 and (st.st_dev, st.st_ino) == ident
-            return (0 if same_inode else 1, 0 if p == path else 1, 1 if p.endswith(COMPRESSED) else 0,
-                    -st.st_mtime)
+                mtime = 0.0
+            return (0 if p == path else 1, 1 if p.endswith(COMPRESSED) else 0, -mtime)
 
         for p in sorted(cands, key=order):
             if p in taken:
@@ -422,9 +417,7 @@ class Follower:
             compressed = p.endswith(COMPRESSED)
             if not compressed and st.st_size < offset:
                 continue
-            if known.fp_len == 0 and p != path and (st.st_dev, st.st_ino) != ident:
-                continue  # an empty file's fingerprint matches anything: trust only its inode or path
-            if known.fp_len > 0 and not known.matches(head):
+            if not known.matches(head):
                 continue
             try:
                 s = self._new_stream(p, offset)
@@ -484,6 +477,10 @@ class Follower:
         taken: set[str] = set()
         located: list[tuple[Mapping[str, Any], _Stream]] = []
         for r in records:
+            if not r["fp_len"]:
+                # A file that was empty has no identity (its inode may belong to another file by
+                # now); whatever it received since is found below among the unknown newer files.
+                continue
             s = self._locate(r, cands, taken)
             if s is None:
                 self._note("state_mismatch", path=str(r.get("path")), offset=int(r.get("offset", 0)),
@@ -511,13 +508,18 @@ class Follower:
             if got is None:
                 raise FileNotFoundError(errno.ENOENT, "live file vanished", live_path)
             head, live_st = got
-            if any(k.matches(head) for k in known):
+            same = [s for s in streams if (s.dev, s.ino) == (live_st.st_dev, live_st.st_ino)]
+            if same:
+                # Already open under an older record (an empty file found by its inode): go on there.
+                cur = same[0]
+            elif any(k.matches(head) for k in known):
                 # Already counted under another name (moved back?): never read it twice.
                 self._note("state_mismatch", reason="live file matches a file already read", path=live_path)
                 cur = self._new_stream(live_path, None)
             else:
                 cur = self._new_stream(live_path, 0)
-            opened.append(cur)
+            if not any(s is cur for s in streams):
+                opened.append(cur)
             if saved_cur is not None:
                 self._rotations += 1
                 self._note("log_rotated", how=self._restart_how(saved_cur, cur_loc, live_st),

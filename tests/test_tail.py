@@ -480,26 +480,35 @@ def test_damaged_saved_state_starts_fresh_with_a_note(tmp_path: Path, damage: di
     assert next(n for n, _ in g.drain_notes()) == "state_mismatch"
 
 
-def test_kill_at_random_points_every_line_exactly_once(tmp_path: Path) -> None:
-    """Append, rotate in three ways, save now and then, and drop the follower without close()."""
-    rng = random.Random(20261129)
-    for trial in range(25):
+@pytest.mark.parametrize("retire_after", [0.0, 5.0])
+def test_kill_at_random_points_every_line_exactly_once(tmp_path: Path, retire_after: float) -> None:
+    """Append, rotate in three ways, save now and then, and drop the follower without close().
+
+    With retire_after=5 (a fake clock advancing 0-2 s per step) old files stay open across saves,
+    so checkpoints hold several files at once.
+    """
+    rng = random.Random(20261129 + int(retire_after))
+    now = [0.0]
+
+    def follower(saved: dict[str, Any] | None) -> Follower:
+        return Follower("m", str(log), start_at="beginning", retire_after=retire_after,
+                        clock=lambda: now[0], saved=saved)
+
+    for trial in range(15):
         d = tmp_path / f"t{trial}"
         d.mkdir()
         log = d / "mail.log"
         w = LogWriter(log)
         counted: list[bytes] = []
         pending: list[bytes] = []
-        saved: dict[str, Any] | None = None
-        f = Follower("m", str(log), start_at="beginning", retire_after=0.0)
+        f = follower(None)
         f.poll()
         saved = f.checkpoint()  # the daemon saves once at start
         for _ in range(120):
+            now[0] += rng.random() * 2
             op = rng.random()
-            if op < 0.40:
+            if op < 0.43:
                 w.line(rng.randint(1, 4))
-            elif op < 0.43:
-                w.raw(b"")  # no-op write keeps the op mix simple
             elif op < 0.48:
                 shift_numbered(log)
                 rotated = rename_rotate(log)
@@ -520,7 +529,7 @@ def test_kill_at_random_points_every_line_exactly_once(tmp_path: Path) -> None:
             else:
                 # Crash: everything since the last save is forgotten, as the daemon's counters are.
                 pending = []
-                f = Follower("m", str(log), start_at="beginning", retire_after=0.0, saved=saved)
+                f = follower(saved)
         pending += drain(f)
         counted += pending
         assert sorted(counted) == sorted(w.written), f"trial {trial}"
