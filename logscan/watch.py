@@ -7,10 +7,28 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
+
+# Opened / ClosedNoWrite are left out on purpose: the tailer's own reads would wake it again.
+_EVENTS: list[type[FileSystemEvent]] = [
+    FileModifiedEvent, FileCreatedEvent, FileMovedEvent, FileDeletedEvent, FileClosedEvent,
+    FileAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
+]
 
 
 class _Wake(FileSystemEventHandler):
@@ -103,7 +121,8 @@ class Watcher:
         for d in sorted(self._wanted - set(self._watches)):
             try:
                 ident = _ident(d)
-                self._watches[d] = observer.schedule(self._handler, d, recursive=False)
+                self._watches[d] = observer.schedule(self._handler, d, recursive=False,
+                                                     event_filter=_EVENTS)
                 if ident is not None:
                     self._idents[d] = ident
             except OSError as exc:

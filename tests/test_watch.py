@@ -41,6 +41,26 @@ def test_wakes_on_append_rename_and_create(tmp_path: Path, polling: bool) -> Non
     assert not w.alive()
 
 
+def test_our_own_reads_do_not_wake_us(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_bytes(b"x\n")
+    wake = threading.Event()
+    w = Watcher([str(tmp_path)], wake)
+    w.start()
+    try:
+        time.sleep(0.1)
+        wake.clear()
+        for _ in range(3):
+            with log.open("rb") as fh:  # what Follower does when it opens or fingerprints a file
+                fh.read()
+        assert not _wakes(wake, 0.5)
+        with log.open("ab") as fh:
+            fh.write(b"y\n")
+        assert _wakes(wake)
+    finally:
+        w.stop()
+
+
 def test_missing_folder_is_retried_until_it_exists(tmp_path: Path) -> None:
     wake = threading.Event()
     later = tmp_path / "later"
