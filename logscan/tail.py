@@ -132,18 +132,13 @@ class _Stream:
                 "mtime_ns": self.mtime_ns}
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Known:
     fp: str
     fp_len: int
 
     def matches(self, head: bytes) -> bool:
         return self.fp_len > 0 and len(head) >= self.fp_len and fingerprint(head[: self.fp_len]) == self.fp
-
-
-@dataclass(slots=True)
-class _Outage:
-    kind: str = ""  # "" while up
 
 
 @dataclass(slots=True)
@@ -181,7 +176,7 @@ class Follower:
         self._done: list[_Known] = []
         self._dircache = _DirCache()
         self._notes: list[tuple[str, dict[str, Any]]] = []
-        self._outage = _Outage()
+        self._outage = ""  # "missing" or "unreadable" during an outage: one note per outage
         self._up = False
         self._error = ""
         self._bytes_read = 0
@@ -306,15 +301,15 @@ class Follower:
         kind = "missing" if isinstance(exc, FileNotFoundError) else "unreadable"
         self._up = False
         self._error = _describe(exc)
-        if self._outage.kind != kind:
-            self._outage.kind = kind
+        if self._outage != kind:
+            self._outage = kind
             event = "log_missing" if kind == "missing" else "log_unreadable"
             self._note(event, path=self.current_path, error=self._error)
 
     def _recover(self) -> None:
-        if self._outage.kind:
-            self._note("log_recovered", path=self.current_path, after=self._outage.kind)
-            self._outage.kind = ""
+        if self._outage:
+            self._note("log_recovered", path=self.current_path, after=self._outage)
+            self._outage = ""
         self._up = True
         self._error = ""
 
