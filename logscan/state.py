@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ def save_state(path: Path, data: Mapping[str, Any]) -> None:
     """Write `data` to `path` atomically: temp file in the same folder, fsync, os.replace, fsync folder."""
     path = Path(path)
     blob = _encoder.encode({"version": STATE_VERSION, "data": dict(data)})
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         view = memoryview(blob)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from logscan.tail import Follower
 from logscan.watch import Watcher, _Wake
+from tests.helpers_files import LogWriter, rename_rotate
 
 
 def _wakes(wake: threading.Event, timeout: float = 5.0) -> bool:
@@ -175,3 +177,44 @@ def test_idle_watcher_uses_almost_no_cpu(tmp_path: Path) -> None:
     finally:
         w.stop()
     assert spent / elapsed < 0.05, spent  # an inotify observer blocks in read(); no busy loop
+
+
+def test_daemon_style_loop_sees_lines_soon_after_they_are_written(tmp_path: Path) -> None:
+    """Watcher wakes, Follower reads; the timed wait is the safety net for lost events."""
+    log = tmp_path / "mail.log"
+    w = LogWriter(log)
+    f = Follower("m", str(log), start_at="end")
+    wake = threading.Event()
+    watcher = Watcher(f.watch_dirs(), wake)
+    got: list[tuple[float, bytes]] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            wake.wait(5.0)  # a real daemon polls every few seconds even without events
+            wake.clear()
+            got.extend((time.monotonic(), line) for line in f.poll())
+
+    f.poll()
+    watcher.start()
+    t = threading.Thread(target=loop)
+    t.start()
+    try:
+        sent: list[tuple[float, bytes]] = []
+        for i in range(20):
+            if i == 10:
+                rename_rotate(log)
+                w.reopen()
+            sent += [(time.monotonic(), line) for line in w.line(1)]
+            time.sleep(0.02)
+        deadline = time.monotonic() + 5
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        wake.set()
+        t.join()
+        watcher.stop()
+    assert [line for _, line in got] == [line for _, line in sent]
+    delays = [g - s for (s, _), (g, _) in zip(sent, got, strict=True)]
+    assert max(delays) < 1.0, delays  # driven by events, not by the 5 s timer
