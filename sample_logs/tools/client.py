@@ -5,7 +5,8 @@ record.
 A session plan is a dict:
     {"id": "s17", "source": "127.0.0.23", "helo": "mail.example.net", "ehlo": true, "tls": true,
      "mail_from": "a@example.net", "rcpts": ["b@example.com"], "subject": "...", "body": "..."}
-After a refused HELO/EHLO the client sends QUIT. After MAIL and RCPT the client sends DATA
+Optional keys: "tls" (STARTTLS when offered), "auth" ({"user", "password"}: AUTH PLAIN).
+After a refused HELO/EHLO or AUTH the client sends QUIT. After MAIL and RCPT the client sends DATA
 only if at least one recipient was accepted, otherwise it sends QUIT: the MTA logs its own
 refusals, and no reply that the MTA does not log (such as "554 5.5.1 Error: no valid
 recipients") is ever provoked.
@@ -13,6 +14,7 @@ recipients") is ever provoked.
 
 from __future__ import annotations
 
+import base64
 import json
 import smtplib
 import ssl
@@ -75,6 +77,16 @@ def run_session(host: str, port: int, plan: dict[str, Any], out: TextIO) -> None
         rec("quit", "", code, text)
         smtp.close()
         return
+    if "auth" in plan:  # AUTH PLAIN with {"user": ..., "password": ...}; a refusal ends the session
+        user, password = plan["auth"]["user"], plan["auth"]["password"]
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        code, text = smtp.docmd("AUTH", f"PLAIN {token}")
+        rec("auth", user, code, text)
+        if code >= 400:
+            code, text = smtp.docmd("QUIT")
+            rec("quit", "", code, text)
+            smtp.close()
+            return
     sender = plan["mail_from"]
     code, text = smtp.mail(sender)
     rec("mail", sender, code, text)

@@ -49,6 +49,7 @@ TRUSTED = Path("/etc/exim4/trusted_configs")
 SMTPD_PORT = 40125
 SINK_PORT = 40126
 SPOOFED_SENDERS = ["ceo@example.com", "payroll@example.com", "accounts@example.com"]
+AUTH_PASSWORD = "sample-only-not-a-secret"  # noqa: S105 - a throw-away test instance on loopback
 GREYLIST_SOURCES = [f"127.0.0.{n}" for n in range(200, 206)]
 
 EXIM_CONF = """\
@@ -89,6 +90,7 @@ acl_check_helo:
 acl_check_rcpt:
   accept hosts = :
   accept hosts = +relay_from_hosts
+  accept authenticated = *
   defer  hosts = +greylist_hosts
          message = 450 4.7.1 Greylisted, please try again in 5 minutes
   deny   senders = {spoofed}
@@ -129,6 +131,16 @@ mailstore_smtp:
   driver = smtp
   port = {sink}
   interface = 127.0.0.1
+
+begin authenticators
+
+plain_server:
+  driver = plaintext
+  public_name = PLAIN
+  server_prompts = :
+  server_condition = ${{if eq{{$auth3}}{{{password}}}}}
+  server_set_id = $auth2
+  server_advertise_condition = ${{if def:tls_in_cipher}}
 
 begin retry
 
@@ -187,7 +199,8 @@ def setup(p: Plan) -> tuple[bool, bool]:
     (WORK / "local_users").write_text("".join(f"{u}:\n" for u in users))
     CONF.write_text(EXIM_CONF.format(exim=EXIM, work=WORK, port=SMTPD_PORT, sink=SINK_PORT,
                                      greylist=" : ".join(GREYLIST_SOURCES),
-                                     spoofed=" : ".join(SPOOFED_SENDERS)))
+                                     spoofed=" : ".join(SPOOFED_SENDERS),
+                                     password=AUTH_PASSWORD))
     CONF.chmod(0o644)
     if not TRUSTED.exists():
         TRUSTED.parent.mkdir(exist_ok=True)
@@ -218,7 +231,7 @@ def main() -> None:
         shutil.rmtree(WORK)
     WORK.mkdir(mode=0o755)
     unpack()
-    p, sessions = build_sessions(args.seed, SPOOFED_SENDERS, GREYLIST_SOURCES)
+    p, sessions = build_sessions(args.seed, SPOOFED_SENDERS, GREYLIST_SOURCES, AUTH_PASSWORD)
     (WORK / "plan.json").write_text(json.dumps(sessions, indent=1))
     made_user, made_trusted = setup(p)
     sink_proc = subprocess.Popen([sys.executable, "-m", "sample_logs.tools.sink", "--port", str(SINK_PORT),
@@ -277,7 +290,7 @@ def derive(out: Path) -> dict[str, Any]:
         if r["t"] >= forced and r["code"][0] == "4":
             t.deliveries["expired"] += 1
     for r in cli:
-        if r["stage"] in ("helo", "ehlo", "mail", "rcpt") and r["code"][0] in "45":
+        if r["stage"] in ("helo", "ehlo", "auth", "mail", "rcpt") and r["code"][0] in "45":
             t.inbound_refusal(r["code"], r["enhanced"])
         elif r["stage"] in ("connect", "end-of-data") and r["code"][0] in "45":
             raise SystemExit(f"unexpected refusal the generator cannot map: {r}")

@@ -234,7 +234,7 @@ def derive(out: Path) -> dict[str, Any]:
     # qmgr logs "status=expired, returned to sender" once for the message.
     t.deliveries["expired"] = len(deferred_txns)
     for r in cli:
-        if r["stage"] in ("helo", "ehlo", "mail", "rcpt") and r["code"][0] in "45":
+        if r["stage"] in ("helo", "ehlo", "auth", "mail", "rcpt") and r["code"][0] in "45":
             t.inbound_refusal(r["code"], r["enhanced"])
         elif r["stage"] in ("connect", "end-of-data") and r["code"][0] in "45":
             raise SystemExit(f"unexpected refusal the generator cannot map: {r}")

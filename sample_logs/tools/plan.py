@@ -88,10 +88,12 @@ def all_local_users() -> list[str]:
     return [f"{u}@{LOCAL_DOMAIN}" for u in [*LOCAL_USERS, *LOCAL_USERS_WITH_RULES]]
 
 
-def build_sessions(seed: int, spoofed_senders: list[str], greylist_sources: list[str]
-                   ) -> tuple[Plan, list[dict[str, Any]]]:
+def build_sessions(seed: int, spoofed_senders: list[str], greylist_sources: list[str],
+                   auth_password: str = "") -> tuple[Plan, list[dict[str, Any]]]:
     """The seeded session list: outbound submissions over SMTP from 127.0.0.1, a few through
-    the MTA's sendmail, and inbound sessions from 127.0.0.N of the kinds below."""
+    the MTA's sendmail, and inbound sessions from 127.0.0.N of the kinds below. With an
+    `auth_password`, also authenticated submissions from 127.0.0.N (STARTTLS + AUTH PLAIN)
+    and password-guessing sessions."""
     p = Plan(random.Random(seed))
     for user, rule in LOCAL_USERS_WITH_RULES.items():
         p.rules[f"{user}@{LOCAL_DOMAIN}"] = rule
@@ -160,9 +162,33 @@ def build_sessions(seed: int, spoofed_senders: list[str], greylist_sources: list
                          "ehlo": rng.random() < 0.85, "mail_from": sender, "rcpts": rcpts,
                          "subject": p.subject(), "body": p.body()})
     rng.shuffle(sessions)
+    if auth_password:
+        # From their own generator, inserted at random places: the rest of the plan is unchanged.
+        arng = random.Random(seed * 11 + 3)
+        extra: list[dict[str, Any]] = []
+        for i in range(18):
+            m = p.outbound_message(f"a{i + 1:03d}")
+            user = m["mail_from"]
+            m.update(kind="submission-auth", source=f"127.0.0.{arng.randint(10, 190)}",
+                     helo=arng.choice(["laptop.example.com", "[192.168.1.20]", "DESKTOP-4K2J9Q"]),
+                     ehlo=True, auth={"user": user, "password": auth_password})
+            extra.append(m)
+        for burst in range(3):
+            source = f"127.0.0.{arng.randint(191, 199)}"
+            victim = p.local_user()
+            for j in range(arng.randint(2, 5)):
+                guess = arng.choice(["123456", "password", "qwerty"])
+                extra.append({"id": f"b{burst + 1}{j + 1:02d}", "kind": "inbound-authfail", "source": source,
+                              "helo": f"[{source}]", "ehlo": True,
+                              "auth": {"user": victim, "password": guess}, "mail_from": victim,
+                              "rcpts": [p.remote_address("")], "subject": "", "body": ""})
+        for m in extra:
+            sessions.insert(arng.randint(0, len(sessions)), m)
     # STARTTLS for about half the SMTP sessions, from its own generator so that the rest of
     # the plan does not depend on it.
     tls_rng = random.Random(seed * 7 + 1)
     for s in sessions:
         s["tls"] = s["kind"] != "sendmail" and tls_rng.random() < 0.5
+        if "auth" in s:
+            s["tls"] = True  # AUTH is offered only after STARTTLS
     return p, sessions
