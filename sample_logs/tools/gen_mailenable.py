@@ -268,7 +268,8 @@ class Writer:
         if roll < 0.05:
             reply = self.weighted(OUT_CONN_FAIL).format(me=OUR_IP)
             ou("CONN", "", reply, kind="deferred" if reply[0] == "4" else "bounced", sent=0)
-            ou("QUIT", "QUIT", f"221 2.0.0 {mx} closing connection")
+            if reply[0] == "5":  # after a 554 greeting the server waits for QUIT; a 421 closes at once
+                ou("QUIT", "QUIT", f"221 2.0.0 {mx} closing connection")
             return
         ou("CONN", "", f"220 {mx} ESMTP ready {tag}", sent=0)
         ou("EHLO", f"EHLO {HOST}", f"250-{mx} Hello {HOST} [{OUR_IP}], pleased to meet you")
