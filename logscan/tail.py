@@ -125,6 +125,7 @@ class _Stream:
     skipping: bool = False  # inside an over-long line, discarding up to its newline
     eof: bool = False  # compressed files only
     current: bool = False
+    stalled: tuple[int, int | None] = (-1, None)  # (offset, size) where only a partial line was left
 
     def record(self) -> dict[str, Any]:
         return {"path": self.path, "dev": self.dev, "ino": self.ino, "offset": self.offset,
@@ -218,7 +219,9 @@ class Follower:
 
     @property
     def lag_bytes(self) -> int:
-        return sum(max(0, s.size - s.offset) for s in self._streams() if s.size is not None)
+        """Bytes the next poll() could return now; an unfinished last line does not count."""
+        return sum(max(0, s.size - s.offset) for s in self._streams()
+                   if s.size is not None and s.stalled != (s.offset, s.size))
 
     @property
     def current_path(self) -> str:
@@ -748,6 +751,7 @@ class Follower:
             if not data:
                 if s.size is None:
                     s.eof = True
+                s.stalled = (s.offset, s.size)  # shorter than its last stat said: look again next poll
                 break
             if s.skipping:
                 i = data.find(b"\n")
@@ -771,6 +775,8 @@ class Follower:
                     out.append(_strip_cr(data))
                     s.offset += len(data)
                     consumed += len(data)
+                else:
+                    s.stalled = (s.offset, s.size)
                 break
             block = data[:end]
             lines = block.split(b"\n")

@@ -53,6 +53,20 @@ def test_checkpoint_points_before_a_partial_line_across_restart(tmp_path: Path) 
     assert g.poll() == [b"two", b"three"]
 
 
+def test_lag_counts_readable_bytes_not_an_unfinished_line(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_bytes(b"a" * 99 + b"\n" + b"b" * 99 + b"\n" + b"half")
+    f = Follower("m", str(log), start_at="beginning", max_line=120)
+    assert f.poll(max_bytes=100) == [b"a" * 99]
+    assert f.lag_bytes == 104  # more to read now: the daemon should poll again at once
+    assert f.poll() == [b"b" * 99]
+    assert f.lag_bytes == 0  # only "half" left: nothing to do until the writer finishes it
+    with log.open("ab") as fh:
+        fh.write(b" done\n")
+    assert f.poll() == [b"half done"]
+    assert f.lag_bytes == 0
+
+
 def test_crlf_is_stripped_and_bad_bytes_never_stall(tmp_path: Path) -> None:
     log = tmp_path / "SMTP-Activity-261129.log"
     log.write_bytes(b"")
