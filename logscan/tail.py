@@ -219,7 +219,12 @@ class Follower:
 
     @property
     def lag_bytes(self) -> int:
-        """Bytes the next poll() could return now; an unfinished last line does not count."""
+        """Bytes the next poll() could return now; an unfinished last line does not count.
+
+        0 while the log is not up: a failing read must not make the daemon poll in a tight loop.
+        """
+        if not self._up:
+            return 0
         return sum(max(0, s.size - s.offset) for s in self._streams()
                    if s.size is not None and s.stalled != (s.offset, s.size))
 

@@ -610,6 +610,7 @@ def test_permission_error_seam(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert f.poll() == []
     assert f.poll() == []
     assert not f.up
+    assert f.lag_bytes == 0  # nothing readable: the daemon waits instead of spinning
     assert f.error == f"PermissionError: Permission denied: {log}"
     assert [n for n, _ in f.drain_notes()] == ["log_unreadable"]
     monkeypatch.setattr(tail_mod, "_sys_open", os.open)
