@@ -48,13 +48,19 @@ class _Wake(FileSystemEventHandler):
 class Watcher:
     """watchdog observer on the log FOLDERS (not files) that sets a threading.Event on any change.
 
-    Events are hints only; the daemon still polls on a timer, which also retries missing folders.
+    Events are hints only; the daemon still polls on a timer. Every `retry_every` seconds a helper
+    thread re-watches folders that appeared, vanished or were replaced (one stat per folder).
     """
 
-    def __init__(self, dirs: Iterable[str], wake: threading.Event, *, polling: bool = False) -> None:
+    def __init__(self, dirs: Iterable[str], wake: threading.Event, *, polling: bool = False,
+                 retry_every: float = 5.0) -> None:
         self._wanted: set[str] = set(dirs)
+        self._wake = wake
         self._handler = _Wake(wake)
         self._polling = polling
+        self._retry_every = retry_every
+        self._stopped = threading.Event()
+        self._retrier: threading.Thread | None = None
         self._observer: BaseObserver | None = None
         self._watches: dict[str, ObservedWatch] = {}
         self._idents: dict[str, tuple[int, int]] = {}  # (dev, inode) of each watched folder
@@ -71,15 +77,30 @@ class Watcher:
             observer.start()
             self._observer = observer
             self._sync()
+            self._stopped.clear()
+            self._retrier = threading.Thread(target=self._retry_loop, name="logscan-watch-retry",
+                                             daemon=True)
+            self._retrier.start()
 
     def stop(self) -> None:
         """Stop and join the observer thread."""
+        self._stopped.set()
         with self._lock:
             observer, self._observer = self._observer, None
             self._watches.clear()
+            retrier, self._retrier = self._retrier, None
         if observer is not None:
             observer.stop()
             observer.join(timeout=5)
+        if retrier is not None:
+            retrier.join(timeout=5)
+
+    def _retry_loop(self) -> None:
+        while not self._stopped.wait(self._retry_every):
+            try:
+                self.retry_missing()
+            except Exception:  # never let the helper die; the daemon's own polling still works
+                self._handler.errors += 1
 
     def update_dirs(self, dirs: Iterable[str]) -> None:
         """Watch exactly `dirs`; also the retry hook for folders that did not exist before."""
@@ -89,10 +110,7 @@ class Watcher:
                 self._sync()
 
     def retry_missing(self) -> None:
-        """Call on every daemon tick: re-watch folders that appeared, vanished or were replaced.
-
-        Costs one stat per watched folder.
-        """
+        """Re-watch folders that appeared, vanished or were replaced now (the helper thread does it too)."""
         with self._lock:
             if self._observer is not None:
                 self._sync()
@@ -130,7 +148,8 @@ class Watcher:
                 # errno 24/28. Either way: remember why, and retry on a later call.
                 self.schedule_errors[d] = f"{type(exc).__name__}: {exc}"
             else:
-                self.schedule_errors.pop(d, None)
+                if self.schedule_errors.pop(d, None) is not None:
+                    self._wake.set()  # files may have arrived before the watch did
         for d in set(self.schedule_errors) - self._wanted:
             del self.schedule_errors[d]
 

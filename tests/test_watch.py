@@ -107,6 +107,23 @@ def test_folder_deleted_and_recreated_is_watched_again(tmp_path: Path) -> None:
         w.stop()
 
 
+def test_missing_folder_is_picked_up_by_the_helper_thread(tmp_path: Path) -> None:
+    wake = threading.Event()
+    later = tmp_path / "Logging" / "SMTP"
+    w = Watcher([str(later)], wake, retry_every=0.05)
+    w.start()
+    try:
+        assert w.watching() == set()
+        later.mkdir(parents=True)
+        assert _wakes(wake)  # woken when the watch is finally in place
+        assert w.watching() == {str(later)}
+        (later / "SMTP-Activity-261129.log").write_bytes(b"a\r\n")
+        assert _wakes(wake)
+    finally:
+        w.stop()
+    assert not w.alive()
+
+
 def test_update_dirs_adds_and_removes(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
