@@ -91,6 +91,7 @@ class Daemon:
         for lcfg in self.cfg.logs:
             self._add_log(lcfg, saved.get("logs", {}).get(lcfg.name), saved.get("formats", {}))
         self.notifier = notifier_from_config(self.cfg.alerts, self.instance)
+        self.notifier.resume(self.engine.active())
         try:
             web_config = (
                 load_web_config(Path(self.cfg.server.web_config_file))
@@ -179,23 +180,23 @@ class Daemon:
     def _pass(self) -> bool:
         """Read what every log has; True when some log still has more waiting."""
         busy = False
-        caught_up = True
+        caught_up: list[str] = []
         wall = time.time()
-        for rt in list(self.logs.values()):
+        for name, rt in list(self.logs.items()):
             lines = rt.follower.poll(POLL_BYTES)
             self._log_notes(rt)
             if lines:
                 self._ingest(rt, lines, wall)
             if rt.follower.lag_bytes > 0:
                 busy = True
-                caught_up = False
+            else:
+                caught_up.append(name)
         with self.lock:
-            # Event time drives the rules; when every log is caught up, wall time may move
-            # them on too, so an alert resolves after a burst even if no line follows it.
-            t = max(self.aggregate.last_event.values(), default=0.0)
-            if caught_up:
-                t = max(t, wall)
-            transitions = self.engine.advance(t) if t else []
+            # Event time drives the rules. A caught-up log may also be moved on by wall time,
+            # so an alert resolves after a burst even if no line follows it; a log with a
+            # backlog is left to its own timestamps, or its unread lines would count as late.
+            t = max(max(self.aggregate.last_event.values(), default=0.0), wall)
+            transitions = self.engine.advance(t, logs=caught_up)
         self._announce(transitions)
         return busy
 
@@ -339,6 +340,7 @@ class Daemon:
             sdnotify.ready("reload refused: invalid config")
             return
         old = self.cfg
+        pending: list[Transition] = []
         if new.server != old.server or new.state != old.state:
             log.warning("config_reload_partial", detail="[server] and [state] changes need a restart")
         configure_logging(new.daemon.log_level)
@@ -355,6 +357,7 @@ class Daemon:
                     self._add_log(lcfg, saved, {})
                     log.info("log_configured", log=lcfg.name, path=lcfg.path)
             if new.alerts != old.alerts:
+                pending = self.engine.advance()  # what observe() found since the last pass
                 self.engine = AlertEngine.from_dict(self.engine.to_dict(), rules_of(new.alerts))
                 for rt in self.logs.values():
                     if rt.pipeline is not None:
@@ -366,6 +369,8 @@ class Daemon:
             if self.notifier is not None:
                 self.notifier.close()
             self.notifier = notifier_from_config(new.alerts, self.instance)
+            self.notifier.resume(self.engine.active())
+        self._announce(pending)
         if self.watcher is not None:
             self.watcher.update_dirs(self._watch_dirs())
         log.info("config_reloaded", logs=len(self.logs))

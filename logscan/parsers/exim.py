@@ -19,9 +19,12 @@ from logscan.events import MTA, NOTHING, Event, ParseResult, Status, Unparsed
 from logscan.parsers.base import MAX_LINE, ParserOptions, domain_of, reply_codes
 from logscan.parsers.timestamps import MONTHS, Clock, parse_offset, utc_epoch
 
-REASONS: Final = ("no-timestamp", "bad-timestamp", "orphan-part", "bad-delivery-line", "bad-reject-line")
+REASONS: Final = (
+    "no-timestamp", "bad-timestamp", "orphan-part", "bad-delivery-line", "bad-reject-line", "other-mta",
+)  # fmt: skip
 
 _NO_TIMESTAMP: Final = Unparsed("no-timestamp")
+_OTHER_MTA: Final = Unparsed("other-mta", "a Postfix line: is this log's format postfix?")
 _ORPHAN: Final = Unparsed("orphan-part", "syslog part without its predecessors")
 _BAD_DELIVERY: Final = Unparsed("bad-delivery-line", "flag without an address")
 _BAD_REJECT: Final = Unparsed("bad-reject-line", "refusal of an unknown kind")
@@ -34,6 +37,7 @@ _DAY: Final = {**{f"{i:02d}": i for i in range(1, 32)}, **{f" {i}": i for i in r
 
 _HOUR = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[ T]([0-9]{2})\Z")
 # A syslog program tag after the timestamp: up to two words (host, severity), then exim[pid]:.
+_POSTFIX_TAG = re.compile(r"(?:[^ ]{1,255} ){0,2}postfix[0-9A-Za-z_.-]{0,40}/")
 _TAG = re.compile(r"(?:[^ ]{1,255} ){0,2}exim[0-9A-Za-z_.-]{0,20}(?:\[([0-9]{1,10})\])?: ?")
 _SPLIT = re.compile(r"\[([0-9]{1,3})([/\\])([0-9]{1,3})\] ")
 _QUEUE_ID = re.compile(r"[0-9A-Za-z]{6}-(?:[0-9A-Za-z]{6}-[0-9A-Za-z]{2}|[0-9A-Za-z]{11}-[0-9A-Za-z]{4})\Z")
@@ -392,6 +396,8 @@ class EximParser:
         """The rest of a syslog record from i: the program tag, split marker, Exim's own stamp."""
         m = _TAG.match(line, i)
         if m is None:
+            if _POSTFIX_TAG.match(line, i):
+                return _OTHER_MTA  # a wrong `format` must show, not hide as "ignored"
             # Another program in a shared syslog file (or a time-less line that is no record).
             return NOTHING if t is not None else _NO_TIMESTAMP
         k = m.end()

@@ -31,9 +31,12 @@ _EVENT_FIELDS: Final = (
 if tuple(inspect.signature(Event).parameters) != _EVENT_FIELDS:
     raise ImportError("logscan.events.Event changed its fields; update logscan/parsers/postfix.py")
 
-REASONS: Final = ("no-timestamp", "bad-timestamp", "bad-delivery-line", "bad-reject-line", "bad-reply-line")
+REASONS: Final = (
+    "no-timestamp", "bad-timestamp", "bad-delivery-line", "bad-reject-line", "bad-reply-line", "other-mta",
+)  # fmt: skip
 
 _NO_TIMESTAMP: Final = Unparsed("no-timestamp")
+_OTHER_MTA: Final = Unparsed("other-mta", "an Exim line: is this log's format exim?")
 _BAD_TIMESTAMP: Final = Unparsed("bad-timestamp")
 
 # What each daemon (the last element of the syslog tag) can tell us; other daemons → NOTHING.
@@ -240,6 +243,8 @@ class PostfixParser:
         name_end = br if br >= 0 else tag_end
         slash = line.rfind("/", tag_start, name_end)
         if slash < 0:
+            if line.startswith("exim", tag_start):
+                return _OTHER_MTA  # a wrong `format` must show, not hide as "ignored"
             return NOTHING  # another program, or `postfix[pid]` (postfix-script)
         kind = _KIND.get(line[slash + 1 : name_end])
         if kind is None:
