@@ -1,0 +1,293 @@
+"""Follow-mode ingest: the real daemon (`python -m logscan run`) follows an empty log, then a
+1M-line burst (benchmarks/data/postfix-1M.log) is appended as fast as possible.
+
+    .venv/bin/python benchmarks/gen_logs.py --mta postfix     # once
+    .venv/bin/python -m benchmarks.daemon_ingest [--rounds 2] [--no-peers]
+
+Measured per run:
+- time to visible: from the first append to the first /metrics scrape on which the burst is
+  completely counted. logscan: sum(logscan_lines_total) == lines in the burst (exact).
+  Peers have no line counter covering every line, so for them "complete" is: the sum of all
+  their sample values stops moving for 3 s; the time is that of the last change seen
+  (polled every 0.25 s, so up to 0.25 s late);
+- CPU the process spent on the burst (utime+stime from /proc/<pid>/stat, before and after);
+- peak RSS: VmHWM from /proc/<pid>/status after the burst;
+- idle CPU over 10 s after the burst, no scrapes in that window (must be ~0).
+
+Peers, in the same run and interleaved with logscan (order reversed each round), fed the
+same burst the same way: prometheus-postfix-exporter (Debian 0.3.0, `--postfix.logfile_path`;
+it starts at the end of the file, which is why it is measured here and not by
+scan_vs_peers) and mtail in daemon mode with benchmarks/peers/postfix.mtail.
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks.harness import DATA, REPO, RESULTS, count_lines, environment, human
+
+PEERS = Path(__file__).resolve().parent / "peers"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+POLL_S = 0.25
+QUIET_S = 3.0
+IDLE_S = 10.0
+SAMPLE = re.compile(rb"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", re.M)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> bytes | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            body: bytes = resp.read()
+            return body
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+def metric_sum(body: bytes, prefix: bytes) -> float:
+    total = 0.0
+    for m in SAMPLE.finditer(body):
+        if m[1].startswith(prefix):
+            with contextlib.suppress(ValueError):
+                total += float(m[3])
+    return total
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+
+
+def status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+@dataclass(slots=True)
+class Subject:
+    name: str
+    start: Callable[[Path, Path, int], list[str]]  # (log, workdir, port) -> argv
+    prefix: bytes  # metric names summed
+    exact: bool  # True: done when the sum == lines; False: done when the sum stops moving
+
+
+@dataclass(slots=True)
+class Result:
+    name: str
+    visible_s: float
+    append_s: float
+    burst_cpu_s: float
+    peak_rss_mb: float
+    idle_cpu_s: float
+    final: float
+    t50: float | None  # logscan only: first scrape with >= 50 % / 90 % of the lines counted
+    t90: float | None
+
+
+def logscan_argv(log: Path, work: Path, port: int) -> list[str]:
+    cfg = work / "logscan.toml"
+    cfg.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\ninstance = "bench"\n\n'
+        f'[state]\ndir = "{work / "state"}"\n\n'
+        '[daemon]\nlog_level = "warning"\ntimezone = "UTC"\n\n'
+        f'[[logs]]\nname = "postfix"\npath = "{log}"\nformat = "postfix"\nstart_at = "beginning"\n'
+    )
+    return [sys.executable, "-m", "logscan", "run", "--config", str(cfg)]
+
+
+def exporter_argv(log: Path, work: Path, port: int) -> list[str]:
+    return [
+        "prometheus-postfix-exporter",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--postfix.logfile_path={log}",
+        f"--postfix.showq_path={work / 'no-showq'}",
+    ]
+
+
+def mtail_argv(log: Path, work: Path, port: int) -> list[str]:
+    return ["mtail", "--progs", str(PEERS), "--logs", str(log), "--address", "127.0.0.1",
+            "--port", str(port), "--logtostderr", "--emit_prog_label=false"]  # fmt: skip
+
+
+SUBJECTS = [
+    Subject("logscan run", logscan_argv, b"logscan_lines_total", exact=True),
+    Subject("prometheus-postfix-exporter", exporter_argv, b"postfix_", exact=False),
+    Subject("mtail (daemon)", mtail_argv, b"postfix_", exact=False),
+]
+
+
+def append_burst(src: Path, log: Path) -> float:
+    """Append `src` to `log` in ~1 MiB writes that end on line boundaries, as fast as possible."""
+    t0 = time.perf_counter()
+    with src.open("rb") as fin, log.open("ab", buffering=0) as fout:
+        carry = b""
+        while block := fin.read(1 << 20):
+            block = carry + block
+            cut = block.rfind(b"\n") + 1
+            fout.write(block[:cut])
+            carry = block[cut:]
+        if carry:
+            fout.write(carry)
+    return time.perf_counter() - t0
+
+
+def run_one(subject: Subject, burst: Path, lines: int, timeout: float) -> Result:
+    with tempfile.TemporaryDirectory(prefix="logscan-ingest-") as tmp:
+        work = Path(tmp)
+        log = work / "mail.log"
+        log.touch()
+        port = free_port()
+        argv = subject.start(log, work, port)
+        with (work / "stderr").open("wb") as err:
+            proc = subprocess.Popen(
+                argv, stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO
+            )
+        try:
+            deadline = time.monotonic() + 60
+            while scrape(port) is None:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (work / "stderr").read_text()[-2000:]
+                    raise SystemExit(f"{subject.name} did not start:\n{tail}")
+                time.sleep(0.1)
+            time.sleep(1.0)  # let it settle into its idle loop
+            cpu0 = cpu_ticks(proc.pid)
+            t0 = time.perf_counter()
+            append_s = append_burst(burst, log)
+            last_value, last_change = -1.0, t0
+            visible = t50 = t90 = None
+            while time.perf_counter() - t0 < timeout:
+                body = scrape(port)
+                now = time.perf_counter()
+                value = metric_sum(body, subject.prefix) if body else last_value
+                if subject.exact and t50 is None and value >= lines / 2:
+                    t50 = now - t0
+                if subject.exact and t90 is None and value >= lines * 0.9:
+                    t90 = now - t0
+                if subject.exact and value >= lines:
+                    visible, last_value = now - t0, value
+                    break
+                if value != last_value:
+                    last_value, last_change = value, now
+                elif not subject.exact and value > 0 and now - last_change >= QUIET_S:
+                    visible = last_change - t0
+                    break
+                time.sleep(POLL_S)
+            if visible is None:
+                raise SystemExit(f"{subject.name}: not visible after {timeout} s (last sum {last_value})")
+            burst_cpu = (cpu_ticks(proc.pid) - cpu0) / CLK_TCK
+            hwm = status_kb(proc.pid, "VmHWM")
+            time.sleep(1.0)
+            idle0 = cpu_ticks(proc.pid)
+            time.sleep(IDLE_S)
+            idle = (cpu_ticks(proc.pid) - idle0) / CLK_TCK
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return Result(subject.name, visible, append_s, burst_cpu, hwm / 1024, idle, last_value, t50, t90)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="1M", help="burst file benchmarks/data/postfix-<size>.log")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one burst")
+    ap.add_argument("--no-peers", action="store_true", help="logscan only")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    burst = DATA / f"postfix-{args.size}.log"
+    if not burst.exists():
+        raise SystemExit(f"{burst} missing: python benchmarks/gen_logs.py --mta postfix --size {args.size}")
+    lines = count_lines(burst)
+    subjects = [s for s in SUBJECTS if not args.no_peers or s.name == "logscan run"]
+    subjects = [s for s in subjects if s.name == "logscan run" or shutil.which(s.start(burst, burst, 0)[0])]
+    started = datetime.now(UTC)
+    results: list[Result] = []
+    for rnd in range(args.rounds):
+        for subject in subjects if rnd % 2 == 0 else reversed(subjects):
+            with burst.open("rb") as fh:  # page cache
+                while fh.read(1 << 20):
+                    pass
+            r = run_one(subject, burst, lines, args.timeout)
+            results.append(r)
+            print(
+                f"round {rnd + 1} {r.name:<28} visible {r.visible_s:7.2f} s (append {r.append_s:.2f} s)  "
+                f"burst CPU {r.burst_cpu_s:6.2f} s  peak RSS {r.peak_rss_mb:6.1f} MB  "
+                f"idle CPU/10 s {r.idle_cpu_s:.2f} s  final sum {r.final:,.0f}"
+                + (f"  (50 % at {r.t50:.2f} s, 90 % at {r.t90:.2f} s)" if r.t50 and r.t90 else ""),
+                flush=True,
+            )
+    md = [
+        f"# Daemon ingest of a {lines:,}-line Postfix burst — {started:%Y-%m-%d %H:%M} UTC",
+        "",
+        *environment(),
+        f"- burst: {burst.name} ({burst.stat().st_size / 1e6:.0f} MB), appended in ~1 MiB writes "
+        "that end on line boundaries",
+        "- logscan done = sum(logscan_lines_total) == lines; peers done = their metrics stop moving for 3 s",
+        "",
+        "| subject | round | time to visible s (50 % / 90 % at) | lines/s (wall) | burst CPU s "
+        "| lines/s (CPU) | peak RSS MB (VmHWM) | idle CPU s over 10 s | final sum of summed samples |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rounds: dict[str, int] = {}
+    for r in results:
+        rounds[r.name] = rounds.get(r.name, 0) + 1
+        md.append(
+            f"| {r.name} | {rounds[r.name]} | {r.visible_s:.2f}"
+            + (f" ({r.t50:.2f} / {r.t90:.2f})" if r.t50 and r.t90 else "")
+            + f" | {human(lines / r.visible_s)} "
+            f"| {r.burst_cpu_s:.2f} | {human(lines / r.burst_cpu_s) if r.burst_cpu_s else '-'} "
+            f"| {r.peak_rss_mb:.1f} | {r.idle_cpu_s:.2f} | {r.final:,.0f} |"
+        )
+    ls = [r for r in results if r.name == "logscan run"]
+    best_ls_wall = min(r.visible_s for r in ls)
+    best_ls_cpu = min(r.burst_cpu_s for r in ls)
+    if len(subjects) > 1:
+        md += ["", "Ratios (best of rounds; >1 = logscan faster / bigger):", ""]
+        md += ["| peer | logscan speed ÷ peer, wall | logscan speed ÷ peer, CPU | RSS logscan / peer |"]
+        md += ["|---|---|---|---|"]
+        for s in subjects[1:]:
+            pr = [r for r in results if r.name == s.name]
+            wall = min(r.visible_s for r in pr) / best_ls_wall
+            cpu = min(r.burst_cpu_s for r in pr) / best_ls_cpu
+            rss = min(r.peak_rss_mb for r in ls) / min(r.peak_rss_mb for r in pr)
+            md.append(f"| {s.name} | {wall:.2f} | {cpu:.2f} | {rss:.2f} |")
+    text = "\n".join(md) + "\n"
+    print()
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    path = args.out or RESULTS / f"ingest-{started:%Y-%m-%dT%H%M}Z.md"
+    path.write_text(text)
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
