@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import re
 import shutil
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +169,69 @@ def test_postfix_logrotate_sequence_by_hand(tmp_path: Path) -> None:
     fresh = w.line(2)
     assert drain(f) == fresh
     assert f.rotations == 1
+
+
+def _postfix_conf(tmp: Path) -> Path:
+    """A private Postfix config dir whose maillog_file lives in tmp (no running Postfix touched)."""
+    conf = tmp / "pfconf"
+    conf.mkdir()
+    for name in ("main.cf", "master.cf"):
+        shutil.copy(Path("/etc/postfix") / name, conf / name)
+    (tmp / "queue" / "pid").mkdir(parents=True)  # `master -t` looks here: no master, no HUP
+    settings = [f"maillog_file={tmp / 'postfix.log'}", f"maillog_file_prefixes={tmp}",
+                f"queue_directory={tmp / 'queue'}"]
+    subprocess.run(["postconf", "-c", str(conf), "-e", *settings], check=True, timeout=30)
+    return conf
+
+
+def _postfix_logrotate(tmp: Path, conf: Path, w: LogWriter, late_lines: int) -> list[bytes]:
+    """Run `postfix logrotate` (mv, HUP, sleep 1, gzip); write late lines after the mv, then reopen."""
+    proc = subprocess.Popen(["postfix", "-c", str(conf), "logrotate"])
+    deadline = time.monotonic() + 10
+    while not list(tmp.glob("postfix.log.*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    late = w.line(late_lines)  # postlogd writes on until the HUP reaches it
+    w.reopen()
+    assert proc.wait(timeout=30) == 0
+    return late
+
+
+needs_postfix = pytest.mark.skipif(
+    shutil.which("postfix") is None or not Path("/etc/postfix/main.cf").exists(),
+    reason="real `postfix logrotate` needs the Debian package postfix (see the hand-made twin above)")
+
+
+@needs_postfix
+def test_real_postfix_logrotate_while_following(tmp_path: Path) -> None:
+    conf = _postfix_conf(tmp_path)
+    log = tmp_path / "postfix.log"
+    w = LogWriter(log, tag="postlogd")
+    f = Follower("pf", str(log), start_at="beginning")
+    first = w.line(3)
+    assert f.poll() == first
+    unread = w.line(2)
+    late = _postfix_logrotate(tmp_path, conf, w, 1)
+    rotated = [p.name for p in tmp_path.glob("postfix.log.*")]
+    assert len(rotated) == 1
+    assert re.fullmatch(r"postfix\.log\.\d{8}-\d{6}\.gz", rotated[0])
+    fresh = w.line(2)
+    assert drain(f) == unread + late + fresh
+    assert f.rotations == 1
+
+
+@needs_postfix
+def test_real_postfix_logrotate_while_down(tmp_path: Path) -> None:
+    conf = _postfix_conf(tmp_path)
+    log = tmp_path / "postfix.log"
+    w = LogWriter(log, tag="postlogd")
+    f = Follower("pf", str(log), start_at="beginning")
+    first = w.line(3)
+    assert f.poll() == first
+    saved = f.checkpoint()
+    f.close()
+    unread = w.line(2)
+    late = _postfix_logrotate(tmp_path, conf, w, 1)
+    fresh = w.line(1)
+    g = Follower("pf", str(log), saved=saved)
+    assert drain(g) == unread + late + fresh
+    assert [n for n, _ in g.drain_notes()].count("state_mismatch") == 0
