@@ -196,7 +196,7 @@ def test_551_burst_fires_in_alertmanager_then_resolves(tmp_path: Path) -> None:
             assert sent >= 2
             # Alertmanager tells its own receivers too (its webhook here), resolved included.
             def states() -> list[str]:
-                return [n.get("status") for n in sink.received() if isinstance(n, dict)]
+                return [str(n.get("status")) for n in sink.received() if isinstance(n, dict)]
 
             wait_for(lambda: "resolved" in states(), timeout=30, what="Alertmanager's resolved notification")
             assert "firing" in states()
