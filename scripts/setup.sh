@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 for bin_pkg in logrotate:logrotate promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
-               amtool:prometheus-alertmanager systemd-analyze:systemd openssl:openssl; do
+               amtool:prometheus-alertmanager systemd-analyze:systemd openssl:openssl \
+               postfix:postfix; do
   command -v "${bin_pkg%%:*}" >/dev/null 2>&1 || need_apt+=("${bin_pkg##*:}")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -20,6 +21,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     $SUDO chmod +x /usr/sbin/policy-rc.d
     trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
   fi
+  # Postfix is only used by the tailer's `postfix logrotate` test: no mail configuration.
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
   $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
