@@ -99,6 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
+    if cfg.server.web_config_file:
+        from logscan.web import WebConfigError, load_web_config  # noqa: PLC0415
+
+        try:
+            load_web_config(Path(cfg.server.web_config_file))
+        except WebConfigError as exc:
+            print(f"logscan: invalid web config: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     print(f"{args.config}: OK ({len(cfg.logs)} logs, listen {cfg.server.listen})")
     return EXIT_OK
 

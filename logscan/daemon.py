@@ -36,6 +36,7 @@ from logscan.web import MetricsServer, load_web_config
 log = structlog.get_logger("logscan.daemon")
 STATE_FILE = "state.json"
 STATE_VERSION = 1
+NOTIFY_RESULTS = ("success", "failure", "dropped")
 # How many bytes of lines one log may hand over per pass, so one busy log cannot starve the others.
 POLL_BYTES = 4 << 20
 
@@ -103,7 +104,7 @@ class Daemon:
             )
             self.server.start()
         except (OSError, ValueError) as exc:
-            log.error("http_listen_failed", listen=self.cfg.server.listen, error=str(exc))
+            log.error("http_start_failed", listen=self.cfg.server.listen, error=str(exc))
             self._close()
             return 1
         log.info("http_listening", listen=self.cfg.server.listen)
@@ -373,6 +374,12 @@ class Daemon:
         self._announce(pending)
         if self.watcher is not None:
             self.watcher.update_dirs(self._watch_dirs())
+        if self.server is not None and old.server.web_config_file:
+            # Renewed certificates and changed passwords apply without a restart.
+            try:
+                self.server.set_web_config(load_web_config(Path(old.server.web_config_file)))
+            except (OSError, ValueError) as exc:
+                log.error("web_config_reload_refused", error=str(exc), action="keeping the running one")
         log.info("config_reloaded", logs=len(self.logs))
         sdnotify.ready(f"following {len(self.logs)} logs")
 
@@ -393,13 +400,23 @@ class Daemon:
                 )
                 for name, rt in self.logs.items()
             )
+        # Every (alert, receiver, result) from the start, so alerts on failures see a series.
+        notifications = {
+            (rule.name, receiver.name, result): 0
+            for rule in rules_of(self.cfg.alerts)
+            for receiver in self.cfg.alerts.receivers
+            for result in NOTIFY_RESULTS
+        }
+        if self.notifier is not None:
+            notifications.update(self.notifier.counts())
         return Exposition(
             snapshot=snap,
             logs=statuses,
             alerts_firing=firing,
-            notifications=self.notifier.counts() if self.notifier is not None else {},
+            notifications=notifications,
             version=__version__,
             watcher_up=self.watcher.alive() if self.watcher is not None else False,
+            windows=tuple(self.cfg.daemon.bounce_ratio_windows),
         )
 
     def ready(self) -> tuple[bool, str]:
