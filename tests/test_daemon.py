@@ -121,7 +121,9 @@ def test_sigkill_at_random_moments_with_rotations_counts_exactly_once(tmp_path: 
             w.append(rng.randint(20, 400))
             if rng.random() < 0.4:
                 rotations += 1
-                for i in range(3, 0, -1):  # keep older generations, as logrotate does
+                # Shift every older generation, as logrotate does; none is deleted here, since a
+                # deleted unread generation is lost to any reader (logrotate's `rotate N`).
+                for i in range(rotations, 0, -1):
                     src = log.with_name(f"mail.log.{i}")
                     if src.exists():
                         src.rename(log.with_name(f"mail.log.{i + 1}"))
