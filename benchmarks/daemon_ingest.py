@@ -109,12 +109,16 @@ class Result:
     t90: float | None
 
 
+POLL_INTERVAL: list[float] = []  # --poll-interval: logscan's [daemon] poll_interval (default: its own)
+
+
 def logscan_argv(log: Path, work: Path, port: int) -> list[str]:
     cfg = work / "logscan.toml"
+    poll = f"poll_interval = {POLL_INTERVAL[0]}\n" if POLL_INTERVAL else ""
     cfg.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\ninstance = "bench"\n\n'
         f'[state]\ndir = "{work / "state"}"\n\n'
-        '[daemon]\nlog_level = "warning"\ntimezone = "UTC"\n\n'
+        f'[daemon]\nlog_level = "warning"\ntimezone = "UTC"\n{poll}\n'
         f'[[logs]]\nname = "postfix"\npath = "{log}"\nformat = "postfix"\nstart_at = "beginning"\n'
     )
     return [sys.executable, "-m", "logscan", "run", "--config", str(cfg)]
@@ -221,8 +225,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one burst")
     ap.add_argument("--no-peers", action="store_true", help="logscan only")
+    ap.add_argument("--poll-interval", type=float, default=None, help="logscan [daemon] poll_interval")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.poll_interval is not None:
+        POLL_INTERVAL.append(args.poll_interval)
     burst = DATA / f"postfix-{args.size}.log"
     if not burst.exists():
         raise SystemExit(f"{burst} missing: python benchmarks/gen_logs.py --mta postfix --size {args.size}")
@@ -252,6 +259,7 @@ def main() -> None:
         f"- burst: {burst.name} ({burst.stat().st_size / 1e6:.0f} MB), appended in ~1 MiB writes "
         "that end on line boundaries",
         "- logscan done = sum(logscan_lines_total) == lines; peers done = their metrics stop moving for 3 s",
+        f"- logscan [daemon] poll_interval: {args.poll_interval or 'default (2.0 s)'}",
         "",
         "| subject | round | time to visible s (50 % / 90 % at) | lines/s (wall) | burst CPU s "
         "| lines/s (CPU) | peak RSS MB (VmHWM) | idle CPU s over 10 s | final sum of summed samples |",
