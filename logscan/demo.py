@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-RUN = Path("demo-run")
+RUN = Path("demo-run").resolve()
 SAMPLES = Path("sample_logs")
 LISTEN = "127.0.0.1:9551"
-DURATION_S = 120
-BURST = (20.0, 40.0)  # seconds after start: the 551 burst
+DURATION_S = 170
+BURST = (15.0, 35.0)  # seconds after start: the 551 burst
 DOMAINS = ("example.com", "example.net", "example.org", "mail.example", "corp.example")
 
 CONFIG = f"""
@@ -51,8 +51,8 @@ format = "mailenable"
 start_at = "beginning"
 [alerts]
 enabled = true
-# The built-in rules watch 5-minute windows; the demo uses 1-minute ones so that
-# a newcomer sees the alert fire and resolve within two minutes.
+# The built-in rules watch 5-minute windows and wait 2 minutes; the demo uses 1-minute
+# windows and no wait so that a newcomer sees the alert fire and resolve within three.
 default_rules = false
 [[alerts.rules]]
 name = "demo_551_outbound_spike"
@@ -60,14 +60,14 @@ code = "551"
 direction = "outbound"
 window = 60
 min_count = 5
-for_s = 10
+for_s = 0
 [[alerts.rules]]
 name = "demo_551_inbound_spike"
 code = "551"
 direction = "inbound"
 window = 60
 min_count = 5
-for_s = 10
+for_s = 0
 """
 
 
@@ -204,6 +204,11 @@ def prepare() -> Path:
 def main() -> int:
     config = prepare()
     print(f"demo: logs in {RUN / 'logs'}, metrics at http://{LISTEN}/metrics, running {DURATION_S} s")
+    print(
+        "demo: the daemon first reads the bundled sample logs (their own 551 episodes replay as "
+        "alert events stamped with the samples' times), then live traffic with a 551 burst "
+        f"{BURST[0]:.0f}-{BURST[1]:.0f} s in: watch for alert_firing, then alert_resolved."
+    )
     daemon = subprocess.Popen([sys.executable, "-m", "logscan", "run", "--config", str(config)])
     rng = random.Random(551)
     start = time.time()
