@@ -288,7 +288,10 @@ class LogscanCollector:
         """The exported families for one exposition; pure, so tests can call it directly."""
         snap = exp.snapshot
         folds = _Folds()
-        logs = [log for log in exp.logs if _NAME.match(log.name) and log.mta in MTAS]
+        # Per-log self-metrics exist for every configured log from the start; series that
+        # carry an `mta` label wait until the log's format is known (auto-detected or set).
+        named = [log for log in exp.logs if _NAME.match(log.name)]
+        logs = [log for log in named if log.mta in MTAS]
         mtas = sorted({log.mta for log in logs})
         fams: list[Metric] = [
             _counter(
@@ -352,7 +355,7 @@ class LogscanCollector:
                 "logscan_lines_total",
                 "Log lines read, by parse result.",
                 ("log", "result"),
-                _lines(snap, logs, folds),
+                _lines(snap, named, folds),
             )
         )
         fams.append(
@@ -363,7 +366,7 @@ class LogscanCollector:
                 _unparsed(snap, folds),
             )
         )
-        fams.extend(_log_families(logs, snap))
+        fams.extend(_log_families(named, snap))
         fams.extend(_alert_families(exp, folds))
         fams.append(
             _gauge(

@@ -187,7 +187,7 @@ def test_missing_log_is_waited_for_and_reported(tmp_path: Path) -> None:
     try:
         assert d.get("/healthz")[0] == 200
         assert d.get("/ready")[0] == 503
-        assert d.value("logscan_log_up", log="mail") == 0
+        assert d.scrape()[("logscan_log_up", (("log", "mail"),))] == 0  # present, and 0
         log.parent.mkdir()
         w = Writer(log)
         w.append(12)
