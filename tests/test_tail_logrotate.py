@@ -176,10 +176,10 @@ def _postfix_conf(tmp: Path) -> Path:
     """A private Postfix config dir whose maillog_file lives in tmp (no running Postfix touched)."""
     conf = tmp / "pfconf"
     conf.mkdir()
-    for name in ("main.cf", "master.cf"):
-        # Debian's "No configuration" install leaves only the .proto templates.
-        src = Path("/etc/postfix") / name
-        shutil.copy(src if src.exists() else src.with_name(name + ".proto"), conf / name)
+    # A minimal main.cf of our own: a "No configuration" install has none to copy.
+    (conf / "main.cf").write_text("compatibility_level = 3.6\nmyhostname = localhost.localdomain\n")
+    master = Path("/etc/postfix/master.cf")
+    shutil.copy(master if master.exists() else master.with_name("master.cf.proto"), conf / "master.cf")
     (tmp / "queue" / "pid").mkdir(parents=True)  # `master -t` looks here: no master, no HUP
     settings = [f"maillog_file={tmp / 'postfix.log'}", f"maillog_file_prefixes={tmp}",
                 f"queue_directory={tmp / 'queue'}"]
