@@ -780,8 +780,9 @@ class Follower:
                     out.append(_strip_cr(data))
                     s.offset += len(data)
                     consumed += len(data)
-                else:
-                    s.stalled = (s.offset, s.size)
+                elif len(data) < want:
+                    s.stalled = (s.offset, s.size)  # only a partial line is left at the end
+                # else: the budget ran out inside a line; the next poll goes on from here
                 break
             block = data[:end]
             lines = block.split(b"\n")

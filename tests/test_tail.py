@@ -634,3 +634,19 @@ def test_close_then_poll_resumes_where_it_stopped(tmp_path: Path) -> None:
 def test_glob_rejects_wildcards_in_folders() -> None:
     with pytest.raises(ValueError, match="file name"):
         Follower("x", "/var/log/*/mainlog")
+
+
+def test_lag_counts_what_a_budget_limited_poll_left(tmp_path: Path) -> None:
+    """A poll cut short by max_bytes leaves lag > 0, so the daemon reads on instead of sleeping."""
+    log = tmp_path / "m.log"
+    log.write_bytes(b"")
+    f = Follower("m", str(log), start_at="beginning")
+    assert f.poll() == []
+    log.write_bytes(b"y" * 99 + b"\n" + (b"z" * 99 + b"\n") * 20_000)
+    got = f.poll(max_bytes=1 << 16)
+    assert 0 < len(got) < 20_001
+    assert f.lag_bytes == 20_001 * 100 - 100 * len(got)
+    rest: list[bytes] = []
+    while f.lag_bytes:
+        rest += f.poll(max_bytes=1 << 16)
+    assert len(got) + len(rest) == 20_001
