@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from logscan.aggregate import Aggregate
 from logscan.events import Event, Unparsed
-from logscan.parsers.base import Parser
+from logscan.parsers.base import Parser, Prefilter, prefilter_of
 
 EXAMPLES_PER_REASON = 3
 
@@ -30,7 +30,7 @@ class LineCounts:
 class Pipeline:
     """Feeds one log's lines through its parser into the aggregate and any observers."""
 
-    __slots__ = ("aggregate", "counts", "keep_examples", "log", "observers", "parser")
+    __slots__ = ("aggregate", "counts", "keep_examples", "log", "observers", "parser", "prefilter")
 
     def __init__(
         self,
@@ -47,6 +47,67 @@ class Pipeline:
         self.observers = tuple(observers)
         self.keep_examples = keep_examples
         self.counts = LineCounts()
+        self.prefilter: Prefilter | None = prefilter_of(parser)
+
+    def feed_text(self, chunk: str) -> LineCounts:
+        """Like feed(), for a chunk of whole lines each ending in "\n"; returns this call's counts.
+
+        With the parser's prefilter, only lines holding a trigger or not of the boring shape
+        reach parse() (in file order); the others are counted as ignored, with no Python step
+        per skipped line. The result is exactly that of feed(chunk.split("\n")[:-1]).
+        A chunk not ending in "\n" is read as if it did.
+        """
+        if not chunk:
+            return LineCounts()
+        if chunk[-1] != "\n":
+            chunk += "\n"
+        pf = self.prefilter
+        if pf is None:
+            lines = chunk.split("\n")
+            lines.pop()
+            return self.feed(lines)
+        find = chunk.find
+        rfind = chunk.rfind
+        # End (the index of its "\n") → start (-1: not looked up yet) of each line to parse.
+        spans: dict[int, int] = {}
+        for trigger in pf.triggers:
+            i = find(trigger)
+            while i >= 0:
+                end = find("\n", i)
+                if end not in spans:
+                    spans[end] = -1
+                i = find(trigger, end + 1)
+        if pf.boring.match(chunk) is None:
+            spans[find("\n")] = 0
+        last = len(chunk) - 1
+        for m in pf.odd.finditer(chunk):
+            start = m.end()
+            if start <= last:
+                spans[find("\n", start)] = start
+
+        parse = self.parser.parse
+        add = self.aggregate.add
+        observers = self.observers
+        parsed = unparsed = 0
+        batch = LineCounts()
+        for end in sorted(spans):
+            start = spans[end]
+            line = chunk[(rfind("\n", 0, end) + 1 if start < 0 else start) : end]
+            result = parse(line)
+            if result.__class__ is tuple:
+                if result:
+                    parsed += 1
+                    for ev in result:
+                        add(ev)
+                        for observe in observers:
+                            observe(ev)
+            else:
+                unparsed += 1
+                self._unparsed(batch, result, line)  # type: ignore[arg-type]
+        batch.parsed, batch.unparsed = parsed, unparsed
+        batch.ignored = chunk.count("\n") - parsed - unparsed
+        self._fold(batch)
+        return batch
 
     def feed(self, lines: Iterable[str]) -> LineCounts:
         """Parse and count every line; returns the counts of this call only."""

@@ -21,6 +21,7 @@ from logscan.pipeline import LineCounts, Pipeline
 
 GZIP_MAGIC = b"\x1f\x8b"
 PROGRESS_MIN_BYTES = 32 << 20
+CHUNK_CHARS = 1 << 20  # characters per read: whole lines of it go to Pipeline.feed_text
 
 
 class ScanError(Exception):
@@ -61,6 +62,35 @@ def _lines(text: IO[str]) -> Iterator[str]:
         yield line[:-1] if line[-1:] == "\n" else line
 
 
+def _chunks(text: IO[str], size: int = CHUNK_CHARS) -> Iterator[str]:
+    """The text in pieces of whole lines, each ending in "\n" (a last line without one gets it).
+
+    Universal newlines (the TextIOWrapper's) still decide where a line ends, so a lone CR
+    splits a line as before. NOTE: MailEnable rows are CRLF-terminated and a lone CR inside
+    a row should not split it; that is today's behaviour too, kept for now.
+    """
+    pending: list[str] = []  # a line longer than one read, in pieces (no quadratic copying)
+    while True:
+        block = text.read(size)
+        if not block:
+            break
+        cut = block.rfind("\n") + 1
+        if cut == 0:
+            pending.append(block)
+            continue
+        if pending:
+            pending.append(block[:cut])
+            yield "".join(pending)
+            pending.clear()
+        else:
+            yield block[:cut] if cut < len(block) else block
+        if cut < len(block):
+            pending.append(block[cut:])
+    if pending:
+        pending.append("\n")
+        yield "".join(pending)
+
+
 def detect_file(path: Path) -> str | None:
     """The format of `path` judged from its first lines."""
     with open_text(path) as (text, _raw, _size):
@@ -99,7 +129,8 @@ def scan_file(
             if progress and size >= PROGRESS_MIN_BYTES:
                 _feed_with_progress(pipe, text, raw, size, path.name)
             else:
-                pipe.feed(_lines(text))
+                for chunk in _chunks(text):
+                    pipe.feed_text(chunk)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise ScanError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from exc
     counts = pipe.counts
@@ -117,14 +148,9 @@ def _feed_with_progress(pipe: Pipeline, text: IO[str], raw: IO[bytes], size: int
     from tqdm import tqdm  # noqa: PLC0415 - only when a terminal shows it
 
     with tqdm(total=size, unit="B", unit_scale=True, desc=name, file=sys.stderr, leave=False) as bar:
-        chunk: list[str] = []
-        for line in _lines(text):
-            chunk.append(line)
-            if len(chunk) == 65536:
-                pipe.feed(chunk)
-                chunk.clear()
-                bar.update(raw.tell() - bar.n)
-        pipe.feed(chunk)
+        for chunk in _chunks(text):
+            pipe.feed_text(chunk)
+            bar.update(raw.tell() - bar.n)
         bar.update(size - bar.n)
 
 

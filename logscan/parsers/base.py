@@ -36,7 +36,12 @@ class ParserOptions:
 
 
 class Parser(Protocol):
-    """A pure parser: one line in (no newline), events or an Unparsed reason out."""
+    """A pure parser: one line in (no newline), events or an Unparsed reason out.
+
+    Optional class attribute `prefilter: ClassVar[Prefilter | None]` (read through
+    `prefilter_of`, so a parser without it still satisfies this protocol): lines it lets
+    the pipeline skip are counted as ignored without calling parse().
+    """
 
     mta: ClassVar[MTA]
 
@@ -62,3 +67,40 @@ def domain_of(address: str) -> str:
     if not dom or _DOMAIN_OK.match(dom) is None:
         return ""
     return dom
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Prefilter:
+    """What lets the pipeline skip lines without calling parse() (docs/decisions/0006-prefilter.md).
+
+    The parser's promise: parse(line) is NOTHING for every line that contains none of
+    `triggers` and whose start matches `boring` (a strict, anchored shape, usually "a valid
+    timestamp"), whatever lines came before it. So every line yielding events or Unparsed
+    contains a trigger or fails the shape. `boring` is matched against the line followed by
+    its "\n", and must never match past that "\n" (use `[^...\n]` classes, never `.` with
+    DOTALL): in a chunk it is applied as the lookahead `\n(?!boring)`, which sre scans at C
+    speed from the literal "\n".
+    """
+
+    triggers: tuple[str, ...]
+    boring: re.Pattern[str]  # at a line start: the line has the shape that may be skipped
+    odd: re.Pattern[str]  # in a chunk: a "\n" NOT followed by a boring line start
+
+    def __init__(self, triggers: tuple[str, ...], boring: str) -> None:
+        if not triggers or any(not t or "\n" in t for t in triggers):
+            raise ValueError("triggers must be non-empty and hold no newline")
+        object.__setattr__(self, "triggers", triggers)
+        object.__setattr__(self, "boring", re.compile(boring))
+        object.__setattr__(self, "odd", re.compile("\n(?!" + boring + ")"))
+
+    def skips(self, line: str) -> bool:
+        """True when the pipeline would count `line` (no newline) as ignored without parsing it."""
+        if "\n" in line:
+            return False
+        return self.boring.match(line + "\n") is not None and not any(t in line for t in self.triggers)
+
+
+def prefilter_of(parser: object) -> Prefilter | None:
+    """The parser's optional `prefilter` class attribute (None: every line goes to parse())."""
+    pf = getattr(parser, "prefilter", None)
+    return pf if isinstance(pf, Prefilter) else None

@@ -16,7 +16,7 @@ import re
 from typing import ClassVar, Final
 
 from logscan.events import MTA, NOTHING, Event, ParseResult, Status, Unparsed
-from logscan.parsers.base import MAX_LINE, ParserOptions, domain_of, reply_codes
+from logscan.parsers.base import MAX_LINE, ParserOptions, Prefilter, domain_of, reply_codes
 from logscan.parsers.timestamps import MONTHS, Clock, parse_offset, utc_epoch
 
 REASONS: Final = (
@@ -92,6 +92,20 @@ _REJECTS: Final = (
 )
 # Frequent id-less lines that never carry a reply.
 _QUIET: Final = ("SMTP connection from ", "no MAIL in SMTP connection ", "Start queue run", "End queue run")
+
+
+# The prefilter (docs/decisions/0006-prefilter.md). A plain main-log line with a valid
+# timestamp (every field possible, so no bad-timestamp; Feb 29 is left to parse()), an
+# optional valid zone and then no `+`/`-` (no zone-shaped word) reaches _body(), which
+# returns NOTHING unless the line holds a flag (` => ` ` -> ` ` >> ` ` ** ` ` == `), a
+# refusal (`rejected `), an auth failure, or `exim` (a syslog tag, handed to _after_syslog).
+# Syslog-prefixed lines never have this shape, so a `[n/m]` part always reaches parse().
+_TRIGGERS: Final = (" => ", " -> ", " >> ", " ** ", " == ", "rejected ", " authenticator failed for ", "exim")
+_BORING: Final = (
+    r"(?:19|20)[0-9][0-9]-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+    r"|(?:0[13578]|1[02])-31) (?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9][0-9][0-9])?"
+    r"(?: [+-](?:[01][0-9]|2[0-3])[0-5][0-9])? [^+\-\n]"
+)
 
 
 def _duration(text: str) -> float | None:
@@ -184,6 +198,7 @@ class EximParser:
     """
 
     mta: ClassVar[MTA] = "exim"
+    prefilter: ClassVar[Prefilter | None] = Prefilter(_TRIGGERS, _BORING)
     MAX_PENDING: ClassVar[int] = 64
     __slots__ = (
         "_clock",
@@ -201,7 +216,8 @@ class EximParser:
         self._log = options.log
         self._clock = Clock(options.tz, options.reference_time)
         self._hours: dict[str, float] = {}  # "YYYY-MM-DD hh" → epoch of that local hour
-        self._minutes: dict[str, float] = {}  # "YYYY-MM-DD hh:mm" → epoch: the fast path's only lookup
+        # "YYYY-MM-DD hh:mm" → (epoch of the hour, minute × 60): the fast path's only lookup
+        self._minutes: dict[str, tuple[float, int]] = {}
         self._zoned: dict[str, float] = {}  # "YYYY-MM-DD hh±zone" → epoch
         self._syslog_hours: dict[str, float] = {}  # "Mmm dd hh" → epoch (depends on the reference)
         self._pending: dict[str, _Pending] = {}
@@ -283,7 +299,7 @@ class EximParser:
             if i == 0:
                 if len(self._minutes) > 4096:
                     self._minutes.clear()
-                self._minutes[line[:16]] = hb + mi * 60
+                self._minutes[line[:16]] = (hb, mi * 60)
         if line.startswith(" [", j):
             close = line.find("]", j + 2, j + 14)
             if close > j + 2 and line[j + 2 : close].isdigit():
@@ -349,24 +365,28 @@ class EximParser:
             line = line[:-1]
         # Fast path: a plain main-log line in a minute seen before (and validated then), no zone.
         # Indexing (not slicing) where the length check allows: it allocates nothing.
+        # Same arithmetic, in the same order, and the same `[pid]` rule as _exim_time: which
+        # path a line takes depends on the lines before it, its result must not.
         n = len(line)
         if n > 24 and line[16] == ":":
-            base = self._minutes.get(line[:16])
-            if base is not None:
-                se: float | None = _SEC.get(line[17:19])
+            got = self._minutes.get(line[:16])
+            if got is not None:
+                hb, m60 = got
+                se = _SEC.get(line[17:19])
                 j = 19
+                t: float | None = None if se is None else m60 + se
                 if line[19] == ".":
                     frac = _MILLIS.get(line[20:23])
-                    se = None if frac is None or se is None else se + frac
+                    t = None if frac is None or t is None else t + frac
                     j = 23
                 c = line[j + 1]
-                if se is not None and line[j] == " " and c != "+" and c != "-":  # noqa: PLR1714
+                if t is not None and line[j] == " " and c != "+" and c != "-":  # noqa: PLR1714
                     b = j + 1
                     if c == "[":
-                        close = line.find("] ", b + 1, b + 14)
+                        close = line.find("]", b + 1, b + 13)
                         if close > b + 1 and line[b + 1 : close].isdigit():
-                            b = close + 2
-                    return self._body(line, b, base + se)
+                            b = close + 2 if line.startswith(" ", close + 1) else close + 1
+                    return self._body(line, b, hb + t)
         return self._slow(line)
 
     def _slow(self, line: str) -> ParseResult:

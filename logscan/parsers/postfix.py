@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import ClassVar, Final
 
 from logscan.events import MTA, NOTHING, Event, ParseResult, Status, Unparsed
-from logscan.parsers.base import MAX_LINE, ParserOptions, domain_of, reply_codes
+from logscan.parsers.base import MAX_LINE, ParserOptions, Prefilter, domain_of, reply_codes
 from logscan.parsers.timestamps import MONTHS, Clock, parse_offset, utc_epoch
 
 # Events are built with positional arguments (about twice as fast as keywords on the hot
@@ -133,7 +133,23 @@ _MONTH_PREFIXES: Final = frozenset(m + " " for m in MONTHS)
 # Per-parser memo tables (domains, relay/client hosts, reply heads) repeat a lot in a mail
 # log; each is cleared when it reaches this size, so memory stays bounded.
 _MEMO_MAX: Final = 4096
+_DIGITS: Final = "0123456789"
+_ZONE_START: Final = "+-Zz"  # what parse_offset() can accept first
 _HOST_MAX: Final = 255
+
+
+# The prefilter (docs/decisions/0006-prefilter.md). parse() returns something other than
+# NOTHING only for a line that fails the timestamp shape check (no-timestamp), has a tag
+# starting `exim` after a space (other-mta), or reaches a delivery/reply/refusal reader,
+# which needs `status=`, `: host ` (smtp/lmtp) or `reject: ` (smtpd, postscreen, cleanup).
+# `bad-timestamp` only comes from those readers. The boring shape is a strict subset of
+# what the shape check accepts: `Mmm dd hh:mm:ss ` (day ` 7`, `7` or `07`) or RFC 3339
+# `YYYY-MM-DDThh:mm:ss[...] ` whose first space is within the 48 characters parse() looks at.
+_TRIGGERS: Final = ("status=", ": host ", "reject: ", " exim")
+_BORING: Final = (
+    r"(?:(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?: [0-9]|[0-9]{1,2}) [0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[^ \n]{0,28}) "
+)
 
 
 def _host_ip(text: str) -> tuple[str, str]:
@@ -189,7 +205,8 @@ class PostfixParser:
     """
 
     mta: ClassVar[MTA] = "postfix"
-    __slots__ = ("_clock", "_domains", "_hosts", "_last_t", "_last_ts", "_log", "_replies")
+    prefilter: ClassVar[Prefilter | None] = Prefilter(_TRIGGERS, _BORING)
+    __slots__ = ("_clock", "_domains", "_hosts", "_last_t", "_last_ts", "_log", "_replies", "_seconds")
 
     def __init__(self, options: ParserOptions) -> None:
         self._log = options.log
@@ -199,6 +216,7 @@ class PostfixParser:
         self._domains: dict[str, str] = {}
         self._hosts: dict[str, tuple[str, str]] = {}
         self._replies: dict[str, tuple[str, str]] = {}
+        self._seconds: dict[str, tuple[float, float]] = {}  # RFC 3339 whole second → _second()
 
     def set_reference_time(self, t: float) -> None:
         """Date year-less syslog lines against `t` (file mtime, or now for a live log)."""
@@ -316,10 +334,58 @@ class PostfixParser:
         return got
 
     def _time(self, line: str, ts_end: int) -> float | None:
-        """Epoch seconds of the line's timestamp; None when a field is impossible."""
+        """Epoch seconds of the line's timestamp; None when a field is impossible.
+
+        RFC 3339 stamps with a fraction differ on every line, so their whole second (the
+        text up to the seconds plus the zone) is cached: (epoch of the minute, seconds),
+        and the fraction added with one float(), in the very order _time_slow adds them.
+        """
         ts = line[:ts_end]
         if ts == self._last_ts:
             return self._last_t
+        if ts_end > 20 and ts[19] == "." and ts[4] == "-":
+            zone = ts[20:].lstrip(_DIGITS)
+            if not zone or zone[0] in _ZONE_START:
+                digits_end = ts_end - len(zone)
+                key = ts[:19] + zone
+                got = self._seconds.get(key)
+                if got is None:
+                    got = self._second(key)
+                    if got is None:
+                        return self._time_slow(ts)
+                    if len(self._seconds) >= _MEMO_MAX:
+                        self._seconds.clear()
+                    self._seconds[key] = got
+                minute, sec = got
+                t = minute + (sec + float("0" + ts[19:digits_end])) if digits_end > 20 else minute + sec
+                self._last_ts, self._last_t = ts, t
+                return t
+        return self._time_slow(ts)
+
+    def _second(self, key: str) -> tuple[float, float] | None:
+        """`YYYY-MM-DDThh:mm:ss[zone]` → (epoch of its minute, seconds), if _time_slow would
+        accept it with any fraction of 0 up to 1 added; else None (then _time_slow decides)."""
+        try:
+            if key[7] != "-" or key[13] != ":" or key[16] != ":":
+                return None
+            year, month, day = int(key[:4]), int(key[5:7]), int(key[8:10])
+            hour, minute, sec = int(key[11:13]), int(key[14:16]), float(key[17:19])
+            if not 0 <= sec <= 59:  # with a fraction of up to 1.0 added it stays < 61
+                return None
+            zone = key[19:]
+            if zone:
+                offset = parse_offset(zone)
+                if offset is None:
+                    return None
+                base = utc_epoch(year, month, day, hour, minute, 0.0, offset)
+            else:
+                base = self._clock.local(year, month, day, hour, minute, 0.0)
+        except (ValueError, OverflowError, IndexError):
+            return None
+        return base, sec
+
+    def _time_slow(self, ts: str) -> float | None:
+        """_time() for any timestamp text `ts` (the line up to its end)."""
         try:
             if ts[4] == "-":
                 if ts[7] != "-" or ts[13] != ":" or ts[16] != ":":
@@ -342,7 +408,7 @@ class PostfixParser:
                 else:
                     t = self._clock.local(year, month, day, hour, minute, sec)
             else:
-                tt = ts_end - 8
+                tt = len(ts) - 8
                 t = self._clock.syslog(
                     ts[:3], int(ts[4:tt]), int(ts[tt : tt + 2]), int(ts[tt + 3 : tt + 5]), int(ts[tt + 6 :])
                 )
