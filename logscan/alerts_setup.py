@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from logscan.alerts import DEFAULT_RULES, AlertEngine, AlertPeriod, Replay, Rule
+from logscan.alerts import DEFAULT_RULES, AlertPeriod, Replay, Rule
 from logscan.config import Alerts
 from logscan.events import Event
 from logscan.notify import Notifier
@@ -16,10 +16,6 @@ def rules_of(cfg: Alerts) -> list[Rule]:
     if not cfg.enabled:
         return []
     return [*(DEFAULT_RULES if cfg.default_rules else ()), *cfg.rules]
-
-
-def engine_from_config(cfg: Alerts) -> AlertEngine:
-    return AlertEngine(rules_of(cfg))
 
 
 def notifier_from_config(cfg: Alerts, instance: str) -> Notifier:

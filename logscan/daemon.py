@@ -19,13 +19,13 @@ import structlog
 from logscan import __version__, sdnotify
 from logscan.aggregate import Aggregate
 from logscan.alerts import AlertEngine, Transition
-from logscan.alerts_setup import engine_from_config, notifier_from_config, rules_of
+from logscan.alerts_setup import notifier_from_config, rules_of
 from logscan.config import Config, ConfigError, Log, load_config, zone
 from logscan.logs import configure_logging
 from logscan.metrics import Exposition, LogStatus, make_registry
 from logscan.notify import Notifier
 from logscan.parsers import make_parser
-from logscan.parsers.base import Parser, ParserOptions
+from logscan.parsers.base import ParserOptions
 from logscan.parsers.detect import detect
 from logscan.pipeline import Pipeline
 from logscan.state import load_state, save_state
@@ -48,9 +48,7 @@ class LogRuntime:
     cfg: Log
     follower: Follower
     mta: str = ""
-    parser: Parser | None = None
     pipeline: Pipeline | None = None
-    undetected_lines: int = 0
     warned: set[str] = field(default_factory=set)
 
 
@@ -68,7 +66,7 @@ class Daemon:
         self.aggregate = Aggregate(
             top_domains=self.cfg.daemon.top_domains, windows=self.cfg.daemon.bounce_ratio_windows
         )
-        self.engine: AlertEngine = engine_from_config(self.cfg.alerts)
+        self.engine = AlertEngine(rules_of(self.cfg.alerts))
         self.notifier: Notifier | None = None
         self.server: MetricsServer | None = None
         self.watcher: Watcher | None = None
@@ -232,7 +230,6 @@ class Daemon:
         if fmt == "auto":
             found = detect(texts).format
             if found is None:
-                rt.undetected_lines += len(texts)
                 if "undetected" not in rt.warned:
                     rt.warned.add("undetected")
                     log.warning("log_format_unknown", log=rt.cfg.name, lines=len(texts))
@@ -249,8 +246,7 @@ class Daemon:
             reference_time=time.time(),
         )
         rt.mta = fmt
-        rt.parser = make_parser(fmt, options)
-        rt.pipeline = Pipeline(rt.cfg.name, rt.parser, self.aggregate, (self.engine.observe,))
+        rt.pipeline = Pipeline(rt.cfg.name, make_parser(fmt, options), self.aggregate, (self.engine.observe,))
 
     def _log_notes(self, rt: LogRuntime) -> None:
         for event, fields in rt.follower.drain_notes():
