@@ -26,7 +26,7 @@ from logscan.metrics import Exposition, LogStatus, make_registry
 from logscan.notify import Notifier
 from logscan.parsers import make_parser
 from logscan.parsers.base import ParserOptions
-from logscan.parsers.detect import detect
+from logscan.parsers.detect import SAMPLE_LINES, detect
 from logscan.pipeline import Pipeline
 from logscan.state import load_state, save_state
 from logscan.tail import Follower
@@ -200,17 +200,20 @@ class Daemon:
         return busy
 
     def _ingest(self, rt: LogRuntime, raw: list[bytes], wall: float) -> None:
-        texts = [b.decode("utf-8", "surrogateescape") for b in raw]
-        if rt.pipeline is None and not self._choose_format(rt, texts):
-            with self.lock:
-                self.aggregate.count_lines(rt.cfg.name, "unparsed", len(texts), "unknown-format")
-            return
+        if rt.pipeline is None:
+            head = [b.decode("utf-8", "surrogateescape") for b in raw[:SAMPLE_LINES]]
+            if not self._choose_format(rt, head):
+                with self.lock:
+                    self.aggregate.count_lines(rt.cfg.name, "unparsed", len(raw), "unknown-format")
+                return
         assert rt.pipeline is not None
         set_ref = getattr(rt.pipeline.parser, "set_reference_time", None)
         if set_ref is not None:
             set_ref(wall)
+        # One decode for the whole batch; the prefilter then skips boring lines in C.
+        chunk = (b"\n".join(raw) + b"\n").decode("utf-8", "surrogateescape")
         with self.lock:
-            batch = rt.pipeline.feed(texts)
+            batch = rt.pipeline.feed_text(chunk)
         if batch.unparsed and batch.unparsed * 2 > batch.total:
             key = "mostly-unparsed"
             if key not in rt.warned:
