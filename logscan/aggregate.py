@@ -17,6 +17,7 @@ DEFAULT_WINDOWS: Final = (300, 3600)
 OTHER: Final = "other"
 BUCKET_S: Final = 60
 STATE_VERSION: Final = 1
+_CLASS: Final = {c: c + "xx" for c in "0123456789"}  # reply code's first digit → its class label
 
 ReplyKey = tuple[str, str, str, str, str]  # mta, log, direction, code, enhanced
 DeliveryKey = tuple[str, str, str]  # mta, log, status
@@ -142,31 +143,52 @@ class Aggregate:
 
     def add(self, ev: Event) -> None:
         """Fold one event into every counter it belongs to."""
+        # The hot path of every scan: Histogram.observe and _bucket are inlined here (same
+        # updates, same order), locals save attribute lookups; the dicts are as before.
         code = ev.code
+        mta = ev.mta
+        log = ev.log
         if code:
-            key = (ev.mta, ev.log, ev.direction, code, ev.enhanced)
-            self.replies[key] = self.replies.get(key, 0) + 1
-            domain = ev.recipient_domain if ev.direction == "outbound" else ev.sender_domain
-            dkey = (self.top.label(domain), ev.direction, code[0] + "xx")
-            self.domains[dkey] = self.domains.get(dkey, 0) + 1
+            direction = ev.direction
+            key = (mta, log, direction, code, ev.enhanced)
+            replies = self.replies
+            replies[key] = replies.get(key, 0) + 1
+            label = self.top.label(ev.recipient_domain if direction == "outbound" else ev.sender_domain)
+            dkey = (label, direction, _CLASS.get(code[0]) or code[0] + "xx")
+            domains = self.domains
+            domains[dkey] = domains.get(dkey, 0) + 1
         status = ev.status
         if status:
             if status == "rejected":
-                rkey = (ev.mta, ev.log, ev.stage, code)
-                self.rejections[rkey] = self.rejections.get(rkey, 0) + 1
+                rkey = (mta, log, ev.stage, code)
+                rejections = self.rejections
+                rejections[rkey] = rejections.get(rkey, 0) + 1
             else:
-                dkey2 = (ev.mta, ev.log, status)
-                self.deliveries[dkey2] = self.deliveries.get(dkey2, 0) + 1
-                if ev.delay_s is not None and ev.delay_s >= 0:
-                    hkey = (ev.mta, status)
+                dkey2 = (mta, log, status)
+                deliveries = self.deliveries
+                deliveries[dkey2] = deliveries.get(dkey2, 0) + 1
+                delay = ev.delay_s
+                if delay is not None and delay >= 0:
+                    hkey = (mta, status)
                     hist = self.delays.get(hkey)
                     if hist is None:
                         hist = self.delays[hkey] = Histogram([0] * (len(DELAY_BUCKETS) + 1))
-                    hist.observe(ev.delay_s)
+                    hist.buckets[bisect_left(DELAY_BUCKETS, delay)] += 1
+                    hist.total += delay
+                    hist.count += 1
                 if status != "deferred":
-                    self._bucket(ev, status)
-        if ev.time > self.last_event.get(ev.log, 0.0):
-            self.last_event[ev.log] = ev.time
+                    minutes = self._minutes.get(mta)
+                    if minutes is None:
+                        minutes = self._minutes[mta] = {}
+                    cell = minutes.get(int(ev.time // BUCKET_S))
+                    if cell is None:
+                        self._bucket(ev, status)
+                    else:
+                        cell[0 if status == "sent" else 1 if status == "bounced" else 2] += 1
+        t = ev.time
+        last_event = self.last_event
+        if t > last_event.get(log, 0.0):
+            last_event[log] = t
 
     def _bucket(self, ev: Event, status: str) -> None:
         minutes = self._minutes.get(ev.mta)
@@ -263,4 +285,3 @@ class Aggregate:
         except (KeyError, IndexError, TypeError) as exc:
             raise ValueError(f"malformed aggregate state: {exc!r}") from exc
         return agg
-

@@ -4,6 +4,7 @@ what feeding every line to parse() gives, and a line the prefilter skips must pa
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,36 @@ def test_random_text_skipped_means_nothing(text: str) -> None:
         for line in text.split("\n"):
             if pf.skips(line):
                 assert parser(fmt).parse(line) == NOTHING
+
+
+# --- Postfix's one-regex delivery fast path gives what the step-by-step path gives ------------
+
+DELIVERY_LINES = [line for line in ALL_LINES if "status=" in line and "postfix/" in line]
+
+
+@st.composite
+def mutated_delivery(draw: st.DrawFn) -> str:
+    line = draw(st.sampled_from(DELIVERY_LINES))
+    for _ in range(draw(st.integers(0, 3))):
+        i = draw(st.integers(0, len(line)))
+        piece = draw(st.sampled_from(PIECES) | st.text(max_size=3))
+        if draw(st.booleans()):
+            line = line[:i] + piece + line[i:]
+        else:
+            line = line[:i] + line[i + draw(st.integers(1, 8)) :]
+    return line.replace("\n", "")
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(line=mutated_delivery())
+def test_postfix_fast_delivery_equals_general_path(line: str) -> None:
+    from logscan.parsers import postfix  # noqa: PLC0415
+
+    fast = parser("postfix").parse(line)
+    saved = postfix._FAST_DELIVERY
+    setattr(postfix, "_FAST_DELIVERY", re.compile(r"(?!)"))  # noqa: B010 - the name is Final
+    try:
+        general = parser("postfix").parse(line)
+    finally:
+        setattr(postfix, "_FAST_DELIVERY", saved)  # noqa: B010
+    assert fast == general, line

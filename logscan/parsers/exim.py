@@ -96,15 +96,20 @@ _QUIET: Final = ("SMTP connection from ", "no MAIL in SMTP connection ", "Start 
 
 # The prefilter (docs/decisions/0006-prefilter.md). A plain main-log line with a valid
 # timestamp (every field possible, so no bad-timestamp; Feb 29 is left to parse()), an
-# optional valid zone and then no `+`/`-` (no zone-shaped word) reaches _body(), which
-# returns NOTHING unless the line holds a flag (` => ` ` -> ` ` >> ` ` ** ` ` == `), a
-# refusal (`rejected `), an auth failure, or `exim` (a syslog tag, handed to _after_syslog).
-# Syslog-prefixed lines never have this shape, so a `[n/m]` part always reaches parse().
-_TRIGGERS: Final = (" => ", " -> ", " >> ", " ** ", " == ", "rejected ", " authenticator failed for ", "exim")
+# optional valid zone, then a space and no `+`/`-`/`[` (no zone-shaped word, no `[pid]`),
+# reaches _body() at the character after that space (b). The lookaheads refuse a flag
+# (`=>` `->` `>>` `**` `==`) where _body() looks for one (after a 16- or 23-character
+# message id); then _body() returns NOTHING unless the line holds `rejected `, an auth
+# failure, or `exim` where _body() or _TAG looks for a tag: after a space, or right after
+# `]` (`U=Debian-exim` is no trigger). Syslog-prefixed lines never have this shape, so a
+# `[n/m]` part always reaches parse().
+_FLAG: Final = r"(?:=>|->|>>|\*\*|==) "
+_TRIGGERS: Final = ("rejected ", " authenticator failed for ", " exim", "]exim")
 _BORING: Final = (
     r"(?:19|20)[0-9][0-9]-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
     r"|(?:0[13578]|1[02])-31) (?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9][0-9][0-9])?"
-    r"(?: [+-](?:[01][0-9]|2[0-3])[0-5][0-9])? [^+\-\n]"
+    r"(?: [+-](?:[01][0-9]|2[0-3])[0-5][0-9])? (?![+\-\[\n])"
+    r"(?![^\n]{6}-[^\n]{6}-[^\n]{2} " + _FLAG + r")(?![^\n]{6}-[^\n]{11}-[^\n]{4} " + _FLAG + ")"
 )
 
 

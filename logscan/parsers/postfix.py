@@ -120,6 +120,18 @@ _DELIVERY: Final = re.compile(
     r"to=([^,]*), (?:orig_to=[^,]*, )?relay=([^,]*), (?:conn_use=[0-9]+, )?delay=([0-9.]+), "
     r"(?:delays=[0-9./]+, )?(?:tls=[^,]*, )?(?:dsn=([0-9.]+), )?status=([^ ]*)"
 )
+# _DELIVERY with everything before it (RFC 3339 stamp with a fraction, host, `.../KIND[pid]: `,
+# queue id) in one match. Each piece is a strict subset of what parse() checks step by step:
+# the stamp passes the shape check and ends before character 48, the host has no space and
+# does not end in ":", the tag (at most 83 characters, no ":") is `name[/name...]/KIND[pid]`
+# with KIND a delivery agent or qmgr, the queue id is 5-32 ASCII letters/digits and no
+# severity word, and _DELIVERY then matches from where parse() would match it.
+_FAST_DELIVERY: Final = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{1,9}(?:[+-][0-9]{2}:[0-9]{2}|Z)) "
+    r"[A-Za-z0-9_.-]{1,64} [A-Za-z0-9_.-]{1,20}(?:/[A-Za-z0-9_.-]{1,20}){0,2}/"
+    r"(?:smtp|lmtp|local|virtual|pipe|error|retry|discard|qmgr|nqmgr|oqmgr)\[[0-9]{1,10}\]: "
+    r"(?!(?:warning|error|fatal|panic|info): )([0-9A-Za-z]{5,32}): " + _DELIVERY.pattern
+)
 # The usual refusal head: `QID|NOQUEUE: [milter-|proxy-]reject: STAGE from host[ip][:port]: `.
 _REJECT_HEAD: Final = re.compile(
     r"(NOQUEUE|[0-9A-Za-z]{5,32}): (?:milter-|proxy-)?reject: ([A-Za-z-]{1,16}) from "
@@ -229,6 +241,16 @@ class PostfixParser:
             line = line[:MAX_LINE]
         if line.endswith("\r"):
             line = line[:-1]
+
+        # Fast path: the usual delivery line, matched in one go. _FAST_DELIVERY accepts only
+        # lines the general steps below would take to _delivery() with these same fields.
+        m = _FAST_DELIVERY.match(line)
+        if m is not None:
+            qid, to, relay, delay_text, dsn, word = m.group(2, 3, 4, 5, 6, 7)
+            return self._delivered(
+                line, m.end(1), "" if qid == "NOQUEUE" else qid, to, relay, delay_text, dsn, word,
+                m.end() if m.end() < len(line) else -1,
+            )  # fmt: skip
 
         # Timestamp: only its shape is checked here; its value is computed for event lines.
         try:
@@ -444,6 +466,13 @@ class PostfixParser:
             if isinstance(slow, Unparsed):
                 return slow
             to, relay, delay_text, dsn, word, w_end = slow
+        return self._delivered(line, ts_end, qid, to, relay, delay_text, dsn, word, w_end)
+
+    def _delivered(
+        self, line: str, ts_end: int, qid: str, to: str, relay: str, delay_text: str, dsn: str | None,
+        word: str, w_end: int,
+    ) -> ParseResult:  # fmt: skip
+        """The Event of a delivery line from its fields (w_end: where the status word ends, or -1)."""
         status = _STATUS.get(word)
         if status is None:
             if word in _PROBES:
