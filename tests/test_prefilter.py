@@ -4,6 +4,7 @@ what feeding every line to parse() gives, and a line the prefilter skips must pa
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import UTC
 from pathlib import Path
@@ -203,3 +204,17 @@ def test_postfix_fast_delivery_equals_general_path(line: str) -> None:
     finally:
         setattr(postfix, "_FAST_DELIVERY", saved)  # noqa: B010
     assert fast == general, line
+
+
+# --- scan's reader: whole lines per chunk, whatever the read size ----------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet="ab\n", max_size=200), size=st.integers(1, 40))
+def test_scan_chunks_keep_lines(text: str, size: int) -> None:
+    from logscan.scan import _chunks  # noqa: PLC0415
+
+    chunks = list(_chunks(io.StringIO(text), size))
+    assert all(c.endswith("\n") and c != "" for c in chunks)
+    want = text if not text or text.endswith("\n") else text + "\n"
+    assert "".join(chunks) == want
