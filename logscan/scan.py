@@ -51,7 +51,9 @@ def open_text(path: Path) -> Iterator[tuple[IO[str], IO[bytes], int]]:
         binary: IO[bytes] = gzip.GzipFile(fileobj=raw) if raw.read(2) == GZIP_MAGIC else raw  # type: ignore[assignment]
         raw.seek(0)
         # surrogateescape: a bad byte survives into the parser's view instead of stopping the read.
-        with io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline=None) as text:
+        # newline="\n": only LF ends a line, as in the daemon's tailer; a CRLF line keeps its CR,
+        # which parsers drop, and a lone CR inside a MailEnable row does not split the row.
+        with io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="\n") as text:
             yield text, raw, size
     finally:
         raw.close()
@@ -65,9 +67,7 @@ def _lines(text: IO[str]) -> Iterator[str]:
 def _chunks(text: IO[str], size: int = CHUNK_CHARS) -> Iterator[str]:
     """The text in pieces of whole lines, each ending in "\n" (a last line without one gets it).
 
-    Universal newlines (the TextIOWrapper's) still decide where a line ends, so a lone CR
-    splits a line as before. NOTE: MailEnable rows are CRLF-terminated and a lone CR inside
-    a row should not split it; that is today's behaviour too, kept for now.
+    Only LF ends a line (see open_text), as in the daemon.
     """
     pending: list[str] = []  # a line longer than one read, in pieces (no quadratic copying)
     while True:

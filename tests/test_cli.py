@@ -126,3 +126,17 @@ def test_check_config_exit_codes(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert str(bad) in out.stderr
     assert "logs[0].format" in out.stderr
+
+
+def test_scan_splits_lines_on_lf_only_like_the_daemon(tmp_path: Path) -> None:
+    """A lone CR inside a CRLF MailEnable row (a client's bare CR echoed in the log) is no new row."""
+    row = (
+        "11/28/26 10:00:00\tSMTP-IN\t9E107D9D372BB6826BD81D3542A419D6.MAI\t1320\t198.51.100.7\tMAIL\t"
+        "MAIL FROM:<a@example.com>\r551 fake\t551 Sender address is not valid for your login\t60\t40\t\t\r\n"
+    )
+    log = tmp_path / "SMTP-Activity-261128.log"
+    log.write_bytes(row.encode() * 3)
+    doc = json.loads(logscan("scan", "--json", "--format", "mailenable", str(log)).stdout)
+    assert doc["lines"] == 3
+    assert doc["unparsed"] == 0
+    assert doc["replies"]["inbound"] == {"551": 3}
