@@ -207,9 +207,7 @@ class Daemon:
                     self.aggregate.count_lines(rt.cfg.name, "unparsed", len(raw), "unknown-format")
                 return
         assert rt.pipeline is not None
-        set_ref = getattr(rt.pipeline.parser, "set_reference_time", None)
-        if set_ref is not None:
-            set_ref(wall)
+        rt.pipeline.parser.set_reference_time(wall)
         # One decode for the whole batch; the prefilter then skips boring lines in C.
         chunk = (b"\n".join(raw) + b"\n").decode("utf-8", "surrogateescape")
         with self.lock:

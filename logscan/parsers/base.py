@@ -49,6 +49,10 @@ class Parser(Protocol):
 
     def parse(self, line: str) -> ParseResult: ...
 
+    def set_reference_time(self, t: float) -> None:
+        """Date year-less timestamps against `t` (the caller's clock; parsers read none)."""
+        ...
+
 
 def reply_codes(text: str) -> tuple[str, str]:
     """Basic and enhanced code at the start of a reply text; ("", "") when it has none."""
