@@ -85,37 +85,29 @@ class Pipeline:
             if start <= last:
                 spans[find("\n", start)] = start
 
-        parse = self.parser.parse
-        add = self.aggregate.add
-        observers = self.observers
-        parsed = unparsed = 0
+        lines = [
+            chunk[(rfind("\n", 0, end) + 1 if start < 0 else start) : end]
+            for end, start in sorted(spans.items())
+        ]
         batch = LineCounts()
-        for end in sorted(spans):
-            start = spans[end]
-            line = chunk[(rfind("\n", 0, end) + 1 if start < 0 else start) : end]
-            result = parse(line)
-            if result.__class__ is tuple:
-                if result:
-                    parsed += 1
-                    for ev in result:
-                        add(ev)
-                        for observe in observers:
-                            observe(ev)
-            else:
-                unparsed += 1
-                self._unparsed(batch, result, line)  # type: ignore[arg-type]
-        batch.parsed, batch.unparsed = parsed, unparsed
-        batch.ignored = chunk.count("\n") - parsed - unparsed
+        self._parse(lines, batch)
+        batch.ignored = chunk.count("\n") - batch.parsed - batch.unparsed
         self._fold(batch)
         return batch
 
     def feed(self, lines: Iterable[str]) -> LineCounts:
         """Parse and count every line; returns the counts of this call only."""
+        batch = LineCounts()
+        self._parse(lines, batch)
+        self._fold(batch)
+        return batch
+
+    def _parse(self, lines: Iterable[str], batch: LineCounts) -> None:
+        """The hot loop: parse each line, fold its events in, count it into `batch`."""
         parse = self.parser.parse
         add = self.aggregate.add
         observers = self.observers
         parsed = ignored = unparsed = 0
-        batch = LineCounts()
         for line in lines:
             result = parse(line)
             if result.__class__ is tuple:
@@ -131,8 +123,6 @@ class Pipeline:
                 unparsed += 1
                 self._unparsed(batch, result, line)  # type: ignore[arg-type]
         batch.parsed, batch.ignored, batch.unparsed = parsed, ignored, unparsed
-        self._fold(batch)
-        return batch
 
     def _unparsed(self, batch: LineCounts, result: Unparsed, line: str) -> None:
         reason = result.reason
