@@ -105,7 +105,6 @@ class Daemon:
             log.error("http_start_failed", listen=self.cfg.server.listen, error=str(exc))
             self._close()
             return 1
-        log.info("http_listening", listen=self.cfg.server.listen)
         self.watcher = Watcher(self._watch_dirs(), self.wake, polling=self.cfg.daemon.polling_observer)
         self.watcher.start()
         self._install_signals()
