@@ -134,7 +134,9 @@ def scan_file(
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise ScanError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from exc
     counts = pipe.counts
-    if not warning and counts.total and counts.unparsed * 2 > counts.total:
+    if not counts.total:
+        warning = "empty file: no lines"
+    elif not warning and counts.unparsed * 2 > counts.total:
         warning = (
             f"{counts.unparsed} of {counts.total} lines not understood as {chosen}: "
             "wrong --format, or a log this version does not know"
