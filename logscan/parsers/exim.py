@@ -728,23 +728,8 @@ class EximParser:
             sdom = self._domain(line[s0 : sp if sp >= 0 else n])
         else:
             sdom = self._domain(_field(line, "F=", b, fields_end))
-        return (
-            Event(
-                mta="exim",
-                log=self._log,
-                time=t,
-                direction="inbound",
-                code=code,
-                enhanced=enhanced,
-                status="rejected",
-                stage=stage,
-                queue_id=self._queue_id(line, qid_at) if qid_at >= 0 else "",
-                remote_host=host,
-                remote_ip=ip,
-                recipient_domain=rdom,
-                sender_domain=sdom,
-            ),
-        )
+        qid = self._queue_id(line, qid_at) if qid_at >= 0 else ""
+        return self._refusal(t, code, enhanced, stage, host, ip, qid, rdom, sdom)
 
     def _auth_failed(self, line: str, i: int, t: float) -> ParseResult:
         """`<driver> authenticator failed for <host>: 535 Incorrect authentication data`."""
@@ -756,17 +741,17 @@ class EximParser:
         code, enhanced = reply_codes(line[colon + 2 : colon + 42])
         if not code:
             return NOTHING
+        return self._refusal(t, code, enhanced, "auth", host, ip)
+
+    def _refusal(
+        self, t: float, code: str, enhanced: str, stage: str, host: str, ip: str,
+        qid: str = "", rdom: str = "", sdom: str = "",
+    ) -> tuple[Event]:  # fmt: skip
+        """One inbound refusal by our own server."""
         return (
             Event(
-                mta="exim",
-                log=self._log,
-                time=t,
-                direction="inbound",
-                code=code,
-                enhanced=enhanced,
-                status="rejected",
-                stage="auth",
-                remote_host=host,
-                remote_ip=ip,
+                mta="exim", log=self._log, time=t, direction="inbound", code=code, enhanced=enhanced,
+                status="rejected", stage=stage, queue_id=qid, remote_host=host, remote_ip=ip,
+                recipient_domain=rdom, sender_domain=sdom,
             ),
-        )
+        )  # fmt: skip
