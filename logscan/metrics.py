@@ -24,8 +24,9 @@ from prometheus_client.metrics_core import (
 from logscan import __version__
 from logscan.aggregate import DEFAULT_WINDOWS, DELAY_BUCKETS, OTHER, Snapshot, window_label
 from logscan.events import DELIVERY_STATUSES
+from logscan.parsers import FORMATS
 
-MTAS: Final = ("postfix", "exim", "mailenable")
+MTAS: Final = FORMATS
 DIRECTIONS: Final = ("inbound", "outbound")
 LINE_RESULTS: Final = ("parsed", "ignored", "unparsed")
 CLASSES: Final = ("2xx", "4xx", "5xx")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_fixture import free_port, start_daemon, wait_for, write_config
+from tests.alertmanager_fixture import free_port
+from tests.daemon_fixture import start_daemon, wait_for, write_config
 
 T0 = time.time() - 3600
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.alertmanager_fixture import WebhookSink, start_alertmanager
-from tests.daemon_fixture import Daemon, free_port, start_daemon, wait_for, write_config
+from tests.alertmanager_fixture import WebhookSink, free_port, start_alertmanager
+from tests.daemon_fixture import Daemon, start_daemon, wait_for, write_config
 from tests.test_daemon import postfix_line
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_fixture import free_port, start_daemon, wait_for, write_config
+from tests.alertmanager_fixture import free_port
+from tests.daemon_fixture import start_daemon, wait_for, write_config
 from tests.test_daemon import postfix_line
 from tests.test_daemon_e2e import _seq_at, _write
 from tests.test_prometheus_scrape import Prom

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -25,6 +24,7 @@ from logscan.aggregate import Aggregate
 from logscan.events import Event
 from logscan.metrics import Exposition, LogStatus, make_registry
 from logscan.web import MetricsServer, load_web_config
+from tests.alertmanager_fixture import free_port
 from tests.test_web import make_ca, make_leaf
 
 PROM_DIR = Path(__file__).resolve().parent.parent / "config" / "prometheus"
@@ -153,12 +153,6 @@ def test_recording_rules_compute_what_they_promise(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- a real Prometheus
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Prom:

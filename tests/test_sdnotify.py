@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from logscan import sdnotify
+from tests.alertmanager_fixture import free_port
 
 
 @pytest.fixture
@@ -117,13 +118,6 @@ def test_watchdog_interval_reads_the_process_environment(monkeypatch: pytest.Mon
     monkeypatch.setenv("WATCHDOG_USEC", "2500000")
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
     assert sdnotify.watchdog_interval() == 2.5
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.mark.slow
