@@ -167,10 +167,11 @@ def test_551_burst_fires_in_alertmanager_then_resolves(tmp_path: Path) -> None:
         traffic.start()
         try:
             assert not am.find(alertname="smtp_551_outbound_spike")
-            # Rules evaluate at whole minutes of log time: start the burst late in a minute
-            # so the test does not wait for the next one.
-            while time.time() % 60 < 45:
-                time.sleep(0.5)
+            # Rules evaluate at whole minutes of log time: put the whole burst in seconds 45-53
+            # of one minute, so it neither waits long for the boundary nor straddles it (a burst
+            # split over two minutes stays in the window a minute longer and resolves late).
+            while not 45 <= time.time() % 60 < 48:
+                time.sleep(0.2)
             for _ in range(8):  # the burst: 40 bounces with 551 in 4 seconds
                 _write(log, [postfix_line(_seq_at(time.time()), "bounced") for _ in range(5)])
                 time.sleep(0.5)
@@ -187,7 +188,7 @@ def test_551_burst_fires_in_alertmanager_then_resolves(tmp_path: Path) -> None:
             assert d.value("logscan_alert_firing", alert="smtp_551_outbound_spike") == 1
             # The burst is over; steady traffic goes on: the alert resolves once the window passes.
             wait_for(
-                lambda: not am.find(alertname="smtp_551_outbound_spike"), timeout=120, what="alert resolved"
+                lambda: not am.find(alertname="smtp_551_outbound_spike"), timeout=180, what="alert resolved"
             )
             assert d.value("logscan_alert_firing", alert="smtp_551_outbound_spike") == 0
             sent = d.value(
