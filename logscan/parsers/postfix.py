@@ -147,6 +147,7 @@ _MONTH_PREFIXES: Final = frozenset(m + " " for m in MONTHS)
 _MEMO_MAX: Final = 4096
 _DIGITS: Final = "0123456789"
 _ZONE_START: Final = "+-Zz"  # what parse_offset() can accept first
+_SECONDS: Final = {f"{s:02d}": float(s) for s in range(60)}  # with any fraction, still < 61
 _HOST_MAX: Final = 255
 
 
@@ -221,7 +222,7 @@ class PostfixParser:
 
     mta: ClassVar[MTA] = "postfix"
     prefilter: ClassVar[Prefilter | None] = Prefilter(_TRIGGERS, _BORING)
-    __slots__ = ("_clock", "_domains", "_hosts", "_last_t", "_last_ts", "_log", "_replies", "_seconds")
+    __slots__ = ("_clock", "_domains", "_hosts", "_last_t", "_last_ts", "_log", "_minutes", "_replies")
 
     def __init__(self, options: ParserOptions) -> None:
         self._log = options.log
@@ -231,7 +232,7 @@ class PostfixParser:
         self._domains: dict[str, str] = {}
         self._hosts: dict[str, tuple[str, str]] = {}
         self._replies: dict[str, tuple[str, str]] = {}
-        self._seconds: dict[str, tuple[float, float]] = {}  # RFC 3339 whole second → _second()
+        self._minutes: dict[str, float] = {}  # RFC 3339 minute and zone → _minute()
 
     def set_reference_time(self, t: float) -> None:
         """Date year-less syslog lines against `t` (file mtime, or now for a live log)."""
@@ -361,53 +362,49 @@ class PostfixParser:
     def _time(self, line: str, ts_end: int) -> float | None:
         """Epoch seconds of the line's timestamp; None when a field is impossible.
 
-        RFC 3339 stamps with a fraction differ on every line, so their whole second (the
-        text up to the seconds plus the zone) is cached: (epoch of the minute, seconds),
-        and the fraction added with one float(), in the very order _time_slow adds them.
+        RFC 3339 stamps with a fraction differ on every line, so the epoch of their minute
+        (keyed by the text up to the minutes plus the zone) is cached and the seconds and
+        fraction added in the very order _time_slow adds them.
         """
         ts = line[:ts_end]
         if ts == self._last_ts:
             return self._last_t
         if ts_end > 20 and ts[19] == "." and ts[4] == "-":
             zone = ts[20:].lstrip(_DIGITS)
-            if not zone or zone[0] in _ZONE_START:
-                digits_end = ts_end - len(zone)
-                key = ts[:19] + zone
-                got = self._seconds.get(key)
-                if got is None:
-                    got = self._second(key)
-                    if got is None:
+            sec = _SECONDS.get(ts[17:19])
+            if sec is not None and ts[16] == ":" and (not zone or zone[0] in _ZONE_START):
+                key = ts[:16] + zone
+                minute = self._minutes.get(key)
+                if minute is None:
+                    minute = self._minute(key)
+                    if minute is None:
                         return self._time_slow(ts)
-                    if len(self._seconds) >= _MEMO_MAX:
-                        self._seconds.clear()
-                    self._seconds[key] = got
-                minute, sec = got
+                    if len(self._minutes) >= _MEMO_MAX:
+                        self._minutes.clear()
+                    self._minutes[key] = minute
+                digits_end = ts_end - len(zone)
                 t = minute + (sec + float("0" + ts[19:digits_end])) if digits_end > 20 else minute + sec
                 self._last_ts, self._last_t = ts, t
                 return t
         return self._time_slow(ts)
 
-    def _second(self, key: str) -> tuple[float, float] | None:
-        """`YYYY-MM-DDThh:mm:ss[zone]` → (epoch of its minute, seconds), if _time_slow would
-        accept it with any fraction of 0 up to 1 added; else None (then _time_slow decides)."""
+    def _minute(self, key: str) -> float | None:
+        """`YYYY-MM-DDThh:mm[zone]` → epoch of that minute, if _time_slow would accept the
+        stamp with seconds 00-59 and any fraction; else None (then _time_slow decides)."""
         try:
-            if key[7] != "-" or key[13] != ":" or key[16] != ":":
+            if key[7] != "-" or key[13] != ":":
                 return None
             year, month, day = int(key[:4]), int(key[5:7]), int(key[8:10])
-            hour, minute, sec = int(key[11:13]), int(key[14:16]), float(key[17:19])
-            if not 0 <= sec <= 59:  # with a fraction of up to 1.0 added it stays < 61
-                return None
-            zone = key[19:]
+            hour, minute = int(key[11:13]), int(key[14:16])
+            zone = key[16:]
             if zone:
                 offset = parse_offset(zone)
                 if offset is None:
                     return None
-                base = utc_epoch(year, month, day, hour, minute, 0.0, offset)
-            else:
-                base = self._clock.local(year, month, day, hour, minute, 0.0)
+                return utc_epoch(year, month, day, hour, minute, 0.0, offset)
+            return self._clock.local(year, month, day, hour, minute, 0.0)
         except (ValueError, OverflowError, IndexError):
             return None
-        return base, sec
 
     def _time_slow(self, ts: str) -> float | None:
         """_time() for any timestamp text `ts` (the line up to its end)."""

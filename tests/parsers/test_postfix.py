@@ -323,3 +323,34 @@ def test_any_reply_code_obeys_the_grammar(code: str, enhanced: str, text: str) -
     event = result[0]
     assert event.status == "bounced"
     assert event.code == (code if code[0] in "2345" else "")
+
+
+_CACHED = make_parser()
+_STAMP_PART = st.sampled_from(
+    ["0", "5", "9", "00", "07", "12", "23", "29", "31", "59", "60", " 5", "+5", "1_", "x"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["2026", "1999", "0000", "9999"]),
+    st.lists(_STAMP_PART, min_size=5, max_size=5),
+    st.sampled_from(["", ".1", ".999999999", ".0000005", ".", ".12345678901"]),
+    st.sampled_from(["", "Z", "z", "+00:00", "-05:30", "+0900", "+23:59", "+24:00", "-5", "+", "X"]),
+    st.sampled_from(["-", "/"]),
+)
+def test_cached_rfc3339_time_equals_the_uncached_conversion(
+    year: str, parts: list[str], frac: str, zone: str, sep: str
+) -> None:
+    """The per-minute cache gives exactly (bit for bit, None included) what _time_slow gives."""
+    month, day, hour, minute, sec = parts
+    date = f"{year}-{month.zfill(2)}{sep}{day.zfill(2)}"
+    stamp = f"{date}T{hour.zfill(2)}:{minute.zfill(2)}:{sec.zfill(2)}{frac}{zone}"
+    line = stamp + " mx postfix/smtp[1]: ABCDEF12345: to=<a@b.example>, relay=none, delay=1, status=sent"
+    cached = _CACHED  # shared by every example, so a wrong cache key shows up
+    want = make_parser()._time_slow(stamp)
+    assert cached._time(line, len(stamp)) == want
+    # again, now from the cache; and a neighbour second in the same minute
+    assert cached._time(line, len(stamp)) == want
+    other = make_parser()._time_slow(stamp[:17] + "30" + stamp[19:])
+    assert cached._time(stamp[:17] + "30" + stamp[19:] + " x", len(stamp)) == other
