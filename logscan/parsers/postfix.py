@@ -128,15 +128,27 @@ _DELIVERY: Final = re.compile(
 # severity word, and _DELIVERY then matches from where parse() would match it. The groups
 # split what the general path splits in Python: the stamp into minute, seconds, fraction and
 # zone, and the usual `host[ip]...` relay into host and ip (any other relay text: group 9).
-_FAST_DELIVERY: Final = re.compile(
+# The start of a fast-path line: RFC 3339 stamp with a fraction (groups: minute, seconds,
+# fraction, zone), host, and the syslog tag up to its daemon name.
+_FAST_HEAD: Final = (
     r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):([0-9]{2})(\.[0-9]{1,9})([+-][0-9]{2}:[0-9]{2}|Z) "
     r"[A-Za-z0-9_.-]{1,64} [A-Za-z0-9_.-]{1,20}(?:/[A-Za-z0-9_.-]{1,20}){0,2}/"
-    r"(?:smtp|lmtp|local|virtual|pipe|error|retry|discard|qmgr|nqmgr|oqmgr)\[[0-9]{1,10}\]: "
+)
+_FAST_DELIVERY: Final = re.compile(
+    _FAST_HEAD + r"(?:smtp|lmtp|local|virtual|pipe|error|retry|discard|qmgr|nqmgr|oqmgr)\[[0-9]{1,10}\]: "
     r"(?!(?:warning|error|fatal|panic|info): )([0-9A-Za-z]{5,32}): "
     r"to=([^,]*), (?:orig_to=[^,]*, )?"
     r"relay=(?:([^\[,]{0,255})\[([0-9A-Fa-f:.]{1,45})\][^,]*|([^,]*)), "
     r"(?:conn_use=[0-9]+, )?delay=([0-9.]+), (?:delays=[0-9./]+, )?(?:tls=[^,]*, )?(?:dsn=([0-9.]+), )?"
     r"status=([^ ]*)"
+)
+# The usual refusal line up to its reply, the same way: parse() would take it to _reject()
+# with the same head, and _REJECT_HEAD (below) matches there; the client is split into host
+# and ip as _host_ip() splits it.
+_FAST_REJECT: Final = re.compile(
+    _FAST_HEAD + r"(?:smtpd|postscreen|cleanup)\[[0-9]{1,10}\]: "
+    r"(?!(?:warning|error|fatal|panic|info): )(NOQUEUE|[0-9A-Za-z]{5,32}): (?:milter-|proxy-)?reject: "
+    r"([A-Za-z-]{1,16}) from ([^\[ ]{0,255})\[([0-9A-Fa-f:.]{1,45})\](?::[0-9]{1,5})?: "
 )
 # The usual refusal head: `QID|NOQUEUE: [milter-|proxy-]reject: STAGE from host[ip][:port]: `.
 _REJECT_HEAD: Final = re.compile(
@@ -255,10 +267,20 @@ class PostfixParser:
         # Fast path: the usual delivery line, matched in one go. _FAST_DELIVERY accepts only
         # lines the general steps below would take to _delivery(), and _fast_delivery() gives
         # what _delivered() gives for them (tests/test_prefilter.py checks both).
-        if "status=" in line:  # a scan at C speed spares other lines a failing regex
+        # Fast paths for the usual delivery and refusal lines, each matched in one go. Each
+        # regex accepts only lines the general steps below take to _delivery() or _reject(),
+        # and gives what they give (tests/test_prefilter.py checks both). The `in` scans, at C
+        # speed, spare other lines a failing regex.
+        if "status=" in line:
             m = _FAST_DELIVERY.match(line)
             if m is not None:
                 return self._fast_delivery(line, m)
+        elif "reject: " in line:
+            m = _FAST_REJECT.match(line)
+            if m is not None:
+                stage = _REJECT_STAGE.get(m.group(6))
+                if stage is not None:
+                    return self._fast_reject(line, m, stage)
 
         # Timestamp: only its shape is checked here; its value is computed for event lines.
         try:
@@ -320,6 +342,24 @@ class PostfixParser:
 
     # -- pieces -----------------------------------------------------------------------------
 
+    def _split_time(
+        self, line: str, m: re.Match[str], mkey: str, sec_text: str, frac: str, zone: str
+    ) -> float | None:
+        """_time() of a fast-path line from its stamp's groups: same cache, same float operations."""
+        sec = _SECONDS.get(sec_text)
+        minute = self._minutes.get(mkey + zone)
+        if sec is None or minute is None:
+            return self._time(line, m.end(4))
+        return minute + (sec + float(frac))
+
+    def _fast_reject(self, line: str, m: re.Match[str], stage: str) -> ParseResult:
+        """_reject() for a _FAST_REJECT match whose stage word is known."""
+        mkey, sec_text, frac, zone, qid, _word, c_host, c_ip = m.groups()
+        host = "" if c_host == "unknown" else c_host.lower()
+        t = self._split_time(line, m, mkey, sec_text, frac, zone)
+        qid = "" if qid == "NOQUEUE" else qid
+        return self._rejected(line, t, qid, stage, host, c_ip.lower(), m.end() - 2)
+
     def _fast_delivery(self, line: str, m: re.Match[str]) -> ParseResult:
         """_delivered() for a _FAST_DELIVERY match, from its groups, with fewer slices and calls."""
         mkey, sec_text, frac, zone, qid, to, r_host, r_ip, relay, delay_text, dsn, word = m.groups()
@@ -328,16 +368,9 @@ class PostfixParser:
             if word in _PROBES:
                 return NOTHING
             return Unparsed("bad-delivery-line", "status=" + word[:30])
-        # _time(), with the stamp already split: same cache, same float operations.
-        sec = _SECONDS.get(sec_text)
-        minute = self._minutes.get(mkey + zone)
-        if sec is None or minute is None:
-            slow = self._time(line, m.end(4))
-            if slow is None:
-                return _BAD_TIMESTAMP
-            t = slow
-        else:
-            t = minute + (sec + float(frac))
+        t = self._split_time(line, m, mkey, sec_text, frac, zone)
+        if t is None:
+            return _BAD_TIMESTAMP
         at = to.rfind("@")
         rcpt_domain = (self._domains.get(to[at + 1 :]) or self._domain(to)) if at >= 0 else ""
         if r_ip is not None:  # `host[ip]...`: what _host_ip() makes of it
@@ -660,10 +693,16 @@ class PostfixParser:
                 return Unparsed("bad-reject-line", "no client")
             host, ip = self._host(line[cs : e + 1])
             colon = line.find(": ", e)
-        reply = line[colon + 2 :] if colon >= 0 else ""
+        return self._rejected(line, self._time(line, ts_end), qid, stage or "", host, ip, colon)
+
+    def _rejected(
+        self, line: str, t: float | None, qid: str, stage: str, host: str, ip: str, colon: int
+    ) -> ParseResult:
+        """The Event of a refusal whose reply follows `colon` (-1: none); t None: bad timestamp."""
+        reply = line[colon + 2 : colon + 22] if colon >= 0 else ""
         code, enhanced = self._codes(reply)
         if not code:
-            code, enhanced = _implied_code(reply)
+            code, enhanced = _implied_code(line[colon + 2 :] if colon >= 0 else "")
         trailer = line.rfind("; from=<", colon)
         if trailer < 0:
             trailer = line.rfind("; to=<", colon)
@@ -671,12 +710,11 @@ class PostfixParser:
         if trailer >= 0:
             sender = self._domain(_angle_address(line, "from=<", trailer))
             rcpt = self._domain(_angle_address(line, "to=<", trailer))
-        t = self._time(line, ts_end)
         if t is None:
             return _BAD_TIMESTAMP
         return (
             Event(
-                "postfix", self._log, t, "inbound", code, enhanced, "rejected", stage or "", qid,
+                "postfix", self._log, t, "inbound", code, enhanced, "rejected", stage, qid,
                 host, ip, rcpt, sender, None,
             ),
         )  # fmt: skip
