@@ -120,20 +120,18 @@ _DELIVERY: Final = re.compile(
     r"to=([^,]*), (?:orig_to=[^,]*, )?relay=([^,]*), (?:conn_use=[0-9]+, )?delay=([0-9.]+), "
     r"(?:delays=[0-9./]+, )?(?:tls=[^,]*, )?(?:dsn=([0-9.]+), )?status=([^ ]*)"
 )
-# _DELIVERY with everything before it (RFC 3339 stamp with a fraction, host, `.../KIND[pid]: `,
-# queue id) in one match. Each piece is a strict subset of what parse() checks step by step:
-# the stamp passes the shape check and ends before character 48, the host has no space and
-# does not end in ":", the tag (at most 83 characters, no ":") is `name[/name...]/KIND[pid]`
-# with KIND a delivery agent or qmgr, the queue id is 5-32 ASCII letters/digits and no
-# severity word, and _DELIVERY then matches from where parse() would match it. The groups
-# split what the general path splits in Python: the stamp into minute, seconds, fraction and
-# zone, and the usual `host[ip]...` relay into host and ip (any other relay text: group 9).
-# The start of a fast-path line: RFC 3339 stamp with a fraction (groups: minute, seconds,
-# fraction, zone), host, and the syslog tag up to its daemon name.
+# The fast paths (see parse()) match a whole usual line in one go; each piece is a strict
+# subset of what parse() checks step by step: the RFC 3339 stamp (with a fraction) passes the
+# shape check and ends before character 48, the host has no space and does not end in ":",
+# the tag (at most 83 characters, no ":") is `name[/name...]/KIND[pid]`, and the queue id is
+# 5-32 ASCII letters/digits and no severity word. The groups split what the general path
+# splits in Python: the stamp into minute, seconds, fraction and zone, and a `host[ip]`
+# relay or client into host and ip as _host_ip() does.
 _FAST_HEAD: Final = (
     r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):([0-9]{2})(\.[0-9]{1,9})([+-][0-9]{2}:[0-9]{2}|Z) "
     r"[A-Za-z0-9_.-]{1,64} [A-Za-z0-9_.-]{1,20}(?:/[A-Za-z0-9_.-]{1,20}){0,2}/"
 )
+# KIND is a delivery agent or qmgr, then _DELIVERY's fields (any other relay text: group 9).
 _FAST_DELIVERY: Final = re.compile(
     _FAST_HEAD + r"(?:smtp|lmtp|local|virtual|pipe|error|retry|discard|qmgr|nqmgr|oqmgr)\[[0-9]{1,10}\]: "
     r"(?!(?:warning|error|fatal|panic|info): )([0-9A-Za-z]{5,32}): "
@@ -142,9 +140,7 @@ _FAST_DELIVERY: Final = re.compile(
     r"(?:conn_use=[0-9]+, )?delay=([0-9.]+), (?:delays=[0-9./]+, )?(?:tls=[^,]*, )?(?:dsn=([0-9.]+), )?"
     r"status=([^ ]*)"
 )
-# The usual refusal line up to its reply, the same way: parse() would take it to _reject()
-# with the same head, and _REJECT_HEAD (below) matches there; the client is split into host
-# and ip as _host_ip() splits it.
+# KIND is smtpd, postscreen or cleanup, then _REJECT_HEAD (below) up to the reply.
 _FAST_REJECT: Final = re.compile(
     _FAST_HEAD + r"(?:smtpd|postscreen|cleanup)\[[0-9]{1,10}\]: "
     r"(?!(?:warning|error|fatal|panic|info): )(NOQUEUE|[0-9A-Za-z]{5,32}): (?:milter-|proxy-)?reject: "
@@ -207,7 +203,7 @@ def _valid_enhanced(text: str) -> str:
     return text if _ENHANCED.fullmatch(text) is not None else ""
 
 
-def _reply_stage(text: str, start: int = 0) -> str:
+def _reply_stage(text: str, start: int) -> str:
     """Stage from the LAST `(in reply to X command)` after `start`: remote text may quote earlier ones."""
     k = text.rfind("(in reply to ", start)
     if k < 0:
@@ -264,9 +260,6 @@ class PostfixParser:
         if line.endswith("\r"):
             line = line[:-1]
 
-        # Fast path: the usual delivery line, matched in one go. _FAST_DELIVERY accepts only
-        # lines the general steps below would take to _delivery(), and _fast_delivery() gives
-        # what _delivered() gives for them (tests/test_prefilter.py checks both).
         # Fast paths for the usual delivery and refusal lines, each matched in one go. Each
         # regex accepts only lines the general steps below take to _delivery() or _reject(),
         # and gives what they give (tests/test_prefilter.py checks both). The `in` scans, at C
