@@ -121,17 +121,21 @@ _DELIVERY: Final = re.compile(
     r"(?:delays=[0-9./]+, )?(?:tls=[^,]*, )?(?:dsn=([0-9.]+), )?status=([^ ]*)"
 )
 # The fast paths (see parse()) match a whole usual line in one go; each piece is a strict
-# subset of what parse() checks step by step: the RFC 3339 stamp (with a fraction) passes the
-# shape check and ends before character 48, the host has no space and does not end in ":",
-# the tag (at most 83 characters, no ":") is `name[/name...]/KIND[pid]`, and the queue id is
-# 5-32 ASCII letters/digits and no severity word. The groups split what the general path
-# splits in Python: the stamp into minute, seconds, fraction and zone, and a `host[ip]`
-# relay or client into host and ip as _host_ip() does.
+# subset of what parse() checks step by step: the stamp, RFC 3339 with a fraction or classic
+# syslog (`Mmm dd hh:mm:ss`, day space-, zero- or un-padded), passes the shape check and ends
+# where it finds the stamp's end (RFC 3339: before character 48); the host has no space and
+# does not end in ":"; the tag (at most 83 characters, no ":") is `name[/name...]/KIND[pid]`;
+# the queue id is 5-32 ASCII letters/digits and no severity word. The groups split what the
+# general path splits in Python: an RFC 3339 stamp into minute, seconds, fraction and zone
+# (groups 1-4; a syslog stamp is group 5 whole), and a `host[ip]` relay or client into host
+# and ip as _host_ip() does.
 _FAST_HEAD: Final = (
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):([0-9]{2})(\.[0-9]{1,9})([+-][0-9]{2}:[0-9]{2}|Z) "
+    r"(?:([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):([0-9]{2})(\.[0-9]{1,9})([+-][0-9]{2}:[0-9]{2}|Z)"
+    r"|((?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?:[ 0-9][0-9]|[0-9])"
+    r" [0-9]{2}:[0-9]{2}:[0-9]{2})) "
     r"[A-Za-z0-9_.-]{1,64} [A-Za-z0-9_.-]{1,20}(?:/[A-Za-z0-9_.-]{1,20}){0,2}/"
 )
-# KIND is a delivery agent or qmgr, then _DELIVERY's fields (any other relay text: group 9).
+# KIND is a delivery agent or qmgr, then _DELIVERY's fields (any other relay text: group 10).
 _FAST_DELIVERY: Final = re.compile(
     _FAST_HEAD + r"(?:smtp|lmtp|local|virtual|pipe|error|retry|discard|qmgr|nqmgr|oqmgr)\[[0-9]{1,10}\]: "
     r"(?!(?:warning|error|fatal|panic|info): )([0-9A-Za-z]{5,32}): "
@@ -271,7 +275,7 @@ class PostfixParser:
         elif "reject: " in line:
             m = _FAST_REJECT.match(line)
             if m is not None:
-                stage = _REJECT_STAGE.get(m.group(6))
+                stage = _REJECT_STAGE.get(m.group(7))
                 if stage is not None:
                     return self._fast_reject(line, m, stage)
 
@@ -336,9 +340,11 @@ class PostfixParser:
     # -- pieces -----------------------------------------------------------------------------
 
     def _split_time(
-        self, line: str, m: re.Match[str], mkey: str, sec_text: str, frac: str, zone: str
+        self, line: str, m: re.Match[str], mkey: str | None, sec_text: str, frac: str, zone: str
     ) -> float | None:
         """_time() of a fast-path line from its stamp's groups: same cache, same float operations."""
+        if mkey is None:  # a syslog stamp
+            return self._time(line, m.end(5))
         sec = _SECONDS.get(sec_text)
         minute = self._minutes.get(mkey + zone)
         if sec is None or minute is None:
@@ -347,7 +353,7 @@ class PostfixParser:
 
     def _fast_reject(self, line: str, m: re.Match[str], stage: str) -> ParseResult:
         """_reject() for a _FAST_REJECT match whose stage word is known."""
-        mkey, sec_text, frac, zone, qid, _word, c_host, c_ip = m.groups()
+        mkey, sec_text, frac, zone, _syslog, qid, _word, c_host, c_ip = m.groups()
         host = "" if c_host == "unknown" else c_host.lower()
         t = self._split_time(line, m, mkey, sec_text, frac, zone)
         qid = "" if qid == "NOQUEUE" else qid
@@ -355,7 +361,7 @@ class PostfixParser:
 
     def _fast_delivery(self, line: str, m: re.Match[str]) -> ParseResult:
         """_delivered() for a _FAST_DELIVERY match, from its groups, with fewer slices and calls."""
-        mkey, sec_text, frac, zone, qid, to, r_host, r_ip, relay, delay_text, dsn, word = m.groups()
+        mkey, sec_text, frac, zone, _syslog, qid, to, r_host, r_ip, relay, delay_text, dsn, word = m.groups()
         status = _STATUS.get(word)
         if status is None:
             if word in _PROBES:
