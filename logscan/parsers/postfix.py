@@ -121,16 +121,17 @@ _DELIVERY: Final = re.compile(
     r"(?:delays=[0-9./]+, )?(?:tls=[^,]*, )?(?:dsn=([0-9.]+), )?status=([^ ]*)"
 )
 # The fast paths (see parse()) match a whole usual line in one go; each piece is a strict
-# subset of what parse() checks step by step: the stamp, RFC 3339 with a fraction or classic
-# syslog (`Mmm dd hh:mm:ss`, day space-, zero- or un-padded), passes the shape check and ends
-# where it finds the stamp's end (RFC 3339: before character 48); the host has no space and
-# does not end in ":"; the tag (at most 83 characters, no ":") is `name[/name...]/KIND[pid]`;
-# the queue id is 5-32 ASCII letters/digits and no severity word. The groups split what the
-# general path splits in Python: an RFC 3339 stamp into minute, seconds, fraction and zone
-# (groups 1-4; a syslog stamp is group 5 whole), and a `host[ip]` relay or client into host
-# and ip as _host_ip() does.
+# subset of what parse() checks step by step: the stamp (RFC 3339 with a zone, `+02:00` or
+# journald's `+0200`, with or without a fraction; or classic syslog `Mmm dd hh:mm:ss`, the
+# day space-, zero- or un-padded) passes the shape check and ends where it finds the stamp's
+# end (RFC 3339: before character 48); the host has no space and does not end in ":"; the
+# tag (at most 83 characters, no ":") is `name[/name...]/KIND[pid]`; the queue id is 5-32
+# ASCII letters/digits and no severity word. The groups split what the general path splits
+# in Python: an RFC 3339 stamp into minute, seconds, fraction and zone (groups 1-4; a syslog
+# stamp is group 5 whole), and a `host[ip]` relay or client into host and ip as _host_ip()
+# does.
 _FAST_HEAD: Final = (
-    r"(?:([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):([0-9]{2})(\.[0-9]{1,9})([+-][0-9]{2}:[0-9]{2}|Z)"
+    r"(?:([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?([+-][0-9]{2}:?[0-9]{2}|Z)"
     r"|((?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?:[ 0-9][0-9]|[0-9])"
     r" [0-9]{2}:[0-9]{2}:[0-9]{2})) "
     r"[A-Za-z0-9_.-]{1,64} [A-Za-z0-9_.-]{1,20}(?:/[A-Za-z0-9_.-]{1,20}){0,2}/"
@@ -340,11 +341,13 @@ class PostfixParser:
     # -- pieces -----------------------------------------------------------------------------
 
     def _split_time(
-        self, line: str, m: re.Match[str], mkey: str | None, sec_text: str, frac: str, zone: str
+        self, line: str, m: re.Match[str], mkey: str | None, sec_text: str, frac: str | None, zone: str
     ) -> float | None:
         """_time() of a fast-path line from its stamp's groups: same cache, same float operations."""
         if mkey is None:  # a syslog stamp
             return self._time(line, m.end(5))
+        if frac is None:  # whole seconds: _time() caches those per second
+            return self._time(line, m.end(4))
         sec = _SECONDS.get(sec_text)
         minute = self._minutes.get(mkey + zone)
         if sec is None or minute is None:
