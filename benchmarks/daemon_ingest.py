@@ -1,8 +1,8 @@
 """Follow-mode ingest: the real daemon (`python -m logscan run`) follows an empty log, then a
-1M-line burst (benchmarks/data/postfix-1M.log) is appended as fast as possible.
+1M-line burst (benchmarks/data/<mta>-1M.log) is appended as fast as possible.
 
-    .venv/bin/python benchmarks/gen_logs.py --mta postfix     # once
-    .venv/bin/python -m benchmarks.daemon_ingest [--rounds 2] [--no-peers]
+    .venv/bin/python benchmarks/gen_logs.py                   # once
+    .venv/bin/python -m benchmarks.daemon_ingest [--rounds 2] [--no-peers] [--mta exim]
 
 Measured per run:
 - time to visible: from the first append to the first /metrics scrape on which the burst is
@@ -17,7 +17,8 @@ Measured per run:
 Peers, in the same run and interleaved with logscan (order reversed each round), fed the
 same burst the same way: prometheus-postfix-exporter (Debian 0.3.0, `--postfix.logfile_path`;
 it starts at the end of the file, which is why it is measured here and not by
-scan_vs_peers) and mtail in daemon mode with benchmarks/peers/postfix.mtail.
+scan_vs_peers) and mtail in daemon mode with benchmarks/peers/postfix.mtail. Exim and
+MailEnable bursts run logscan alone: no follow-mode peer for them is packaged in Debian 12.
 Everything listens on 127.0.0.1 only.
 """
 
@@ -110,6 +111,7 @@ class Result:
 
 
 POLL_INTERVAL: list[float] = []  # --poll-interval: logscan's [daemon] poll_interval (default: its own)
+MTA: list[str] = ["postfix"]  # --mta: the burst's format
 
 
 def logscan_argv(log: Path, work: Path, port: int) -> list[str]:
@@ -119,7 +121,7 @@ def logscan_argv(log: Path, work: Path, port: int) -> list[str]:
         f'[server]\nlisten = "127.0.0.1:{port}"\ninstance = "bench"\n\n'
         f'[state]\ndir = "{work / "state"}"\n\n'
         f'[daemon]\nlog_level = "warning"\ntimezone = "UTC"\n{poll}\n'
-        f'[[logs]]\nname = "postfix"\npath = "{log}"\nformat = "postfix"\nstart_at = "beginning"\n'
+        f'[[logs]]\nname = "{MTA[0]}"\npath = "{log}"\nformat = "{MTA[0]}"\nstart_at = "beginning"\n'
     )
     return [sys.executable, "-m", "logscan", "run", "--config", str(cfg)]
 
@@ -221,7 +223,8 @@ def run_one(subject: Subject, burst: Path, lines: int, timeout: float) -> Result
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default="1M", help="burst file benchmarks/data/postfix-<size>.log")
+    ap.add_argument("--mta", default="postfix", choices=["postfix", "exim", "mailenable"])
+    ap.add_argument("--size", default="1M", help="burst file benchmarks/data/<mta>-<size>.log")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one burst")
     ap.add_argument("--no-peers", action="store_true", help="logscan only")
@@ -230,11 +233,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.poll_interval is not None:
         POLL_INTERVAL.append(args.poll_interval)
-    burst = DATA / f"postfix-{args.size}.log"
+    MTA[0] = args.mta
+    burst = DATA / f"{args.mta}-{args.size}.log"
     if not burst.exists():
-        raise SystemExit(f"{burst} missing: python benchmarks/gen_logs.py --mta postfix --size {args.size}")
+        raise SystemExit(f"{burst} missing: run benchmarks/gen_logs.py --mta {args.mta} --size {args.size}")
     lines = count_lines(burst)
-    subjects = [s for s in SUBJECTS if not args.no_peers or s.name == "logscan run"]
+    peers = not args.no_peers and args.mta == "postfix"
+    subjects = [s for s in SUBJECTS if peers or s.name == "logscan run"]
     subjects = [s for s in subjects if s.name == "logscan run" or shutil.which(s.start(burst, burst, 0)[0])]
     started = datetime.now(UTC)
     results: list[Result] = []
@@ -253,7 +258,7 @@ def main() -> None:
                 flush=True,
             )
     md = [
-        f"# Daemon ingest of a {lines:,}-line Postfix burst — {started:%Y-%m-%d %H:%M} UTC",
+        f"# Daemon ingest of a {lines:,}-line {args.mta} burst — {started:%Y-%m-%d %H:%M} UTC",
         "",
         *environment(),
         f"- burst: {burst.name} ({burst.stat().st_size / 1e6:.0f} MB), appended in ~1 MiB writes "
