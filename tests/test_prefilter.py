@@ -173,7 +173,7 @@ def test_random_text_skipped_means_nothing(text: str) -> None:
                 assert parser(fmt).parse(line) == NOTHING
 
 
-# --- Postfix's one-regex delivery fast path gives what the step-by-step path gives ------------
+# --- Postfix's one-regex fast paths give what the step-by-step path gives ---------------------
 
 FAST_LINES = [
     line for line in ALL_LINES if ("status=" in line or "reject: " in line) and "postfix/" in line
@@ -219,13 +219,15 @@ def test_postfix_fast_paths_equal_general_path(line: str) -> None:
 
 
 def test_the_fast_paths_take_most_sample_lines() -> None:
-    """Otherwise the equivalence test above proves nothing about them."""
+    """Otherwise the equivalence test above proves little about them (and the speed is gone)."""
     from logscan.parsers import postfix  # noqa: PLC0415
 
     delivered = [x for x in FAST_LINES if postfix._FAST_DELIVERY.match(x)]
     refused = [x for x in FAST_LINES if postfix._FAST_REJECT.match(x)]
-    assert len(delivered) >= 20
-    assert len(refused) >= 10
+    syslog = [x for x in delivered + refused if x[:1].isalpha()]
+    assert len(delivered) + len(refused) >= 0.85 * len(FAST_LINES)  # 418 of 451 now
+    assert len(refused) >= 80
+    assert len(syslog) >= 50
 
 
 # --- scan's reader: whole lines per chunk, whatever the read size ----------------------------
