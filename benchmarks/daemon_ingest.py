@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.harness import DATA, REPO, RESULTS, count_lines, environment, human
+from benchmarks.harness import DATA, REPO, RESULTS, count_lines, environment, human, publish, warm
 
 PEERS = Path(__file__).resolve().parent / "peers"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -245,9 +245,7 @@ def main() -> None:
     results: list[Result] = []
     for rnd in range(args.rounds):
         for subject in subjects if rnd % 2 == 0 else reversed(subjects):
-            with burst.open("rb") as fh:  # page cache
-                while fh.read(1 << 20):
-                    pass
+            warm(burst)
             r = run_one(subject, burst, lines, args.timeout)
             results.append(r)
             print(
@@ -293,12 +291,7 @@ def main() -> None:
             cpu = min(r.burst_cpu_s for r in pr) / best_ls_cpu
             rss = min(r.peak_rss_mb for r in ls) / min(r.peak_rss_mb for r in pr)
             md.append(f"| {s.name} | {wall:.2f} | {cpu:.2f} | {rss:.2f} |")
-    text = "\n".join(md) + "\n"
-    print()
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    path = args.out or RESULTS / f"ingest-{started:%Y-%m-%dT%H%M}Z.md"
-    path.write_text(text)
+    path = publish("\n".join(md) + "\n", args.out or RESULTS / f"ingest-{started:%Y-%m-%dT%H%M}Z.md")
     print(f"written: {path}")
 
 

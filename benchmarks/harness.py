@@ -119,3 +119,12 @@ def warm(path: Path) -> None:
     with path.open("rb") as fh:
         while fh.read(1 << 20):
             pass
+
+
+def publish(text: str, out: Path) -> Path:
+    """Print a finished Markdown report and write it to `out` (under benchmarks/results/)."""
+    print()
+    print(text)
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(text)
+    return out

@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.harness import count_lines
+
 _DRIVER = """
 import sys
 from pathlib import Path
@@ -51,8 +53,7 @@ def main() -> None:
     env = dict(os.environ)
     if args.pythonpath:
         env["PYTHONPATH"] = str(Path(args.pythonpath).resolve())
-    with args.file.open("rb") as f:
-        lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+    lines = count_lines(args.file)
     base = _collected(args.format, args.file, "imports", env)
     full = _collected(args.format, args.file, "scan", env)
     print(f"{args.format} {args.file}: {lines} lines, {(full - base) / max(lines, 1):,.0f} instructions/line")

@@ -18,7 +18,18 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.harness import DATA, RESULTS, Series, count_lines, environment, human, measure, rate, warm
+from benchmarks.harness import (
+    DATA,
+    RESULTS,
+    Series,
+    count_lines,
+    environment,
+    human,
+    measure,
+    publish,
+    rate,
+    warm,
+)
 
 FLAT_TOLERANCE = 1.15
 
@@ -81,12 +92,7 @@ def main() -> None:
         f"Peak RSS {args.big} / {args.small}: **{ratio:.2f}** ({verdict}; tolerance {FLAT_TOLERANCE}). "
         f"CPU per line {args.big} / {args.small}: {cpu_per_line:.2f}.",
     ]
-    text = "\n".join(md) + "\n"
-    print()
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    path = args.out or RESULTS / f"rss-flat-{started:%Y-%m-%dT%H%M}Z.md"
-    path.write_text(text)
+    path = publish("\n".join(md) + "\n", args.out or RESULTS / f"rss-flat-{started:%Y-%m-%dT%H%M}Z.md")
     print(f"written: {path}")
 
 

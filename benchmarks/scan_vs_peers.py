@@ -46,6 +46,7 @@ from benchmarks.harness import (
     environment,
     human,
     measure,
+    publish,
     rate,
     warm,
 )
@@ -244,12 +245,7 @@ def main() -> None:
         full[mta] = doc
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     md.append(f"Load average at end: {load}. Finished {datetime.now(UTC):%H:%M} UTC.")
-    text = "\n".join(md) + "\n"
-    print()
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    out = args.out or RESULTS / f"scan-{started:%Y-%m-%dT%H%M}Z.md"
-    out.write_text(text)
+    out = publish("\n".join(md) + "\n", args.out or RESULTS / f"scan-{started:%Y-%m-%dT%H%M}Z.md")
     out.with_suffix(".json").write_text(json.dumps(full, indent=1) + "\n")
     print(f"written: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
 
