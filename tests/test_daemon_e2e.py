@@ -135,6 +135,18 @@ def _seq_at(t: float) -> int:
     return round((t - test_daemon.T0) / 0.01)
 
 
+def _follow_alerting_to(tmp_path: Path, log: Path, am_url: str) -> Daemon:
+    """The real daemon following `log` from its start, with the 551 rule sending to `am_url`."""
+    port = free_port()
+    cfg = write_config(
+        tmp_path,
+        [{"name": "mail", "path": str(log), "start_at": "beginning"}],
+        port=port,
+        extra=_alert_config(am_url),
+    )
+    return start_daemon(cfg, port)
+
+
 class Traffic(threading.Thread):
     """Steady live deliveries, one line a second with the current time, as a mail server writes."""
 
@@ -156,14 +168,7 @@ def test_551_burst_fires_in_alertmanager_then_resolves(tmp_path: Path) -> None:
     _write(log, [postfix_line(_seq_at(t), "sent") for t in range(int(now) - 600, int(now), 5)])
     traffic = Traffic(log)
     with WebhookSink() as sink, start_alertmanager(tmp_path / "am", sink.url) as am:
-        port = free_port()
-        cfg = write_config(
-            tmp_path,
-            [{"name": "mail", "path": str(log), "start_at": "beginning"}],
-            port=port,
-            extra=_alert_config(am.url),
-        )
-        d = start_daemon(cfg, port)
+        d = _follow_alerting_to(tmp_path, log, am.url)
         traffic.start()
         try:
             assert not am.find(alertname="smtp_551_outbound_spike")
@@ -219,14 +224,7 @@ def test_slow_trickle_of_551_never_alerts(tmp_path: Path) -> None:
         lines.append(postfix_line(_seq_at(t), "bounced" if t % 60 < 5 else "sent"))
     _write(log, lines)
     with WebhookSink() as sink, start_alertmanager(tmp_path / "am", sink.url) as am:
-        port = free_port()
-        cfg = write_config(
-            tmp_path,
-            [{"name": "mail", "path": str(log), "start_at": "beginning"}],
-            port=port,
-            extra=_alert_config(am.url),
-        )
-        d = start_daemon(cfg, port)
+        d = _follow_alerting_to(tmp_path, log, am.url)
         try:
             wait_for(
                 lambda: d.value("logscan_lines_total", log="mail") == len(lines), what="all lines read"

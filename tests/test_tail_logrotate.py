@@ -212,14 +212,20 @@ def needs_postfix(test: Callable[[Path], None]) -> Callable[[Path], None]:
     return run
 
 
-@needs_postfix
-def test_real_postfix_logrotate_while_following(tmp_path: Path) -> None:
+def _postlogd_following(tmp_path: Path) -> tuple[Path, LogWriter, Follower]:
+    """A postlogd-style log with 3 lines already read by a Follower, and its `postfix` config."""
     conf = _postfix_conf(tmp_path)
     log = tmp_path / "postfix.log"
     w = LogWriter(log, tag="postlogd")
     f = Follower("pf", str(log), start_at="beginning")
     first = w.line(3)
     assert f.poll() == first
+    return conf, w, f
+
+
+@needs_postfix
+def test_real_postfix_logrotate_while_following(tmp_path: Path) -> None:
+    conf, w, f = _postlogd_following(tmp_path)
     unread = w.line(2)
     late = _postfix_logrotate(tmp_path, conf, w, 1)
     rotated = [p.name for p in tmp_path.glob("postfix.log.*")]
@@ -232,17 +238,12 @@ def test_real_postfix_logrotate_while_following(tmp_path: Path) -> None:
 
 @needs_postfix
 def test_real_postfix_logrotate_while_down(tmp_path: Path) -> None:
-    conf = _postfix_conf(tmp_path)
-    log = tmp_path / "postfix.log"
-    w = LogWriter(log, tag="postlogd")
-    f = Follower("pf", str(log), start_at="beginning")
-    first = w.line(3)
-    assert f.poll() == first
+    conf, w, f = _postlogd_following(tmp_path)
     saved = f.checkpoint()
     f.close()
     unread = w.line(2)
     late = _postfix_logrotate(tmp_path, conf, w, 1)
     fresh = w.line(1)
-    g = Follower("pf", str(log), saved=saved)
+    g = Follower("pf", str(w.path), saved=saved)
     assert drain(g) == unread + late + fresh
     assert [n for n, _ in g.drain_notes()].count("state_mismatch") == 0
