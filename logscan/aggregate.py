@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import reduce
+from operator import add
 from typing import Any, Final, Literal
 
-from logscan.events import Event
+from logscan.events import Event, EventBatch
 
 LineResult = Literal["parsed", "ignored", "unparsed"]
 
@@ -190,6 +193,65 @@ class Aggregate:
         if t > last_event.get(log, 0.0):
             last_event[log] = t
 
+    def add_batch(self, b: EventBatch) -> bool:
+        """Fold in a batch: the same end state as add() of each of its events, in order.
+
+        Returns False, changing nothing, when that cannot be promised: when a minute of the
+        batch is older than the bounce-ratio buckets kept, add() would drop and re-create its
+        bucket event by event, so the caller must add those events one by one.
+        """
+        mta, log = b.mta, b.log
+        kept = self._minutes.get(mta)
+        if (
+            b.minutes
+            and kept
+            and self.windows
+            and next(iter(b.minutes)) < max(kept) - self.windows[-1] // BUCKET_S - 1
+        ):
+            return False
+        replies = self.replies
+        for (direction, code, enhanced), n in b.replies.items():
+            key = (mta, log, direction, code, enhanced)
+            replies[key] = replies.get(key, 0) + n
+        # The top-domains sketch depends on the order it sees domains in: one call per event.
+        domains = self.domains
+        for (label, (direction, klass)), n in Counter(
+            zip(map(self.top.label, b.domains), b.classes, strict=True)
+        ).items():
+            dkey = (label, direction, klass)
+            domains[dkey] = domains.get(dkey, 0) + n
+        rejections = self.rejections
+        for (stage, code), n in b.rejections.items():
+            rkey = (mta, log, stage, code)
+            rejections[rkey] = rejections.get(rkey, 0) + n
+        deliveries = self.deliveries
+        for status, n in b.deliveries.items():
+            dkey2 = (mta, log, status)
+            deliveries[dkey2] = deliveries.get(dkey2, 0) + n
+        for status, values in b.delays.items():
+            hkey = (mta, status)
+            hist = self.delays.get(hkey)
+            if hist is None:
+                hist = self.delays[hkey] = Histogram([0] * (len(DELAY_BUCKETS) + 1))
+            for value, n in Counter(values).items():
+                hist.buckets[bisect_left(DELAY_BUCKETS, value)] += n
+            hist.total = reduce(add, values, hist.total)  # one addition per event, in order: same float
+            hist.count += len(values)
+        if b.minutes:
+            minutes = self._minutes.get(mta)
+            if minutes is None:
+                minutes = self._minutes[mta] = {}
+            for minute, counts in b.minutes.items():
+                cell = minutes.get(minute)
+                if cell is None:
+                    cell = self._new_cell(minutes, minute)
+                cell[0] += counts[0]
+                cell[1] += counts[1]
+                cell[2] += counts[2]
+        if b.events and b.last_time > self.last_event.get(log, 0.0):
+            self.last_event[log] = b.last_time
+        return True
+
     def _bucket(self, ev: Event, status: str) -> None:
         minutes = self._minutes.get(ev.mta)
         if minutes is None:
@@ -197,12 +259,17 @@ class Aggregate:
         minute = int(ev.time // BUCKET_S)
         cell = minutes.get(minute)
         if cell is None:
-            cell = minutes[minute] = [0, 0, 0]
-            if self.windows and len(minutes) > 2 * self.windows[-1] // BUCKET_S + 4:
-                newest = max(minutes)
-                for old in [m for m in minutes if m < newest - self.windows[-1] // BUCKET_S - 1]:
-                    del minutes[old]
+            cell = self._new_cell(minutes, minute)
         cell[0 if status == "sent" else 1 if status == "bounced" else 2] += 1
+
+    def _new_cell(self, minutes: dict[int, list[int]], minute: int) -> list[int]:
+        """A new [sent, bounced, expired] cell; minutes older than the longest window are pruned."""
+        cell = minutes[minute] = [0, 0, 0]
+        if self.windows and len(minutes) > 2 * self.windows[-1] // BUCKET_S + 4:
+            newest = max(minutes)
+            for old in [m for m in minutes if m < newest - self.windows[-1] // BUCKET_S - 1]:
+                del minutes[old]
+        return cell
 
     def bounce_ratios(self, now: float) -> dict[tuple[str, str], float]:
         """bounced ÷ (sent + bounced + expired) per mta and window ending at `now`, on event time."""

@@ -49,3 +49,24 @@ class Unparsed(msgspec.Struct, frozen=True, gc=False):
 ParseResult = tuple[Event, ...] | Unparsed
 
 NOTHING: Final[tuple[Event, ...]] = ()
+
+
+class EventBatch(msgspec.Struct):
+    """The events of consecutive lines of one log, grouped for counting.
+
+    Aggregate.add_batch(batch) leaves the aggregate exactly as add() of each event in log
+    order would. A batch is built only from events whose delivery minutes never decrease.
+    """
+
+    mta: MTA
+    log: str
+    events: int
+    replies: dict[tuple[Direction, str, str], int]  # (direction, code, enhanced) → n; code non-empty
+    deliveries: dict[Status, int]  # outcome other than "rejected" → n
+    rejections: dict[tuple[str, str], int]  # (stage, code) → n
+    # Each event with a code, in order: its remote domain, and its direction and code class ("5xx").
+    domains: list[str]
+    classes: list[tuple[Direction, str]]
+    delays: dict[Status, list[float]]  # outcome → delay_s of each such event, in order (all >= 0)
+    minutes: dict[int, list[int]]  # epoch minute → [sent, bounced, expired], in order
+    last_time: float  # the latest event time

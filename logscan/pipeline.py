@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import groupby
+from typing import cast
 
 from logscan.aggregate import Aggregate
 from logscan.events import Event, Unparsed
-from logscan.parsers.base import Parser, Prefilter, prefilter_of
+from logscan.parsers.base import BulkReader, Item, Parser, Prefilter, bulk_reader_of, prefilter_of
 
 EXAMPLES_PER_REASON = 3
 
@@ -30,7 +32,9 @@ class LineCounts:
 class Pipeline:
     """Feeds one log's lines through its parser into the aggregate and any observers."""
 
-    __slots__ = ("aggregate", "counts", "keep_examples", "log", "observers", "parser", "prefilter")
+    __slots__ = (
+        "aggregate", "bulk", "counts", "keep_examples", "log", "observers", "parser", "prefilter", "rows",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -48,6 +52,9 @@ class Pipeline:
         self.keep_examples = keep_examples
         self.counts = LineCounts()
         self.prefilter: Prefilter | None = prefilter_of(parser)
+        self.bulk: BulkReader | None = bulk_reader_of(parser)
+        # Observers see each Event; batches hold none, so with observers every line is parsed.
+        self.rows = not self.observers
 
     def feed_text(self, chunk: str) -> LineCounts:
         """Like feed(), for a chunk of whole lines each ending in "\n"; returns this call's counts.
@@ -61,6 +68,15 @@ class Pipeline:
             return LineCounts()
         if chunk[-1] != "\n":
             chunk += "\n"
+        batch = LineCounts()
+        bulk = self.bulk
+        scanned = bulk.scan(chunk, self.rows) if bulk is not None else None
+        if scanned is not None:
+            total, found = scanned
+            self._parse_items(found, batch)
+            batch.ignored = total - batch.parsed - batch.unparsed
+            self._fold(batch)
+            return batch
         pf = self.prefilter
         if pf is None:
             lines = chunk.split("\n")
@@ -89,8 +105,11 @@ class Pipeline:
             chunk[(rfind("\n", 0, end) + 1 if start < 0 else start) : end]
             for end, start in sorted(spans.items())
         ]
-        batch = LineCounts()
-        self._parse(lines, batch)
+        items = bulk.rows(lines) if bulk is not None and self.rows and lines else None
+        if items is not None:
+            self._parse_items(items, batch)
+        else:
+            self._parse(lines, batch)
         batch.ignored = chunk.count("\n") - batch.parsed - batch.unparsed
         self._fold(batch)
         return batch
@@ -101,6 +120,21 @@ class Pipeline:
         self._parse(lines, batch)
         self._fold(batch)
         return batch
+
+    def _parse_items(self, items: list[Item], batch: LineCounts) -> None:
+        """_parse() for a bulk reader's items: each run of rows in one batch, lines one by one."""
+        bulk = self.bulk
+        assert bulk is not None
+        for kind, run in groupby(items, type):
+            if kind is str:
+                self._parse(cast(list[str], list(run)), batch)
+                continue
+            rows = cast(list[tuple[str, ...]], list(run))
+            events = bulk.batch(rows)
+            if events is not None and self.aggregate.add_batch(events):
+                batch.parsed += events.events
+            else:
+                self._parse([row[-1] for row in rows], batch)
 
     def _parse(self, lines: Iterable[str], batch: LineCounts) -> None:
         """The hot loop: parse each line, fold its events in, count it into `batch`."""
@@ -122,7 +156,9 @@ class Pipeline:
             else:
                 unparsed += 1
                 self._unparsed(batch, result, line)  # type: ignore[arg-type]
-        batch.parsed, batch.ignored, batch.unparsed = parsed, ignored, unparsed
+        batch.parsed += parsed
+        batch.ignored += ignored
+        batch.unparsed += unparsed
 
     def _unparsed(self, batch: LineCounts, result: Unparsed, line: str) -> None:
         reason = result.reason

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import ClassVar, Protocol
 
-from logscan.events import MTA, ParseResult
+from logscan.events import MTA, EventBatch, ParseResult
 
 # Lines longer than this are cut before parsing: Postfix itself cuts at 2,000 and
 # journald at 48 KiB; a longer line is hostile or broken, and must not cost more.
@@ -108,3 +108,34 @@ def prefilter_of(parser: object) -> Prefilter | None:
     """The parser's optional `prefilter` class attribute (None: every line goes to parse())."""
     pf = getattr(parser, "prefilter", None)
     return pf if isinstance(pf, Prefilter) else None
+
+
+# What a bulk reader makes of a chunk's lines that matter, in order: a line for parse(), or
+# a row of fields for batch() whose last field is the line itself.
+Item = str | tuple[str, ...]
+
+
+class BulkReader(Protocol):
+    """Reads many lines at once into grouped events, exactly as parse() line by line would."""
+
+    def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
+        """(lines in chunk, the items of its lines that are not skipped); None: not done here.
+
+        Without `rows` every item is a line. The lines are those the prefilter keeps.
+        """
+        ...
+
+    def rows(self, lines: list[str]) -> list[Item] | None:
+        """An item for each of these lines; None: parse() them all."""
+        ...
+
+    def batch(self, rows: list[tuple[str, ...]]) -> EventBatch | None:
+        """The events of consecutive rows, grouped; None: parse() their lines instead."""
+        ...
+
+
+def bulk_reader_of(parser: object) -> BulkReader | None:
+    """The parser's optional bulk reader (its `bulk_reader()` method), or None."""
+    make = getattr(parser, "bulk_reader", None)
+    reader: BulkReader | None = make() if callable(make) else None
+    return reader

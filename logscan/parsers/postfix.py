@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import ClassVar, Final
 
 from logscan.events import MTA, NOTHING, Event, ParseResult, Status, Unparsed
-from logscan.parsers.base import MAX_LINE, ParserOptions, Prefilter, domain_of, reply_codes
+from logscan.parsers.base import MAX_LINE, BulkReader, ParserOptions, Prefilter, domain_of, reply_codes
 from logscan.parsers.timestamps import MONTHS, Clock, parse_offset, utc_epoch
 
 # Events are built with positional arguments (about twice as fast as keywords on the hot
@@ -257,6 +257,12 @@ class PostfixParser:
         """Date year-less syslog lines against `t` (file mtime, or now for a live log)."""
         self._clock.set_reference(t)
         self._last_ts = ""
+
+    def bulk_reader(self) -> BulkReader:
+        """A reader of many lines at once that shares this parser's state (see postfix_bulk)."""
+        from logscan.parsers.postfix_bulk import PostfixBulk  # noqa: PLC0415 - it imports this module
+
+        return PostfixBulk(self)
 
     def parse(self, line: str) -> ParseResult:
         """One line (no newline) → Events, NOTHING, or Unparsed(reason)."""

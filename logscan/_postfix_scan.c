@@ -1,0 +1,538 @@
+/* The Postfix scan hot loop in C: which lines of a chunk matter, and the fields of usual ones.
+ *
+ * scan(chunk, rows) does what logscan/pipeline.py (the prefilter) and
+ * logscan/parsers/postfix_bulk.py (the row regex, _ROW) do in Python, in one pass:
+ * every line of `chunk` (a str of whole lines, each ending in "\n") that holds a trigger or
+ * does not start with the boring stamp shape is returned, in order, either as the row
+ * _ROW's findall gives for it (a tuple of 17 str) or, when _ROW would leave it to parse(),
+ * as the line itself. The Python code is the definition: tests/test_bulk.py checks this
+ * module against it line for line, on sample and on random lines.
+ *
+ * Only 1-byte-kind strings (all characters below U+0100) are read; for any other chunk
+ * scan() returns None and the caller uses the Python path.
+ */
+#define PY_SSIZE_T_CLEAN
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
+#include <Python.h>
+#include <string.h>
+
+typedef const Py_UCS1 *P;
+
+#define NFIELDS 17 /* _ROW's groups; a row tuple holds them, then the line itself */
+#define MAX_LINE 65536
+
+static int is_digit(Py_UCS1 c) { return c >= '0' && c <= '9'; }
+static int is_alnum(Py_UCS1 c) { return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+static int is_word(Py_UCS1 c) { return is_alnum(c) || c == '_' || c == '.' || c == '-'; }
+static int is_ip(Py_UCS1 c)
+{
+    return is_digit(c) || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f') || c == ':' || c == '.';
+}
+
+/* Does [p, e) start with the literal s (length n)? */
+static int at(P p, P e, const char *s, Py_ssize_t n) { return e - p >= n && memcmp(p, s, (size_t)n) == 0; }
+#define AT(p, e, lit) at((p), (e), (lit), (Py_ssize_t)(sizeof(lit) - 1))
+
+/* The end of the run of characters from p for which ok() holds. */
+static P run(P p, P e, int (*ok)(Py_UCS1))
+{
+    while (p < e && ok(*p))
+        p++;
+    return p;
+}
+
+/* The end of the run of characters from p that are none of `stop` (nor "\n": lines have none). */
+static P run_not(P p, P e, const char *stop)
+{
+    while (p < e && strchr(stop, *p) == NULL)
+        p++;
+    return p;
+}
+
+static int equals(P p, Py_ssize_t n, const char *const *words)
+{
+    for (; *words; words++)
+        if ((Py_ssize_t)strlen(*words) == n && memcmp(p, *words, (size_t)n) == 0)
+            return 1;
+    return 0;
+}
+
+static const char *const DELIVERY_KINDS[] = {"smtp", "lmtp", "local", "virtual", "pipe", "error", "retry",
+                                             "discard", "qmgr", "nqmgr", "oqmgr", NULL};
+static const char *const REJECT_KINDS[] = {"smtpd", "postscreen", "cleanup", NULL};
+static const char *const QMGR_KINDS[] = {"qmgr", "nqmgr", "oqmgr", NULL};
+static const char *const SEVERITIES[] = {"warning", "error", "fatal", "panic", "info", NULL};
+static const char *const STATUSES[] = {"sent", "bounced", "SOFTBOUNCE", "deferred", "expired", "force-expired",
+                                       NULL};
+static const char *const EXPIRIES[] = {"expired", "force-expired", NULL};
+static const char *const STAGES[] = {"CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "END-OF-MESSAGE",
+                                     "VRFY", "ETRN", "AUTH", "STARTTLS", "connect", NULL};
+static const char *const MONTHS[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", NULL};
+
+/* Postfix's _BORING: an RFC 3339 stamp whose first space is within 48 characters, or a
+ * classic syslog stamp `Mmm dd hh:mm:ss ` (day ` 7`, `7` or `07`). */
+static int boring(P s, P e)
+{
+    Py_ssize_t n = e - s;
+    if (n >= 20 && is_digit(s[0]) && is_digit(s[1]) && is_digit(s[2]) && is_digit(s[3]) && s[4] == '-' &&
+        is_digit(s[5]) && is_digit(s[6]) && s[7] == '-' && is_digit(s[8]) && is_digit(s[9]) && s[10] == 'T' &&
+        is_digit(s[11]) && is_digit(s[12]) && s[13] == ':' && is_digit(s[14]) && is_digit(s[15]) &&
+        s[16] == ':' && is_digit(s[17]) && is_digit(s[18])) {
+        P lim = s + 48 < e ? s + 48 : e;
+        for (P p = s + 19; p < lim; p++)
+            if (*p == ' ')
+                return 1;
+        return 0;
+    }
+    if (n < 4 || s[3] != ' ' || !equals(s, 3, MONTHS))
+        return 0;
+    Py_ssize_t i;
+    if (n > 5 && s[4] == ' ' && is_digit(s[5]))
+        i = 6;
+    else if (n > 4 && is_digit(s[4]))
+        i = (n > 5 && is_digit(s[5])) ? 6 : 5;
+    else
+        return 0;
+    return n >= i + 10 && s[i] == ' ' && is_digit(s[i + 1]) && is_digit(s[i + 2]) && s[i + 3] == ':' &&
+           is_digit(s[i + 4]) && is_digit(s[i + 5]) && s[i + 6] == ':' && is_digit(s[i + 7]) &&
+           is_digit(s[i + 8]) && s[i + 9] == ' ';
+}
+
+typedef struct {
+    P at[NFIELDS];
+    Py_ssize_t len[NFIELDS];
+} Fields;
+
+/* Forget what a failed body branch set; the stamp's fields (0-3) stay. */
+static void clear(Fields *f)
+{
+    memset(f->at + 4, 0, sizeof(P) * (NFIELDS - 4));
+    memset(f->len + 4, 0, sizeof(Py_ssize_t) * (NFIELDS - 4));
+}
+
+static void set(Fields *f, int i, P a, P b)
+{
+    f->at[i] = a;
+    f->len[i] = b - a;
+}
+
+/* _CODE at r: a basic code (fields ci) and an enhanced one (ci + 1), or _NO_CODE: nothing.
+ * Returns 1 if a code was found. */
+static int code_at(P r, P e, Fields *f, int ci)
+{
+    if (!(e - r >= 3 && r[0] >= '2' && r[0] <= '5' && is_digit(r[1]) && is_digit(r[2]) &&
+          (e - r == 3 || r[3] == ' ' || r[3] == '-')))
+        return 0;
+    set(f, ci, r, r + 3);
+    P t = r + 3 < e ? r + 4 : r + 3;
+    if (t < e && *t == '(')
+        t++;
+    if (t < e && *t == '#')
+        t++;
+    if (!(e - t >= 2 && (*t == '2' || *t == '4' || *t == '5') && t[1] == '.'))
+        return 1;
+    P d1 = run(t + 2, e, is_digit);
+    if (d1 - (t + 2) < 1 || d1 - (t + 2) > 3 || d1 >= e || *d1 != '.')
+        return 1;
+    P d2 = run(d1 + 1, e, is_digit);
+    if (d2 - (d1 + 1) < 1 || d2 - (d1 + 1) > 3 || (d2 < e && *d2 == '.'))
+        return 1;
+    set(f, ci + 1, t, d2);
+    return 1;
+}
+
+/* `to=<a@DOMAIN>, ` style: run of chars not in `stop`, and if an "@" ends it, the domain
+ * after it (field di). Returns where the text after the address starts, or NULL. */
+static P address(P p, P e, const char *stop_at, Fields *f, int di)
+{
+    P q = run_not(p, e, stop_at);
+    if (q < e && *q == '@') {
+        P d = run_not(q + 1, e, stop_at);
+        set(f, di, q + 1, d);
+        return d;
+    }
+    return q;
+}
+
+/* `name=[0-9...]+, ` or `name=[^,]*, ` when the field is there: where it ends (after ", "),
+ * p when absent, NULL when present but malformed. `digits`: the value's characters. */
+static P field(P p, P e, const char *name, Py_ssize_t n, const char *digits, P *v0, P *v1)
+{
+    if (!at(p, e, name, n))
+        return p;
+    P a = p + n, b;
+    if (digits) {
+        b = a;
+        while (b < e && strchr(digits, *b) != NULL)
+            b++;
+        if (b == a)
+            return NULL;
+    } else {
+        b = run_not(a, e, ",");
+    }
+    if (!AT(b, e, ", "))
+        return NULL;
+    if (v0) {
+        *v0 = a;
+        *v1 = b;
+    }
+    return b + 2;
+}
+#define FIELD(p, e, lit, digits, v0, v1) field((p), (e), (lit), (Py_ssize_t)(sizeof(lit) - 1), (digits), (v0), (v1))
+
+static int delivery(P p, P e, Fields *f)
+{
+    P a, b;
+    if (!AT(p, e, "to="))
+        return 0;
+    p = address(p + 3, e, ",@", f, 4);
+    if (!AT(p, e, ", "))
+        return 0;
+    p += 2;
+    if (!(p = FIELD(p, e, "orig_to=", NULL, NULL, NULL)) || !AT(p, e, "relay="))
+        return 0;
+    p = run_not(p + 6, e, ",");
+    if (!AT(p, e, ", "))
+        return 0;
+    p += 2;
+    if (!(p = FIELD(p, e, "conn_use=", "0123456789", NULL, NULL)) || !AT(p, e, "delay="))
+        return 0;
+    if (!(p = FIELD(p, e, "delay=", "0123456789.", &a, &b)))
+        return 0;
+    set(f, 5, a, b);
+    if (!(p = FIELD(p, e, "delays=", "0123456789./", NULL, NULL)) || !(p = FIELD(p, e, "tls=", NULL, NULL, NULL)))
+        return 0;
+    a = b = NULL;
+    if (!(p = FIELD(p, e, "dsn=", "0123456789.", &a, &b)))
+        return 0;
+    if (a)
+        set(f, 6, a, b);
+    if (!AT(p, e, "status="))
+        return 0;
+    p += 7;
+    P w = run_not(p, e, " ");
+    if (!equals(p, w - p, STATUSES))
+        return 0;
+    set(f, 7, p, w);
+    if (w == e || !AT(w, e, " ("))
+        return 1; /* end of line, or text that is no reply */
+    P r = w + 2;
+    if (AT(r, e, "host ")) {
+        P h = run_not(r + 5, e, " ");
+        if (!AT(h, e, " said: "))
+            return 0;
+        code_at(h + 7, e, f, 8);
+        return 1;
+    }
+    code_at(r, e, f, 10);
+    return 1;
+}
+
+static int reject(P p, P e, Fields *f)
+{
+    if (AT(p, e, "milter-"))
+        p += 7;
+    else if (AT(p, e, "proxy-"))
+        p += 6;
+    if (!AT(p, e, "reject: "))
+        return 0;
+    p += 8;
+    P w = run_not(p, e, " ");
+    if (!equals(p, w - p, STAGES) || !AT(w, e, " from "))
+        return 0;
+    set(f, 12, p, w);
+    p = run_not(w + 6, e, "[ ");
+    if (p - (w + 6) > 255 || !AT(p, e, "["))
+        return 0;
+    P ip = run(p + 1, e, is_ip);
+    if (ip - (p + 1) < 1 || ip - (p + 1) > 45 || !AT(ip, e, "]"))
+        return 0;
+    p = ip + 1;
+    if (e - p >= 2 && p[0] == ':' && is_digit(p[1])) {
+        P d = run(p + 1, e, is_digit);
+        if (d - (p + 1) > 5 || !AT(d, e, ": "))
+            return 0;
+        p = d;
+    }
+    if (!AT(p, e, ": ") || !code_at(p + 2, e, f, 13))
+        return 0;
+    P code_end = f->at[14] ? f->at[14] + f->len[14] : f->at[13] + 3;
+    /* The last `; from=<`; with no "<" in the trailer after it, no later one can start there. */
+    P t = NULL;
+    for (Py_ssize_t i = (e - code_end) - 8; i >= 0; i--)
+        if (code_end[i] == ';' && memcmp(code_end + i, "; from=<", 8) == 0) {
+            t = code_end + i;
+            break;
+        }
+    if (!t)
+        return 0;
+    p = address(t + 8, e, "<>@", f, 15);
+    if (!AT(p, e, ">"))
+        return 0;
+    p++;
+    static const char *const names[] = {" to=<", " proto=", " helo=<"};
+    for (int k = 0; k < 3; k++) {
+        P q = (p < e && *p == ',') ? p + 1 : p;
+        Py_ssize_t n = (Py_ssize_t)strlen(names[k]);
+        if (!at(q, e, names[k], n))
+            continue;
+        q += n;
+        if (k == 1) {
+            p = run_not(q, e, " ,;<>");
+        } else {
+            q = run_not(q, e, "<>");
+            if (!AT(q, e, ">"))
+                continue;
+            p = q + 1;
+        }
+    }
+    return p == e;
+}
+
+static int expiry(P p, P e, Fields *f)
+{
+    if (!AT(p, e, "from=<"))
+        return 0;
+    p = run_not(p + 6, e, "<>,");
+    if (!AT(p, e, ">, status="))
+        return 0;
+    p += 10;
+    P w = run_not(p, e, ",");
+    if (w == e || !equals(p, w - p, EXPIRIES))
+        return 0;
+    set(f, 16, p, w);
+    return 1;
+}
+
+/* _ROW for the line [s, e): 1 and the fields when it is a usual event line, else 0. */
+static int row(P s, P e, Fields *f)
+{
+    memset(f, 0, sizeof *f);
+    if (e - s < 20 || !((s[0] == '1' && s[1] == '9') || (s[0] == '2' && s[1] == '0')) || !is_digit(s[2]) ||
+        !is_digit(s[3]) || s[4] != '-' || !is_digit(s[5]) || !is_digit(s[6]) || s[7] != '-' || !is_digit(s[8]) ||
+        !is_digit(s[9]) || s[10] != 'T' || !is_digit(s[11]) || !is_digit(s[12]) || s[13] != ':' ||
+        !is_digit(s[14]) || !is_digit(s[15]) || s[16] != ':' || s[17] < '0' || s[17] > '5' || !is_digit(s[18]))
+        return 0;
+    set(f, 0, s, s + 16);
+    set(f, 1, s + 17, s + 19);
+    P p = s + 19;
+    if (*p == '.') {
+        P d = run(p + 1, e, is_digit);
+        if (d - (p + 1) < 1 || d - (p + 1) > 6)
+            return 0;
+        set(f, 2, p, d);
+        p = d;
+    }
+    P z = p;
+    if (p < e && *p == 'Z') {
+        p++;
+    } else if (e - p >= 5 && (*p == '+' || *p == '-') && is_digit(p[1]) && is_digit(p[2])) {
+        p += 3;
+        if (*p == ':')
+            p++;
+        if (!(e - p >= 2 && is_digit(p[0]) && is_digit(p[1])))
+            return 0;
+        p += 2;
+    } else {
+        return 0;
+    }
+    set(f, 3, z, p);
+    if (!AT(p, e, " "))
+        return 0;
+    P h = run(p + 1, e, is_word);
+    if (h - (p + 1) < 1 || h - (p + 1) > 64 || !AT(h, e, " "))
+        return 0;
+    /* The tag: 1-3 components of 1-20 word characters, "/", then the daemon name and "[". */
+    p = h + 1;
+    int comps = 0;
+    P kind;
+    for (;;) {
+        P c = run(p, e, is_word);
+        if (c == e || (*c != '/' && *c != '['))
+            return 0;
+        if (*c == '[') {
+            kind = p;
+            p = c;
+            break;
+        }
+        if (c - p < 1 || c - p > 20 || ++comps > 3)
+            return 0;
+        p = c + 1;
+    }
+    if (comps < 1)
+        return 0;
+    Py_ssize_t kind_len = p - kind;
+    P pid = run(p + 1, e, is_digit);
+    if (pid - (p + 1) < 1 || pid - (p + 1) > 10 || !AT(pid, e, "]: "))
+        return 0;
+    p = pid + 3;
+    P q = run(p, e, is_alnum);
+    if (q - p < 5 || q - p > 32 || !AT(q, e, ": ") || equals(p, q - p, SEVERITIES))
+        return 0;
+    P body = q + 2;
+    if (equals(kind, kind_len, DELIVERY_KINDS)) {
+        if (delivery(body, e, f))
+            return 1;
+        clear(f);
+    }
+    if (equals(kind, kind_len, REJECT_KINDS)) {
+        if (reject(body, e, f))
+            return 1;
+        clear(f);
+    }
+    return equals(kind, kind_len, QMGR_KINDS) && expiry(body, e, f);
+}
+
+static PyObject *EMPTY, *CLASSES[2][4]; /* "", and "o2".."o5", "i2".."i5" */
+
+static PyObject *span(const Fields *f, int i)
+{
+    return f->len[i] ? PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, f->at[i], f->len[i]) : Py_NewRef(EMPTY);
+}
+
+/* `D<word>|<code>|<enhanced>|<dsn>`, `R<stage>|<code>|<enhanced>` or `E<word>` (ASCII). */
+static PyObject *key(const Fields *f)
+{
+    int parts[4], np;
+    char kind;
+    if (f->len[7]) {
+        kind = 'D';
+        np = 4;
+        parts[0] = 7;
+        parts[1] = f->len[8] ? 8 : 10;
+        parts[2] = f->len[8] ? 9 : 11;
+        parts[3] = 6;
+    } else if (f->len[12]) {
+        kind = 'R';
+        np = 3;
+        parts[0] = 12;
+        parts[1] = 13;
+        parts[2] = 14;
+    } else {
+        kind = 'E';
+        np = 1;
+        parts[0] = 16;
+    }
+    Py_ssize_t n = np;
+    for (int k = 0; k < np; k++)
+        n += f->len[parts[k]];
+    PyObject *out = PyUnicode_New(n, 127);
+    if (!out)
+        return NULL;
+    Py_UCS1 *w = PyUnicode_1BYTE_DATA(out);
+    *w++ = (Py_UCS1)kind;
+    for (int k = 0; k < np; k++) {
+        if (k)
+            *w++ = '|';
+        memcpy(w, f->at[parts[k]], (size_t)f->len[parts[k]]);
+        w += f->len[parts[k]];
+    }
+    return out;
+}
+
+/* The row batch() reads (see postfix_bulk.py, _row): minute, seconds, zone, key, domain key,
+ * direction and code class, delay, status word, line. */
+static PyObject *make_row(Fields *f, PyObject *line)
+{
+    PyObject *t = PyTuple_New(9);
+    if (!t)
+        return NULL;
+    int reject = f->len[12] != 0;
+    const Py_UCS1 *code = f->len[8] ? f->at[8] : f->len[10] ? f->at[10] : f->len[13] ? f->at[13] : NULL;
+    set(f, 1, f->at[1], f->len[2] ? f->at[2] + f->len[2] : f->at[1] + 2); /* seconds and fraction */
+    PyObject *v[9] = {
+        span(f, 0), span(f, 1), span(f, 3), key(f), span(f, reject ? 15 : 4),
+        Py_NewRef(code ? CLASSES[reject][*code - '2'] : EMPTY), span(f, 5), span(f, f->len[7] ? 7 : 16),
+        Py_NewRef(line),
+    };
+    for (int i = 0; i < 9; i++) {
+        if (!v[i]) {
+            for (int k = 0; k < 9; k++)
+                Py_XDECREF(v[k]);
+            Py_DECREF(t);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < 9; i++)
+        PyTuple_SET_ITEM(t, i, v[i]);
+    return t;
+}
+
+static const char *const TRIGGERS[] = {"status=", ": host ", "reject: ", " exim"};
+#define NTRIGGERS 4
+
+static PyObject *scan(PyObject *self, PyObject *args)
+{
+    PyObject *chunk, *out;
+    int want_rows;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Up", &chunk, &want_rows))
+        return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(chunk);
+    if (PyUnicode_KIND(chunk) != PyUnicode_1BYTE_KIND || n == 0 ||
+        PyUnicode_1BYTE_DATA(chunk)[n - 1] != '\n')
+        Py_RETURN_NONE;
+    P data = PyUnicode_1BYTE_DATA(chunk), end = data + n;
+    if (!(out = PyList_New(0)))
+        return NULL;
+    /* Where each trigger next occurs at or after the current line (n: nowhere), as offsets. */
+    Py_ssize_t next[NTRIGGERS];
+    for (int k = 0; k < NTRIGGERS; k++)
+        next[k] = -1;
+    Py_ssize_t lines = 0;
+    Fields f;
+    for (P s = data; s < end;) {
+        P e = memchr(s, '\n', (size_t)(end - s));
+        Py_ssize_t so = s - data, eo = e - data;
+        lines++;
+        int wanted = !boring(s, e);
+        for (int k = 0; k < NTRIGGERS && !wanted; k++) {
+            if (next[k] < so) {
+                P hit = memmem(s, (size_t)(end - s), TRIGGERS[k], strlen(TRIGGERS[k]));
+                next[k] = hit ? hit - data : n;
+            }
+            wanted = next[k] < eo;
+        }
+        if (wanted) {
+            PyObject *line = PyUnicode_Substring(chunk, so, eo), *item = line;
+            if (line && want_rows && eo - so <= MAX_LINE && !(e > s && e[-1] == '\r') && row(s, e, &f)) {
+                item = make_row(&f, line);
+                Py_DECREF(line);
+            }
+            if (!item || PyList_Append(out, item) < 0) {
+                Py_XDECREF(item);
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_DECREF(item);
+        }
+        s = e + 1;
+    }
+    return Py_BuildValue("(nN)", lines, out);
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS,
+     "scan(chunk, rows) -> (lines, items) | None: the lines of a chunk of Postfix log that matter."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, .m_name = "logscan._postfix_scan", .m_size = -1, .m_methods = methods};
+
+PyMODINIT_FUNC PyInit__postfix_scan(void)
+{
+    static const char dirs[2] = {'o', 'i'};
+    if (!(EMPTY = PyUnicode_New(0, 0)))
+        return NULL;
+    for (int d = 0; d < 2; d++)
+        for (int c = 0; c < 4; c++) {
+            char text[3] = {dirs[d], (char)('2' + c), 0};
+            if (!(CLASSES[d][c] = PyUnicode_InternFromString(text)))
+                return NULL;
+        }
+    return PyModule_Create(&module);
+}

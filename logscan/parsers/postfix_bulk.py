@@ -1,0 +1,233 @@
+"""Runs of usual Postfix event lines → grouped counts, with one regex pass per chunk.
+
+The scan hot path (docs/decisions/0008-bulk-reader.md). `PostfixParser.parse()` stays the
+definition: the regex below accepts only lines whose event parse() gives through its fast
+paths, and reads from them exactly the fields the aggregate counts. Every other line comes
+back as a row of empty strings, for parse(). tests/test_bulk.py holds the two to each other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from itertools import compress, islice, repeat
+from operator import itemgetter, le
+from typing import Final, cast
+
+from logscan.events import Direction, EventBatch, Status
+from logscan.parsers.base import MAX_LINE, Item
+from logscan.parsers.postfix import _MEMO_MAX, _REJECT_STAGE, _STATUS, PostfixParser, _valid_enhanced
+
+# What _FAST_HEAD accepts, narrowed: RFC 3339 with a zone only (years 1900-2099, seconds
+# 00-59, at most 6 fraction digits, so that an event's minute is its stamp's minute: see
+# _minute_of). Groups: minute, seconds, fraction, zone. `\n` is excluded everywhere, since
+# the rows are read from lines joined by "\n".
+_HEAD: Final = (
+    r"((?:19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):([0-5][0-9])(\.[0-9]{1,6})?"
+    r"([+-][0-9]{2}:?[0-9]{2}|Z) "
+    r"[A-Za-z0-9_.-]{1,64} [A-Za-z0-9_.-]{1,20}(?:/[A-Za-z0-9_.-]{1,20}){0,2}/"
+)
+# reply_codes() of a reply's first 20 characters (its grammar, with `$` as the line's end):
+# code, enhanced. _NO_CODE is where it finds none.
+_CODE: Final = r"([2-5][0-9][0-9])(?:[ -]|(?=\n))(?:\(?#?([245]\.[0-9]{1,3}\.[0-9]{1,3})(?![0-9.]))?"
+_NO_CODE: Final = r"(?![2-5][0-9][0-9](?:[ -]|\n))"
+# _FAST_DELIVERY with a known status word; then what _delivered() reads after it: nothing,
+# `(host H said: REPLY`, `(REPLY` or other text. `(host ` followed by anything else (a
+# `refused to talk to me`, or a host with spaces) is left to parse().
+# Groups: recipient domain (text after the last "@"), delay, dsn, status word, code and
+# enhanced code of a `said:` reply, code and enhanced code of a `(` reply.
+_DELIVERY: Final = (
+    r"(?:smtp|lmtp|local|virtual|pipe|error|retry|discard|qmgr|nqmgr|oqmgr)\[[0-9]{1,10}\]: "
+    r"(?!(?:warning|error|fatal|panic|info): )[0-9A-Za-z]{5,32}: "
+    r"to=(?:[^,@\n]*@([^,@\n]*)|[^,@\n]*), (?:orig_to=[^,\n]*, )?relay=[^,\n]*, "
+    r"(?:conn_use=[0-9]+, )?delay=([0-9.]+), (?:delays=[0-9./]+, )?(?:tls=[^,\n]*, )?(?:dsn=([0-9.]+), )?"
+    r"status=(sent|bounced|SOFTBOUNCE|deferred|expired|force-expired)"
+    r"(?:(?=\n)| \((?:host [^ \n]* said: (?:"
+    + _CODE
+    + "|"
+    + _NO_CODE
+    + r")|(?!host )(?:"
+    + _CODE
+    + "|"
+    + _NO_CODE
+    + r"))| (?!\())[^\n]*"
+)
+# _FAST_REJECT with a known stage and a reply code, ending in the usual trailer
+# `; from=<s>[ to=<r>][ proto=P][ helo=<h>]`. With no "<" inside it, its `; from=<` is the
+# line's last, the one _rejected() reads. Groups: stage word, code, enhanced code, sender
+# domain (text after the last "@").
+_REJECT: Final = (
+    r"(?:smtpd|postscreen|cleanup)\[[0-9]{1,10}\]: "
+    r"(?!(?:warning|error|fatal|panic|info): )(?:NOQUEUE|[0-9A-Za-z]{5,32}): (?:milter-|proxy-)?reject: "
+    r"("
+    + "|".join(_REJECT_STAGE)
+    + r") from [^\[ \n]{0,255}\[[0-9A-Fa-f:.]{1,45}\](?::[0-9]{1,5})?: "
+    + _CODE
+    + r"[^\n]*; from=<(?:[^<>@\n]*@([^<>@\n]*)|[^<>@\n]*)>(?:,? to=<[^<>\n]*>)?(?:,? proto=[^ ,;<>\n]*)?"
+    r"(?:,? helo=<[^<>\n]*>)?(?=\n)"
+)
+# qmgr's `QID: from=<s>, status=expired, returned to sender` as _expired() reads it (its
+# `, status=` is the first: no comma in the sender). Group: status word.
+_EXPIRED: Final = (
+    r"(?:qmgr|nqmgr|oqmgr)\[[0-9]{1,10}\]: (?!(?:warning|error|fatal|panic|info): )[0-9A-Za-z]{5,32}: "
+    r"from=<[^<>,\n]*>, status=(expired|force-expired),[^\n]*"
+)
+_ROW: Final = f"(?:{_HEAD}(?:{_DELIVERY}|{_REJECT}|{_EXPIRED})|[^\n]*)\n"
+
+# A row: what batch() reads of a usual event line (the C scanner makes the same, see _row):
+# minute `YYYY-MM-DDThh:mm`, seconds with any fraction, zone; `key`, what decides the counts
+# (`D<status word>|<code>|<enhanced>|<dsn>` for a delivery, `R<stage word>|<code>|<enhanced>`
+# for a refusal, `E<status word>` for an expiry); the remote domain's key (text after the
+# last "@"); `o5`/`i4`-style direction and code class, "" without a code; the delay text and
+# the status word of a delivery or expiry; then the line itself.
+_MINUTE, _SECONDS, _ZONE, _KEY, _DOMAIN, _CLASS, _DELAY, _WORD, _LINE = range(9)
+_FINAL: Final = {"sent": 0, "bounced": 1, "expired": 2}  # _bucket()'s cell index per outcome
+_CLASSES: Final[dict[str, tuple[Direction, str]]] = {
+    d[0] + c: (d, c + "xx") for d in ("outbound", "inbound") for c in "2345"
+}
+_MISSING: Final = -1.0  # not a delay _delay() could give
+
+
+def _row(groups: tuple[str, ...], line: str) -> tuple[str, ...]:
+    """The row of a line from _ROW's groups."""
+    minute, sec, frac, zone, d_dom, delay, dsn, word, c_said, e_said, c_paren, e_paren = groups[:12]
+    stage, c_rej, e_rej, r_dom, q_word = groups[12:]
+    if word:
+        code = c_said or c_paren
+        key = f"D{word}|{code}|{e_said or e_paren}|{dsn}"
+        return minute, sec + frac, zone, key, d_dom, "o" + code[:1] if code else "", delay, word, line
+    if stage:
+        return minute, sec + frac, zone, f"R{stage}|{c_rej}|{e_rej}", r_dom, "i" + c_rej[0], "", "", line
+    return minute, sec + frac, zone, "E" + q_word, "", "", "", q_word, line
+
+
+def _native() -> Callable[[str, bool], tuple[int, list[Item]] | None] | None:
+    try:
+        from logscan._postfix_scan import scan  # noqa: PLC0415
+    except ImportError:  # installed without a C compiler: the regex does the same, slower
+        return None
+    return scan
+
+
+_scan: Final = _native()
+
+
+class PostfixBulk:
+    """Reads a chunk's candidate lines into rows, and runs of rows into EventBatches.
+
+    Shares the parser's memo tables and time arithmetic, so both give the same floats.
+    """
+
+    __slots__ = ("_delays", "_parser", "rx")
+
+    def __init__(self, parser: PostfixParser) -> None:
+        import re  # noqa: PLC0415 - compiled once per reader
+
+        self._parser = parser
+        self.rx = re.compile(_ROW)
+        self._delays: dict[str, float | None] = {}
+
+    def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
+        """The prefilter and rows() over a whole chunk in C (logscan/_postfix_scan.c), if built."""
+        return None if _scan is None else _scan(chunk, rows)
+
+    def rows(self, lines: list[str]) -> list[Item] | None:
+        """Each line's row (the regex groups, then the line) or, left to parse(), the line."""
+        text = "\n".join(lines)
+        if "\r" in text or max(map(len, lines), default=0) > MAX_LINE:
+            return None  # parse() strips a CR and cuts long lines; the regex does neither
+        found: list[tuple[str, ...]] = self.rx.findall(text + "\n")
+        if len(found) != len(lines):
+            return None
+        return [_row(row, line) if row[0] else line for row, line in zip(found, lines, strict=True)]
+
+    def batch(self, rows: list[tuple[str, ...]]) -> EventBatch | None:
+        """The events of `rows` (none empty) grouped; None when they must go line by line."""
+        p = self._parser
+        minute_texts = list(map(itemgetter(_MINUTE), rows))
+        zones = set(map(itemgetter(_ZONE), rows))
+        # One zone and never-decreasing minutes: text order is time order, and add_batch()
+        # may fill each minute's bounce-ratio bucket at once.
+        if len(zones) != 1 or not all(map(le, minute_texts, islice(minute_texts, 1, None))):
+            return None
+        zone = zones.pop()
+        epochs: dict[str, int] = {}
+        for text in dict.fromkeys(minute_texts):
+            start = p._minute(text + zone)
+            if start is None:
+                return None  # parse() would judge the stamp itself
+            epochs[text] = int(start // 60)
+
+        replies: dict[tuple[Direction, str, str], int] = {}
+        deliveries: dict[Status, int] = {}
+        rejections: dict[tuple[str, str], int] = {}
+        for key, n in Counter(map(itemgetter(_KEY), rows)).items():
+            kind, fields = key[0], key[1:].split("|")
+            if kind == "R":
+                stage = _REJECT_STAGE[fields[0]]
+                code = fields[1]
+                rejections[(stage, code)] = rejections.get((stage, code), 0) + n
+                rkey: tuple[Direction, str, str] = ("inbound", code, fields[2])
+            else:
+                status = _STATUS[fields[0]]
+                deliveries[status] = deliveries.get(status, 0) + n
+                if kind == "E" or not fields[1]:
+                    continue
+                code, enhanced, dsn = fields[1:]
+                rkey = ("outbound", code, enhanced or (_valid_enhanced(dsn) if dsn else ""))
+            replies[rkey] = replies.get(rkey, 0) + n
+
+        # The order-dependent parts: the domain of each event with a code, and each delay.
+        classes = list(map(itemgetter(_CLASS), rows))
+        keys = list(compress(map(itemgetter(_DOMAIN), rows), classes))
+        domain_of = p._domain
+        memo = {key: domain_of("@" + key) if key else "" for key in set(keys)}
+        domains = list(map(memo.__getitem__, keys))
+        delays: dict[Status, list[float]] = {}
+        delivered = [row for row in rows if row[_DELAY]]
+        if delivered:
+            texts = list(map(itemgetter(_DELAY), delivered))
+            values = list(map(self._delays.get, texts, repeat(_MISSING)))
+            if _MISSING in values:
+                values = list(map(self._delay, texts))
+            if None in values:
+                return None  # parse() gives no delay_s; such lines are rare enough to parse
+            statuses = list(map(_STATUS.__getitem__, map(itemgetter(_WORD), delivered)))
+            for status in dict.fromkeys(statuses):
+                delays[status] = list(compress(cast(list[float], values), map(status.__eq__, statuses)))
+        minutes: dict[int, list[int]] = {}
+        for (text, word), n in Counter(zip(minute_texts, map(itemgetter(_WORD), rows), strict=True)).items():
+            index = _FINAL.get(_STATUS[word]) if word else None
+            if index is not None:
+                minutes.setdefault(epochs[text], [0, 0, 0])[index] += n
+        minute, seconds = max(zip(minute_texts, map(itemgetter(_SECONDS), rows), strict=True))
+        stamp = f"{minute}:{seconds}{zone}"
+        last = p._time(stamp, len(stamp))
+        if last is None:
+            return None
+        return EventBatch(
+            "postfix",
+            p._log,
+            len(rows),
+            replies,
+            deliveries,
+            rejections,
+            domains,
+            list(map(_CLASSES.__getitem__, filter(None, classes))),
+            delays,
+            minutes,
+            last,
+        )
+
+    def _delay(self, text: str) -> float | None:
+        """float(delay=) as _delivered() reads it; None when it is no number."""
+        if text in self._delays:
+            return self._delays[text]
+        if len(self._delays) >= _MEMO_MAX:
+            self._delays.clear()
+        try:
+            got: float | None = float(text)
+        except ValueError:
+            got = None
+        self._delays[text] = got
+        return got

@@ -1,0 +1,10 @@
+"""Only the optional C scanner lives here; everything else is in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        # optional: without a compiler logscan installs all the same and scans in pure Python.
+        Extension("logscan._postfix_scan", ["logscan/_postfix_scan.c"], optional=True),
+    ]
+)
