@@ -427,8 +427,10 @@ static PyObject *key(const Fields *f)
     for (int k = 0; k < np; k++) {
         if (k)
             *w++ = '|';
-        memcpy(w, f->at[parts[k]], (size_t)f->len[parts[k]]);
-        w += f->len[parts[k]];
+        if (f->len[parts[k]]) {
+            memcpy(w, f->at[parts[k]], (size_t)f->len[parts[k]]);
+            w += f->len[parts[k]];
+        }
     }
     return out;
 }
