@@ -393,8 +393,26 @@ static PyObject *span(const Fields *f, int i)
     return f->len[i] ? PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, f->at[i], f->len[i]) : Py_NewRef(EMPTY);
 }
 
-/* `D<word>|<code>|<enhanced>|<dsn>`, `R<stage>|<code>|<enhanced>` or `E<word>` (ASCII). */
-static PyObject *key(const Fields *f)
+/* A str of these characters, the same object as last time when they are the same: the
+ * minute, zone, key and status word repeat from row to row, and a repeated object saves
+ * the allocation here and the hashing in the Counter that reads it. */
+static PyObject *cached(PyObject **last, P at, Py_ssize_t len)
+{
+    PyObject *o = *last;
+    if (!len)
+        return Py_NewRef(EMPTY);
+    if (o && PyUnicode_GET_LENGTH(o) == len && memcmp(PyUnicode_1BYTE_DATA(o), at, (size_t)len) == 0)
+        return Py_NewRef(o);
+    if (!(o = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, at, len)))
+        return NULL;
+    Py_XSETREF(*last, Py_NewRef(o));
+    return o;
+}
+
+enum { LAST_MINUTE, LAST_ZONE, LAST_KEY, LAST_WORD, NLAST };
+
+/* `D<word>|<code>|<enhanced>|<dsn>`, `R<stage>|<code>|<enhanced>` or `E<word>`. */
+static PyObject *key(const Fields *f, PyObject **last)
 {
     int parts[4], np;
     char kind;
@@ -419,10 +437,10 @@ static PyObject *key(const Fields *f)
     Py_ssize_t n = np;
     for (int k = 0; k < np; k++)
         n += f->len[parts[k]];
-    PyObject *out = PyUnicode_New(n, 127);
-    if (!out)
-        return NULL;
-    Py_UCS1 *w = PyUnicode_1BYTE_DATA(out);
+    Py_UCS1 small[256], *buf = n <= (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n);
+    if (!buf)
+        return PyErr_NoMemory();
+    Py_UCS1 *w = buf;
     *w++ = (Py_UCS1)kind;
     for (int k = 0; k < np; k++) {
         if (k)
@@ -432,23 +450,27 @@ static PyObject *key(const Fields *f)
             w += f->len[parts[k]];
         }
     }
+    PyObject *out = cached(last, buf, n);
+    if (buf != small)
+        PyMem_Free(buf);
     return out;
 }
 
 /* The row batch() reads (see postfix_bulk.py, _row): minute, seconds, zone, key, domain key,
  * direction and code class, delay, status word, line. */
-static PyObject *make_row(Fields *f, PyObject *line)
+static PyObject *make_row(Fields *f, PyObject *line, PyObject **last)
 {
     PyObject *t = PyTuple_New(9);
     if (!t)
         return NULL;
-    int reject = f->len[12] != 0;
+    int reject = f->len[12] != 0, w = f->len[7] ? 7 : 16;
     const Py_UCS1 *code = f->len[8] ? f->at[8] : f->len[10] ? f->at[10] : f->len[13] ? f->at[13] : NULL;
     set(f, 1, f->at[1], f->len[2] ? f->at[2] + f->len[2] : f->at[1] + 2); /* seconds and fraction */
     PyObject *v[9] = {
-        span(f, 0), span(f, 1), span(f, 3), key(f), span(f, reject ? 15 : 4),
-        Py_NewRef(code ? CLASSES[reject][*code - '2'] : EMPTY), span(f, 5), span(f, f->len[7] ? 7 : 16),
-        Py_NewRef(line),
+        cached(&last[LAST_MINUTE], f->at[0], f->len[0]), span(f, 1), cached(&last[LAST_ZONE], f->at[3], f->len[3]),
+        key(f, &last[LAST_KEY]), span(f, reject ? 15 : 4),
+        Py_NewRef(code ? CLASSES[reject][*code - '2'] : EMPTY), span(f, 5),
+        cached(&last[LAST_WORD], f->at[w], f->len[w]), Py_NewRef(line),
     };
     for (int i = 0; i < 9; i++) {
         if (!v[i]) {
@@ -486,6 +508,7 @@ static PyObject *scan(PyObject *self, PyObject *args)
         next[k] = -1;
     Py_ssize_t lines = 0;
     Fields f;
+    PyObject *last[NLAST] = {NULL};
     for (P s = data; s < end;) {
         P e = memchr(s, '\n', (size_t)(end - s));
         Py_ssize_t so = s - data, eo = e - data;
@@ -501,19 +524,22 @@ static PyObject *scan(PyObject *self, PyObject *args)
         if (wanted) {
             PyObject *line = PyUnicode_Substring(chunk, so, eo), *item = line;
             if (line && want_rows && eo - so <= MAX_LINE && !(e > s && e[-1] == '\r') && row(s, e, &f)) {
-                item = make_row(&f, line);
+                item = make_row(&f, line, last);
                 Py_DECREF(line);
             }
             if (!item || PyList_Append(out, item) < 0) {
                 Py_XDECREF(item);
                 Py_DECREF(out);
-                return NULL;
+                out = NULL;
+                break;
             }
             Py_DECREF(item);
         }
         s = e + 1;
     }
-    return Py_BuildValue("(nN)", lines, out);
+    for (int i = 0; i < NLAST; i++)
+        Py_XDECREF(last[i]);
+    return out ? Py_BuildValue("(nN)", lines, out) : NULL;
 }
 
 static PyMethodDef methods[] = {

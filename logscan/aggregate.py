@@ -96,6 +96,26 @@ class TopDomains:
                 return domain
         return OTHER
 
+    def labels(self, domains: Iterable[str]) -> list[str]:
+        """[label(d) for d in domains], the usual case (a domain already labelled) inline."""
+        out: list[str] = []
+        append = out.append
+        labelled, limit = self.labelled, self.limit
+        sketch, floor = self.sketch, self._floor
+        for domain in domains:
+            est = sketch.get(domain)
+            # A domain already in the sketch: counting it does not grow the sketch.
+            if est is not None and domain in labelled:
+                sketch[domain] = est + 1
+                append(domain)
+            elif est is not None and len(labelled) >= limit and est + 1 <= 2 * floor + 10:
+                sketch[domain] = est + 1  # too light to displace the weakest labelled domain
+                append(OTHER)
+            else:
+                append(self.label(domain))
+                sketch, floor = self.sketch, self._floor  # both may change
+        return out
+
     def _halve(self) -> None:
         keep = sorted(self.sketch.items(), key=lambda kv: kv[1], reverse=True)[: self.capacity]
         self.sketch = dict(keep)
@@ -216,7 +236,7 @@ class Aggregate:
         # The top-domains sketch depends on the order it sees domains in: one call per event.
         domains = self.domains
         for (label, (direction, klass)), n in Counter(
-            zip(map(self.top.label, b.domains), b.classes, strict=True)
+            zip(self.top.labels(b.domains), b.classes, strict=True)
         ).items():
             dkey = (label, direction, klass)
             domains[dkey] = domains.get(dkey, 0) + n

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import tracemalloc
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from logscan.aggregate import DELAY_BUCKETS, OTHER, Aggregate, TopDomains, window_label
 from logscan.events import Event
 
@@ -107,3 +110,16 @@ def test_from_dict_rejects_unknown_shapes() -> None:
         Aggregate.from_dict({"version": 99})
     with pytest.raises(ValueError, match="malformed"):
         Aggregate.from_dict({"version": 1, "replies": [["x"]]})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    domains=st.lists(st.sampled_from(["", *(f"d{i}.test" for i in range(40))]), min_size=100, max_size=400),
+    cut=st.integers(0, 400),
+)
+def test_labels_equals_label_one_by_one(domains: list[str], cut: int) -> None:
+    # Small limit and capacity, so that swaps and halvings happen inside one labels() call.
+    one, many = TopDomains(limit=3, capacity=8), TopDomains(limit=3, capacity=8)
+    want = [one.label(d) for d in domains]
+    assert many.labels(domains[:cut]) + many.labels(domains[cut:]) == want
+    assert (many.sketch, many.labelled, many._floor) == (one.sketch, one.labelled, one._floor)

@@ -86,6 +86,7 @@ _CLASSES: Final[dict[str, tuple[Direction, str]]] = {
     d[0] + c: (d, c + "xx") for d in ("outbound", "inbound") for c in "2345"
 }
 _MISSING: Final = -1.0  # not a delay _delay() could give
+_DOMAIN_MEMO: Final = 1 << 16  # domains kept between chunks (a few MB at most)
 
 
 def _row(groups: tuple[str, ...], line: str) -> tuple[str, ...]:
@@ -118,7 +119,7 @@ class PostfixBulk:
     Shares the parser's memo tables and time arithmetic, so both give the same floats.
     """
 
-    __slots__ = ("_delays", "_parser", "rx")
+    __slots__ = ("_delays", "_domains", "_parser", "rx")
 
     def __init__(self, parser: PostfixParser) -> None:
         import re  # noqa: PLC0415 - compiled once per reader
@@ -126,6 +127,7 @@ class PostfixBulk:
         self._parser = parser
         self.rx = re.compile(_ROW)
         self._delays: dict[str, float | None] = {}
+        self._domains: dict[str, str] = {}  # text after "@" → domain_of()
 
     def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
         """The prefilter and rows() over a whole chunk in C (logscan/_postfix_scan.c), if built."""
@@ -180,8 +182,13 @@ class PostfixBulk:
         # The order-dependent parts: the domain of each event with a code, and each delay.
         classes = list(map(itemgetter(_CLASS), rows))
         keys = list(compress(map(itemgetter(_DOMAIN), rows), classes))
-        domain_of = p._domain
-        memo = {key: domain_of("@" + key) if key else "" for key in set(keys)}
+        memo = self._domains
+        missing = set(keys).difference(memo)
+        if len(memo) + len(missing) > _DOMAIN_MEMO:
+            memo.clear()
+            missing = set(keys)
+        for key in missing:
+            memo[key] = p._domain("@" + key) if key else ""
         domains = list(map(memo.__getitem__, keys))
         delays: dict[Status, list[float]] = {}
         delivered = [row for row in rows if row[_DELAY]]
