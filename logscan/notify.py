@@ -22,13 +22,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 import structlog
 import urllib3
 
 from logscan.alerts import Transition
+from logscan.config import Receiver
 
 RESULTS: Final = ("success", "failure", "dropped")
 BACKOFF_MIN_S: Final = 1.0
@@ -40,24 +41,6 @@ Key = tuple[tuple[str, str], ...]
 
 log = structlog.get_logger("logscan.alerts")
 _json = msgspec.json.Encoder()
-
-
-class Receiver(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Where alerts go, as written under `[[alerts.receivers]]` in the TOML config."""
-
-    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-    # Alertmanager: its base URL (".../api/v2/alerts" is appended); webhook: the full URL.
-    url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]+$")]
-    kind: Literal["alertmanager", "webhook"] = "alertmanager"
-    timeout_s: Annotated[float, msgspec.Meta(gt=0.0, le=60.0)] = 5.0
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
-
-    @property
-    def endpoint(self) -> str:
-        """The URL a POST goes to."""
-        if self.kind == "alertmanager":
-            return self.url.rstrip("/") + "/api/v2/alerts"
-        return self.url
 
 
 def rfc3339(t: float) -> str:

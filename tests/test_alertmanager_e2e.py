@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from logscan.alerts import AlertEngine, Transition
+from logscan.config import Receiver
 from logscan.events import Event
-from logscan.notify import Notifier, Receiver, describe_counts
+from logscan.notify import Notifier, describe_counts
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.postfix import PostfixParser
 from tests.alertmanager_fixture import (

@@ -12,7 +12,8 @@ import structlog
 from structlog.testing import capture_logs
 
 from logscan.alerts import DEFAULT_RULES, Rule, State, Transition
-from logscan.notify import Notifier, Receiver, describe, rfc3339
+from logscan.config import Receiver
+from logscan.notify import Notifier, describe, rfc3339
 from tests.alertmanager_fixture import WebhookSink, free_port, wait_for
 
 RULE: Rule = DEFAULT_RULES[0]
