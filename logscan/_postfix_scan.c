@@ -486,7 +486,46 @@ static PyObject *make_row(Fields *f, PyObject *line, PyObject **last)
 }
 
 static const char *const TRIGGERS[] = {"status=", ": host ", "reject: ", " exim"};
+static const size_t TRIGGER_LEN[] = {7, 7, 8, 5};
 #define NTRIGGERS 4
+#define TRIGGER_MAX 8
+
+#if defined(__SSE2__) && !defined(LOGSCAN_NO_SIMD)
+#include <emmintrin.h>
+#define TRIGGER_SIMD 1
+
+/* The first occurrence of any trigger at or after p, or e: one pass, 16 positions at a time,
+ * keeping those where a trigger's first and last bytes both match, then comparing those. */
+static P next_trigger(P p, P e)
+{
+    __m128i first[NTRIGGERS], last[NTRIGGERS];
+    for (int k = 0; k < NTRIGGERS; k++) {
+        first[k] = _mm_set1_epi8(TRIGGERS[k][0]);
+        last[k] = _mm_set1_epi8(TRIGGERS[k][TRIGGER_LEN[k] - 1]);
+    }
+    for (; e - p >= 16 + TRIGGER_MAX - 1; p += 16) {
+        __m128i block = _mm_loadu_si128((const __m128i *)p);
+        unsigned masks[NTRIGGERS], any = 0;
+        for (int k = 0; k < NTRIGGERS; k++) {
+            __m128i tail = _mm_loadu_si128((const __m128i *)(p + TRIGGER_LEN[k] - 1));
+            masks[k] = (unsigned)_mm_movemask_epi8(
+                _mm_and_si128(_mm_cmpeq_epi8(block, first[k]), _mm_cmpeq_epi8(tail, last[k])));
+            any |= masks[k];
+        }
+        for (; any; any &= any - 1) {
+            int i = __builtin_ctz(any);
+            for (int k = 0; k < NTRIGGERS; k++)
+                if ((masks[k] >> i & 1) && memcmp(p + i, TRIGGERS[k], TRIGGER_LEN[k]) == 0)
+                    return p + i;
+        }
+    }
+    for (; p < e; p++)
+        for (int k = 0; k < NTRIGGERS; k++)
+            if ((size_t)(e - p) >= TRIGGER_LEN[k] && memcmp(p, TRIGGERS[k], TRIGGER_LEN[k]) == 0)
+                return p;
+    return e;
+}
+#endif
 
 static PyObject *scan(PyObject *self, PyObject *args)
 {
@@ -502,10 +541,14 @@ static PyObject *scan(PyObject *self, PyObject *args)
     P data = PyUnicode_1BYTE_DATA(chunk), end = data + n;
     if (!(out = PyList_New(0)))
         return NULL;
+#ifdef TRIGGER_SIMD
+    P next = NULL; /* the next trigger at or after the current line; NULL: not looked for yet */
+#else
     /* Where each trigger next occurs at or after the current line (n: nowhere), as offsets. */
     Py_ssize_t next[NTRIGGERS];
     for (int k = 0; k < NTRIGGERS; k++)
         next[k] = -1;
+#endif
     Py_ssize_t lines = 0;
     Fields f;
     PyObject *last[NLAST] = {NULL};
@@ -514,13 +557,21 @@ static PyObject *scan(PyObject *self, PyObject *args)
         Py_ssize_t so = s - data, eo = e - data;
         lines++;
         int wanted = !boring(s, e);
+#ifdef TRIGGER_SIMD
+        if (!wanted) {
+            if (!next || next < s)
+                next = next_trigger(s, end);
+            wanted = next < e;
+        }
+#else
         for (int k = 0; k < NTRIGGERS && !wanted; k++) {
             if (next[k] < so) {
-                P hit = memmem(s, (size_t)(end - s), TRIGGERS[k], strlen(TRIGGERS[k]));
+                P hit = memmem(s, (size_t)(end - s), TRIGGERS[k], TRIGGER_LEN[k]);
                 next[k] = hit ? hit - data : n;
             }
             wanted = next[k] < eo;
         }
+#endif
         if (wanted) {
             PyObject *line = PyUnicode_Substring(chunk, so, eo), *item = line;
             if (line && want_rows && eo - so <= MAX_LINE && !(e > s && e[-1] == '\r') && row(s, e, &f)) {

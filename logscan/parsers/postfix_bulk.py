@@ -8,8 +8,10 @@ back as a row of empty strings, for parse(). tests/test_bulk.py holds the two to
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
+from functools import cache
 from itertools import compress, islice, repeat
 from operator import itemgetter, le
 from typing import Final, cast
@@ -89,6 +91,12 @@ _MISSING: Final = -1.0  # not a delay _delay() could give
 _DOMAIN_MEMO: Final = 1 << 16  # domains kept between chunks (a few MB at most)
 
 
+@cache
+def _row_regex() -> re.Pattern[str]:
+    """_ROW compiled, when first needed: with the C scanner built it never is."""
+    return re.compile(_ROW)
+
+
 def _row(groups: tuple[str, ...], line: str) -> tuple[str, ...]:
     """The row of a line from _ROW's groups."""
     minute, sec, frac, zone, d_dom, delay, dsn, word, c_said, e_said, c_paren, e_paren = groups[:12]
@@ -119,13 +127,10 @@ class PostfixBulk:
     Shares the parser's memo tables and time arithmetic, so both give the same floats.
     """
 
-    __slots__ = ("_delays", "_domains", "_parser", "rx")
+    __slots__ = ("_delays", "_domains", "_parser")
 
     def __init__(self, parser: PostfixParser) -> None:
-        import re  # noqa: PLC0415 - compiled once per reader
-
         self._parser = parser
-        self.rx = re.compile(_ROW)
         self._delays: dict[str, float | None] = {}
         self._domains: dict[str, str] = {}  # text after "@" → domain_of()
 
@@ -138,7 +143,7 @@ class PostfixBulk:
         text = "\n".join(lines)
         if "\r" in text or max(map(len, lines), default=0) > MAX_LINE:
             return None  # parse() strips a CR and cuts long lines; the regex does neither
-        found: list[tuple[str, ...]] = self.rx.findall(text + "\n")
+        found: list[tuple[str, ...]] = _row_regex().findall(text + "\n")
         if len(found) != len(lines):
             return None
         return [_row(row, line) if row[0] else line for row, line in zip(found, lines, strict=True)]
