@@ -1,12 +1,12 @@
 /* The Postfix scan hot loop in C: which lines of a chunk matter, and the fields of usual ones.
  *
- * scan(chunk, rows) does what logscan/pipeline.py (the prefilter) and
- * logscan/parsers/postfix_bulk.py (the row regex, _ROW) do in Python, in one pass:
- * every line of `chunk` (a str of whole lines, each ending in "\n") that holds a trigger or
- * does not start with the boring stamp shape is returned, in order, either as the row
- * _ROW's findall gives for it (a tuple of 17 str) or, when _ROW would leave it to parse(),
- * as the line itself. The Python code is the definition: tests/test_bulk.py checks this
- * module against it line for line, on sample and on random lines.
+ * scan(chunk, rows) does in one pass what logscan/pipeline.py (the prefilter) and
+ * logscan/parsers/postfix_bulk.py (PostfixBulk.rows: the _ROW regex, then _row) do in
+ * Python: every line of `chunk` (a str of whole lines, each ending in "\n") that holds a
+ * trigger or does not start with the boring stamp shape comes back, in order, either as the
+ * row PostfixBulk.rows gives for it or, when that leaves it to parse(), as the line itself.
+ * The Python code is the definition: tests/test_bulk.py checks this file against it line for
+ * line, and under AddressSanitizer.
  *
  * Only 1-byte-kind strings (all characters below U+0100) are read; for any other chunk
  * scan() returns None and the caller uses the Python path.
@@ -20,7 +20,7 @@
 
 typedef const Py_UCS1 *P;
 
-#define NFIELDS 17 /* _ROW's groups; a row tuple holds them, then the line itself */
+#define NFIELDS 17 /* _ROW's groups, read here; make_row() turns them into a row */
 #define MAX_LINE 65536
 
 static int is_digit(Py_UCS1 c) { return c >= '0' && c <= '9'; }
@@ -43,10 +43,13 @@ static P run(P p, P e, int (*ok)(Py_UCS1))
     return p;
 }
 
+/* Is c one of the characters of `set`? (strchr alone would also find a NUL character.) */
+static int in(Py_UCS1 c, const char *set) { return c != 0 && strchr(set, c) != NULL; }
+
 /* The end of the run of characters from p that are none of `stop` (nor "\n": lines have none). */
 static P run_not(P p, P e, const char *stop)
 {
-    while (p < e && strchr(stop, *p) == NULL)
+    while (p < e && !in(*p, stop))
         p++;
     return p;
 }
@@ -166,7 +169,7 @@ static P field(P p, P e, const char *name, Py_ssize_t n, const char *digits, P *
     P a = p + n, b;
     if (digits) {
         b = a;
-        while (b < e && strchr(digits, *b) != NULL)
+        while (b < e && in(*b, digits))
             b++;
         if (b == a)
             return NULL;

@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         "as Prometheus metrics, with built-in 551 spike alerts.",
         epilog=EPILOG,
     )
-    ap.add_argument("--version", action="version", version=f"logscan {__version__}")
+    ap.add_argument(
+        "--version", action=_Version, nargs=0, help="show the version and whether the C scanner is built"
+    )
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon: follow the configured logs, serve /metrics, alert")
@@ -71,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the config file; exit 2 when invalid")
     check.add_argument("--config", type=Path, default=DEFAULT_PATH)
     return ap
+
+
+class _Version(argparse.Action):
+    """--version, with whether the C scanner for Postfix logs is built (docs/decisions/0008)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from logscan.parsers.postfix_bulk import _scan  # noqa: PLC0415 - only --version asks
+
+        built = "Postfix C scanner built" if _scan is not None else "no C scanner: Postfix logs scan slower"
+        print(f"logscan {__version__} ({built})")
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

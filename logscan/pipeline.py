@@ -32,9 +32,7 @@ class LineCounts:
 class Pipeline:
     """Feeds one log's lines through its parser into the aggregate and any observers."""
 
-    __slots__ = (
-        "aggregate", "bulk", "counts", "keep_examples", "log", "observers", "parser", "prefilter", "rows",
-    )  # fmt: skip
+    __slots__ = ("aggregate", "bulk", "counts", "keep_examples", "log", "observers", "parser", "prefilter")
 
     def __init__(
         self,
@@ -53,16 +51,16 @@ class Pipeline:
         self.counts = LineCounts()
         self.prefilter: Prefilter | None = prefilter_of(parser)
         self.bulk: BulkReader | None = bulk_reader_of(parser)
-        # Observers see each Event; batches hold none, so with observers every line is parsed.
-        self.rows = not self.observers
 
     def feed_text(self, chunk: str) -> LineCounts:
         """Like feed(), for a chunk of whole lines each ending in "\n"; returns this call's counts.
 
         With the parser's prefilter, only lines holding a trigger or not of the boring shape
         reach parse() (in file order); the others are counted as ignored, with no Python step
-        per skipped line. The result is exactly that of feed(chunk.split("\n")[:-1]).
-        A chunk not ending in "\n" is read as if it did.
+        per skipped line. With the parser's bulk reader and no observers, runs of usual event
+        lines are counted in EventBatches (docs/decisions/0008-bulk-scan.md). The result is
+        exactly that of feed(chunk.split("\n")[:-1]). A chunk not ending in "\n" is read as if
+        it did.
         """
         if not chunk:
             return LineCounts()
@@ -70,7 +68,9 @@ class Pipeline:
             chunk += "\n"
         batch = LineCounts()
         bulk = self.bulk
-        scanned = bulk.scan(chunk, self.rows) if bulk is not None else None
+        # Observers see each Event; batches hold none, so with observers every line is parsed.
+        rows = not self.observers
+        scanned = bulk.scan(chunk, rows) if bulk is not None else None
         if scanned is not None:
             total, found = scanned
             self._parse_items(found, batch)
@@ -105,7 +105,7 @@ class Pipeline:
             chunk[(rfind("\n", 0, end) + 1 if start < 0 else start) : end]
             for end, start in sorted(spans.items())
         ]
-        items = bulk.rows(lines) if bulk is not None and self.rows and lines else None
+        items = bulk.rows(lines) if bulk is not None and rows and lines else None
         if items is not None:
             self._parse_items(items, batch)
         else:

@@ -28,7 +28,7 @@ def logscan(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 def test_version_and_help() -> None:
     out = logscan("--version")
     assert out.returncode == 0
-    assert out.stdout.strip() == f"logscan {__version__}"
+    assert out.stdout.strip() == f"logscan {__version__} (Postfix C scanner built)"
     helped = logscan("--help")
     assert helped.returncode == 0
     for word in ("run", "scan", "parse", "check-config", "exit codes"):

@@ -1,9 +1,10 @@
-"""Runs of usual Postfix event lines → grouped counts, with one regex pass per chunk.
+"""Runs of usual Postfix event lines → grouped counts: the scan hot path.
 
-The scan hot path (docs/decisions/0008-bulk-reader.md). `PostfixParser.parse()` stays the
-definition: the regex below accepts only lines whose event parse() gives through its fast
-paths, and reads from them exactly the fields the aggregate counts. Every other line comes
-back as a row of empty strings, for parse(). tests/test_bulk.py holds the two to each other.
+docs/decisions/0008-bulk-scan.md. `PostfixParser.parse()` stays the definition: the regex
+below accepts only lines whose event parse() gives through its fast paths, and reads from
+them exactly the fields the aggregate counts, into a row; every other line stays a line, for
+parse(). The C scanner (logscan/_postfix_scan.c) makes the same rows faster, and
+tests/test_bulk.py holds all three to each other.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from logscan.events import Direction, EventBatch, Status
 from logscan.parsers.base import MAX_LINE, Item
 from logscan.parsers.postfix import _MEMO_MAX, _REJECT_STAGE, _STATUS, PostfixParser, _valid_enhanced
 
-# What _FAST_HEAD accepts, narrowed: RFC 3339 with a zone only (years 1900-2099, seconds
-# 00-59, at most 6 fraction digits, so that an event's minute is its stamp's minute: see
-# _minute_of). Groups: minute, seconds, fraction, zone. `\n` is excluded everywhere, since
-# the rows are read from lines joined by "\n".
+# What _FAST_HEAD accepts, narrowed: RFC 3339 with a zone only; years 1900-2099, seconds
+# 00-59 and at most 6 fraction digits, so that minute + seconds never rounds up to the next
+# minute and an event's bounce-ratio bucket is its stamp's minute. Groups: minute, seconds,
+# fraction, zone. `\n` is excluded everywhere: the lines are read joined by "\n".
 _HEAD: Final = (
     r"((?:19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):([0-5][0-9])(\.[0-9]{1,6})?"
     r"([+-][0-9]{2}:?[0-9]{2}|Z) "
@@ -139,7 +140,7 @@ class PostfixBulk:
         return None if _scan is None else _scan(chunk, rows)
 
     def rows(self, lines: list[str]) -> list[Item] | None:
-        """Each line's row (the regex groups, then the line) or, left to parse(), the line."""
+        """Each line's row (see _row) or, when it is left to parse(), the line itself."""
         text = "\n".join(lines)
         if "\r" in text or max(map(len, lines), default=0) > MAX_LINE:
             return None  # parse() strips a CR and cuts long lines; the regex does neither
