@@ -310,22 +310,21 @@ static int expiry(P p, P e, Fields *f)
     return 1;
 }
 
-/* _ROW for the line [s, e): 1 and the fields when it is a usual event line, else 0. */
-static int row(P s, P e, Fields *f)
+/* An RFC 3339 stamp with a zone (fields: minute, seconds, fraction, zone): where it ends. */
+static P rfc3339_stamp(P s, P e, Fields *f)
 {
-    memset(f, 0, sizeof *f);
     if (e - s < 20 || !((s[0] == '1' && s[1] == '9') || (s[0] == '2' && s[1] == '0')) || !is_digit(s[2]) ||
         !is_digit(s[3]) || s[4] != '-' || !is_digit(s[5]) || !is_digit(s[6]) || s[7] != '-' || !is_digit(s[8]) ||
         !is_digit(s[9]) || s[10] != 'T' || !is_digit(s[11]) || !is_digit(s[12]) || s[13] != ':' ||
         !is_digit(s[14]) || !is_digit(s[15]) || s[16] != ':' || s[17] < '0' || s[17] > '5' || !is_digit(s[18]))
-        return 0;
+        return NULL;
     set(f, 0, s, s + 16);
     set(f, 1, s + 17, s + 19);
     P p = s + 19;
     if (*p == '.') {
         P d = run(p + 1, e, is_digit);
         if (d - (p + 1) < 1 || d - (p + 1) > 6)
-            return 0;
+            return NULL;
         set(f, 2, p, d);
         p = d;
     }
@@ -337,12 +336,47 @@ static int row(P s, P e, Fields *f)
         if (*p == ':')
             p++;
         if (!(e - p >= 2 && is_digit(p[0]) && is_digit(p[1])))
-            return 0;
+            return NULL;
         p += 2;
     } else {
-        return 0;
+        return NULL;
     }
     set(f, 3, z, p);
+    return p;
+}
+
+/* A classic syslog stamp `Mmm dd hh:mm:ss`, the day ` 7`, `07` or `7` (fields: `Mmm dd hh:mm`,
+ * seconds): where it ends. */
+static P syslog_stamp(P s, P e, Fields *f)
+{
+    Py_ssize_t n = e - s, i;
+    if (n < 15 || s[3] != ' ' || !equals(s, 3, MONTHS))
+        return NULL;
+    if ((s[4] == ' ' || is_digit(s[4])) && is_digit(s[5]))
+        i = 6; /* the regex tries the two-character day first, and the other cannot follow it */
+    else if (is_digit(s[4]) && s[5] == ' ')
+        i = 5;
+    else
+        return NULL;
+    if (!(n >= i + 10 && s[i] == ' ' && is_digit(s[i + 1]) && is_digit(s[i + 2]) && s[i + 3] == ':' &&
+          is_digit(s[i + 4]) && is_digit(s[i + 5]) && s[i + 6] == ':' && s[i + 7] >= '0' && s[i + 7] <= '5' &&
+          is_digit(s[i + 8])))
+        return NULL;
+    set(f, 0, s, s + i + 6);
+    set(f, 1, s + i + 7, s + i + 9);
+    return s + i + 9;
+}
+
+/* _ROW for the line [s, e): 1 and the fields when it is a usual event line, else 0. */
+static int row(P s, P e, Fields *f)
+{
+    memset(f, 0, sizeof *f);
+    P p = rfc3339_stamp(s, e, f);
+    if (!p) {
+        memset(f, 0, sizeof *f);
+        if (!(p = syslog_stamp(s, e, f)))
+            return 0;
+    }
     if (!AT(p, e, " "))
         return 0;
     P h = run(p + 1, e, is_word);

@@ -233,7 +233,7 @@ class Aggregate:
         for (direction, code, enhanced), n in b.replies.items():
             key = (mta, log, direction, code, enhanced)
             replies[key] = replies.get(key, 0) + n
-        # The top-domains sketch depends on the order it sees domains in: one call per event.
+        # The top-domains sketch depends on the order it sees domains in: one step per event.
         domains = self.domains
         for (label, (direction, klass)), n in Counter(
             zip(self.top.labels(b.domains), b.classes, strict=True)

@@ -71,9 +71,9 @@ class Pipeline:
         # Observers see each Event; batches hold none, so with observers every line is parsed.
         rows = not self.observers
         scanned = bulk.scan(chunk, rows) if bulk is not None else None
-        if scanned is not None:
+        if bulk is not None and scanned is not None:
             total, found = scanned
-            self._parse_items(found, batch)
+            self._parse_items(bulk, found, batch)
             batch.ignored = total - batch.parsed - batch.unparsed
             self._fold(batch)
             return batch
@@ -106,8 +106,8 @@ class Pipeline:
             for end, start in sorted(spans.items())
         ]
         items = bulk.rows(lines) if bulk is not None and rows and lines else None
-        if items is not None:
-            self._parse_items(items, batch)
+        if bulk is not None and items is not None:
+            self._parse_items(bulk, items, batch)
         else:
             self._parse(lines, batch)
         batch.ignored = chunk.count("\n") - batch.parsed - batch.unparsed
@@ -121,10 +121,8 @@ class Pipeline:
         self._fold(batch)
         return batch
 
-    def _parse_items(self, items: list[Item], batch: LineCounts) -> None:
+    def _parse_items(self, bulk: BulkReader, items: list[Item], batch: LineCounts) -> None:
         """_parse() for a bulk reader's items: each run of rows in one batch, lines one by one."""
-        bulk = self.bulk
-        assert bulk is not None
         for kind, run in groupby(items, type):
             if kind is str:
                 self._parse(cast(list[str], list(run)), batch)

@@ -14,9 +14,10 @@ import os
 import subprocess
 import sys
 import sysconfig
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -116,9 +117,22 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return read_lines(path)
 
 
+def syslog_stamped(lines: list[str]) -> list[str]:
+    """The lines with their RFC 3339 stamps (UTC) rewritten as classic syslog ones."""
+    out = []
+    for line in lines:
+        stamp, _, rest = line.partition(" ")
+        t = datetime.fromisoformat(stamp)
+        out.append(f"{t:%b} {t.day:2d} {t:%H:%M:%S} {rest}")
+    return out
+
+
+@pytest.mark.parametrize("stamps", ["rfc3339", "syslog"])
 def test_a_generated_log_counts_the_same_and_mostly_in_batches(
-    generated: list[str], monkeypatch: pytest.MonkeyPatch
+    generated: list[str], stamps: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if stamps == "syslog":
+        generated = syslog_stamped(generated)
     assert_same(chunked(generated, 4096), monkeypatch)
     assert C_SCAN is not None
     rows = lines = 0
@@ -130,6 +144,21 @@ def test_a_generated_log_counts_the_same_and_mostly_in_batches(
     events = run("general", chunked(generated, 4096), monkeypatch)[0].parsed
     assert lines == len(generated)
     assert rows >= 0.95 * events  # the bulk path is not a bystander
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Amsterdam", "America/St_Johns", "Asia/Kathmandu"])
+def test_a_syslog_minute_plus_its_seconds_is_the_time_parse_gives(zone: str) -> None:
+    # batch() dates a classic syslog stamp as its minute's time + the seconds; parse() dates
+    # the whole stamp. Both must be the same float, across DST changes and odd offsets too.
+    p = make_parser("postfix", ParserOptions(log="x", tz=ZoneInfo(zone), reference_time=REFERENCE))
+    assert isinstance(p, PostfixParser)
+    for day in ("Mar 29", "Mar 30", "Oct 25", "Oct 26", "Nov  2", "Nov 29", "Dec 31", "Jan  1"):
+        for hm in ("00:00", "01:59", "02:30", "03:01", "23:59"):
+            start = p._time(f"{day} {hm}:00", 15)
+            for sec in ("00", "01", "30", "59"):
+                whole = p._time(f"{day} {hm}:{sec}", 15)
+                assert start is not None
+                assert whole == start + float(sec), (zone, day, hm, sec)
 
 
 def test_c_rows_equal_regex_rows_on_every_cut_of_every_sample_line() -> None:
@@ -159,7 +188,8 @@ STAMPS = (
     "2026-11-29T07:21:49.123456+00:00", "2026-11-29T07:21:49+02:00", "2026-11-29T07:22:01.5-0500",
     "2026-11-29T07:20:59.9999999Z", "2026-11-29T07:21:60.1+00:00", "1899-12-31T23:59:59Z",
     "2026-13-29T07:21:49+00:00", "2026-11-29T07:21:49.123+99:00", "Nov 29 07:21:49", "Nov  9 07:21:49",
-    "2026-11-29T08:30:00.000001+00:00", "2026-11-29 07:21:49",
+    "2026-11-29T08:30:00.000001+00:00", "2026-11-29 07:21:49", "Nov 9 07:21:49", "Dec 31 23:59:59",
+    "Nov 29 07:21:60", "Nov 029 07:21:49", "Nov 29 7:21:49", "Feb 30 07:21:49",
 )  # fmt: skip
 TAGS = (
     "postfix/smtp[123]", "postfix-out/relay/smtp[9]", "a/b/c/lmtp[1]", "a/b/c/d/smtp[1]", "postfix/qmgr[7]",
@@ -241,9 +271,13 @@ def test_c_rows_equal_regex_rows_on_random_lines(line: str) -> None:
 def test_every_combination_of_the_branch_pieces_counts_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     # The random tests sample these pieces; here each combination runs once, in whole runs of
     # well-formed lines (each bad delay sends its whole batch to parse(), so those go apart).
-    head = "2026-11-29T07:21:49.123456+00:00 mx postfix/smtp[1]: 4Fg2kX0zQ1z: "
-    deliveries = [
+    heads = (
+        "2026-11-29T07:21:49.123456+00:00 mx postfix/smtp[1]: 4Fg2kX0zQ1z: ",
+        "Nov 29 07:21:50 mx postfix/smtp[1]: 4Fg2kX0zQ1z: ",
+    )
+    deliveries = [  # a run per stamp style: a batch takes one zone only
         head + body.format(d=d, r=RELAYS[0], delay=delay, dsn=dsn, word=word, tail=tail.format(d=d))
+        for head in heads
         for body in DELIVERY
         for tail in TAILS
         for dsn in DSNS
@@ -251,9 +285,13 @@ def test_every_combination_of_the_branch_pieces_counts_the_same(monkeypatch: pyt
         for d in DOMAINS
         for delay in ("0.1", "1.2.3")
     ]
-    head = "2026-11-29T07:21:49.5+00:00 mx postfix/smtpd[1]: NOQUEUE: "
+    heads = (
+        "2026-11-29T07:21:49.5+00:00 mx postfix/smtpd[1]: NOQUEUE: ",
+        "Nov 29 07:21:49 mx postfix/smtpd[1]: NOQUEUE: ",
+    )
     rejects = [
         head + body.format(d=d, pre=pre, stage=stage, client=client, reply=reply)
+        for head in heads
         for body in REJECT
         for pre in PRES
         for stage in STAGES

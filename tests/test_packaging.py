@@ -51,6 +51,9 @@ def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
     }
     assert "logscan/parsers/__init__.py" in wanted
     assert wanted - packed == set()
+    # The C scanner, compiled (this machine has a compiler), with its type stub.
+    assert any(name.startswith("logscan/_postfix_scan.") and name.endswith(".so") for name in packed)
+    assert "logscan/_postfix_scan.pyi" in packed
     assert not any(name.startswith("tests/") for name in packed)
 
     env_dir = tmp_path / "venv"
@@ -61,6 +64,6 @@ def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
 
     # cwd is tmp_path, so the checkout is not on sys.path: this is the installed copy.
     done = run(env_dir / "bin" / "logscan", "--version", cwd=tmp_path)
-    assert done.stdout.strip() == f"logscan {logscan.__version__}"
+    assert done.stdout.strip() == f"logscan {logscan.__version__} (Postfix C scanner built)"
     where = run(python, "-c", "import logscan; print(logscan.__file__)", cwd=tmp_path)
     assert where.stdout.strip().startswith(str(env_dir))

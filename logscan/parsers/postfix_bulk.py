@@ -11,23 +11,28 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import cache
 from itertools import compress, islice, repeat
-from operator import itemgetter, le
+from operator import add, floordiv, itemgetter, le
 from typing import Final, cast
 
 from logscan.events import Direction, EventBatch, Status
 from logscan.parsers.base import MAX_LINE, Item
 from logscan.parsers.postfix import _MEMO_MAX, _REJECT_STAGE, _STATUS, PostfixParser, _valid_enhanced
+from logscan.parsers.postfix import _SECONDS as _SECOND_FLOATS
 
-# What _FAST_HEAD accepts, narrowed: RFC 3339 with a zone only; years 1900-2099, seconds
-# 00-59 and at most 6 fraction digits, so that minute + seconds never rounds up to the next
-# minute and an event's bounce-ratio bucket is its stamp's minute. Groups: minute, seconds,
-# fraction, zone. `\n` is excluded everywhere: the lines are read joined by "\n".
+# What _FAST_HEAD accepts, narrowed. Either RFC 3339 with a zone (groups: minute, seconds,
+# fraction, zone), years 1900-2099, seconds 00-59 and at most 6 fraction digits, so that
+# minute + seconds never rounds up to the next minute and an event's bounce-ratio bucket is
+# its stamp's minute; or a classic syslog stamp (groups: `Mmm dd hh:mm`, seconds), whose
+# time batch() asks the parser for, second by second. `\n` is excluded everywhere: the lines
+# are read joined by "\n".
 _HEAD: Final = (
-    r"((?:19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):([0-5][0-9])(\.[0-9]{1,6})?"
-    r"([+-][0-9]{2}:?[0-9]{2}|Z) "
+    r"(?:((?:19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):([0-5][0-9])(\.[0-9]{1,6})?"
+    r"([+-][0-9]{2}:?[0-9]{2}|Z)"
+    r"|((?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?:[ 0-9][0-9]|[0-9]) [0-9]{2}:[0-9]{2})"
+    r":([0-5][0-9])) "
     r"[A-Za-z0-9_.-]{1,64} [A-Za-z0-9_.-]{1,20}(?:/[A-Za-z0-9_.-]{1,20}){0,2}/"
 )
 # reply_codes() of a reply's first 20 characters (its grammar, with `$` as the line's end):
@@ -78,11 +83,12 @@ _EXPIRED: Final = (
 _ROW: Final = f"(?:{_HEAD}(?:{_DELIVERY}|{_REJECT}|{_EXPIRED})|[^\n]*)\n"
 
 # A row: what batch() reads of a usual event line (the C scanner makes the same, see _row):
-# minute `YYYY-MM-DDThh:mm`, seconds with any fraction, zone; `key`, what decides the counts
-# (`D<status word>|<code>|<enhanced>|<dsn>` for a delivery, `R<stage word>|<code>|<enhanced>`
-# for a refusal, `E<status word>` for an expiry); the remote domain's key (text after the
-# last "@"); `o5`/`i4`-style direction and code class, "" without a code; the delay text and
-# the status word of a delivery or expiry; then the line itself.
+# minute `YYYY-MM-DDThh:mm`, seconds with any fraction, zone (a syslog stamp: `Mmm dd hh:mm`,
+# seconds, ""); `key`, what decides the counts (`D<status word>|<code>|<enhanced>|<dsn>` for
+# a delivery, `R<stage word>|<code>|<enhanced>` for a refusal, `E<status word>` for an
+# expiry); the remote domain's key (text after the last "@"); `o5`/`i4`-style direction and
+# code class, "" without a code; the delay text and the status word of a delivery or
+# expiry; then the line itself.
 _MINUTE, _SECONDS, _ZONE, _KEY, _DOMAIN, _CLASS, _DELAY, _WORD, _LINE = range(9)
 _FINAL: Final = {"sent": 0, "bounced": 1, "expired": 2}  # _bucket()'s cell index per outcome
 _CLASSES: Final[dict[str, tuple[Direction, str]]] = {
@@ -100,8 +106,10 @@ def _row_regex() -> re.Pattern[str]:
 
 def _row(groups: tuple[str, ...], line: str) -> tuple[str, ...]:
     """The row of a line from _ROW's groups."""
-    minute, sec, frac, zone, d_dom, delay, dsn, word, c_said, e_said, c_paren, e_paren = groups[:12]
-    stage, c_rej, e_rej, r_dom, q_word = groups[12:]
+    minute, sec, frac, zone, s_minute, s_sec = groups[:6]
+    minute, sec = minute or s_minute, sec or s_sec
+    d_dom, delay, dsn, word, c_said, e_said, c_paren, e_paren = groups[6:14]
+    stage, c_rej, e_rej, r_dom, q_word = groups[14:]
     if word:
         code = c_said or c_paren
         key = f"D{word}|{code}|{e_said or e_paren}|{dsn}"
@@ -147,24 +155,20 @@ class PostfixBulk:
         found: list[tuple[str, ...]] = _row_regex().findall(text + "\n")
         if len(found) != len(lines):
             return None
-        return [_row(row, line) if row[0] else line for row, line in zip(found, lines, strict=True)]
+        return [_row(row, line) if row[0] or row[4] else line for row, line in zip(found, lines, strict=True)]
 
     def batch(self, rows: list[tuple[str, ...]]) -> EventBatch | None:
         """The events of `rows` (none empty) grouped; None when they must go line by line."""
         p = self._parser
         minute_texts = list(map(itemgetter(_MINUTE), rows))
         zones = set(map(itemgetter(_ZONE), rows))
-        # One zone and never-decreasing minutes: text order is time order, and add_batch()
-        # may fill each minute's bounce-ratio bucket at once.
-        if len(zones) != 1 or not all(map(le, minute_texts, islice(minute_texts, 1, None))):
+        if len(zones) != 1:
             return None
         zone = zones.pop()
-        epochs: dict[str, int] = {}
-        for text in dict.fromkeys(minute_texts):
-            start = p._minute(text + zone)
-            if start is None:
-                return None  # parse() would judge the stamp itself
-            epochs[text] = int(start // 60)
+        got = self._times(minute_texts, rows, zone)
+        if got is None:
+            return None
+        keys_of_time, bucket_of, last = got
 
         replies: dict[tuple[Direction, str, str], int] = {}
         deliveries: dict[Status, int] = {}
@@ -209,15 +213,10 @@ class PostfixBulk:
             for status in dict.fromkeys(statuses):
                 delays[status] = list(compress(cast(list[float], values), map(status.__eq__, statuses)))
         minutes: dict[int, list[int]] = {}
-        for (text, word), n in Counter(zip(minute_texts, map(itemgetter(_WORD), rows), strict=True)).items():
+        for (key, word), n in Counter(zip(keys_of_time, map(itemgetter(_WORD), rows), strict=True)).items():
             index = _FINAL.get(_STATUS[word]) if word else None
             if index is not None:
-                minutes.setdefault(epochs[text], [0, 0, 0])[index] += n
-        minute, seconds = max(zip(minute_texts, map(itemgetter(_SECONDS), rows), strict=True))
-        stamp = f"{minute}:{seconds}{zone}"
-        last = p._time(stamp, len(stamp))
-        if last is None:
-            return None
+                minutes.setdefault(bucket_of[key], [0, 0, 0])[index] += n
         return EventBatch(
             "postfix",
             p._log,
@@ -231,6 +230,43 @@ class PostfixBulk:
             minutes,
             last,
         )
+
+    def _times(
+        self, minute_texts: list[str], rows: list[tuple[str, ...]], zone: str
+    ) -> tuple[Sequence[Hashable], Mapping[Hashable, int], float] | None:
+        """Each row's time key, each key's bounce-ratio minute, and the latest time; None when
+        the rows' minutes decrease somewhere or a stamp is one parse() would reject.
+
+        add_batch() may fill each minute's bucket at once only because minutes never decrease.
+        """
+        p = self._parser
+        if zone:  # RFC 3339: within one zone, text order is time order
+            if not all(map(le, minute_texts, islice(minute_texts, 1, None))):
+                return None
+            bucket_of: dict[Hashable, int] = {}
+            for text in dict.fromkeys(minute_texts):
+                start = p._minute(text + zone)
+                if start is None:
+                    return None
+                bucket_of[text] = int(start // 60)
+            minute, seconds = max(zip(minute_texts, map(itemgetter(_SECONDS), rows), strict=True))
+            stamp = f"{minute}:{seconds}{zone}"
+            last = p._time(stamp, len(stamp))
+            return None if last is None else (minute_texts, bucket_of, last)
+        # Classic syslog: no year, month names. The parser's clock dates each minute; it adds
+        # the seconds last (Clock.local), so minute + seconds is the float parse() gets.
+        starts: dict[str, float] = {}
+        for text in dict.fromkeys(minute_texts):
+            start = p._time(text + ":00", len(text) + 3)
+            if start is None:
+                return None
+            starts[text] = start
+        seconds = map(_SECOND_FLOATS.__getitem__, map(itemgetter(_SECONDS), rows))
+        times = list(map(add, map(starts.__getitem__, minute_texts), seconds))
+        if not all(map(le, times, islice(times, 1, None))):
+            return None
+        buckets = list(map(int, map(floordiv, times, repeat(60))))
+        return buckets, {b: b for b in buckets}, times[-1]
 
     def _delay(self, text: str) -> float | None:
         """float(delay=) as _delivered() reads it; None when it is no number."""
