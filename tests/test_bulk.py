@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import sysconfig
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.gen_logs import generate
+from benchmarks.restamp import syslog_stamped
 from logscan.aggregate import Aggregate
 from logscan.parsers import make_parser, postfix_bulk
 from logscan.parsers.base import Item, ParserOptions, prefilter_of
@@ -117,22 +118,12 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return read_lines(path)
 
 
-def syslog_stamped(lines: list[str]) -> list[str]:
-    """The lines with their RFC 3339 stamps (UTC) rewritten as classic syslog ones."""
-    out = []
-    for line in lines:
-        stamp, _, rest = line.partition(" ")
-        t = datetime.fromisoformat(stamp)
-        out.append(f"{t:%b} {t.day:2d} {t:%H:%M:%S} {rest}")
-    return out
-
-
 @pytest.mark.parametrize("stamps", ["rfc3339", "syslog"])
 def test_a_generated_log_counts_the_same_and_mostly_in_batches(
     generated: list[str], stamps: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if stamps == "syslog":
-        generated = syslog_stamped(generated)
+        generated = list(map(syslog_stamped, generated))
     assert_same(chunked(generated, 4096), monkeypatch)
     assert C_SCAN is not None
     rows = lines = 0
