@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable
 from functools import cache
 from itertools import compress, islice, repeat
 from operator import add, floordiv, itemgetter, le
@@ -160,15 +160,13 @@ class PostfixBulk:
     def batch(self, rows: list[tuple[str, ...]]) -> EventBatch | None:
         """The events of `rows` (none empty) grouped; None when they must go line by line."""
         p = self._parser
-        minute_texts = list(map(itemgetter(_MINUTE), rows))
         zones = set(map(itemgetter(_ZONE), rows))
         if len(zones) != 1:
             return None
-        zone = zones.pop()
-        got = self._times(minute_texts, rows, zone)
+        got = self._times(rows, zones.pop())
         if got is None:
             return None
-        keys_of_time, bucket_of, last = got
+        buckets, last = got
 
         replies: dict[tuple[Direction, str, str], int] = {}
         deliveries: dict[Status, int] = {}
@@ -213,10 +211,10 @@ class PostfixBulk:
             for status in dict.fromkeys(statuses):
                 delays[status] = list(compress(cast(list[float], values), map(status.__eq__, statuses)))
         minutes: dict[int, list[int]] = {}
-        for (key, word), n in Counter(zip(keys_of_time, map(itemgetter(_WORD), rows), strict=True)).items():
+        for (bucket, word), n in Counter(zip(buckets, map(itemgetter(_WORD), rows), strict=True)).items():
             index = _FINAL.get(_STATUS[word]) if word else None
             if index is not None:
-                minutes.setdefault(bucket_of[key], [0, 0, 0])[index] += n
+                minutes.setdefault(bucket, [0, 0, 0])[index] += n
         return EventBatch(
             "postfix",
             p._log,
@@ -231,19 +229,18 @@ class PostfixBulk:
             last,
         )
 
-    def _times(
-        self, minute_texts: list[str], rows: list[tuple[str, ...]], zone: str
-    ) -> tuple[Sequence[Hashable], Mapping[Hashable, int], float] | None:
-        """Each row's time key, each key's bounce-ratio minute, and the latest time; None when
-        the rows' minutes decrease somewhere or a stamp is one parse() would reject.
+    def _times(self, rows: list[tuple[str, ...]], zone: str) -> tuple[list[int], float] | None:
+        """Each row's bounce-ratio minute and the latest time; None when the rows' minutes
+        decrease somewhere or a stamp is one parse() would reject.
 
         add_batch() may fill each minute's bucket at once only because minutes never decrease.
         """
+        minute_texts = list(map(itemgetter(_MINUTE), rows))
         p = self._parser
         if zone:  # RFC 3339: within one zone, text order is time order
             if not all(map(le, minute_texts, islice(minute_texts, 1, None))):
                 return None
-            bucket_of: dict[Hashable, int] = {}
+            bucket_of: dict[str, int] = {}
             for text in dict.fromkeys(minute_texts):
                 start = p._minute(text + zone)
                 if start is None:
@@ -252,7 +249,7 @@ class PostfixBulk:
             minute, seconds = max(zip(minute_texts, map(itemgetter(_SECONDS), rows), strict=True))
             stamp = f"{minute}:{seconds}{zone}"
             last = p._time(stamp, len(stamp))
-            return None if last is None else (minute_texts, bucket_of, last)
+            return None if last is None else (list(map(bucket_of.__getitem__, minute_texts)), last)
         # Classic syslog: no year, month names. The parser's clock dates each minute; it adds
         # the seconds last (Clock.local), so minute + seconds is the float parse() gets.
         starts: dict[str, float] = {}
@@ -265,8 +262,7 @@ class PostfixBulk:
         times = list(map(add, map(starts.__getitem__, minute_texts), seconds))
         if not all(map(le, times, islice(times, 1, None))):
             return None
-        buckets = list(map(int, map(floordiv, times, repeat(60))))
-        return buckets, {b: b for b in buckets}, times[-1]
+        return list(map(int, map(floordiv, times, repeat(60)))), times[-1]
 
     def _delay(self, text: str) -> float | None:
         """float(delay=) as _delivered() reads it; None when it is no number."""
