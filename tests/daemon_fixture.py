@@ -74,7 +74,16 @@ class Daemon:
 
     def kill(self, sig: int = signal.SIGKILL) -> int:
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            # A hung daemon: SIGABRT makes faulthandler (-X faulthandler) write every thread's
+            # stack into its log, so the failure shows where it was stuck.
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(timeout=30)
+            raise AssertionError(
+                f"daemon ignored signal {sig} for 30 s; its log and threads:\n{self.logs()[-6000:]}"
+            ) from None
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -89,7 +98,7 @@ def start_daemon(config: Path, port: int, *, ready: bool = True, timeout: float 
     env.pop("NOTIFY_SOCKET", None)
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "logscan", "run", "--config", str(config)],
+            [sys.executable, "-X", "faulthandler", "-m", "logscan", "run", "--config", str(config)],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=REPO,
