@@ -5,7 +5,7 @@ setup:
 	./scripts/setup.sh
 
 demo: setup
-	.venv/bin/python -m logscan.demo
+	.venv/bin/python -m logscan.app.demo
 
 lint: setup
 	.venv/bin/ruff check .

@@ -5,6 +5,6 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         # optional: without a compiler logscan installs all the same and scans in pure Python.
-        Extension("logscan._postfix_scan", ["logscan/_postfix_scan.c"], optional=True),
+        Extension("logscan.parsers._postfix_scan", ["logscan/parsers/_postfix_scan.c"], optional=True),
     ]
 )

@@ -23,10 +23,10 @@ import urllib3
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from logscan.aggregate import Aggregate
+from logscan.core.aggregate import Aggregate
 from logscan.events import MTA, Event, Status
-from logscan.metrics import Exposition, LogStatus, make_registry
-from logscan.web import MetricsServer, load_web_config
+from logscan.outputs.http import MetricsServer, load_web_config
+from logscan.outputs.metrics import Exposition, LogStatus, make_registry
 
 CODES = [
     f"{c}" for c in (250, 251, 421, 450, 451, 452, 550, 551, 552, 553, 554, 535, 530, 571, 500, 501, 503)

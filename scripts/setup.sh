@@ -10,7 +10,7 @@ for bin_pkg in logrotate:logrotate promtool:prometheus prometheus-alertmanager:p
                postfix:postfix; do
   command -v "${bin_pkg%%:*}" >/dev/null 2>&1 || need_apt+=("${bin_pkg##*:}")
 done
-# The C scanner (logscan/_postfix_scan.c) is compiled by pip: a compiler, libasan for its
+# The C scanner (logscan/parsers/_postfix_scan.c) is compiled by pip: a compiler, libasan for its
 # sanitizer test, and the headers of the Python that builds the venv.
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \

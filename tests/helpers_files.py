@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from logscan.tail import Follower
+from logscan.sources.follower import Follower
 
 
 class LogWriter:

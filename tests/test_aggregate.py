@@ -8,7 +8,7 @@ import tracemalloc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logscan.aggregate import DELAY_BUCKETS, OTHER, Aggregate, TopDomains, window_label
+from logscan.core.aggregate import DELAY_BUCKETS, OTHER, Aggregate, TopDomains, window_label
 from logscan.events import Event
 
 T0 = 1_764_400_000.0  # a fixed event time; nothing here reads a clock

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from logscan.alerts import AlertEngine, Transition
-from logscan.config import Receiver
+from logscan.core.alerts import AlertEngine, Transition
 from logscan.events import Event
-from logscan.notify import Notifier, describe_counts
+from logscan.outputs.notify import Notifier, describe_counts
+from logscan.outputs.receivers import Receiver
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.postfix import PostfixParser
 from tests.alertmanager_fixture import (

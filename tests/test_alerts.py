@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logscan.alerts import (
+from logscan.core.alerts import (
     DEFAULT_RULES,
     AlertEngine,
     AlertPeriod,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from logscan.config import ConfigError, load_config, parse_config
+from logscan.app.config import ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMAL = """

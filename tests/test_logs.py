@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import structlog
 
-from logscan.logs import configure_logging
+from logscan.app.logging import configure_logging
 
 # What a parser's frame holds while it works: a raw line with a personal address.
 SECRET_LINE = "Nov 29 08:00:01 mx postfix/smtp[1]: to=<alice.secret@example.org>, status=bounced"
@@ -43,12 +43,12 @@ def records(stream: io.StringIO) -> list[dict[str, Any]]:
 def test_json_lines_when_not_a_terminal() -> None:
     out = io.StringIO()
     configure_logging("info", stream=out)
-    structlog.get_logger("logscan.daemon").info("started", logs=3, port=9425)
+    structlog.get_logger("logscan.app.daemon").info("started", logs=3, port=9425)
     [record] = records(out)
     assert {k: record[k] for k in ("event", "level", "logger", "logs", "port")} == {
         "event": "started",
         "level": "info",
-        "logger": "logscan.daemon",
+        "logger": "logscan.app.daemon",
         "logs": 3,
         "port": 9425,
     }
@@ -72,7 +72,7 @@ def test_stdlib_library_records_come_out_as_json() -> None:
 def test_level_filters_both_kinds_and_a_second_call_changes_it() -> None:
     out = io.StringIO()
     configure_logging("warning", stream=out)
-    log = structlog.get_logger("logscan.tail")
+    log = structlog.get_logger("logscan.sources.follower")
     log.info("dropped")
     logging.getLogger("urllib3").info("dropped too")
     log.warning("kept")
@@ -81,7 +81,7 @@ def test_level_filters_both_kinds_and_a_second_call_changes_it() -> None:
     # What SIGHUP does: same stream, lower level, still one handler (no doubled lines).
     configure_logging("debug", stream=out)
     log.debug("now visible")
-    logging.getLogger("logscan.tail").debug("stdlib debug visible")
+    logging.getLogger("logscan.sources.follower").debug("stdlib debug visible")
     assert [r["event"] for r in records(out)] == ["kept", "now visible", "stdlib debug visible"]
 
 
@@ -148,7 +148,7 @@ def test_console_text_on_a_terminal() -> None:
         os.fdopen(controller, "rb", buffering=0) as screen,
     ):
         configure_logging("info", stream=tty)
-        structlog.get_logger("logscan.daemon").info("started", port=9425)
+        structlog.get_logger("logscan.app.daemon").info("started", port=9425)
         shown = screen.read(4096).decode("utf-8")
     assert "started" in shown
     assert "port" in shown

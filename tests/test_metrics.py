@@ -18,9 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from logscan.aggregate import DELAY_BUCKETS, Aggregate, Snapshot
+from logscan.core.aggregate import DELAY_BUCKETS, Aggregate, Snapshot
 from logscan.events import Event
-from logscan.metrics import (
+from logscan.outputs.metrics import (
     COMMON_CODES,
     MAX_ENHANCED_PER_LOG,
     Exposition,

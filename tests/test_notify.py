@@ -11,9 +11,9 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from logscan.alerts import DEFAULT_RULES, Rule, State, Transition
-from logscan.config import Receiver
-from logscan.notify import Notifier, describe, rfc3339
+from logscan.core.alerts import DEFAULT_RULES, Rule, State, Transition
+from logscan.outputs.notify import Notifier, describe, rfc3339
+from logscan.outputs.receivers import Receiver
 from tests.alertmanager_fixture import WebhookSink, free_port, wait_for
 
 RULE: Rule = DEFAULT_RULES[0]

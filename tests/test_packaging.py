@@ -52,8 +52,8 @@ def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
     assert "logscan/parsers/__init__.py" in wanted
     assert wanted - packed == set()
     # The C scanner, compiled (this machine has a compiler), with its type stub.
-    assert any(name.startswith("logscan/_postfix_scan.") and name.endswith(".so") for name in packed)
-    assert "logscan/_postfix_scan.pyi" in packed
+    assert any(name.startswith("logscan/parsers/_postfix_scan.") and name.endswith(".so") for name in packed)
+    assert "logscan/parsers/_postfix_scan.pyi" in packed
     assert not any(name.startswith("tests/") for name in packed)
 
     env_dir = tmp_path / "venv"

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logscan.aggregate import Aggregate
+from logscan.core.aggregate import Aggregate
+from logscan.core.pipeline import LineCounts, Pipeline
 from logscan.events import NOTHING, Event
 from logscan.parsers import FORMATS, make_parser
 from logscan.parsers.base import Parser, ParserOptions, Prefilter, prefilter_of
-from logscan.pipeline import LineCounts, Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = 1_796_000_000.0  # 2026-11-29: the sample logs' year
@@ -236,7 +236,7 @@ def test_the_fast_paths_take_most_sample_lines() -> None:
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(alphabet="ab\n", max_size=200), size=st.integers(1, 40))
 def test_scan_chunks_keep_lines(text: str, size: int) -> None:
-    from logscan.scan import _chunks  # noqa: PLC0415
+    from logscan.app.scan import _chunks  # noqa: PLC0415
 
     chunks = list(_chunks(io.StringIO(text), size))
     assert all(c.endswith("\n") and c != "" for c in chunks)

@@ -20,10 +20,10 @@ import bcrypt
 import pytest
 import urllib3
 
-from logscan.aggregate import Aggregate
+from logscan.core.aggregate import Aggregate
 from logscan.events import Event
-from logscan.metrics import Exposition, LogStatus, make_registry
-from logscan.web import MetricsServer, load_web_config
+from logscan.outputs.http import MetricsServer, load_web_config
+from logscan.outputs.metrics import Exposition, LogStatus, make_registry
 from tests.alertmanager_fixture import free_port
 from tests.test_web import make_ca, make_leaf
 

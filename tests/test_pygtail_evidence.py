@@ -15,7 +15,7 @@ from typing import Any
 import pygtail  # test-only dependency, pinned in pyproject's [test] extra; never imported by logscan
 import pytest
 
-from logscan.tail import Follower
+from logscan.sources.follower import Follower
 
 PYGTAIL_VERSION = "0.14.0"
 

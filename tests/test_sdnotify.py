@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from logscan import sdnotify
+from logscan.app import sdnotify
 from tests.alertmanager_fixture import free_port
 
 
@@ -91,7 +91,7 @@ def test_socket_gone_raises(tmp_path: Path) -> None:
 
 def test_message_from_a_child_process_arrives(manager: socket.socket) -> None:
     # The daemon's real path: another process, the environment inherited as systemd sets it.
-    code = "from logscan import sdnotify; sdnotify.ready('from child')"
+    code = "from logscan.app import sdnotify; sdnotify.ready('from child')"
     repo = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30, cwd=repo)
     assert received(manager) == "READY=1\nSTATUS=from child"

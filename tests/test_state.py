@@ -9,8 +9,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from logscan.state import STATE_VERSION, LoadedState, load_state, save_state
-from logscan.tail import Follower
+from logscan.core.state import STATE_VERSION, LoadedState, load_state, save_state
+from logscan.sources.follower import Follower
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_kill_during_saves_leaves_old_or_new_never_half(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from logscan.state import save_state
+        from logscan.core.state import save_state
         p = Path({str(p)!r})
         big = "x" * 200_000
         i = 0

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-import logscan.tail as tail_mod
-from logscan.tail import Follower
+import logscan.sources.follower as tail_mod
+from logscan.sources.follower import Follower
 from tests.helpers_files import LogWriter, copytruncate, drain, gzip_file, rename_rotate, shift_numbered
 
 

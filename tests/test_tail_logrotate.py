@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from logscan.tail import Follower
+from logscan.sources.follower import Follower
 from tests.helpers_files import LogWriter, drain, run_logrotate
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from logscan.tail import Follower
-from logscan.watch import Watcher, _Wake
+from logscan.sources.follower import Follower
+from logscan.sources.watch import Watcher, _Wake
 from tests.helpers_files import LogWriter, rename_rotate
 
 

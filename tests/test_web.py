@@ -20,11 +20,10 @@ import urllib3
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from logscan import web as web_module
-from logscan.aggregate import Aggregate
+from logscan.core.aggregate import Aggregate
 from logscan.events import Event
-from logscan.metrics import Exposition, LogStatus, make_registry
-from logscan.web import (
+from logscan.outputs import http as web_module
+from logscan.outputs.http import (
     ListenError,
     MetricsServer,
     WebConfig,
@@ -32,6 +31,7 @@ from logscan.web import (
     load_web_config,
     parse_listen,
 )
+from logscan.outputs.metrics import Exposition, LogStatus, make_registry
 
 T0 = 1_790_000_000.0
 LOGS = (LogStatus("mx1", "postfix", True),)

@@ -132,10 +132,3 @@ class BulkReader(Protocol):
     def batch(self, rows: list[tuple[str, ...]]) -> EventBatch | None:
         """The events of consecutive rows, grouped; None: parse() their lines instead."""
         ...
-
-
-def bulk_reader_of(parser: object) -> BulkReader | None:
-    """The parser's optional bulk reader (its `bulk_reader()` method), or None."""
-    make = getattr(parser, "bulk_reader", None)
-    reader: BulkReader | None = make() if callable(make) else None
-    return reader

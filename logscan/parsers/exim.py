@@ -198,6 +198,9 @@ class _Pending:
 class EximParser:
     """Parses Exim main log lines, plain or through syslog.
 
+    Why one class: its methods are the branches of one line grammar sharing one hot-path
+    state (time cache, pending syslog parts); splitting them would add a call per line.
+
     State: the syslog `[n/m]` parts of unfinished entries, keyed by pid, at most
     MAX_PENDING entries of at most MAX_LINE characters each (the oldest is dropped first).
     """

@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import inspect
 import re
-from functools import lru_cache
 from typing import ClassVar, Final
 
 from logscan.events import MTA, NOTHING, Event, ParseResult, Status, Unparsed
-from logscan.parsers.base import MAX_LINE, BulkReader, ParserOptions, Prefilter, domain_of, reply_codes
+from logscan.parsers.base import MAX_LINE, ParserOptions, Prefilter, domain_of, reply_codes
+from logscan.parsers.postfix_grammar import (
+    ENHANCED,
+    MEMO_MAX,
+    REJECT_STAGE,
+    SECONDS,
+    STATUS,
+    valid_enhanced,
+)
 from logscan.parsers.timestamps import MONTHS, Clock, parse_offset, utc_epoch
 
 # Events are built with positional arguments (about twice as fast as keywords on the hot
@@ -61,14 +68,6 @@ _KIND: Final = {
 # msg_warn() and friends put these before everything else; such lines never state an outcome.
 _SEVERITIES: Final = ("warning: ", "error: ", "fatal: ", "panic: ", "info: ")
 
-_STATUS: Final[dict[str, Status]] = {
-    "sent": "sent",
-    "bounced": "bounced",
-    "SOFTBOUNCE": "bounced",
-    "deferred": "deferred",
-    "expired": "expired",
-    "force-expired": "expired",
-}
 # Address-verification probes: no mail was delivered, so they are no outcome.
 _PROBES: Final = frozenset({"deliverable", "undeliverable", "undeliverable-but-not-cached"})
 
@@ -90,22 +89,6 @@ _REPLY_STAGE: Final = {
     "QUIT": "quit",
 }
 
-# smtpd/postscreen/cleanup `reject: STAGE from ...` → stage.
-_REJECT_STAGE: Final = {
-    "CONNECT": "connect",
-    "EHLO": "helo",
-    "HELO": "helo",
-    "MAIL": "mail",
-    "RCPT": "rcpt",
-    "DATA": "data",
-    "BDAT": "bdat",
-    "END-OF-MESSAGE": "end-of-data",
-    "VRFY": "vrfy",
-    "ETRN": "etrn",
-    "AUTH": "auth",
-    "STARTTLS": "starttls",
-    "connect": "connect",  # postscreen before Postfix 2.8 wrote it in lower case
-}
 _REJECT_ACTIONS: Final = ("reject: ", "milter-reject: ", "proxy-reject: ")
 
 # postscreen hangs up on these with a fixed reply it does not log (postscreen.c).
@@ -156,17 +139,12 @@ _REJECT_HEAD: Final = re.compile(
     r"(NOQUEUE|[0-9A-Za-z]{5,32}): (?:milter-|proxy-)?reject: ([A-Za-z-]{1,16}) from "
     r"([^\[ ]{0,255}\[[0-9A-Fa-f:.]{1,45}\])(?::[0-9]{1,5})?: "
 )
-_ENHANCED: Final = re.compile(r"([245]\.[0-9]{1,3}\.[0-9]{1,3})(?![0-9.])")
 # cleanup appends its reason after the trailer: `... helo=<h>: 5.7.1 text`.
 _CLEANUP_REASON: Final = re.compile(r": ([45]\.[0-9]{1,3}\.[0-9]{1,3})(?![0-9.])")
 _IP_CHARS: Final = "0123456789abcdefABCDEF:."
 _MONTH_PREFIXES: Final = frozenset(m + " " for m in MONTHS)
-# Per-parser memo tables (domains, relay/client hosts, reply heads) repeat a lot in a mail
-# log; each is cleared when it reaches this size, so memory stays bounded.
-_MEMO_MAX: Final = 4096
 _DIGITS: Final = "0123456789"
 _ZONE_START: Final = "+-Zz"  # what parse_offset() can accept first
-_SECONDS: Final = {f"{s:02d}": float(s) for s in range(60)}  # with any fraction, still < 61
 _HOST_MAX: Final = 255
 
 
@@ -202,12 +180,6 @@ def _host_ip(text: str) -> tuple[str, str]:
     return host.lower(), ip.lower()
 
 
-@lru_cache(maxsize=512)
-def _valid_enhanced(text: str) -> str:
-    """`dsn=` value if it is RFC 3463 `[245].d{1,3}.d{1,3}`, else "" (memoised: few distinct values)."""
-    return text if _ENHANCED.fullmatch(text) is not None else ""
-
-
 def _reply_stage(text: str, start: int) -> str:
     """Stage from the LAST `(in reply to X command)` after `start`: remote text may quote earlier ones."""
     k = text.rfind("(in reply to ", start)
@@ -235,7 +207,10 @@ def _angle_address(text: str, key: str, start: int) -> str:
 class PostfixParser:
     """Reads Postfix log lines (syslog, RFC 3339, journald short-iso, postlogd `maillog_file`).
 
-    Internal state is only memo tables, each capped at _MEMO_MAX entries: the last timestamp,
+    Why one class: its methods are the branches of one line grammar sharing the memo tables
+    on the hot path; the grammar's tables live in postfix_grammar, the bulk path in postfix_bulk.
+
+    Internal state is only memo tables, each capped at MEMO_MAX entries: the last timestamp,
     domains by the text after `@` (local-parts are never kept), hosts, and reply heads.
     """
 
@@ -258,11 +233,10 @@ class PostfixParser:
         self._clock.set_reference(t)
         self._last_ts = ""
 
-    def bulk_reader(self) -> BulkReader:
-        """A reader of many lines at once that shares this parser's state (see postfix_bulk)."""
-        from logscan.parsers.postfix_bulk import PostfixBulk  # noqa: PLC0415 - it imports this module
-
-        return PostfixBulk(self)
+    @property
+    def log(self) -> str:
+        """The configured name of the log this parser reads."""
+        return self._log
 
     def parse(self, line: str) -> ParseResult:
         """One line (no newline) → Events, NOTHING, or Unparsed(reason)."""
@@ -282,7 +256,7 @@ class PostfixParser:
         elif "reject: " in line:
             m = _FAST_REJECT.match(line)
             if m is not None:
-                stage = _REJECT_STAGE.get(m.group(7))
+                stage = REJECT_STAGE.get(m.group(7))
                 if stage is not None:
                     return self._fast_reject(line, m, stage)
 
@@ -351,13 +325,13 @@ class PostfixParser:
     ) -> float | None:
         """_time() of a fast-path line from its stamp's groups: same cache, same float operations."""
         if mkey is None:  # a syslog stamp
-            return self._time(line, m.end(5))
+            return self.stamp_time(line, m.end(5))
         if frac is None:  # whole seconds: _time() caches those per second
-            return self._time(line, m.end(4))
-        sec = _SECONDS.get(sec_text)
+            return self.stamp_time(line, m.end(4))
+        sec = SECONDS.get(sec_text)
         minute = self._minutes.get(mkey + zone)
         if sec is None or minute is None:
-            return self._time(line, m.end(4))
+            return self.stamp_time(line, m.end(4))
         return minute + (sec + float(frac))
 
     def _fast_reject(self, line: str, m: re.Match[str], stage: str) -> ParseResult:
@@ -371,7 +345,7 @@ class PostfixParser:
     def _fast_delivery(self, line: str, m: re.Match[str]) -> ParseResult:
         """_delivery() for a _FAST_DELIVERY match, with the stamp and relay already split."""
         mkey, sec_text, frac, zone, _syslog, qid, to, r_host, r_ip, relay, delay_text, dsn, word = m.groups()
-        status = _STATUS.get(word)
+        status = STATUS.get(word)
         if status is None:
             return _not_delivered(word)
         t = self._split_time(line, m, mkey, sec_text, frac, zone)
@@ -396,7 +370,7 @@ class PostfixParser:
         rs = c + 2 if line[c + 1 : c + 2] == " " else c + 1
         return ("" if qid == "NOQUEUE" else qid), rs
 
-    def _domain(self, address: str) -> str:
+    def domain(self, address: str) -> str:
         """domain_of(), memoised by the text after the last `@` (so no local-part is kept)."""
         at = address.rfind("@")
         if at < 0:
@@ -404,7 +378,7 @@ class PostfixParser:
         key = address[at + 1 :]
         dom = self._domains.get(key)
         if dom is None:
-            if len(self._domains) >= _MEMO_MAX:
+            if len(self._domains) >= MEMO_MAX:
                 self._domains.clear()
             dom = self._domains[key] = domain_of(address)
         return dom
@@ -412,7 +386,7 @@ class PostfixParser:
     def _host(self, text: str) -> tuple[str, str]:
         got = self._hosts.get(text)
         if got is None:
-            if len(self._hosts) >= _MEMO_MAX:
+            if len(self._hosts) >= MEMO_MAX:
                 self._hosts.clear()
             got = self._hosts[text] = _host_ip(text)
         return got
@@ -427,12 +401,12 @@ class PostfixParser:
         head = reply[: sp + 1] if sp >= 0 else reply[:20]
         got = self._replies.get(head)
         if got is None:
-            if len(self._replies) >= _MEMO_MAX:
+            if len(self._replies) >= MEMO_MAX:
                 self._replies.clear()
             got = self._replies[head] = reply_codes(head)
         return got
 
-    def _time(self, line: str, ts_end: int) -> float | None:
+    def stamp_time(self, line: str, ts_end: int) -> float | None:
         """Epoch seconds of the line's timestamp; None when a field is impossible.
 
         RFC 3339 stamps with a fraction differ on every line, so the epoch of their minute
@@ -444,15 +418,15 @@ class PostfixParser:
             return self._last_t
         if ts_end > 20 and ts[19] == "." and ts[4] == "-":
             zone = ts[20:].lstrip(_DIGITS)
-            sec = _SECONDS.get(ts[17:19])
+            sec = SECONDS.get(ts[17:19])
             if sec is not None and ts[16] == ":" and (not zone or zone[0] in _ZONE_START):
                 key = ts[:16] + zone
                 minute = self._minutes.get(key)
                 if minute is None:
-                    minute = self._minute(key)
+                    minute = self.minute(key)
                     if minute is None:
                         return self._time_slow(ts)
-                    if len(self._minutes) >= _MEMO_MAX:
+                    if len(self._minutes) >= MEMO_MAX:
                         self._minutes.clear()
                     self._minutes[key] = minute
                 digits_end = ts_end - len(zone)
@@ -461,7 +435,7 @@ class PostfixParser:
                 return t
         return self._time_slow(ts)
 
-    def _minute(self, key: str) -> float | None:
+    def minute(self, key: str) -> float | None:
         """`YYYY-MM-DDThh:mm[zone]` → epoch of that minute, if _time_slow would accept the
         stamp with seconds 00-59 and any fraction; else None (then _time_slow decides)."""
         try:
@@ -538,10 +512,10 @@ class PostfixParser:
             if isinstance(slow, Unparsed):
                 return slow
             to, relay, delay_text, dsn, word, w_end = slow
-        status = _STATUS.get(word)
+        status = STATUS.get(word)
         if status is None:
             return _not_delivered(word)
-        t = self._time(line, ts_end)
+        t = self.stamp_time(line, ts_end)
         if t is None:
             return _BAD_TIMESTAMP
         host, ip = self._host(relay) if relay else ("", "")
@@ -552,12 +526,12 @@ class PostfixParser:
         dsn: str | None, status: Status, w_end: int,
     ) -> ParseResult:  # fmt: skip
         """The Event of a delivery line from its fields (w_end: where the status word ends, or -1)."""
-        rcpt_domain = self._domain(to)
+        rcpt_domain = self.domain(to)
         try:
             delay: float | None = float(delay_text) if delay_text else None
         except ValueError:
             delay = None
-        dsn = _valid_enhanced(dsn) if dsn else ""
+        dsn = valid_enhanced(dsn) if dsn else ""
         code = enhanced = stage = ""
         if w_end >= 0 and line.startswith("(", w_end + 1):
             if line.startswith("host ", w_end + 2):
@@ -618,10 +592,10 @@ class PostfixParser:
         word = line[s + 9 : w_end] if w_end >= 0 else line[s + 9 : s + 40]
         if word not in ("expired", "force-expired"):
             return Unparsed("bad-delivery-line", "status=" + word[:30])
-        t = self._time(line, ts_end)
+        t = self.stamp_time(line, ts_end)
         if t is None:
             return _BAD_TIMESTAMP
-        sender = self._domain(line[rs + 5 : s])
+        sender = self.domain(line[rs + 5 : s])
         return (
             Event("postfix", self._log, t, "outbound", "", "", "expired", "", qid, "", "", "", sender, None),
         )
@@ -634,7 +608,7 @@ class PostfixParser:
         code, enhanced, stage, host, ip = got
         if not code:
             return Unparsed("bad-reply-line", "no reply code")
-        t = self._time(line, ts_end)
+        t = self.stamp_time(line, ts_end)
         if t is None:
             return _BAD_TIMESTAMP
         return (
@@ -646,7 +620,7 @@ class PostfixParser:
     def _reject(self, line: str, ts_end: int, bs: int, cleanup: bool) -> ParseResult:
         """smtpd/postscreen/cleanup `[QID|NOQUEUE]: reject: STAGE from CLIENT: REPLY; from=<> to=<>`."""
         m = _REJECT_HEAD.match(line, bs)
-        stage = _REJECT_STAGE.get(m.group(2)) if m is not None else None
+        stage = REJECT_STAGE.get(m.group(2)) if m is not None else None
         if m is not None and stage is not None:
             qid = m.group(1)
             if qid == "NOQUEUE":
@@ -659,7 +633,7 @@ class PostfixParser:
                 return NOTHING
             a = line.find(": ", rs) + 2
             sp = line.find(" ", a, a + 20)
-            stage = _REJECT_STAGE.get(line[a:sp] if sp >= 0 else "")
+            stage = REJECT_STAGE.get(line[a:sp] if sp >= 0 else "")
             if stage is None and cleanup:
                 return self._cleanup_reject(line, ts_end, a, qid)
             if sp < 0 or not line.startswith("from ", sp + 1):
@@ -671,7 +645,7 @@ class PostfixParser:
                 return Unparsed("bad-reject-line", "no client")
             host, ip = self._host(line[cs : e + 1])
             colon = line.find(": ", e)
-        return self._rejected(line, self._time(line, ts_end), qid, stage or "", host, ip, colon)
+        return self._rejected(line, self.stamp_time(line, ts_end), qid, stage or "", host, ip, colon)
 
     def _rejected(
         self, line: str, t: float | None, qid: str, stage: str, host: str, ip: str, colon: int
@@ -686,8 +660,8 @@ class PostfixParser:
             trailer = line.rfind("; to=<", colon)
         sender = rcpt = ""
         if trailer >= 0:
-            sender = self._domain(_angle_address(line, "from=<", trailer))
-            rcpt = self._domain(_angle_address(line, "to=<", trailer))
+            sender = self.domain(_angle_address(line, "from=<", trailer))
+            rcpt = self.domain(_angle_address(line, "to=<", trailer))
         if t is None:
             return _BAD_TIMESTAMP
         return (
@@ -712,11 +686,11 @@ class PostfixParser:
         m = _CLEANUP_REASON.search(line, trailer)
         if m is not None:
             code, enhanced = _implied_code(m.group(1))
-        t = self._time(line, ts_end)
+        t = self.stamp_time(line, ts_end)
         if t is None:
             return _BAD_TIMESTAMP
-        rcpt = self._domain(_angle_address(line, "to=<", trailer))
-        sender = self._domain(_angle_address(line, "from=<", trailer))
+        rcpt = self.domain(_angle_address(line, "to=<", trailer))
+        sender = self.domain(_angle_address(line, "from=<", trailer))
         return (
             Event(
                 "postfix", self._log, t, "inbound", code, enhanced, "rejected", "end-of-data", qid,
@@ -734,7 +708,7 @@ def _not_delivered(word: str) -> ParseResult:
 
 def _implied_code(reply: str) -> tuple[str, str]:
     """A reply logged without its basic code: what Postfix sent for it (see docs/parsers/postfix.md)."""
-    m = _ENHANCED.match(reply)
+    m = ENHANCED.match(reply)
     if m is not None:
         enhanced = m.group(1)
         # cleanup_stat.c: content REJECT is 550 5.7.1; a 4.x.x one defers with 451.

@@ -3,7 +3,7 @@
 docs/decisions/0008-bulk-scan.md. `PostfixParser.parse()` stays the definition: the regex
 below accepts only lines whose event parse() gives through its fast paths, and reads from
 them exactly the fields the aggregate counts, into a row; every other line stays a line, for
-parse(). The C scanner (logscan/_postfix_scan.c) makes the same rows faster, and
+parse(). The C scanner (logscan/parsers/_postfix_scan.c) makes the same rows faster, and
 tests/test_bulk.py holds all three to each other.
 """
 
@@ -19,8 +19,8 @@ from typing import Final, cast
 
 from logscan.events import Direction, EventBatch, Status
 from logscan.parsers.base import MAX_LINE, Item
-from logscan.parsers.postfix import _MEMO_MAX, _REJECT_STAGE, _STATUS, PostfixParser, _valid_enhanced
-from logscan.parsers.postfix import _SECONDS as _SECOND_FLOATS
+from logscan.parsers.postfix import PostfixParser
+from logscan.parsers.postfix_grammar import MEMO_MAX, REJECT_STAGE, SECONDS, STATUS, valid_enhanced
 
 # What _FAST_HEAD accepts, narrowed. Either RFC 3339 with a zone (groups: minute, seconds,
 # fraction, zone), years 1900-2099, seconds 00-59 and at most 6 fraction digits, so that
@@ -68,7 +68,7 @@ _REJECT: Final = (
     r"(?:smtpd|postscreen|cleanup)\[[0-9]{1,10}\]: "
     r"(?!(?:warning|error|fatal|panic|info): )(?:NOQUEUE|[0-9A-Za-z]{5,32}): (?:milter-|proxy-)?reject: "
     r"("
-    + "|".join(_REJECT_STAGE)
+    + "|".join(REJECT_STAGE)
     + r") from [^\[ \n]{0,255}\[[0-9A-Fa-f:.]{1,45}\](?::[0-9]{1,5})?: "
     + _CODE
     + r"[^\n]*; from=<(?:[^<>@\n]*@([^<>@\n]*)|[^<>@\n]*)>(?:,? to=<[^<>\n]*>)?(?:,? proto=[^ ,;<>\n]*)?"
@@ -121,13 +121,18 @@ def _row(groups: tuple[str, ...], line: str) -> tuple[str, ...]:
 
 def _native() -> Callable[[str, bool], tuple[int, list[Item]] | None] | None:
     try:
-        from logscan._postfix_scan import scan  # noqa: PLC0415
+        from logscan.parsers._postfix_scan import scan  # noqa: PLC0415
     except ImportError:  # installed without a C compiler: the regex does the same, slower
         return None
     return scan
 
 
 _scan: Final = _native()
+
+
+def c_scanner_built() -> bool:
+    """Whether the optional C scanner was compiled at install (docs/decisions/0008-bulk-scan.md)."""
+    return _scan is not None
 
 
 class PostfixBulk:
@@ -144,7 +149,7 @@ class PostfixBulk:
         self._domains: dict[str, str] = {}  # text after "@" → domain_of()
 
     def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
-        """The prefilter and rows() over a whole chunk in C (logscan/_postfix_scan.c), if built."""
+        """The prefilter and rows() over a whole chunk in C (logscan/parsers/_postfix_scan.c), if built."""
         return None if _scan is None else _scan(chunk, rows)
 
     def rows(self, lines: list[str]) -> list[Item] | None:
@@ -174,17 +179,17 @@ class PostfixBulk:
         for key, n in Counter(map(itemgetter(_KEY), rows)).items():
             kind, fields = key[0], key[1:].split("|")
             if kind == "R":
-                stage = _REJECT_STAGE[fields[0]]
+                stage = REJECT_STAGE[fields[0]]
                 code = fields[1]
                 rejections[(stage, code)] = rejections.get((stage, code), 0) + n
                 rkey: tuple[Direction, str, str] = ("inbound", code, fields[2])
             else:
-                status = _STATUS[fields[0]]
+                status = STATUS[fields[0]]
                 deliveries[status] = deliveries.get(status, 0) + n
                 if kind == "E" or not fields[1]:
                     continue
                 code, enhanced, dsn = fields[1:]
-                rkey = ("outbound", code, enhanced or (_valid_enhanced(dsn) if dsn else ""))
+                rkey = ("outbound", code, enhanced or (valid_enhanced(dsn) if dsn else ""))
             replies[rkey] = replies.get(rkey, 0) + n
 
         # The order-dependent parts: the domain of each event with a code, and each delay.
@@ -196,7 +201,7 @@ class PostfixBulk:
             memo.clear()
             missing = set(keys)
         for key in missing:
-            memo[key] = p._domain("@" + key) if key else ""
+            memo[key] = p.domain("@" + key) if key else ""
         domains = list(map(memo.__getitem__, keys))
         delays: dict[Status, list[float]] = {}
         delivered = [row for row in rows if row[_DELAY]]
@@ -207,17 +212,17 @@ class PostfixBulk:
                 values = list(map(self._delay, texts))
             if None in values:
                 return None  # parse() gives no delay_s; such lines are rare enough to parse
-            statuses = list(map(_STATUS.__getitem__, map(itemgetter(_WORD), delivered)))
+            statuses = list(map(STATUS.__getitem__, map(itemgetter(_WORD), delivered)))
             for status in dict.fromkeys(statuses):
                 delays[status] = list(compress(cast(list[float], values), map(status.__eq__, statuses)))
         minutes: dict[int, list[int]] = {}
         for (bucket, word), n in Counter(zip(buckets, map(itemgetter(_WORD), rows), strict=True)).items():
-            index = _FINAL.get(_STATUS[word]) if word else None
+            index = _FINAL.get(STATUS[word]) if word else None
             if index is not None:
                 minutes.setdefault(bucket, [0, 0, 0])[index] += n
         return EventBatch(
             "postfix",
-            p._log,
+            p.log,
             len(rows),
             replies,
             deliveries,
@@ -242,23 +247,23 @@ class PostfixBulk:
                 return None
             bucket_of: dict[str, int] = {}
             for text in dict.fromkeys(minute_texts):
-                start = p._minute(text + zone)
+                start = p.minute(text + zone)
                 if start is None:
                     return None
                 bucket_of[text] = int(start // 60)
             minute, seconds = max(zip(minute_texts, map(itemgetter(_SECONDS), rows), strict=True))
             stamp = f"{minute}:{seconds}{zone}"
-            last = p._time(stamp, len(stamp))
+            last = p.stamp_time(stamp, len(stamp))
             return None if last is None else (list(map(bucket_of.__getitem__, minute_texts)), last)
         # Classic syslog: no year, month names. The parser's clock dates each minute; it adds
         # the seconds last (Clock.local), so minute + seconds is the float parse() gets.
         starts: dict[str, float] = {}
         for text in dict.fromkeys(minute_texts):
-            start = p._time(text + ":00", len(text) + 3)
+            start = p.stamp_time(text + ":00", len(text) + 3)
             if start is None:
                 return None
             starts[text] = start
-        seconds = map(_SECOND_FLOATS.__getitem__, map(itemgetter(_SECONDS), rows))
+        seconds = map(SECONDS.__getitem__, map(itemgetter(_SECONDS), rows))
         times = list(map(add, map(starts.__getitem__, minute_texts), seconds))
         if not all(map(le, times, islice(times, 1, None))):
             return None
@@ -268,7 +273,7 @@ class PostfixBulk:
         """float(delay=) as _delivered() reads it; None when it is no number."""
         if text in self._delays:
             return self._delays[text]
-        if len(self._delays) >= _MEMO_MAX:
+        if len(self._delays) >= MEMO_MAX:
             self._delays.clear()
         try:
             got: float | None = float(text)

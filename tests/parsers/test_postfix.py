@@ -349,8 +349,8 @@ def test_cached_rfc3339_time_equals_the_uncached_conversion(
     line = stamp + " mx postfix/smtp[1]: ABCDEF12345: to=<a@b.example>, relay=none, delay=1, status=sent"
     cached = _CACHED  # shared by every example, so a wrong cache key shows up
     want = make_parser()._time_slow(stamp)
-    assert cached._time(line, len(stamp)) == want
+    assert cached.stamp_time(line, len(stamp)) == want
     # again, now from the cache; and a neighbour second in the same minute
-    assert cached._time(line, len(stamp)) == want
+    assert cached.stamp_time(line, len(stamp)) == want
     other = make_parser()._time_slow(stamp[:17] + "30" + stamp[19:])
-    assert cached._time(stamp[:17] + "30" + stamp[19:] + " x", len(stamp)) == other
+    assert cached.stamp_time(stamp[:17] + "30" + stamp[19:] + " x", len(stamp)) == other

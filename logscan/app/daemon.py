@@ -16,24 +16,25 @@ from typing import Any
 
 import structlog
 
-from logscan import __version__, sdnotify
-from logscan.aggregate import Aggregate
-from logscan.alerts import AlertEngine, Transition
-from logscan.alerts_setup import notifier_from_config, rules_of
-from logscan.config import Config, ConfigError, Log, load_config, zone
-from logscan.logs import configure_logging
-from logscan.metrics import Exposition, LogStatus, make_registry
-from logscan.notify import Notifier
+from logscan import __version__
+from logscan.app import sdnotify
+from logscan.app.alerting import notifier_from_config, rules_of
+from logscan.app.config import Config, ConfigError, Log, load_config, zone
+from logscan.app.logging import configure_logging
+from logscan.core.aggregate import Aggregate
+from logscan.core.alerts import AlertEngine, Transition
+from logscan.core.pipeline import Pipeline
+from logscan.core.state import load_state, save_state
+from logscan.outputs.http import MetricsServer, load_web_config
+from logscan.outputs.metrics import Exposition, LogStatus, make_registry
+from logscan.outputs.notify import Notifier
 from logscan.parsers import make_parser
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.detect import SAMPLE_LINES, detect
-from logscan.pipeline import Pipeline
-from logscan.state import load_state, save_state
-from logscan.tail import Follower
-from logscan.watch import Watcher
-from logscan.web import MetricsServer, load_web_config
+from logscan.sources.follower import Follower
+from logscan.sources.watch import Watcher
 
-log = structlog.get_logger("logscan.daemon")
+log = structlog.get_logger("logscan.app.daemon")
 STATE_FILE = "state.json"
 STATE_VERSION = 1
 NOTIFY_RESULTS = ("success", "failure", "dropped")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from logscan.alerts import DEFAULT_RULES, AlertPeriod, Replay, Rule
-from logscan.config import Alerts
+from logscan.app.config import Alerts
+from logscan.core.alerts import DEFAULT_RULES, AlertPeriod, Replay, Rule
 from logscan.events import Event
-from logscan.notify import Notifier
+from logscan.outputs.notify import Notifier
 
 
 def rules_of(cfg: Alerts) -> list[Rule]:

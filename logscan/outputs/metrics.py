@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import (
 )
 
 from logscan import __version__
-from logscan.aggregate import DEFAULT_WINDOWS, DELAY_BUCKETS, OTHER, Snapshot, window_label
+from logscan.core.aggregate import DEFAULT_WINDOWS, DELAY_BUCKETS, OTHER, Snapshot, window_label
 from logscan.events import DELIVERY_STATUSES
 from logscan.parsers import FORMATS
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from logscan.aggregate import OTHER, Aggregate, Snapshot
+from logscan.core.aggregate import OTHER, Aggregate, Snapshot
+from logscan.core.pipeline import LineCounts, Pipeline
 from logscan.events import DELIVERY_STATUSES, Event
 from logscan.parsers import make_parser
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.detect import SAMPLE_LINES, detect
-from logscan.pipeline import LineCounts, Pipeline
 
 GZIP_MAGIC = b"\x1f\x8b"
 PROGRESS_MIN_BYTES = 32 << 20
@@ -112,7 +112,7 @@ def scan_file(
     progress: bool = False,
 ) -> FileReport:
     """Scan one file into `report.aggregate`; raises ScanError when it cannot be read."""
-    from logscan.config import zone  # noqa: PLC0415 - avoid a config import cycle at module load
+    from logscan.app.config import zone  # noqa: PLC0415 - avoid a config import cycle at module load
 
     try:
         chosen = fmt if fmt != "auto" else detect_file(path)

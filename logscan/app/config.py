@@ -5,34 +5,17 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from logscan.alerts import DEFAULT_RULES, Rule
+from logscan.core.alerts import DEFAULT_RULES, Rule
+from logscan.outputs.receivers import Receiver
 
 Format = Literal["auto", "postfix", "exim", "mailenable"]
 DEFAULT_PATH = Path("/etc/logscan/logscan.toml")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
-
-
-class Receiver(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Where alerts go, as written under `[[alerts.receivers]]` in the TOML config."""
-
-    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-    # Alertmanager: its base URL (".../api/v2/alerts" is appended); webhook: the full URL.
-    url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]+$")]
-    kind: Literal["alertmanager", "webhook"] = "alertmanager"
-    timeout_s: Annotated[float, msgspec.Meta(gt=0.0, le=60.0)] = 5.0
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
-
-    @property
-    def endpoint(self) -> str:
-        """The URL a POST goes to."""
-        if self.kind == "alertmanager":
-            return self.url.rstrip("/") + "/api/v2/alerts"
-        return self.url
 
 
 class ConfigError(Exception):
@@ -158,7 +141,7 @@ def _check(cfg: Config) -> list[str]:
         unknown = sorted(set(rule.logs or ()) - log_names)
         if unknown:
             out.append(f"key `alerts.rules[{i}].logs`: no [[logs]] named {', '.join(unknown)}")
-    from logscan.web import parse_listen  # noqa: PLC0415 - web imports heavy modules; keep config light
+    from logscan.outputs.http import parse_listen  # noqa: PLC0415 - web imports heavy modules; keep config light
 
     try:
         parse_listen(cfg.server.listen)

@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 
 from logscan import __version__
-from logscan.config import DEFAULT_PATH, ConfigError, load_config
+from logscan.app.config import DEFAULT_PATH, ConfigError, load_config
 from logscan.events import Unparsed
 from logscan.parsers import FORMATS, make_parser
 from logscan.parsers.base import ParserOptions
@@ -79,9 +79,9 @@ class _Version(argparse.Action):
     """--version, with whether the C scanner for Postfix logs is built (docs/decisions/0008)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        from logscan.parsers.postfix_bulk import _scan  # noqa: PLC0415 - only --version asks
+        from logscan.parsers.postfix_bulk import c_scanner_built  # noqa: PLC0415 - only --version asks
 
-        built = "Postfix C scanner built" if _scan is not None else "no C scanner: Postfix logs scan slower"
+        built = "Postfix C scanner built" if c_scanner_built() else "no C scanner: Postfix logs scan slower"
         print(f"logscan {__version__} ({built})")
         parser.exit()
 
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_parse(args)
         if args.command == "check-config":
             return cmd_check(args)
-        from logscan.daemon import run_daemon  # noqa: PLC0415 - daemon pulls in watchdog, HTTP
+        from logscan.app.daemon import run_daemon  # noqa: PLC0415 - daemon pulls in watchdog, HTTP
 
         return run_daemon(args.config)
     except ConfigError as exc:
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if cfg.server.web_config_file:
-        from logscan.web import WebConfigError, load_web_config  # noqa: PLC0415
+        from logscan.outputs.http import WebConfigError, load_web_config  # noqa: PLC0415
 
         try:
             load_web_config(Path(cfg.server.web_config_file))
@@ -125,7 +125,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from logscan.scan import ScanError, ScanReport, render_text, scan_file, summary  # noqa: PLC0415
+    from logscan.app.scan import ScanError, ScanReport, render_text, scan_file, summary  # noqa: PLC0415
 
     tz_name = args.timezone
     rules_cfg = None
@@ -136,7 +136,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     report = ScanReport()
     recorder = None
     if args.alerts:
-        from logscan.alerts_setup import Replayer  # noqa: PLC0415
+        from logscan.app.alerting import Replayer  # noqa: PLC0415
 
         recorder = Replayer.from_config(rules_cfg)
     progress = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
@@ -163,7 +163,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, sort_keys=False))
     else:
-        from logscan.alerts_setup import render_alerts  # noqa: PLC0415
+        from logscan.app.alerting import render_alerts  # noqa: PLC0415
 
         print(render_text(doc))
         if recorder is not None:
@@ -172,7 +172,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from logscan.config import zone  # noqa: PLC0415
+    from logscan.app.config import zone  # noqa: PLC0415
 
     lines = [args.line] if args.line is not None else (ln.rstrip("\r\n") for ln in sys.stdin)
     options = ParserOptions(log="parse", tz=zone(args.timezone), reference_time=time.time())

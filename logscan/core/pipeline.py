@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import cast
 
-from logscan.aggregate import Aggregate
+from logscan.core.aggregate import Aggregate
 from logscan.events import Event, Unparsed
-from logscan.parsers.base import BulkReader, Item, Parser, Prefilter, bulk_reader_of, prefilter_of
+from logscan.parsers import bulk_reader_of
+from logscan.parsers.base import BulkReader, Item, Parser, Prefilter, prefilter_of
 
 EXAMPLES_PER_REASON = 3
 

@@ -1,4 +1,4 @@
-"""`python -m logscan.demo`: the daemon on the bundled sample logs, with live traffic and a 551 burst.
+"""`python -m logscan.app.demo`: the daemon on the bundled sample logs, with live traffic and a 551 burst.
 
 Copies sample_logs/ into ./demo-run/, starts `logscan run` on it, appends realistic Postfix,
 Exim and MailEnable lines for about two minutes (with a burst of 551 replies in the middle),

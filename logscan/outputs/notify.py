@@ -28,8 +28,8 @@ import msgspec
 import structlog
 import urllib3
 
-from logscan.alerts import Transition
-from logscan.config import Receiver
+from logscan.core.alerts import Transition
+from logscan.outputs.receivers import Receiver
 
 RESULTS: Final = ("success", "failure", "dropped")
 BACKOFF_MIN_S: Final = 1.0
@@ -39,7 +39,7 @@ PER_ALERT_LIMIT: Final = 3
 
 Key = tuple[tuple[str, str], ...]
 
-log = structlog.get_logger("logscan.alerts")
+log = structlog.get_logger("logscan.core.alerts")
 _json = msgspec.json.Encoder()
 
 

@@ -237,7 +237,11 @@ class _Log:
 
 
 class AlertEngine:
-    """Evaluates alert rules over Events on event time; see the module docstring for the rules."""
+    """Evaluates alert rules over Events on event time; see the module docstring for the rules.
+
+    Why one class: one state machine per rule (inactive → pending → firing → resolved) over
+    shared per-minute series; its parts are the steps of one evaluation, not separate jobs.
+    """
 
     def __init__(self, rules: Sequence[Rule] = DEFAULT_RULES, *, settle_s: float = DEFAULT_SETTLE_S) -> None:
         _check_unique(rules)

@@ -1,6 +1,6 @@
 /* The Postfix scan hot loop in C: which lines of a chunk matter, and the fields of usual ones.
  *
- * scan(chunk, rows) does in one pass what logscan/pipeline.py (the prefilter) and
+ * scan(chunk, rows) does in one pass what logscan/core/pipeline.py (the prefilter) and
  * logscan/parsers/postfix_bulk.py (PostfixBulk.rows: the _ROW regex, then _row) do in
  * Python: every line of `chunk` (a str of whole lines, each ending in "\n") that holds a
  * trigger or does not start with the boring stamp shape comes back, in order, either as the
@@ -637,7 +637,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, .m_name = "logscan._postfix_scan", .m_size = -1, .m_methods = methods};
+    PyModuleDef_HEAD_INIT, .m_name = "logscan.parsers._postfix_scan", .m_size = -1, .m_methods = methods};
 
 PyMODINIT_FUNC PyInit__postfix_scan(void)
 {

@@ -1,0 +1,1 @@
+"""The program: CLI, config, logging, daemon wiring, reload and state persistence."""

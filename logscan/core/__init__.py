@@ -1,0 +1,1 @@
+"""The pure middle: pipeline, aggregate, alert rules, and the state file format."""

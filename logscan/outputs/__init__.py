@@ -1,0 +1,1 @@
+"""What leaves the process: the metrics exposition, its HTTP server, alert notifications."""
