@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import logscan.sources.follower as tail_mod
+import logscan.sources.reading as tail_mod
 from logscan.sources.follower import Follower
 from tests.helpers_files import LogWriter, copytruncate, drain, gzip_file, rename_rotate, shift_numbered
 

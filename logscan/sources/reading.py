@@ -1,0 +1,232 @@
+"""Reading one open file: plain or compressed bytes, complete lines only, CR and over-long lines.
+
+No decisions about which file to read live here (rotation.py), nor what a file is (identity.py).
+"""
+
+# The follower works on str paths and raw descriptors (pread, fstat); pathlib would only wrap them.
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import errno
+import gzip
+import lzma
+import os
+import stat
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
+
+from logscan.sources.identity import FP_MAX, fingerprint
+
+READ_CHUNK: Final = 1 << 20
+COMPRESSED: Final = (".gz", ".bz2", ".xz")
+COMPRESS_ERRORS: Final = (OSError, EOFError, zlib.error, lzma.LZMAError)
+
+# Seam for fault injection in one unit test (permission errors cannot be provoked as root).
+_sys_open: Callable[[str, int], int] = os.open
+
+_Comp: TypeAlias = gzip.GzipFile | bz2.BZ2File | lzma.LZMAFile
+
+
+class FileSource:
+    """Random-access bytes of one open file; compressed files are read through their decompressor."""
+
+    __slots__ = ("_comp", "_fd")
+
+    def __init__(self, fd: int, comp: _Comp | None) -> None:
+        self._fd = fd
+        self._comp = comp
+
+    @property
+    def compressed(self) -> bool:
+        return self._comp is not None
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        if self._comp is None:
+            return os.pread(self._fd, n, offset)
+        if self._comp.tell() != offset:
+            self._comp.seek(offset)
+        return self._comp.read(n)
+
+    def fstat(self) -> os.stat_result:
+        return os.fstat(self._fd)
+
+    def close(self) -> None:
+        if self._comp is not None:
+            with contextlib.suppress(*COMPRESS_ERRORS):
+                self._comp.close()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+def open_source(path: str) -> tuple[FileSource, os.stat_result]:
+    # O_NONBLOCK: a FIFO or device put where a log should be must not hang the daemon.
+    fd = _sys_open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
+                          "not a regular file", path)
+        comp: _Comp | None = None
+        # The decompressors own a dup of the descriptor; FileSource.close closes both.
+        if path.endswith(".gz"):
+            comp = gzip.GzipFile(fileobj=os.fdopen(os.dup(fd), "rb"), mode="rb")
+        elif path.endswith(".bz2"):
+            comp = bz2.BZ2File(os.fdopen(os.dup(fd), "rb"), mode="rb")
+        elif path.endswith(".xz"):
+            comp = lzma.LZMAFile(os.fdopen(os.dup(fd), "rb"), mode="rb")  # noqa: SIM115
+    except BaseException:
+        os.close(fd)
+        raise
+    return FileSource(fd, comp), st
+
+
+@dataclass(slots=True)
+class Stream:
+    """One open file and how far into it we have returned lines."""
+
+    path: str
+    src: FileSource
+    dev: int
+    ino: int
+    offset: int
+    fp: str
+    fp_len: int
+    size: int | None  # last known size; None for compressed files
+    mtime_ns: int
+    last_growth: float
+    skipping: bool = False  # inside an over-long line, discarding up to its newline
+    eof: bool = False  # compressed files only
+    current: bool = False
+    stalled: tuple[int, int | None] = (-1, None)  # (offset, size) where only a partial line was left
+
+    def record(self) -> dict[str, Any]:
+        return {"path": self.path, "dev": self.dev, "ino": self.ino, "offset": self.offset,
+                "fp": self.fp, "fp_len": self.fp_len, "skipping": self.skipping, "current": self.current,
+                "mtime_ns": self.mtime_ns}
+
+
+def open_stream(path: str, offset: int | None, now: float, max_line: int) -> Stream:
+    """Open `path`; offset None means "after the last complete line" (start_at=end)."""
+    src, st = open_source(path)
+    try:
+        head = src.read_at(0, FP_MAX)
+        s = Stream(path=path, src=src, dev=st.st_dev, ino=st.st_ino, offset=0, fp=fingerprint(head),
+                   fp_len=len(head), size=None if src.compressed else st.st_size,
+                   mtime_ns=st.st_mtime_ns, last_growth=now)
+        if offset is None:
+            s.offset, s.skipping = end_offset(src, st.st_size, max_line)
+        else:
+            s.offset = offset
+    except BaseException:
+        src.close()
+        raise
+    return s
+
+
+def read_head(path: str) -> tuple[bytes, os.stat_result] | None:
+    """The first FP_MAX bytes of `path` (decompressed) and its stat; None when unreadable."""
+    try:
+        src, st = open_source(path)
+    except OSError:
+        return None
+    try:
+        return src.read_at(0, FP_MAX), st
+    except COMPRESS_ERRORS:
+        return None
+    finally:
+        src.close()
+
+
+def end_offset(src: FileSource, size: int, max_line: int) -> tuple[int, bool]:
+    """Offset after the last complete line, and whether it falls inside an over-long line."""
+    # Start after the last newline so a line being written now is returned whole later.
+    span = min(size, max_line + 1)
+    tail = src.read_at(size - span, span)
+    i = tail.rfind(b"\n")
+    if i >= 0:
+        return size - span + i + 1, False
+    if size <= max_line:
+        return 0, False  # the whole file is one unfinished line
+    return size, True
+
+
+def read_lines(s: Stream, budget: int, out: list[bytes], now: float, max_line: int,
+               retire_after: float) -> tuple[int, int]:
+    """Append complete lines of `s` to `out`, up to about `budget` bytes.
+
+    Returns (bytes consumed, lines cut to max_line).
+    """
+    consumed = 0
+    oversized = 0
+    while consumed < budget:
+        if s.size is not None and s.offset >= s.size:
+            break
+        # The first read of a call may exceed the budget to fit one whole line; later ones may not.
+        first = max(min(budget, READ_CHUNK), max_line + 1)
+        want = min(budget - consumed, READ_CHUNK) if consumed else first
+        data = s.src.read_at(s.offset, want)
+        if not data:
+            if s.size is None:
+                s.eof = True
+            s.stalled = (s.offset, s.size)  # shorter than its last stat said: look again next poll
+            break
+        if s.skipping:
+            i = data.find(b"\n")
+            step = len(data) if i < 0 else i + 1
+            s.skipping = i < 0
+            s.offset += step
+            consumed += step
+            continue
+        end = data.rfind(b"\n")
+        if end < 0:
+            if len(data) > max_line:
+                out.append(data[:max_line])
+                oversized += 1
+                s.offset += max_line
+                consumed += max_line
+                s.skipping = True
+                continue
+            finished = not s.current and (s.size is None or now - s.last_growth >= retire_after)
+            if finished and len(data) < want:
+                # An old file that ends without a newline will never get one: its last line is whole.
+                out.append(strip_cr(data))
+                s.offset += len(data)
+                consumed += len(data)
+            elif len(data) < want:
+                s.stalled = (s.offset, s.size)  # only a partial line is left at the end
+            # else: the budget ran out inside a line; the next poll goes on from here
+            break
+        block = data[:end]
+        lines = block.split(b"\n")
+        if b"\r" in block:
+            lines = [strip_cr(x) for x in lines]
+        if len(block) > max_line and max(map(len, lines)) > max_line:
+            oversized += sum(len(x) > max_line for x in lines)
+            lines = [x[:max_line] for x in lines]
+        out += lines
+        s.offset += end + 1
+        consumed += end + 1
+    return consumed, oversized
+
+
+def grow_fp(s: Stream) -> None:
+    """A file opened while (nearly) empty gets its real identity once it has content."""
+    head = s.src.read_at(0, FP_MAX)
+    if len(head) > s.fp_len and fingerprint(head[: s.fp_len]) == s.fp:
+        s.fp, s.fp_len = fingerprint(head), len(head)
+
+
+def strip_cr(line: bytes) -> bytes:
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+def describe(exc: BaseException) -> str:
+    """An OS error as the operator wants to read it: type, reason, path."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{type(exc).__name__}: {exc.strerror}{where}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,311 @@
+"""Rotation detection: which files make up one log now, and every change between them.
+
+The current file, older ones still being drained (oldest first), and those read to the end
+(by fingerprint); a restart finds them again from a checkpoint, and while running a rename,
+a new file of a glob, or a copytruncate moves the log on (docs/decisions/0002-tailer.md).
+"""
+
+# The follower works on str paths and raw descriptors (fstat); pathlib would only wrap them.
+# ruff: noqa: PTH110, PTH116, PTH119
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from logscan.sources.identity import CHECKPOINT_VERSION, FP_MAX, Known, fingerprint, remember, same_inode
+from logscan.sources.logfiles import LogFiles
+from logscan.sources.reading import COMPRESS_ERRORS, COMPRESSED, Stream, read_head
+
+
+class Rotations:
+    """The open files of one log and the transitions between them; the Follower reads them."""
+
+    def __init__(self, files: LogFiles, note: Callable[..., None], clock: Callable[[], float],
+                 start_at: Literal["end", "beginning"], retire_after: float) -> None:
+        self.files = files
+        self.cur: Stream | None = None
+        self.old: list[Stream] = []  # retiring files, oldest first; drained before cur
+        self.done: list[Known] = []
+        self.count = 0  # rotations seen, restored from the checkpoint
+        self.started = False
+        self.waited = False  # the log did not exist at our first look: whatever appears later is new
+        self._note = note
+        self._clock = clock
+        self._start_at = start_at
+        self._retire_after = retire_after
+
+    def streams(self) -> list[Stream]:
+        """Every open file, in reading order."""
+        return [*self.old, self.cur] if self.cur is not None else list(self.old)
+
+    def close(self) -> None:
+        """Close every open file; start() must run again before the next read."""
+        for s in self.streams():
+            s.src.close()
+        self.old.clear()
+        self.cur = None
+        self.started = False
+
+    # ----------------------------------------------------------------- start and restart
+
+    def start(self, saved: Mapping[str, Any] | None) -> None:
+        """Open the log's files: resume from `saved` (a checkpoint) or start fresh."""
+        usable = (saved is not None and saved.get("v") == CHECKPOINT_VERSION
+                  and saved.get("pattern") == self.files.pattern and isinstance(saved.get("files"), list))
+        if saved is not None and not usable:
+            self._note("state_mismatch", reason="saved position is for another pattern or version",
+                       saved_pattern=str(saved.get("pattern", "")), pattern=self.files.pattern)
+        if usable and saved is not None and not saved["files"]:
+            # We were waiting for the log to appear: anything there now was created after our last look.
+            usable = False
+            self.waited = self.waited or bool(saved.get("waiting"))
+        opened: list[Stream] = []
+        try:
+            if usable:
+                assert saved is not None
+                self._resume(saved, opened)
+            else:
+                self._fresh(opened)
+        except BaseException:
+            for s in opened:
+                s.src.close()
+            self.old, self.cur = [], None
+            raise
+        self.started = True
+
+    def _fresh(self, opened: list[Stream]) -> None:
+        live = self.files.live_paths()
+        path = live[-1] if live else self.files.pattern
+        try:
+            s = self.files.open(path, 0 if self.waited or self._start_at == "beginning" else None)
+        except FileNotFoundError:
+            self.waited = True
+            raise
+        opened.append(s)
+        s.current = True
+        self.cur = s
+        self._remember_history(path)
+        how = "appeared" if self.waited else "start-" + self._start_at
+        self._note("log_opened", path=path, offset=s.offset, how=how)
+
+    def _resume(self, saved: Mapping[str, Any], opened: list[Stream]) -> None:
+        records = [r for r in saved["files"] if isinstance(r, Mapping)]
+        live = self.files.live_paths()
+        cands = self.files.candidates()
+        taken: set[str] = set()
+        located: list[tuple[Mapping[str, Any], Stream]] = []
+        for r in records:
+            if not r["fp_len"]:
+                # A file that was empty has no identity (its inode may belong to another file by
+                # now); whatever it received since is found below among the unknown newer files.
+                continue
+            s = self.files.locate(r, cands, taken)
+            if s is None:
+                self._note("state_mismatch", path=str(r.get("path")), offset=int(r.get("offset", 0)),
+                           reason="no file has the saved fingerprint; its unread tail is lost")
+                continue
+            opened.append(s)
+            located.append((r, s))
+            if s.path != r.get("path"):
+                self._note("log_found_rotated", saved_path=str(r.get("path")), path=s.path, offset=s.offset)
+        saved_cur = next((r for r in reversed(records) if r.get("current")), None)
+        cur_loc = next((s for r, s in located if r is saved_cur), None)
+        live_path = live[-1] if live and os.path.exists(live[-1]) else None
+        streams = [s for _, s in located]
+        known = [Known(str(r["fp"]), int(r["fp_len"])) for r in records] + self.done
+        cur = cur_loc if live_path is not None and cur_loc is not None and cur_loc.path == live_path else None
+        if saved_cur is not None and live_path is not None:
+            # Files written after our last look that we never saw (rotated twice, or copied by
+            # copytruncate while we knew the log only as empty) are read whole, oldest first.
+            since = int(saved_cur.get("mtime_ns", 0))
+            if cur_loc is not None:
+                since = min(since, cur_loc.mtime_ns)
+            streams += self._intermediates(cands, taken, known, since, live_path, opened)
+        if cur is None and live_path is not None:
+            got = read_head(live_path)
+            if got is None:
+                raise FileNotFoundError(errno.ENOENT, "live file vanished", live_path)
+            head, live_st = got
+            same = [s for s in streams if (s.dev, s.ino) == (live_st.st_dev, live_st.st_ino)]
+            if same:
+                # Already open under an older record (an empty file found by its inode): go on there.
+                cur = same[0]
+            elif any(k.matches(head) for k in known):
+                # Already counted under another name (moved back?): never read it twice.
+                self._note("state_mismatch", reason="live file matches a file already read", path=live_path)
+                cur = self.files.open(live_path, None)
+            else:
+                cur = self.files.open(live_path, 0)
+            if not any(s is cur for s in streams):
+                opened.append(cur)
+            if saved_cur is not None:
+                self.count += 1
+                self._note("log_rotated", how=self.files.restart_how(saved_cur, cur_loc, live_st),
+                           path=live_path, old_path=str(saved_cur.get("path")), while_down=True)
+            else:
+                self._note("log_opened", path=live_path, offset=cur.offset, how="appeared")
+        for s in streams:
+            s.current = s is cur
+        self.old = [s for s in streams if s is not cur]
+        if cur is not None:
+            cur.current = True
+            self.cur = cur
+
+    def _intermediates(self, cands: list[str], taken: set[str], known: list[Known], since_ns: int,
+                       live_path: str, opened: list[Stream]) -> list[Stream]:
+        found = self.files.intermediates(cands, taken, known, since_ns, live_path, opened)
+        for s in found:
+            self._note("log_found_rotated", saved_path="", path=s.path, offset=0)
+        return found
+
+    # ----------------------------------------------------------------- running: rotation checks
+
+    def refresh(self) -> None:
+        """Look for a rotation of the current file (rename, new glob file, copytruncate)."""
+        live = self.files.live_paths()
+        cur = self.cur
+        if cur is None:
+            if not live:
+                raise FileNotFoundError(errno.ENOENT, "no such file", self.files.pattern)
+            s = self.files.open(live[-1], 0)  # appeared after we started: all of it is new
+            s.current = True
+            self.cur = s
+            self._note("log_opened", path=s.path, offset=0, how="appeared")
+            return
+        if self.files.glob:
+            newer = [p for p in live if os.path.basename(p) > os.path.basename(cur.path)]
+            if newer:
+                self._switch(newer, "new-file")
+                return
+        try:
+            st = os.stat(cur.path)
+        except FileNotFoundError:
+            # Renamed away, new one not created yet: keep draining the file we hold.
+            size = cur.src.fstat().st_size
+            if size != cur.size:
+                cur.size, cur.last_growth = size, self._clock()
+            return
+        if not stat.S_ISREG(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", cur.path)
+        if (st.st_dev, st.st_ino) != (cur.dev, cur.ino):
+            how = "rename" if cur.src.fstat().st_nlink > 0 else "new-file"
+            self._switch([cur.path], how)
+            return
+        self.check_same(cur, st)
+
+    def _switch(self, paths: list[str], how: str) -> None:
+        """The log continues in `paths` (oldest first): retire the current file, read them from 0."""
+        old = self.cur
+        assert old is not None
+        new: list[Stream] = []
+        open_ids = {(s.dev, s.ino) for s in self.old}
+        try:
+            for p in paths:
+                s = self.files.open(p, 0)
+                if (s.dev, s.ino) in open_ids:
+                    s.src.close()
+                    continue
+                new.append(s)
+        except OSError:
+            for s in new:
+                s.src.close()
+            raise
+        old.current = False
+        old.last_growth = self._clock()
+        self.old.append(old)
+        self.cur = None
+        # Bring the old file's identity up to date first (it may have been truncated before the
+        # rename); _unseen must recognise its compressed copy by that identity.
+        self.check_same(old, old.src.fstat())
+        if not new:
+            return
+        *between, cur = new
+        if not self.files.glob:
+            # Rotated twice since the last poll? The file in between is read whole.
+            self.old += self._unseen(old.mtime_ns, cur.path)
+        self.old.extend(between)
+        cur.current = True
+        self.cur = cur
+        self.count += 1
+        self._note("log_rotated", how=how, path=cur.path, old_path=old.path, old_unread_bytes=max(
+            0, (old.size or 0) - old.offset))
+
+    def check_same(self, cur: Stream, st: os.stat_result) -> None:
+        """Same file as before: did it grow, or was it truncated (copytruncate) or rewritten?"""
+        changed = st.st_size != cur.size or st.st_mtime_ns != cur.mtime_ns
+        if not changed:
+            return  # idle: one stat, no read
+        if st.st_size != cur.size:
+            cur.last_growth = self._clock()
+        was_empty, since = cur.fp_len == 0 and cur.offset == 0, cur.mtime_ns
+        cur.size, cur.mtime_ns = st.st_size, st.st_mtime_ns
+        head = cur.src.read_at(0, FP_MAX)
+        same = len(head) >= cur.fp_len and fingerprint(head[: cur.fp_len]) == cur.fp
+        if same and st.st_size >= cur.offset:
+            if len(head) > cur.fp_len:
+                cur.fp, cur.fp_len = fingerprint(head), len(head)
+            if was_empty:
+                # Content arrived in a file we only knew empty: if a copytruncate happened in
+                # between, the first lines are in a copy that no fingerprint of ours points to.
+                self.old += self._unseen(since, cur.path)
+            return
+        self._copytruncated(cur, head, since)
+
+    def _copytruncated(self, cur: Stream, head: bytes, since_ns: int) -> None:
+        old = Known(cur.fp, cur.fp_len)
+        unread_from = cur.offset
+        copy = None
+        if old.fp_len > 0:
+            for p in self.files.candidates():
+                got = read_head(p)
+                if got is None or (got[1].st_dev, got[1].st_ino) == (cur.dev, cur.ino):
+                    continue
+                if old.matches(got[0]) and (p.endswith(COMPRESSED) or got[1].st_size >= unread_from):
+                    try:
+                        copy = self.files.open(p, unread_from)
+                    except COMPRESS_ERRORS:
+                        continue
+                    copy.skipping = cur.skipping
+                    break
+        if copy is not None:
+            copy.last_growth = self._clock()
+            self.old.append(copy)
+        remember(self.done, old)
+        cur.offset, cur.skipping = 0, False
+        cur.fp, cur.fp_len = fingerprint(head), len(head)
+        # Truncated more than once since the last poll: the copies in between are read whole.
+        self.old += self._unseen(since_ns, cur.path)
+        self.count += 1
+        self._note("log_rotated", how="copytruncate", path=cur.path, old_offset=unread_from,
+                   tail_from=copy.path if copy is not None else "")
+
+    def _unseen(self, since_ns: int, live_path: str) -> list[Stream]:
+        """Rotated files written since `since_ns` that are neither open nor known: read them whole."""
+        cands = self.files.candidates()
+        open_now = self.streams()
+        known = self.done + [Known(s.fp, s.fp_len) for s in open_now]
+        ids = {(s.dev, s.ino) for s in open_now}
+        taken = {p for p in cands if same_inode(p, ids)}
+        return self._intermediates(cands, taken, known, since_ns, live_path, [])
+
+    def _remember_history(self, live_path: str) -> None:
+        for k in self.files.history(live_path):
+            remember(self.done, k)
+
+    def reap(self, now: float) -> None:
+        """Close old files that are drained and idle; remember them so they are never read again."""
+        keep = []
+        for s in self.old:
+            idle = now - s.last_growth >= self._retire_after
+            drained = s.eof if s.size is None else s.offset >= s.size
+            if drained and (idle or s.size is None):
+                s.src.close()
+                remember(self.done, Known(s.fp, s.fp_len))
+                self._note("log_closed", path=s.path, offset=s.offset)
+            else:
+                keep.append(s)
+        self.old = keep
