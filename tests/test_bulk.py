@@ -37,7 +37,7 @@ REFERENCE = 1_796_000_000.0  # 2026-11-29
 LOGS = (ROOT / "tests" / "samples" / "postfix.log", ROOT / "sample_logs" / "postfix" / "mail.log")
 MODES = ("general", "regex", "c")
 C_SCAN = postfix_bulk._scan
-SOURCE = ROOT / "logscan" / "_postfix_scan.c"
+SOURCE = ROOT / "logscan" / "parsers" / "_postfix_scan.c"
 
 
 def parser() -> PostfixParser:

@@ -43,7 +43,7 @@ def records(stream: io.StringIO) -> list[dict[str, Any]]:
 def test_json_lines_when_not_a_terminal() -> None:
     out = io.StringIO()
     configure_logging("info", stream=out)
-    structlog.get_logger("logscan.app.daemon").info("started", logs=3, port=9425)
+    structlog.get_logger("logscan.daemon").info("started", logs=3, port=9425)
     [record] = records(out)
     assert {k: record[k] for k in ("event", "level", "logger", "logs", "port")} == {
         "event": "started",
@@ -72,7 +72,7 @@ def test_stdlib_library_records_come_out_as_json() -> None:
 def test_level_filters_both_kinds_and_a_second_call_changes_it() -> None:
     out = io.StringIO()
     configure_logging("warning", stream=out)
-    log = structlog.get_logger("logscan.sources.follower")
+    log = structlog.get_logger("logscan.tail")
     log.info("dropped")
     logging.getLogger("urllib3").info("dropped too")
     log.warning("kept")
@@ -148,7 +148,7 @@ def test_console_text_on_a_terminal() -> None:
         os.fdopen(controller, "rb", buffering=0) as screen,
     ):
         configure_logging("info", stream=tty)
-        structlog.get_logger("logscan.app.daemon").info("started", port=9425)
+        structlog.get_logger("logscan.daemon").info("started", port=9425)
         shown = screen.read(4096).decode("utf-8")
     assert "started" in shown
     assert "port" in shown

@@ -9,7 +9,6 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -19,38 +18,23 @@ import structlog
 from logscan import __version__
 from logscan.app import sdnotify
 from logscan.app.alerting import notifier_from_config, rules_of
-from logscan.app.config import Config, ConfigError, Log, load_config, zone
+from logscan.app.config import Config, ConfigError, Log, load_config
+from logscan.app.ingest import LogRuntime, head_texts
 from logscan.app.logging import configure_logging
+from logscan.app.persistence import StateStore
+from logscan.app.reload import plan_reload
 from logscan.core.aggregate import Aggregate
 from logscan.core.alerts import AlertEngine, Transition
-from logscan.core.pipeline import Pipeline
-from logscan.core.state import load_state, save_state
 from logscan.outputs.http import MetricsServer, load_web_config
 from logscan.outputs.metrics import Exposition, LogStatus, make_registry
 from logscan.outputs.notify import Notifier
-from logscan.parsers import make_parser
-from logscan.parsers.base import ParserOptions
-from logscan.parsers.detect import SAMPLE_LINES, detect
 from logscan.sources.follower import Follower
 from logscan.sources.watch import Watcher
 
-log = structlog.get_logger("logscan.app.daemon")
-STATE_FILE = "state.json"
-STATE_VERSION = 1
+log = structlog.get_logger("logscan.daemon")
 NOTIFY_RESULTS = ("success", "failure", "dropped")
 # How many bytes of lines one log may hand over per pass, so one busy log cannot starve the others.
 POLL_BYTES = 4 << 20
-
-
-@dataclass(slots=True)
-class LogRuntime:
-    """One configured log: its follower, and its parser once the format is known."""
-
-    cfg: Log
-    follower: Follower
-    mta: str = ""
-    pipeline: Pipeline | None = None
-    warned: set[str] = field(default_factory=set)
 
 
 class Daemon:
@@ -72,24 +56,25 @@ class Daemon:
         self.server: MetricsServer | None = None
         self.watcher: Watcher | None = None
         self.instance = self.cfg.server.instance or socket.gethostname()
-        self.state_path = Path(self.cfg.state.dir) / STATE_FILE
+        self.store = StateStore(self.cfg.state.dir)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def run(self) -> int:
         configure_logging(self.cfg.daemon.log_level)
         log.info("starting", version=__version__, config=str(self.config_path), logs=len(self.cfg.logs))
-        try:
-            self.state_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not os.access(self.state_path.parent, os.W_OK | os.X_OK):
-                raise PermissionError(f"cannot write to {self.state_path.parent}")
-        except OSError as exc:
+        problem = self.store.prepare()
+        if problem:
             # Without a state file every restart would be a counter reset: refuse to start.
-            log.error("state_dir_unusable", dir=str(self.state_path.parent), error=str(exc))
+            log.error("state_dir_unusable", dir=str(self.store.path.parent), error=problem)
             return 1
-        saved = self._restore()
+        restored = self.store.restore(self.cfg)
+        if restored.aggregate is not None:
+            self.aggregate = restored.aggregate
+        if restored.engine is not None:
+            self.engine = restored.engine
         for lcfg in self.cfg.logs:
-            self._add_log(lcfg, saved.get("logs", {}).get(lcfg.name), saved.get("formats", {}))
+            self._add_log(lcfg, restored.logs.get(lcfg.name), restored.formats)
         self.notifier = notifier_from_config(self.cfg.alerts, self.instance)
         self.notifier.resume(self.engine.active())
         try:
@@ -183,7 +168,7 @@ class Daemon:
         wall = time.time()
         for name, rt in list(self.logs.items()):
             lines = rt.follower.poll(POLL_BYTES)
-            self._log_notes(rt)
+            rt.log_notes()
             if lines:
                 self._ingest(rt, lines, wall)
             if rt.follower.lag_bytes > 0:
@@ -201,58 +186,16 @@ class Daemon:
 
     def _ingest(self, rt: LogRuntime, raw: list[bytes], wall: float) -> None:
         if rt.pipeline is None:
-            head = [b.decode("utf-8", "surrogateescape") for b in raw[:SAMPLE_LINES]]
-            if not self._choose_format(rt, head):
+            fmt = rt.choose_format(head_texts(raw))
+            if not fmt:
                 with self.lock:
                     self.aggregate.count_lines(rt.cfg.name, "unparsed", len(raw), "unknown-format")
                 return
-        assert rt.pipeline is not None
-        rt.pipeline.parser.set_reference_time(wall)
-        # One decode for the whole batch; the prefilter then skips boring lines in C.
-        chunk = (b"\n".join(raw) + b"\n").decode("utf-8", "surrogateescape")
-        with self.lock:
-            batch = rt.pipeline.feed_text(chunk)
-        if batch.unparsed and batch.unparsed * 2 > batch.total:
-            key = "mostly-unparsed"
-            if key not in rt.warned:
-                rt.warned.add(key)
-                log.warning(
-                    "log_lines_not_understood",
-                    log=rt.cfg.name,
-                    format=rt.mta,
-                    unparsed=batch.unparsed,
-                    lines=batch.total,
-                    reasons=batch.reasons,
-                    hint="wrong format in the config, or a log line shape this version does not know",
-                )
-
-    def _choose_format(self, rt: LogRuntime, texts: list[str]) -> bool:
-        fmt: str = rt.cfg.format
-        if fmt == "auto":
-            found = detect(texts).format
-            if found is None:
-                if "undetected" not in rt.warned:
-                    rt.warned.add("undetected")
-                    log.warning("log_format_unknown", log=rt.cfg.name, lines=len(texts))
-                return False
-            fmt = found
-            log.info("log_format_detected", log=rt.cfg.name, format=fmt)
-        self._set_format(rt, fmt)
-        return True
+            self._set_format(rt, fmt)
+        rt.ingest(raw, wall, self.lock, self.aggregate)
 
     def _set_format(self, rt: LogRuntime, fmt: str) -> None:
-        options = ParserOptions(
-            log=rt.cfg.name,
-            tz=zone(rt.cfg.timezone or self.cfg.daemon.timezone),
-            reference_time=time.time(),
-        )
-        rt.mta = fmt
-        rt.pipeline = Pipeline(rt.cfg.name, make_parser(fmt, options), self.aggregate, (self.engine.observe,))
-
-    def _log_notes(self, rt: LogRuntime) -> None:
-        for event, fields in rt.follower.drain_notes():
-            level = "warning" if event in ("log_unreadable", "log_missing", "state_mismatch") else "info"
-            getattr(log, level)(event, **{**fields, "log": rt.cfg.name})
+        rt.set_format(fmt, self.cfg.daemon.timezone, self.aggregate, (self.engine.observe,))
 
     def _announce(self, transitions: list[Transition]) -> None:
         for tr in transitions:
@@ -261,57 +204,15 @@ class Daemon:
 
     # -- state -----------------------------------------------------------------------------
 
-    def _restore(self) -> Mapping[str, Any]:
-        loaded = load_state(self.state_path)
-        if loaded.problem == "missing":
-            log.info("state_missing", path=str(self.state_path), action="start at each log's start_at")
-            return {}
-        if loaded.problem or loaded.data is None:
-            log.error(
-                "state_unusable",
-                path=str(self.state_path),
-                problem=loaded.problem,
-                action="counters start from zero; each log starts at its start_at, nothing is re-counted",
-            )
-            return {}
-        data = loaded.data
-        try:
-            if data.get("version") != STATE_VERSION:
-                raise ValueError(f"unsupported state version {data.get('version')!r}")
-            self.aggregate = Aggregate.from_dict(
-                data["aggregate"],
-                top_domains=self.cfg.daemon.top_domains,
-                windows=self.cfg.daemon.bounce_ratio_windows,
-            )
-            if data.get("alerts"):
-                self.engine = AlertEngine.from_dict(data["alerts"], rules_of(self.cfg.alerts))
-        except (ValueError, KeyError, TypeError) as exc:
-            log.error(
-                "state_unusable",
-                path=str(self.state_path),
-                problem=str(exc),
-                action="counters start from zero; each log starts at its start_at, nothing is re-counted",
-            )
-            return {}
-        log.info("state_restored", path=str(self.state_path), logs=sorted(data.get("logs", {})))
-        return data
-
     def _save(self, *, final: bool = False) -> None:
         with self.lock:
             data = {
-                "version": STATE_VERSION,
-                "saved_at": time.time(),
                 "logs": {name: rt.follower.checkpoint() for name, rt in self.logs.items()},
                 "formats": {name: rt.mta for name, rt in self.logs.items() if rt.mta},
                 "aggregate": self.aggregate.to_dict(),
                 "alerts": self.engine.to_dict(),
             }
-        try:
-            save_state(self.state_path, data)
-        except OSError as exc:
-            log.error("state_save_failed", path=str(self.state_path), error=exc.strerror or str(exc))
-            return
-        (log.info if final else log.debug)("state_saved", path=str(self.state_path))
+        self.store.save(data, final=final)
 
     # -- config ----------------------------------------------------------------------------
 
@@ -342,28 +243,26 @@ class Daemon:
         if new.server != old.server or new.state != old.state:
             log.warning("config_reload_partial", detail="[server] and [state] changes need a restart")
         configure_logging(new.daemon.log_level)
+        plan = plan_reload(old, new, {name: rt.cfg for name, rt in self.logs.items()})
         with self.lock:
-            for name in [n for n in self.logs if n not in {lc.name for lc in new.logs}]:
+            for name in plan.removed:
                 self.logs.pop(name).follower.close()
                 log.info("log_removed", log=name)
-            for lcfg in new.logs:
+            for lcfg, keep_position in plan.configured:
                 rt = self.logs.get(lcfg.name)
-                if rt is None or rt.cfg != lcfg:
-                    saved = rt.follower.checkpoint() if rt is not None and rt.cfg.path == lcfg.path else None
-                    if rt is not None:
-                        rt.follower.close()
-                    self._add_log(lcfg, saved, {})
-                    log.info("log_configured", log=lcfg.name, path=lcfg.path)
-            if new.alerts != old.alerts:
+                saved = rt.follower.checkpoint() if rt is not None and keep_position else None
+                if rt is not None:
+                    rt.follower.close()
+                self._add_log(lcfg, saved, {})
+                log.info("log_configured", log=lcfg.name, path=lcfg.path)
+            if plan.alerts_changed:
                 pending = self.engine.advance()  # what observe() found since the last pass
                 self.engine = AlertEngine.from_dict(self.engine.to_dict(), rules_of(new.alerts))
                 for rt in self.logs.values():
                     if rt.pipeline is not None:
                         rt.pipeline.observers = (self.engine.observe,)
-            self.cfg = Config(
-                logs=new.logs, server=old.server, state=old.state, daemon=new.daemon, alerts=new.alerts
-            )
-        if new.alerts.receivers != old.alerts.receivers:
+            self.cfg = plan.config
+        if plan.receivers_changed:
             if self.notifier is not None:
                 self.notifier.close()
             self.notifier = notifier_from_config(new.alerts, self.instance)

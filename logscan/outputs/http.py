@@ -36,7 +36,7 @@ from logscan import __version__
 DEFAULT_LISTEN: Final = "127.0.0.1:9551"
 Ready = Callable[[], tuple[bool, str]]
 
-_log = structlog.get_logger("logscan.outputs.http")
+_log = structlog.get_logger("logscan.web")
 
 _TLS_VERSIONS: Final = {
     "TLS10": ssl.TLSVersion.TLSv1,

@@ -39,7 +39,7 @@ PER_ALERT_LIMIT: Final = 3
 
 Key = tuple[tuple[str, str], ...]
 
-log = structlog.get_logger("logscan.core.alerts")
+log = structlog.get_logger("logscan.alerts")
 _json = msgspec.json.Encoder()
 
 

@@ -1,0 +1,86 @@
+"""One configured log at run time: its follower, its parser once the format is known, and
+how a batch of raw lines reaches the aggregate."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from logscan.app.config import Log, zone
+from logscan.core.aggregate import Aggregate
+from logscan.core.pipeline import Pipeline
+from logscan.events import Event
+from logscan.parsers import make_parser
+from logscan.parsers.base import ParserOptions
+from logscan.parsers.detect import SAMPLE_LINES, detect
+from logscan.sources.follower import Follower
+
+log = structlog.get_logger("logscan.daemon")
+_WARN_EVENTS = ("log_unreadable", "log_missing", "state_mismatch")
+
+
+@dataclass(slots=True)
+class LogRuntime:
+    """One configured log: its follower, and its parser once the format is known."""
+
+    cfg: Log
+    follower: Follower
+    mta: str = ""
+    pipeline: Pipeline | None = None
+    warned: set[str] = field(default_factory=set)
+
+    def set_format(self, fmt: str, default_tz: str, aggregate: Aggregate,
+                   observers: Sequence[Callable[[Event], None]]) -> None:
+        """Parse this log as `fmt` from now on."""
+        options = ParserOptions(log=self.cfg.name, tz=zone(self.cfg.timezone or default_tz),
+                                reference_time=time.time())
+        self.mta = fmt
+        self.pipeline = Pipeline(self.cfg.name, make_parser(fmt, options), aggregate, tuple(observers))
+
+    def choose_format(self, texts: list[str]) -> str:
+        """The configured format, or the one detected from `texts`; "" when none is known yet."""
+        if self.cfg.format != "auto":
+            return self.cfg.format
+        found = detect(texts).format
+        if found is None:
+            if "undetected" not in self.warned:
+                self.warned.add("undetected")
+                log.warning("log_format_unknown", log=self.cfg.name, lines=len(texts))
+            return ""
+        log.info("log_format_detected", log=self.cfg.name, format=found)
+        return found
+
+    def log_notes(self) -> None:
+        """Pass the follower's state changes on to the operator's log."""
+        for event, fields in self.follower.drain_notes():
+            level = "warning" if event in _WARN_EVENTS else "info"
+            getattr(log, level)(event, **{**fields, "log": self.cfg.name})
+
+    def ingest(self, raw: list[bytes], wall: float, lock: threading.Lock, aggregate: Aggregate) -> None:
+        """Parse and count a batch of complete lines (the pipeline must be set)."""
+        assert self.pipeline is not None
+        self.pipeline.parser.set_reference_time(wall)
+        # One decode for the whole batch; the prefilter then skips boring lines in C.
+        chunk = (b"\n".join(raw) + b"\n").decode("utf-8", "surrogateescape")
+        with lock:
+            batch = self.pipeline.feed_text(chunk)
+        if batch.unparsed and batch.unparsed * 2 > batch.total and "mostly-unparsed" not in self.warned:
+            self.warned.add("mostly-unparsed")
+            log.warning(
+                "log_lines_not_understood",
+                log=self.cfg.name,
+                format=self.mta,
+                unparsed=batch.unparsed,
+                lines=batch.total,
+                reasons=batch.reasons,
+                hint="wrong format in the config, or a log line shape this version does not know",
+            )
+
+
+def head_texts(raw: list[bytes]) -> list[str]:
+    """The first lines of a batch, decoded, for format detection."""
+    return [b.decode("utf-8", "surrogateescape") for b in raw[:SAMPLE_LINES]]
