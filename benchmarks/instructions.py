@@ -23,7 +23,10 @@ from benchmarks.harness import count_lines
 _DRIVER = """
 import sys
 from pathlib import Path
-import logscan.app.config, logscan.app.scan as scan
+try:
+    import logscan.app.config, logscan.app.scan as scan
+except ImportError:  # a checkout older than the package's folders (docs/architecture.md)
+    import logscan.config, logscan.scan as scan
 import logscan.parsers.exim, logscan.parsers.mailenable, logscan.parsers.postfix
 if sys.argv[3] == "imports":
     sys.exit(0)
