@@ -1,5 +1,6 @@
 # The README's two commands: `make demo` and `make test`. Both set everything up first.
-.PHONY: setup demo test lint
+# `make deb`: the Debian package, dist/logscan_<version>_<arch>.deb, checked by lintian.
+.PHONY: setup demo test lint deb
 
 setup:
 	./scripts/setup.sh
@@ -13,3 +14,7 @@ lint: setup
 
 test: setup lint
 	.venv/bin/python -m pytest -q
+
+deb: setup
+	./scripts/build-deb.sh
+	lintian --fail-on error dist/logscan_*.deb

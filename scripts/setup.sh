@@ -15,6 +15,13 @@ done
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
   || need_apt+=(python3-dev)
+# `make deb` (scripts/build-deb.sh, tests/test_deb.py): the package's venv is made by Debian's
+# python3 (not the first python3 on PATH, which may be pyenv's), compiled against its headers;
+# dpkg-shlibdeps and dpkg-buildflags from dpkg-dev; lintian checks the result.
+/usr/bin/python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' 2>/dev/null \
+  || need_apt+=(python3-dev)
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need_apt+=(dpkg-dev)
+command -v lintian >/dev/null 2>&1 || need_apt+=(lintian)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
