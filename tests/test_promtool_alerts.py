@@ -45,7 +45,7 @@ def test_alert_rules_unit_tests_pass() -> None:
         ("[5m])) >= 10", "[5m])) >= 8", "with 8 as the count the trickle of 9 per 5m on log quiet fires"),
         ("for: 2m\n", "for: 0m\n", "without for: 2m the burst fires while still pending at 122m"),
         # LogscanAuthFailureSurge
-        ("[1h] offset 10m))", "[1h] offset 10m)) * 0", "without the baseline test mx2's steady guessing fires"),
+        ("[1h] offset 10m))", "[1h] offset 10m)) * 0", "with no baseline mx2's steady guessing fires"),
         ("[10m])) >= 30", "[10m])) >= 20", "with 20 as the count the small rise on log quiet fires"),
         ("for: 5m\n        keep_firing_for: 5m", "for: 0m\n        keep_firing_for: 5m",
          "without for: 5m the surge fires while still pending at 127m"),
