@@ -142,7 +142,7 @@ def mutated_line(draw: st.DrawFn) -> str:
 # Triggers added for refusals without a reject line (issue 20), and for each a sample line
 # that yields something, has the boring shape and holds no other trigger: without the trigger
 # the prefilter would skip that line, and the tests above fail.
-NEW_TRIGGERS = {"postfix": {": SASL ", "many er", "mproper"}, "exim": {"synchronization error", " dropped"}}
+NEW_TRIGGERS = {"postfix": {": SASL ", "many er", "mproper"}, "exim": {" dropped"}}
 
 
 @pytest.mark.parametrize("fmt", PREFILTERED)

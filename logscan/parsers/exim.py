@@ -109,14 +109,11 @@ _QUIET: Final = ("SMTP connection from ", "no MAIL in SMTP connection ", "Start 
 # (`=>` `->` `>>` `**` `==`) where _body() looks for one (after a 16- or 23-character
 # message id); then _body() returns NOTHING unless the line holds `rejected `, an auth
 # failure, or `exim` where _body() or _TAG looks for a tag: after a space, or right after
-# `]` (`U=Debian-exim` is no trigger), or a dropped session: `synchronization error` (the
-# line may end right after its `rejected`), ` dropped` (`dropped: too many ...`, `dropped by
-# 'connect' ACL`). Syslog-prefixed lines never have this shape, so a `[n/m]` part always
-# reaches parse().
+# `]` (`U=Debian-exim` is no trigger), or ` dropped` (`dropped: too many ...`, `dropped by
+# 'connect' ACL`); a synchronization error holds `rejected `. Syslog-prefixed lines never have
+# this shape, so a `[n/m]` part always reaches parse().
 _FLAG: Final = r"(?:=>|->|>>|\*\*|==) "
-_TRIGGERS: Final = (
-    "rejected ", " authenticator failed for ", " exim", "]exim", "synchronization error", " dropped",
-)  # fmt: skip
+_TRIGGERS: Final = ("rejected ", " authenticator failed for ", " exim", "]exim", " dropped")
 _BORING: Final = (
     r"(?:19|20)[0-9][0-9]-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
     r"|(?:0[13578]|1[02])-31) (?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9][0-9][0-9])?"
@@ -769,7 +766,9 @@ class EximParser:
         """`SMTP protocol synchronization error (...): rejected ...` (Exim sent `554 SMTP
         synchronization error`) and `SMTP call from H dropped: too many ...`."""
         if line.startswith("SMTP protocol synchronization error", b):
-            r = line.find("): rejected", b + 35, b + 120)
+            # Exim always writes what it rejected after `rejected `: a line cut right after the
+            # word states too little (and needs no trigger of its own beyond `rejected `).
+            r = line.find("): rejected ", b + 35, b + 120)
             if r < 0:
                 return NOTHING
             k = r + 11
