@@ -192,7 +192,7 @@ TAGS = (
     "postfix/smtpd[5]", "postfix/postscreen[6]", "postfix/submission/smtpd[2]", "postfix/cleanup[3]",
     "postfix/smtp[]", "postfix/local[4]", "exim[3]", "postfix/error[8]", "postfix/smtpdx[1]",
 )  # fmt: skip
-QIDS = ("4Fg2kX0zQ1z", "NOQUEUE", "warning", "ABC", "3A2B1C0D9E", "info")
+QIDS = ("4Fg2kX0zQ1z", "NOQUEUE", "warning", "ABC", "3A2B1C0D9E", "info", "")
 DELIVERY = (
     "to=<u@{d}>, relay={r}, delay={delay}, delays=0.1/0/0.2/0.3, dsn={dsn}, status={word}{tail}",
     "to=<u@{d}>, orig_to=<o@x>, relay={r}, conn_use=2, delay={delay}, delays=1/2/3/4, tls=ok, dsn={dsn}, "
@@ -206,6 +206,9 @@ TAILS = (
     " (connect to mx.{d}[192.0.2.1]:25: Connection refused)", " (host h said: 451-4.7.1 (#4.7.1) later)",
     " (delivered to mailbox)", " (host h said: 5501 x)", " (550)", " (250-2.0.0)", ",x",
     " (host a b said: 550 x)", " (host h said: 552 5.2.2.1 full)", " (421 4.4.2 timeout)",
+    " (SASL authentication failed; server mx.{d}[192.0.2.1] said: 535 5.7.8 Error: authentication failed: x)",
+    " (SASL [CACHED] authentication failed; server h[192.0.2.1] said: 535 5.7.8 x)",
+    " (SASL authentication failed; cannot authenticate to server h[192.0.2.1]: no mechanism available)",
 )  # fmt: skip
 REJECT = (
     "{pre}reject: {stage} from {client}: {reply}; from=<s@{d}> to=<r@x> proto=ESMTP helo=<h>",
@@ -213,6 +216,18 @@ REJECT = (
     "{pre}reject: {stage} from {client}: {reply}; proto=SMTP helo=<h>",
     "{pre}reject: {stage} from {client}: {reply}; from=<s@{d}> to=<r@x> proto=ESMTP helo=<h> extra",
     "{pre}reject: {stage} from {client}: {reply}; from=<s@{d}> x; from=<t@y.test",
+    "{pre}reject: {stage}: {reply}; from=<s@{d}> to=<r@x> proto=ESMTP helo=<h>",
+)  # fmt: skip
+# Refusals without a reject line (smtpd, and the smtp per-host SASL line) and their look-alikes.
+SESSION = (
+    "warning: {client}: SASL LOGIN authentication failed: {reply}",
+    "warning: {client}: SASL PLAIN authentication failed: generic failure, sasl_username=u@{d}",
+    "warning: {client}: SASL LOGIN authentication aborted",
+    "warning: SASL authentication failure: Password verification failed",
+    "too many errors after {stage} from {client}",
+    "lost connection after {stage} from {client}",
+    "improper command pipelining after {stage} from {client}: QUIT",
+    "SASL authentication failed; server {client} said: {reply}",
 )  # fmt: skip
 EXPIRED = ("from=<s@{d}>, status={word}, returned to sender", "from=<a,b@{d}>, status=expired, returned")
 DOMAINS = ("example.com", "EXAMPLE.org.", "x", "", "b.test>")
@@ -230,7 +245,9 @@ REPLIES = ("550 5.7.1 <x>: Relay denied", "450 4.1.8 later", "5.7.1 no", "554", 
 def postfix_line(draw: st.DrawFn) -> str:
     d = draw(st.sampled_from(DOMAINS))
     body = draw(
-        st.sampled_from((*DELIVERY, *REJECT, *EXPIRED, "connect from x[1.2.3.4]", "QID: host h said: 451"))
+        st.sampled_from(
+            (*DELIVERY, *REJECT, *EXPIRED, *SESSION, "connect from x[1.2.3.4]", "QID: host h said: 451")
+        )
     )
     text = body.format(
         d=d,
@@ -248,7 +265,7 @@ def postfix_line(draw: st.DrawFn) -> str:
     stamp = draw(st.sampled_from((*STAMPS[:3], *STAMPS)))
     tag = draw(st.sampled_from((*TAGS[:2], *TAGS[5:7], *TAGS)))
     qid = draw(st.sampled_from((QIDS[0], QIDS[0], *QIDS)))
-    line = f"{stamp} mx {tag}: {qid}: {text}"
+    line = f"{stamp} mx {tag}: {qid}: {text}" if qid else f"{stamp} mx {tag}: {text}"
     for _ in range(draw(st.sampled_from((0, 0, 0, 1, 2)))):  # a few random edits, anywhere
         i = draw(st.integers(0, len(line)))
         j = draw(st.integers(i, min(len(line), i + 3)))
@@ -295,7 +312,21 @@ def test_every_combination_of_the_branch_pieces_counts_the_same(monkeypatch: pyt
         for reply in REPLIES
         for d in DOMAINS
     ]
-    good = [line for line in deliveries + rejects if "1.2.3" not in line]
+    session_heads = (
+        "2026-11-29T07:21:49.5+00:00 mx postfix/smtpd[1]: ",
+        "Nov 29 07:21:49 mx postfix/smtp[1]: 4Fg2kX0zQ1z: ",
+        "2026-11-29T07:21:49.5+00:00 mx postfix/smtpd[1]: NOQUEUE: ",
+    )
+    sessions = [
+        head + body.format(d=d, stage=stage, client=client, reply=reply)
+        for head in session_heads
+        for body in SESSION
+        for stage in STAGES
+        for client in CLIENTS
+        for reply in REPLIES
+        for d in DOMAINS[:2]
+    ]
+    good = [line for line in deliveries + rejects + sessions if "1.2.3" not in line]
     bad = [line for line in deliveries if "1.2.3" in line]
     assert_same(chunked(good, 5000) + chunked(bad, 5000), monkeypatch)
 

@@ -539,3 +539,22 @@ def test_unnamed_or_unsafe_configured_logs_are_not_exported() -> None:
     fams = LogscanCollector.families(Exposition(Aggregate().snapshot(T0), logs=tuple(logs)))
     up = next(f for f in fams if f.name == "logscan_log_up")
     assert [s.labels["log"] for s in up.samples] == ["ok"]
+
+
+def test_refusals_without_a_known_code_and_the_session_stages_are_exported() -> None:
+    # Parsers count a refusal whose reply is not known with code "" (docs/parsers/), and
+    # sessions cut off at the stages "pipelining" and "limit": all exported as they are, none
+    # folded; code "" adds no SMTP reply.
+    agg = Aggregate()
+    agg.add(ev(direction="inbound", status="rejected", stage="pipelining", code=""))
+    agg.add(ev(direction="inbound", status="rejected", stage="pipelining", code=""))
+    agg.add(ev(direction="inbound", status="rejected", stage="limit", code="421", enhanced="4.7.0"))
+    agg.add(ev(direction="inbound", status="rejected", stage="auth", code="535", enhanced="5.7.8"))
+    text = scrape(exposition(agg))
+    rejections = "logscan_rejections_total"
+    assert value(text, rejections, mta="postfix", log="mx1", stage="pipelining", code="") == 2
+    assert value(text, rejections, mta="postfix", log="mx1", stage="limit", code="421") == 1
+    assert value(text, rejections, mta="postfix", log="mx1", stage="auth", code="535") == 1
+    assert {k: v for k, v in samples(text).items() if k[0] == "logscan_export_folded_total" and v} == {}
+    replies = sum(v for (name, _), v in samples(text).items() if name == "logscan_smtp_replies_total")
+    assert replies == 2

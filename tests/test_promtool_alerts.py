@@ -28,7 +28,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 def test_alert_rules_pass_promtool_check() -> None:
     res = run(tool("promtool", "prometheus"), "check", "rules", str(RULES))
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "SUCCESS: 7 rules found" in res.stdout
+    assert "SUCCESS: 8 rules found" in res.stdout
 
 
 def test_alert_rules_unit_tests_pass() -> None:
@@ -44,6 +44,11 @@ def test_alert_rules_unit_tests_pass() -> None:
         (">= 0.05", ">= 0.04", "with a 4% share the drowned 551s on log busy fire"),
         ("[5m])) >= 10", "[5m])) >= 8", "with 8 as the count the trickle of 9 per 5m on log quiet fires"),
         ("for: 2m\n", "for: 0m\n", "without for: 2m the burst fires while still pending at 122m"),
+        # LogscanAuthFailureSurge
+        ("[1h] offset 10m))", "[1h] offset 10m)) * 0", "with no baseline mx2's steady guessing fires"),
+        ("[10m])) >= 30", "[10m])) >= 20", "with 20 as the count the small rise on log quiet fires"),
+        ("for: 5m\n        keep_firing_for: 5m", "for: 0m\n        keep_firing_for: 5m",
+         "without for: 5m the surge fires while still pending at 127m"),
     ],
 )
 def test_unit_tests_catch_a_weakened_rule(tmp_path: Path, old: str, new: str, why: str) -> None:

@@ -52,6 +52,10 @@ STAGES: Final = frozenset(
         "help",
         "etrn",
         "other",
+        # Sessions ended without a reply to a command (docs/parsers/): a protocol
+        # synchronization (pipelining) violation, and a limit of errors or commands reached.
+        "pipelining",
+        "limit",
     }
 )
 # Distinct (code, enhanced) pairs exported per (mta, log, direction). Remote servers choose
@@ -186,7 +190,7 @@ def _rejections(snap: Snapshot, folds: _Folds) -> dict[Labels, float]:
         stage = raw_stage
         if _bad_label(folds, name, n, mta=mta, log=log_name):
             continue
-        if not _CODE.match(code):
+        if code and not _CODE.match(code):  # "": refused, but the code sent is not known
             folds.add(name, "code", "invalid", n)
             continue
         if stage not in STAGES:

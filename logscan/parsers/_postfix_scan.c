@@ -223,6 +223,8 @@ static int delivery(P p, P e, Fields *f)
     if (w == e || !AT(w, e, " ("))
         return 1; /* end of line, or text that is no reply */
     P r = w + 2;
+    if (AT(r, e, "SASL "))
+        return 0; /* a smarthost refusing our AUTH: parse() reads that reply */
     if (AT(r, e, "host ")) {
         P h = run_not(r + 5, e, " ");
         if (!AT(h, e, " said: "))
@@ -522,10 +524,16 @@ static PyObject *make_row(Fields *f, PyObject *line, PyObject **last)
     return t;
 }
 
-static const char *const TRIGGERS[] = {"status=", ": host ", "reject: ", " exim"};
-static const size_t TRIGGER_LEN[] = {7, 7, 8, 5};
-#define NTRIGGERS 4
+static const char *const TRIGGERS[] = {"status=", ": host ", "reject: ", " exim", ": SASL ", "many er", "mproper"};
+static const size_t TRIGGER_LEN[] = {7, 7, 8, 5, 7, 7, 7};
+#define NTRIGGERS 7
 #define TRIGGER_MAX 8
+/* Triggers with the same length, first and last characters pass the same SIMD test, so it is
+ * made once for them: SIG[k] is trigger k's test, SIG_REP[s] the first trigger with test s
+ * (PyInit checks this table). Five tests for seven triggers. */
+static const int SIG[NTRIGGERS] = {0, 1, 2, 3, 1, 4, 4};
+static const int SIG_REP[] = {0, 1, 2, 3, 5};
+#define NSIGS 5
 
 #if defined(__SSE2__) && !defined(LOGSCAN_NO_SIMD)
 #include <emmintrin.h>
@@ -535,24 +543,25 @@ static const size_t TRIGGER_LEN[] = {7, 7, 8, 5};
  * keeping those where a trigger's first and last bytes both match, then comparing those. */
 static P next_trigger(P p, P e)
 {
-    __m128i first[NTRIGGERS], last[NTRIGGERS];
-    for (int k = 0; k < NTRIGGERS; k++) {
-        first[k] = _mm_set1_epi8(TRIGGERS[k][0]);
-        last[k] = _mm_set1_epi8(TRIGGERS[k][TRIGGER_LEN[k] - 1]);
+    __m128i first[NSIGS], last[NSIGS];
+    for (int s = 0; s < NSIGS; s++) {
+        int k = SIG_REP[s];
+        first[s] = _mm_set1_epi8(TRIGGERS[k][0]);
+        last[s] = _mm_set1_epi8(TRIGGERS[k][TRIGGER_LEN[k] - 1]);
     }
     for (; e - p >= 16 + TRIGGER_MAX - 1; p += 16) {
         __m128i block = _mm_loadu_si128((const __m128i *)p);
-        unsigned masks[NTRIGGERS], any = 0;
-        for (int k = 0; k < NTRIGGERS; k++) {
-            __m128i tail = _mm_loadu_si128((const __m128i *)(p + TRIGGER_LEN[k] - 1));
-            masks[k] = (unsigned)_mm_movemask_epi8(
-                _mm_and_si128(_mm_cmpeq_epi8(block, first[k]), _mm_cmpeq_epi8(tail, last[k])));
-            any |= masks[k];
+        unsigned masks[NSIGS], any = 0;
+        for (int s = 0; s < NSIGS; s++) {
+            __m128i tail = _mm_loadu_si128((const __m128i *)(p + TRIGGER_LEN[SIG_REP[s]] - 1));
+            masks[s] = (unsigned)_mm_movemask_epi8(
+                _mm_and_si128(_mm_cmpeq_epi8(block, first[s]), _mm_cmpeq_epi8(tail, last[s])));
+            any |= masks[s];
         }
         for (; any; any &= any - 1) {
             int i = __builtin_ctz(any);
             for (int k = 0; k < NTRIGGERS; k++)
-                if ((masks[k] >> i & 1) && memcmp(p + i, TRIGGERS[k], TRIGGER_LEN[k]) == 0)
+                if ((masks[SIG[k]] >> i & 1) && memcmp(p + i, TRIGGERS[k], TRIGGER_LEN[k]) == 0)
                     return p + i;
         }
     }
@@ -642,6 +651,14 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__postfix_scan(void)
 {
     static const char dirs[2] = {'o', 'i'};
+    for (int k = 0; k < NTRIGGERS; k++) {
+        int r = SIG_REP[SIG[k]];
+        if (TRIGGER_LEN[k] != strlen(TRIGGERS[k]) || TRIGGER_LEN[k] > TRIGGER_MAX || TRIGGER_LEN[k] != TRIGGER_LEN[r] ||
+            TRIGGERS[k][0] != TRIGGERS[r][0] || TRIGGERS[k][TRIGGER_LEN[k] - 1] != TRIGGERS[r][TRIGGER_LEN[r] - 1]) {
+            PyErr_SetString(PyExc_SystemError, "_postfix_scan: inconsistent trigger table");
+            return NULL;
+        }
+    }
     if (!(EMPTY = PyUnicode_New(0, 0)))
         return NULL;
     for (int d = 0; d < 2; d++)

@@ -90,6 +90,14 @@ _REJECTS: Final = (
     ("by local_scan()", "end-of-data", "550"),
     ("by non-SMTP ACL", "", None),  # a local submission: nobody got an SMTP reply
 )
+# `SMTP call from H dropped: too many <what>`: the reply Exim sent as it hung up (smtp_in.c:
+# smtp_notquit_exit() with 554 for non-mail commands, 500 for unrecognized commands; after too
+# many syntax or protocol errors the code of the last error, not logged: "").
+_TOO_MANY: Final = (
+    ("nonmail commands", "554"),
+    ("unrecognized commands", "500"),
+    ("syntax or protocol errors", ""),
+)
 # Frequent id-less lines that never carry a reply.
 _QUIET: Final = ("SMTP connection from ", "no MAIL in SMTP connection ", "Start queue run", "End queue run")
 
@@ -101,10 +109,11 @@ _QUIET: Final = ("SMTP connection from ", "no MAIL in SMTP connection ", "Start 
 # (`=>` `->` `>>` `**` `==`) where _body() looks for one (after a 16- or 23-character
 # message id); then _body() returns NOTHING unless the line holds `rejected `, an auth
 # failure, or `exim` where _body() or _TAG looks for a tag: after a space, or right after
-# `]` (`U=Debian-exim` is no trigger). Syslog-prefixed lines never have this shape, so a
-# `[n/m]` part always reaches parse().
+# `]` (`U=Debian-exim` is no trigger), or ` dropped` (`dropped: too many ...`, `dropped by
+# 'connect' ACL`); a synchronization error holds `rejected `. Syslog-prefixed lines never have
+# this shape, so a `[n/m]` part always reaches parse().
 _FLAG: Final = r"(?:=>|->|>>|\*\*|==) "
-_TRIGGERS: Final = ("rejected ", " authenticator failed for ", " exim", "]exim")
+_TRIGGERS: Final = ("rejected ", " authenticator failed for ", " exim", "]exim", " dropped")
 _BORING: Final = (
     r"(?:19|20)[0-9][0-9]-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
     r"|(?:0[13578]|1[02])-31) (?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9][0-9][0-9])?"
@@ -509,6 +518,8 @@ class EximParser:
             return self._rejected(line, b, t, -1)
         if line.startswith(_QUIET, b):
             return NOTHING
+        if line.startswith("SMTP ", b):
+            return self._smtp_dropped(line, b, t)
         sp = line.find(" ", b, b + 256)
         if sp > b and line.startswith(" authenticator failed for ", sp):
             return self._auth_failed(line, sp + 26, t)
@@ -673,6 +684,9 @@ class EximParser:
     def _rejected(self, line: str, b: int, t: float, qid_at: int) -> ParseResult:
         """Our own refusal: `H=... F=<s> [temporarily ]rejected <what>[: reason]`."""
         r = line.find("rejected ", b)
+        d = line.find(" dropped by 'connect' ACL", b, r if r >= 0 else len(line))
+        if d >= 0:
+            return self._acl_dropped(line, b, t, d)
         if r < 0 or (r > b and line[r - 1] != " "):
             return NOTHING
         fields_end = r
@@ -745,6 +759,54 @@ class EximParser:
         if not code:
             return NOTHING
         return self._refusal(t, code, enhanced, "auth", host, ip)
+
+    # ---- sessions ended without a `rejected` line (docs/parsers/exim.md) ----------------------
+
+    def _smtp_dropped(self, line: str, b: int, t: float) -> ParseResult:
+        """`SMTP protocol synchronization error (...): rejected ...` (Exim sent `554 SMTP
+        synchronization error`) and `SMTP call from H dropped: too many ...`."""
+        if line.startswith("SMTP protocol synchronization error", b):
+            # Exim always writes what it rejected after `rejected `: a line cut right after the
+            # word states too little (and needs no trigger of its own beyond `rejected `).
+            r = line.find("): rejected ", b + 35, b + 120)
+            if r < 0:
+                return NOTHING
+            k = r + 11
+            h = -1  # where the client's `H=` starts: after the quoted command, or after `from `
+            if line.startswith(' "', k):
+                q = line.find('" H=', k + 2)
+                h = q + 2 if q >= 0 else -1
+            elif line.startswith(" connection from H=", k):
+                h = k + 17
+            host = ip = ""
+            if h >= 0:
+                host, ip, _ = _host_at(line, h + 2, len(line))
+            return self._refusal(t, "554", "", "pipelining", host, ip)
+        if line.startswith("SMTP call from ", b):
+            d = line.find(" dropped: too many ", b + 15)
+            if d < 0:
+                return NOTHING
+            host, ip, _ = _host_at(line, b + 15, d)
+            code = ""
+            for what, sent in _TOO_MANY:
+                if line.startswith(what, d + 19):
+                    code = sent
+                    break
+            return self._refusal(t, code, "", "limit", host, ip)
+        return NOTHING
+
+    def _acl_dropped(self, line: str, b: int, t: float, d: int) -> ParseResult:
+        """`H=... dropped by 'connect' ACL[: msg]`: Exim >= 4.97 closed a TLS-on-connect session
+        before TLS started, so the client got no SMTP reply at all (code "")."""
+        if _quoted_colon(line, b, d):
+            return NOTHING  # the marker is inside some other text, not after the field list
+        h = line.find("H=", b, d)
+        if h >= 0 and h != b and line[h - 1] != " ":
+            h = -1
+        host = ip = ""
+        if h >= 0:
+            host, ip, _ = _host_at(line, h + 2, d)
+        return self._refusal(t, "", "", "connect", host, ip)
 
     def _refusal(
         self, t: float, code: str, enhanced: str, stage: str, host: str, ip: str,

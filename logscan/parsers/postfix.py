@@ -5,7 +5,8 @@ Unparsed reasons, a fixed set (each becomes a label value):
 - `no-timestamp`: the line does not start with a syslog (`Nov 29 07:21:49`) or RFC 3339 timestamp.
 - `bad-timestamp`: it starts like one, but a field is impossible (day 32, hour 25, offset +99:00).
 - `bad-delivery-line`: a delivery-agent or qmgr `status=` line whose status word is unknown or cut.
-- `bad-reject-line`: a `reject:` / `milter-reject:` / `proxy-reject:` line without a client part.
+- `bad-reject-line`: a `reject:` / `milter-reject:` line without a client part (`proxy-reject:`
+  has none since Postfix 2.7, and does not need one).
 - `bad-reply-line`: a `host H[IP] said:` / `refused to talk to me:` line without a reply code.
 
 Decisions where the format is ambiguous are written down in docs/parsers/postfix.md.
@@ -16,6 +17,8 @@ from __future__ import annotations
 import inspect
 import re
 from typing import ClassVar, Final
+
+import msgspec
 
 from logscan.events import MTA, NOTHING, Event, ParseResult, Status, Unparsed
 from logscan.parsers.base import MAX_LINE, ParserOptions, Prefilter, domain_of, reply_codes
@@ -91,6 +94,31 @@ _REPLY_STAGE: Final = {
 
 _REJECT_ACTIONS: Final = ("reject: ", "milter-reject: ", "proxy-reject: ")
 
+# Refusals logged without a `reject:` line, and the replies Postfix sent for them (each is
+# quoted from the Postfix source in docs/parsers/postfix.md, "Refusals without a reject line").
+# smtpd_sasl_glue.c: a failed AUTH gets 535 5.7.8, or 454 4.7.0 when the SASL back end calls
+# the failure temporary (Postfix >= 3.1); the client cancelling with `*` gets 501 5.7.0.
+_AUTH_FAILED: Final = ("535", "5.7.8")
+_AUTH_TEMPORARY: Final = ("454", "4.7.0")
+_AUTH_ABORTED: Final = ("501", "5.7.0")
+# The reasons a temporary failure logs: Dovecot's own texts (xsasl_dovecot_server.c), and Cyrus
+# SASL's sasl_errstring() of SASL_FAIL, SASL_NOMEM, SASL_TRYAGAIN, SASL_UNAVAIL
+# (xsasl_cyrus_server.c; the texts as in Debian 12's libsasl2 2.1.28).
+_SASL_TEMPORARY: Final = frozenset(
+    {
+        "Connection lost to authentication server",
+        "Can't connect to authentication server",
+        "generic failure",
+        "no memory available",
+        "transient failure (e.g., weak key)",
+        "remote authentication server unavailable",
+    }
+)
+# smtpd.c: at smtpd_hard_error_limit it sends `421 4.7.0 HOST Error: too many errors`.
+_ERROR_LIMIT: Final = ("421", "4.7.0")
+# smtp_sasl_glue.c: our client's AUTH refused by the server; the reply follows `said: `.
+_SASL_SERVER: Final = "SASL authentication failed; server "
+
 # postscreen hangs up on these with a fixed reply it does not log (postscreen.c).
 _POSTSCREEN_BUSY: Final = {
     "too many connections": ("421", "4.7.0"),
@@ -151,11 +179,14 @@ _HOST_MAX: Final = 255
 # The prefilter (docs/decisions/0006-prefilter.md). parse() returns something other than
 # NOTHING only for a line that fails the timestamp shape check (no-timestamp), has a tag
 # starting `exim` after a space (other-mta), or reaches a delivery/reply/refusal reader,
-# which needs `status=`, `: host ` (smtp/lmtp) or `reject: ` (smtpd, postscreen, cleanup).
+# which needs `status=`, `: host ` (smtp/lmtp) or `reject: ` (smtpd, postscreen, cleanup),
+# or, for the refusals without a reject line, `: SASL ` (smtpd AUTH, smtp per-host login),
+# `many er` (too many errors) or `mproper` (improper command pipelining). The last two share
+# their first and last characters and length, so the C scanner tests them in one SIMD pass.
 # `bad-timestamp` only comes from those readers. The boring shape is a strict subset of
 # what the shape check accepts: `Mmm dd hh:mm:ss ` (day ` 7`, `7` or `07`) or RFC 3339
 # `YYYY-MM-DDThh:mm:ss[...] ` whose first space is within the 48 characters parse() looks at.
-_TRIGGERS: Final = ("status=", ": host ", "reject: ", " exim")
+_TRIGGERS: Final = ("status=", ": host ", "reject: ", " exim", ": SASL ", "many er", "mproper")
 # Written out digit by digit (no `{n}` counts) and RFC 3339 first: this lookahead runs at
 # every line start of every chunk, and this form costs sre about a sixth less.
 _D: Final = "[0-9]"
@@ -300,11 +331,19 @@ class PostfixParser:
         bs = tag_end + 2
 
         if kind == _REJECTS:
-            if line.find("reject: ", bs) < 0 or line.startswith(_SEVERITIES, bs):
-                return NOTHING
+            # `improper command pipelining ... : TEXT` quotes the client: its `reject: ` is no refusal.
+            if (
+                line.find("reject: ", bs) < 0
+                or line.startswith(_SEVERITIES, bs)
+                or line.startswith("improper ", bs)
+            ):
+                return self._session(line, ts_end, bs) if line[slash + 1 : name_end] == "smtpd" else NOTHING
             return self._reject(line, ts_end, bs, line[slash + 1 : name_end] == "cleanup")
-        # A per-host reply line is `QID: host ...`, so `: host ` sits near the start.
-        if line.find("status=", bs) < 0 and (kind != _SMTP or line.find(": host ", tag_end, bs + 40) < 0):
+        # A per-host reply line is `QID: host ...` or `QID: SASL ...`, so either sits near the start.
+        if line.find("status=", bs) < 0 and (
+            kind != _SMTP
+            or (line.find(": host ", tag_end, bs + 40) < 0 and line.find(_SASL_SERVER, tag_end, bs + 70) < 0)
+        ):
             return NOTHING
         if line.startswith(_SEVERITIES, bs):
             return NOTHING
@@ -316,6 +355,8 @@ class PostfixParser:
             return self._expired(line, ts_end, rs, qid)
         if kind == _SMTP and line.startswith("host ", rs):
             return self._per_host(line, ts_end, rs, qid)
+        if kind == _SMTP and line.startswith(_SASL_SERVER, rs):
+            return self._sasl_per_host(line, ts_end, rs, qid)
         return NOTHING
 
     # -- pieces -----------------------------------------------------------------------------
@@ -540,6 +581,13 @@ class PostfixParser:
                     code, enhanced, stage, r_host, r_ip = got
                     if not host and not ip:
                         host, ip = r_host, r_ip
+            elif line.startswith(_SASL_SERVER, w_end + 2):
+                got2 = self._sasl_reply(line, w_end + 2)
+                if got2 is not None:
+                    code, enhanced, r_host, r_ip = got2
+                    stage = "auth" if code else ""
+                    if not host and not ip:
+                        host, ip = r_host, r_ip
             elif line[w_end + 2 : w_end + 3].isdigit():
                 # `(250 2.0.0 Ok: queued as X)`: the reply to the end of DATA.
                 code, enhanced = self._codes(line[w_end + 2 : w_end + 22])
@@ -636,6 +684,10 @@ class PostfixParser:
             stage = REJECT_STAGE.get(line[a:sp] if sp >= 0 else "")
             if stage is None and cleanup:
                 return self._cleanup_reject(line, ts_end, a, qid)
+            if stage is None and sp > a and line[sp - 1] == ":" and line.startswith("proxy-", rs):
+                stage = REJECT_STAGE.get(line[a : sp - 1])
+                if stage is not None:
+                    return self._proxy_reject(line, ts_end, qid, stage, sp - 1)
             if sp < 0 or not line.startswith("from ", sp + 1):
                 return Unparsed("bad-reject-line", "no client")
             cs = sp + 6
@@ -670,6 +722,108 @@ class PostfixParser:
                 host, ip, rcpt, sender, None,
             ),
         )  # fmt: skip
+
+    # -- refusals without a reject line (docs/parsers/postfix.md) --------------------------------
+
+    def _proxy_reject(self, line: str, ts_end: int, qid: str, stage: str, colon: int) -> ParseResult:
+        """`[QID: ]proxy-reject: END-OF-MESSAGE: REPLY; from=<s> to=<r> ...`: the filter's reply,
+        which smtpd passed on to the client (smtpd.c), logged without the client."""
+        got = self._rejected(line, self.stamp_time(line, ts_end), qid, stage, "", "", colon)
+        if isinstance(got, tuple) and got[0].code[:1] in ("2", "3"):
+            # The filter said yes and a later step failed: the client got a reply not logged here.
+            return (msgspec.structs.replace(got[0], code="", enhanced=""),)
+        return got
+
+    def _session(self, line: str, ts_end: int, bs: int) -> ParseResult:
+        """smtpd lines that state a refusal without `reject:`: failed AUTH, error limit, pipelining."""
+        if line.startswith("warning: ", bs):
+            return self._sasl_failed(line, ts_end, bs + 9)
+        if line.startswith("improper command pipelining after ", bs):
+            # 554 5.5.0 with smtpd_forbid_unauth_pipelining = yes, nothing with no: not known here.
+            return self._dropped(line, ts_end, bs + 34, "", "", "", "pipelining")
+        qid, rs = self._queue_id(line, bs)
+        if line.startswith("too many errors after ", rs):
+            return self._dropped(line, ts_end, rs + 22, qid, *_ERROR_LIMIT, "limit")
+        return NOTHING
+
+    def _dropped(
+        self, line: str, ts_end: int, c: int, qid: str, code: str, enhanced: str, stage: str
+    ) -> ParseResult:
+        """`... after CMD[ (N bytes)] from CLIENT[: text]` at `c` (CMD): one refusal of CLIENT."""
+        host = ip = ""
+        f = line.find(" from ", c, c + 48)
+        if f >= 0:
+            b = line.find("[", f + 6, f + 6 + _HOST_MAX + 1)
+            e = line.find("]", b, b + 47) if b >= 0 else -1
+            if e >= 0:
+                host, ip = self._host(line[f + 6 : e + 1])
+        t = self.stamp_time(line, ts_end)
+        if t is None:
+            return _BAD_TIMESTAMP
+        return (
+            Event(
+                "postfix", self._log, t, "inbound", code, enhanced, "rejected", stage, qid,
+                host, ip, "", "", None,
+            ),
+        )  # fmt: skip
+
+    def _sasl_failed(self, line: str, ts_end: int, c: int) -> ParseResult:
+        """`warning: CLIENT: SASL METHOD authentication failed: REASON[, sasl_username=U]` or
+        `... authentication aborted`, CLIENT at `c`: the AUTH command refused."""
+        k = line.find(": SASL ", c, c + _HOST_MAX + 60)
+        if k < 0 or line.find("[", c, k) < 0:
+            return NOTHING  # `warning: SASL authentication failure: ...` (Cyrus) names no client
+        m = line.find(" ", k + 7, k + 108)  # the method, at most 100 characters
+        if m < 0:
+            return NOTHING
+        if line.startswith("authentication failed", m + 1):
+            reason = line[m + 24 :] if line.startswith(": ", m + 22) else ""
+            u = reason.rfind(", sasl_username=")
+            if u >= 0:
+                reason = reason[:u]
+            code, enhanced = _AUTH_TEMPORARY if reason in _SASL_TEMPORARY else _AUTH_FAILED
+        elif line.startswith("authentication aborted", m + 1):
+            code, enhanced = _AUTH_ABORTED
+        else:
+            return NOTHING
+        host, ip = self._host(line[c:k])
+        t = self.stamp_time(line, ts_end)
+        if t is None:
+            return _BAD_TIMESTAMP
+        return (
+            Event(
+                "postfix", self._log, t, "inbound", code, enhanced, "rejected", "auth", "",
+                host, ip, "", "", None,
+            ),
+        )  # fmt: skip
+
+    def _sasl_reply(self, line: str, r: int) -> tuple[str, str, str, str] | None:
+        """`SASL authentication failed; server H[IP] said: REPLY` at `r` → code, enhanced, host, ip."""
+        h = r + len(_SASL_SERVER)
+        said = line.find(" said: ", h, h + _HOST_MAX + 60)
+        if said < 0:
+            return None
+        host, ip = self._host(line[h:said])
+        code, enhanced = self._codes(line[said + 7 : said + 27])
+        return code, enhanced, host, ip
+
+    def _sasl_per_host(self, line: str, ts_end: int, rs: int, qid: str) -> ParseResult:
+        """smtp `QID: SASL authentication failed; server H[IP] said: 535 ...` before the next
+        server: our login refused by one server, no outcome yet."""
+        got = self._sasl_reply(line, rs)
+        if got is None:
+            return NOTHING
+        code, enhanced, host, ip = got
+        if not code:
+            return Unparsed("bad-reply-line", "no reply code")
+        t = self.stamp_time(line, ts_end)
+        if t is None:
+            return _BAD_TIMESTAMP
+        return (
+            Event(
+                "postfix", self._log, t, "outbound", code, enhanced, "", "auth", qid, host, ip, "", "", None
+            ),
+        )
 
     def _cleanup_reject(self, line: str, ts_end: int, a: int, qid: str) -> ParseResult:
         """cleanup `reject: header|body TEXT from CLIENT; from=<s> to=<r> proto=P helo=<h>: 5.7.1 why`."""

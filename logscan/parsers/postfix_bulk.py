@@ -41,7 +41,8 @@ _CODE: Final = r"([2-5][0-9][0-9])(?:[ -]|(?=\n))(?:\(?#?([245]\.[0-9]{1,3}\.[0-
 _NO_CODE: Final = r"(?![2-5][0-9][0-9](?:[ -]|\n))"
 # _FAST_DELIVERY with a known status word; then what _delivered() reads after it: nothing,
 # `(host H said: REPLY`, `(REPLY` or other text. `(host ` followed by anything else (a
-# `refused to talk to me`, or a host with spaces) is left to parse().
+# `refused to talk to me`, or a host with spaces) and `(SASL ` (a smarthost refusing our
+# login, read by _delivered()) are left to parse().
 # Groups: recipient domain (text after the last "@"), delay, dsn, status word, code and
 # enhanced code of a `said:` reply, code and enhanced code of a `(` reply.
 _DELIVERY: Final = (
@@ -54,7 +55,7 @@ _DELIVERY: Final = (
     + _CODE
     + "|"
     + _NO_CODE
-    + r")|(?!host )(?:"
+    + r")|(?!host |SASL )(?:"
     + _CODE
     + "|"
     + _NO_CODE

@@ -37,6 +37,8 @@ STAGES = {
     "etrn",
     "expn",
     "vrfy",
+    "pipelining",
+    "limit",
 }
 STATUSES = {"", "sent", "bounced", "deferred", "expired", "rejected"}
 PRINTABLE = re.compile(r"[\x21-\x7e]*\Z")

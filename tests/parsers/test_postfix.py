@@ -22,7 +22,7 @@ CODE = re.compile(r"[2-5][0-9][0-9]")
 ENHANCED = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
 STAGES = {
     "", "connect", "helo", "mail", "rcpt", "data", "end-of-data", "bdat", "auth", "starttls",
-    "quit", "rset", "vrfy", "etrn", "xforward", "xclient",
+    "quit", "rset", "vrfy", "etrn", "xforward", "xclient", "pipelining", "limit",
 }  # fmt: skip
 STATUSES = {"", "sent", "bounced", "deferred", "expired", "rejected"}
 
