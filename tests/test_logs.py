@@ -48,7 +48,7 @@ def test_json_lines_when_not_a_terminal() -> None:
     assert {k: record[k] for k in ("event", "level", "logger", "logs", "port")} == {
         "event": "started",
         "level": "info",
-        "logger": "logscan.app.daemon",
+        "logger": "logscan.daemon",
         "logs": 3,
         "port": 9425,
     }
@@ -81,7 +81,7 @@ def test_level_filters_both_kinds_and_a_second_call_changes_it() -> None:
     # What SIGHUP does: same stream, lower level, still one handler (no doubled lines).
     configure_logging("debug", stream=out)
     log.debug("now visible")
-    logging.getLogger("logscan.sources.follower").debug("stdlib debug visible")
+    logging.getLogger("logscan.tail").debug("stdlib debug visible")
     assert [r["event"] for r in records(out)] == ["kept", "now visible", "stdlib debug visible"]
 
 
