@@ -32,6 +32,7 @@ _RETRY_S: Final = 2.0
 _SMB_ERRORS: Final = (OSError, SMBException, ValueError, EOFError)
 
 
+_DIRECTORY: Final = 0x10  # FILE_ATTRIBUTE_DIRECTORY
 _ALIASES: Final = {"user": "username", "pass": "password", "workgroup": "domain"}
 
 
@@ -243,8 +244,13 @@ class SmbSource:
     def _list(self) -> None:
         sizes: dict[str, int] = {}
         for entry in smbclient.scandir(self._url.unc(), **self._kw()):
-            if entry.is_file() and fnmatch.fnmatch(entry.name.lower(), self._url.pattern.lower()):
-                sizes[entry.name] = int(entry.stat().st_size)
+            # The listing's own fields: entry.stat() and is_file() would open a new connection
+            # without this source's port and credentials.
+            info = entry.smb_info
+            if info.file_attributes & _DIRECTORY or not fnmatch.fnmatch(
+                    entry.name.lower(), self._url.pattern.lower()):
+                continue
+            sizes[entry.name] = int(info.end_of_file)
         self._sizes = dict(sorted(sizes.items()))
 
     def _head(self, name: str, n: int) -> bytes:
