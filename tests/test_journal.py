@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from logscan.app.config import ConfigError, parse_config
 from logscan.events import Unparsed
 from logscan.parsers import bulk_reader_of, make_parser
 from logscan.parsers.base import ParserOptions
@@ -213,3 +214,26 @@ def test_scan_journal_reports_over_a_journal_directory(tmp_path: Path) -> None:
     assert doc["lines"] == 40
     assert doc["unparsed"] == 0
     assert doc["deliveries"]["bounced"] == j.truth["bounced"]
+
+
+def test_config_keys_of_the_journal_and_smb_sources() -> None:
+    ok = parse_config('[[logs]]\nname = "j"\nsource = "journal"\nidentifiers = ["postfix*"]\n')
+    assert ok.logs[0].source == "journal"
+    with pytest.raises(ConfigError, match=r"logs\[0\]\.path.*no path"):
+        parse_config('[[logs]]\nname = "j"\nsource = "journal"\npath = "/var/log/mail.log"\n')
+    with pytest.raises(ConfigError, match=r"credentials_file"):
+        parse_config('[[logs]]\nname = "m"\npath = "smb://srv/share/Logging/SMTP-*.log"\n')
+    with pytest.raises(ConfigError, match=r"need source = \"journal\""):
+        parse_config('[[logs]]\nname = "m"\npath = "/x.log"\njournal_directory = "/j"\n')
+
+
+def test_default_mail_log_falls_back_to_the_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from logscan.app import sources  # noqa: PLC0415
+
+    missing = str(tmp_path / "mail.log")
+    monkeypatch.setattr(sources, "MAIL_LOG", missing)
+    monkeypatch.setattr(sources, "journal_exists", lambda: True)
+    cfg = parse_config(f'[[logs]]\nname = "mail"\npath = "{missing}"\n').logs[0]
+    assert sources.journal_instead(cfg).source == "journal"
+    Path(missing).touch()  # a server with rsyslog keeps its file
+    assert sources.journal_instead(cfg).source == "file"
