@@ -32,7 +32,6 @@ def main(n: int) -> None:
     (tmp / "j").mkdir()
     t0 = time.time() - 3600
     export = []
-    lines = []
     for i in range(1, n + 1):
         line = postfix_line(i, "bounced" if i % 5 == 0 else "sent")
         msg = line.split(": ", 1)[1]
@@ -42,7 +41,7 @@ def main(n: int) -> None:
     subprocess.run([REMOTE, f"--output={tmp / 'j' / 'x.journal'}", "-"], input="".join(export).encode(),
                    check=True, capture_output=True)
     src = JournalSource("b", directory=str(tmp / "j"), start_at="beginning", follow=False)
-    lines = []
+    lines: list[bytes] = []
     pipe = pipeline()
     start = time.perf_counter()
     while not src.finished:

@@ -108,7 +108,19 @@ def test_start_at_end_and_a_credentials_file_others_can_read(samba: Samba) -> No
     assert drain(src) == []
     days.append(2)
     assert len(drain(src)) == 2
+    with days.path.open("ab") as f:
+        f.write(b"11/12/26 10:00:00\tSMTP-IN\tunfinished")
+    assert drain(src) == []
+    assert src.lag_bytes == 0  # half a row is no backlog: the daemon must not spin on it
     src.close()
+    empty = Days(samba.share / "Logging" / "Other")
+    later = SmbSource("me", samba.url().replace("/SMTP/", "/Other/"),
+                      credentials_file=str(samba.credentials()))
+    assert later.poll() == []
+    assert later.up
+    empty.append(3)  # the first file appears after a start at "end": it is new, all of it is read
+    assert len(drain(later)) == 3
+    later.close()
     loose = SmbSource("me", samba.url(), credentials_file=str(samba.credentials(0o644)))
     assert loose.poll() == []
     assert not loose.up
@@ -147,6 +159,7 @@ def test_daemon_counts_exactly_once_over_sigkills_and_day_changes(samba: Samba, 
             ) from None
         time.sleep(1.0)
         assert counts(d) == want
+        print(f"smb: {sum(want.values())} rows, {days.day + 1} daily files, 5 kill -9: counted {counts(d)}")
     finally:
         assert d.stop() == 0
 

@@ -16,11 +16,12 @@ import fnmatch
 import json
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import IO, Any, Final, Literal
 
 JOURNALCTL: Final = "journalctl"
 CHECKPOINT_VERSION: Final = 1
@@ -107,6 +108,7 @@ class JournalSource:
         self._gaps = 0
         self._restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
         self._buf = b""
         self._more = False
         self._eof = False
@@ -265,7 +267,10 @@ class JournalSource:
                 args.append("--follow")
             # --follow alone shows only the last 10 entries; every entry from the start is wanted.
             args.append("--no-tail")
-            self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            # stderr to a file, not a pipe: warnings nobody reads would fill a pipe and stall
+            # journalctl; the file's tail explains an exit.
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _stop_child
+            self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._stderr,
                                           stdin=subprocess.DEVNULL, start_new_session=True)
         except (OSError, subprocess.SubprocessError) as exc:
             self._fail(_describe(exc))
@@ -330,9 +335,10 @@ class JournalSource:
         assert self._proc is not None
         code = self._proc.returncode
         err = b""
-        if self._proc.stderr is not None:
+        if self._stderr is not None:
             with contextlib.suppress(OSError):
-                err = self._proc.stderr.read() or b""
+                self._stderr.seek(0)
+                err = self._stderr.read()[-4096:]
         self._stop_child()
         if code == 0 and not self._follow:
             self.finished = True
@@ -354,9 +360,11 @@ class JournalSource:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
     # ----------------------------------------------------------------- errors and notes
 

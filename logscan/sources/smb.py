@@ -120,6 +120,7 @@ class SmbSource:
         self._done: list[tuple[str, int]] = []  # (fp, fp_len) of files read to the end
         self._saved: Mapping[str, Any] | None = None
         self._sizes: dict[str, int] = {}  # last listing: name → size
+        self._stalled: tuple[str, int, int] | None = None  # (name, offset, size) at an unfinished row
         self._bytes_read = 0
         self._rotations = 0  # day changes: a newer file taken up
         self._up = False
@@ -160,8 +161,11 @@ class SmbSource:
         """Bytes the share's last listing showed beyond what was read (0 while down)."""
         if not self._up or self._cur is None:
             return 0
-        lag = max(0, self._sizes.get(self._cur.name, 0) - self._cur.offset)
-        return lag + sum(size for n, size in self._sizes.items() if n > self._cur.name)
+        size = self._sizes.get(self._cur.name, 0)
+        # An unfinished last row is MailEnable still writing: not a backlog to hurry for.
+        stalled = self._stalled == (self._cur.name, self._cur.offset, size)
+        lag = 0 if stalled else max(0, size - self._cur.offset)
+        return lag + sum(n_bytes for n, n_bytes in self._sizes.items() if n > self._cur.name)
 
     @property
     def current_path(self) -> str:
@@ -286,6 +290,7 @@ class SmbSource:
                 self._cur = _Cur(todo[0], 0)
             return
         if not names:
+            self._start_at = "beginning"  # a file that appears later is new: read all of it
             return
         if self._start_at == "end":
             last = names[-1]
@@ -332,6 +337,7 @@ class SmbSource:
         end = data.rfind(b"\n") + 1
         if end == 0:
             if len(data) < self._max_line:
+                self._stalled = (cur.name, cur.offset, size)
                 return 0  # an unfinished line: wait for the rest
             end = len(data)  # an over-long line: hand it out cut, rather than stall
         for line in data[:end].split(b"\n")[: data[:end].count(b"\n") or 1]:
