@@ -88,6 +88,8 @@ class JournalSource:
     """Follows SYSLOG_IDENTIFIER-selected entries of the local journal or a journal directory.
 
     The same public face as Follower: poll(), checkpoint(), close(), up, error, counters, notes.
+    Why one class: the child process, its pipe buffer and the cursor are one state; every
+    method moves them together, and the cursor must match exactly what poll() handed out.
     """
 
     def __init__(self, name: str, *, directory: str = "", identifiers: Sequence[str] = ("postfix*",),
