@@ -127,6 +127,33 @@ def test_start_at_end_and_a_credentials_file_others_can_read(samba: Samba) -> No
     assert "chmod 0600" in loose.error
 
 
+def late_row(qid: bytes) -> bytes:
+    return b"11/10/26 23:59:59\tSMTP-IN\t" + qid + b"\t1320\t198.51.100.7\tQUIT\tQUIT\t221 Bye\t0\t0\t\t\r\n"
+
+
+def test_a_late_row_in_yesterdays_file_is_read_once_also_after_a_restart(samba: Samba) -> None:
+    days = Days(samba.share / "Logging" / "SMTP")
+    days.append(3)
+    cred = str(samba.credentials())
+    src = SmbSource("me", samba.url(), credentials_file=cred, start_at="beginning")
+    assert len(drain(src)) == 3
+    yesterday = days.path
+    days.next_day()
+    days.append(2)
+    assert len(drain(src)) == 2
+    with yesterday.open("ab") as f:  # MailEnable finishing a row just after midnight
+        f.write(late_row(b"LATE.MAI"))
+    late = drain(src)
+    assert [row.split(b"\t")[2] for row in late] == [b"LATE.MAI"]
+    saved = json.loads(json.dumps(src.checkpoint()))
+    src.close()
+    with yesterday.open("ab") as f:
+        f.write(late_row(b"LATER.MAI"))
+    again = SmbSource("me", samba.url(), credentials_file=cred, saved=saved)
+    assert [row.split(b"\t")[2] for row in drain(again)] == [b"LATER.MAI"]
+    again.close()
+
+
 def counts(d: Daemon) -> dict[str, float]:
     return {code: d.value("logscan_smtp_replies_total", log="me", code=code) for code in ("250", "551")}
 

@@ -117,6 +117,9 @@ class SmbSource:
         self._cache: dict[str, Any] = {}  # this source's own SMB connections
         self._connected = False
         self._cur: _Cur | None = None
+        # The file before the current one: MailEnable may still finish a row in it just after
+        # midnight. Its growth shows in the listing at no cost, so it is read until replaced.
+        self._prev: _Cur | None = None
         self._done: list[tuple[str, int]] = []  # (fp, fp_len) of files read to the end
         self._saved: Mapping[str, Any] | None = None
         self._sizes: dict[str, int] = {}  # last listing: name → size
@@ -190,6 +193,11 @@ class SmbSource:
             if self._cur is None:
                 self._start()
             budget = max_bytes
+            prev = self._prev
+            if prev is not None and self._sizes.get(prev.name, -1) > prev.offset:
+                budget -= self._read(prev, budget, out)  # older rows first
+            elif prev is not None and prev.name not in self._sizes:
+                self._prev = None
             while self._cur is not None and budget > 0:
                 got = self._read(self._cur, budget, out)
                 budget -= got
@@ -216,8 +224,8 @@ class SmbSource:
         return {
             "v": CHECKPOINT_VERSION, "source": "smb", "pattern": self.pattern,
             "bytes_read": self._bytes_read, "rotations": self._rotations,
-            "file": None if cur is None else {"name": cur.name, "offset": cur.offset,
-                                              "fp": cur.fp, "fp_len": cur.fp_len},
+            "file": _record(cur),
+            "previous": _record(self._prev),
             "done": [{"fp": fp, "fp_len": n} for fp, n in self._done],
         }
 
@@ -273,6 +281,10 @@ class SmbSource:
         """Find where to read: the saved file (by name, checked by fingerprint), or a first start."""
         names = list(self._sizes)
         saved = self._saved.get("file") if self._saved is not None else None
+        prev = self._saved.get("previous") if self._saved is not None else None
+        if isinstance(prev, Mapping) and prev["name"] in self._sizes and prev["fp_len"] and (
+                fingerprint(self._head(prev["name"], prev["fp_len"])) == prev["fp"]):
+            self._prev = _Cur(prev["name"], prev["offset"], prev["fp"], prev["fp_len"])
         if isinstance(saved, Mapping) and saved["name"] in self._sizes:
             head = self._head(saved["name"], saved["fp_len"])
             if saved["fp_len"] == 0 or fingerprint(head) == saved["fp"]:
@@ -310,6 +322,7 @@ class SmbSource:
             self._done.append((self._cur.fp, self._cur.fp_len))
             del self._done[:-DONE_HISTORY]
         self._note("log_rotated", path=self._url.unc(newer[0]), previous=self._cur.name)
+        self._prev = self._cur
         self._cur = _Cur(newer[0], 0)
         self._rotations += 1
         return True
@@ -324,6 +337,9 @@ class SmbSource:
     def _read(self, cur: _Cur, budget: int, out: list[bytes]) -> int:
         """Append the complete lines after `cur.offset` to `out`; returns the bytes consumed."""
         size = self._sizes.get(cur.name, 0)
+        if size < cur.offset and cur is self._prev:
+            self._prev = None  # yesterday's file rewritten: nothing of it is worth re-reading
+            return 0
         if size < cur.offset:
             # Shorter than what was read: the file was rewritten under its name. Start it over.
             self._note("log_truncated", path=self._url.unc(cur.name), offset=cur.offset, size=size)
@@ -369,6 +385,12 @@ class SmbSource:
         self._error = ""
 
 
+def _record(cur: _Cur | None) -> dict[str, Any] | None:
+    if cur is None:
+        return None
+    return {"name": cur.name, "offset": cur.offset, "fp": cur.fp, "fp_len": cur.fp_len}
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else 'no message'}"[:300]
@@ -380,13 +402,14 @@ def _saved_problem(saved: Mapping[str, Any]) -> str:
     for key in ("bytes_read", "rotations"):
         if not isinstance(saved.get(key), int) or saved[key] < 0:
             return f"{key} is not a count"
-    f = saved.get("file")
-    if f is not None and not (
-        isinstance(f, Mapping) and isinstance(f.get("name"), str) and isinstance(f.get("fp"), str)
-        and isinstance(f.get("offset"), int) and isinstance(f.get("fp_len"), int)
-        and f["offset"] >= 0 and f["fp_len"] >= 0
-    ):
-        return "file record malformed"
+    for key in ("file", "previous"):
+        f = saved.get(key)
+        if f is not None and not (
+            isinstance(f, Mapping) and isinstance(f.get("name"), str) and isinstance(f.get("fp"), str)
+            and isinstance(f.get("offset"), int) and isinstance(f.get("fp_len"), int)
+            and f["offset"] >= 0 and f["fp_len"] >= 0
+        ):
+            return f"{key} record malformed"
     done = saved.get("done")
     if not isinstance(done, list) or not all(
         isinstance(d, Mapping) and isinstance(d.get("fp"), str) and isinstance(d.get("fp_len"), int)
