@@ -263,6 +263,11 @@ class JournalSource:
         return []
 
     def _spawn(self) -> None:
+        blocked = _unreadable_system_journal() if not self.directory else ""
+        if blocked:
+            # journalctl would show only this user's own entries, without a word (with --quiet).
+            self._fail(f"cannot read {blocked}: the user needs group systemd-journal (or adm)")
+            return
         try:
             args = self._base_args() + self._start_args()
             if self._follow:
@@ -387,6 +392,14 @@ class JournalSource:
             self._outage = False
         self._up = True
         self._error = ""
+
+
+def _unreadable_system_journal() -> str:
+    """A system journal file this process cannot read, when it can read none; "" otherwise."""
+    files = [f for d in _LOCAL_DIRS if Path(d).is_dir() for f in Path(d).rglob("system*.journal")]
+    if files and not any(os.access(f, os.R_OK) for f in files):
+        return str(files[0])
+    return ""
 
 
 def _json(line: bytes) -> dict[str, Any] | None:
