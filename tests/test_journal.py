@@ -205,6 +205,26 @@ def test_vacuumed_cursor_is_counted_as_a_gap_and_reading_resumes_at_the_oldest(t
         assert d.stop() == 0
 
 
+def test_sighup_reload_keeps_the_journal_position(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j")
+    port = free_port()
+    log = {"name": "mail", "source": "journal", "journal_directory": str(j.dir), "start_at": "beginning"}
+    cfg = write_config(tmp_path, [log], port=port)
+    j.append(12)
+    d = start_daemon(cfg, port)
+    try:
+        wait_for(lambda: counters(d) == want(j.truth), what="first entries counted")
+        write_config(tmp_path, [{**log, "timezone": "Europe/Berlin"}], port=port)  # the log is re-made
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "config_reloaded" in d.logs(), what="reload")
+        j.append(8)
+        wait_for(lambda: counters(d) == want(j.truth), what="entries after the reload counted once")
+        time.sleep(1.0)
+        assert counters(d) == want(j.truth)
+    finally:
+        assert d.stop() == 0
+
+
 def test_scan_journal_reports_over_a_journal_directory(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j")
     j.append(40)

@@ -226,11 +226,12 @@ class Daemon:
     # -- config ----------------------------------------------------------------------------
 
     def _add_log(self, lcfg: Log, saved: Mapping[str, Any] | None, formats: Mapping[str, str]) -> None:
-        lcfg = journal_instead(lcfg)
-        follower = make_source(lcfg, saved)
-        if lcfg.source == "journal":
+        # rt.cfg stays as configured, so a reload compares like with like and keeps the position.
+        source_cfg = journal_instead(lcfg)
+        follower = make_source(source_cfg, saved)
+        if source_cfg.source == "journal":
             log.info("log_source", log=lcfg.name, source="journal",
-                     directory=lcfg.journal_directory or "(local journal)")
+                     directory=source_cfg.journal_directory or "(local journal)")
         rt = LogRuntime(lcfg, follower)
         self.logs[lcfg.name] = rt
         known = lcfg.format if lcfg.format != "auto" else formats.get(lcfg.name, "")
