@@ -108,6 +108,7 @@ class JournalSource:
         self._bytes = 0
         self._matched = 0
         self._gaps = 0
+        self._gone = ""  # the vanished cursor already counted
         self._restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
@@ -248,6 +249,9 @@ class JournalSource:
             first = probe[0].get("__CURSOR", "") if probe else ""
             old, new = _cursor_seq(self._cursor), _cursor_seq(str(first))
             continuous = old is not None and new is not None and old[0] == new[0] and new[1] == old[1] + 1
+            if self._gone == self._cursor:
+                return [f"--cursor={self._cursor}"]  # the same gap, found again by a child restart
+            self._gone = self._cursor
             if not continuous:
                 self._gaps += 1
             self._note("journal_cursor_gone", directory=self.current_path, cursor=self._cursor,
