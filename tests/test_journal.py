@@ -192,14 +192,20 @@ def test_vacuumed_cursor_is_counted_as_a_gap_and_reading_resumes_at_the_oldest(t
     counted = Counter(j.truth)
     j.append(6, file="a.journal", noise=False)  # never read: lost with the file
     lost = j.truth - counted
-    j.append(9, file="b.journal", noise=False)
-    (j.dir / "a.journal").unlink()  # what `journalctl --vacuum-files` does to the oldest file
+    # Rotation as journald does it: the active file is renamed to its archived name, writing
+    # goes on in a new file; then the real journalctl vacuums the archived one away.
+    (j.dir / "a.journal").rename(j.dir / f"a@{'0' * 31}1-{'0' * 15}1-{'0' * 15}1.journal")
+    j.append(9, file="a.journal", noise=False)
+    vacuum = subprocess.run(["journalctl", f"--directory={j.dir}", "--vacuum-files=1"],
+                            capture_output=True, text=True, check=True)
+    assert "Deleted archived journal" in vacuum.stderr + vacuum.stdout
+    assert [p.name for p in j.dir.iterdir()] == ["a.journal"]
     d = start_daemon(cfg, port)
     try:
         wait_for(lambda: counters(d) == want(j.truth - lost), what="resumed at the oldest remaining entry")
         assert d.value("logscan_journal_cursor_gaps_total", log="mail") == 1
         assert "journal_cursor_gone" in d.logs()
-        j.append(4, file="b.journal", noise=False)
+        j.append(4, file="a.journal", noise=False)
         wait_for(lambda: counters(d) == want(j.truth - lost), what="following after the gap")
     finally:
         assert d.stop() == 0
