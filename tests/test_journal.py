@@ -264,3 +264,17 @@ def test_default_mail_log_falls_back_to_the_journal(tmp_path: Path, monkeypatch:
     assert sources.journal_instead(cfg).source == "journal"
     Path(missing).touch()  # a server with rsyslog keeps its file
     assert sources.journal_instead(cfg).source == "file"
+
+
+def test_run_without_a_config_file_uses_the_built_in_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logscan.app import daemon  # noqa: PLC0415
+
+    missing = tmp_path / "logscan.toml"
+    monkeypatch.setattr(daemon, "DEFAULT_PATH", missing)
+    cfg = daemon.load_or_default(missing)
+    assert [(lg.name, lg.path, lg.source) for lg in cfg.logs] == [("mail", "/var/log/mail.log", "file")]
+    with pytest.raises(ConfigError, match="cannot read config"):
+        daemon.load_or_default(tmp_path / "other.toml")  # a named config file must exist
+
