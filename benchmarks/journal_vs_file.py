@@ -28,7 +28,11 @@ def pipeline() -> Pipeline:
 
 
 def main(n: int) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="logscan-bench-"))
+    with tempfile.TemporaryDirectory(prefix="logscan-bench-") as tmp:
+        run(n, Path(tmp))
+
+
+def run(n: int, tmp: Path) -> None:
     (tmp / "j").mkdir()
     t0 = time.time() - 3600
     export = []
