@@ -241,6 +241,12 @@ def test_scan_journal_reports_over_a_journal_directory(tmp_path: Path) -> None:
     assert doc["lines"] == 40
     assert doc["unparsed"] == 0
     assert doc["deliveries"]["bounced"] == j.truth["bounced"]
+    for since, lines in (("-2h", 40), ("-30min", 0)):  # the entries are an hour old
+        args = ["scan", "--journal", "--journal-directory", str(j.dir), f"--since={since}", "--json"]
+        out = subprocess.run([sys.executable, "-m", "logscan", *args], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["lines"] == lines, since
 
 
 def test_config_keys_of_the_journal_and_smb_sources() -> None:

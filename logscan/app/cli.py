@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="read the systemd journal (Postfix/Exim entries) instead of files")
     scan.add_argument("--journal-directory", default="", metavar="DIR",
                       help="with --journal: a directory of journal files (e.g. from systemd-journal-remote)")
-    scan.add_argument("--since", default="", help="with --journal: journalctl --since time, e.g. \"-1h\"")
+    scan.add_argument("--since", default="",
+                      help="with --journal: journalctl --since time, e.g. --since=-1h or --since=2026-12-01")
     scan.add_argument("--format", choices=("auto", *FORMATS), default="auto", help="default: auto")
     scan.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     scan.add_argument(
