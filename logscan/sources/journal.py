@@ -110,7 +110,6 @@ class JournalSource:
         self._matched = 0
         self._gaps = 0
         self._gone = ""  # the vanished cursor already counted
-        self._restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._buf = b""
@@ -289,7 +288,6 @@ class JournalSource:
             return
         assert self._proc.stdout is not None
         os.set_blocking(self._proc.stdout.fileno(), False)
-        self._restarts += 1
         self._recover()
 
     def _read_pipe(self, max_bytes: int) -> None:
