@@ -7,9 +7,12 @@ cd "$(dirname "$0")/.."
 need_apt=()
 for bin_pkg in logrotate:logrotate promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
                amtool:prometheus-alertmanager systemd-analyze:systemd openssl:openssl \
-               postfix:postfix; do
+               postfix:postfix smbd:samba; do
   command -v "${bin_pkg%%:*}" >/dev/null 2>&1 || need_apt+=("${bin_pkg##*:}")
 done
+# The journal source's tests write real journal files with systemd-journal-remote (not on PATH).
+[ -x /lib/systemd/systemd-journal-remote ] || [ -x /usr/lib/systemd/systemd-journal-remote ] \
+  || need_apt+=(systemd-journal-remote)
 # The C scanner (logscan/parsers/_postfix_scan.c) is compiled by pip: a compiler, libasan for its
 # sanitizer test, and the headers of the Python that builds the venv.
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)

@@ -117,7 +117,8 @@ def test_unit_promises_what_the_daemon_implements() -> None:
     assert single["Restart"] == "on-failure"
     assert single["User"] == "logscan"
     assert single["DynamicUser"] == "no"
-    assert single["SupplementaryGroups"] == "adm"
+    # adm: /var/log/mail.log; systemd-journal: the journal source (issue 13).
+    assert set(single["SupplementaryGroups"].split()) == {"adm", "systemd-journal"}
     assert single["StateDirectory"] == "logscan"
     assert single["CapabilityBoundingSet"] == ""
     assert single["AmbientCapabilities"] == ""

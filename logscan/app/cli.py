@@ -45,7 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     scan = sub.add_parser(
         "scan", help="read whole log files (plain or .gz) and print a summary", epilog=EPILOG
     )
-    scan.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    scan.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    scan.add_argument("--journal", action="store_true",
+                      help="read the systemd journal (Postfix/Exim entries) instead of files")
+    scan.add_argument("--journal-directory", default="", metavar="DIR",
+                      help="with --journal: a directory of journal files (e.g. from systemd-journal-remote)")
+    scan.add_argument("--since", default="",
+                      help="with --journal: journalctl --since time, e.g. --since=-1h or --since=2026-12-01")
     scan.add_argument("--format", choices=("auto", *FORMATS), default="auto", help="default: auto")
     scan.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     scan.add_argument(
@@ -141,6 +147,18 @@ def cmd_scan(args: argparse.Namespace) -> int:
         recorder = Replayer.from_config(rules_cfg)
     progress = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
     failed = False
+    if args.journal == bool(args.files):
+        print("logscan: scan FILE... or scan --journal, one of the two", file=sys.stderr)
+        return EXIT_USAGE
+    if args.journal:
+        from logscan.app.scan import scan_journal  # noqa: PLC0415
+
+        try:
+            scan_journal(report, args.format, directory=args.journal_directory, since=args.since,
+                         observers=(recorder.observe,) if recorder else ())
+        except ScanError as exc:
+            print(f"logscan: {exc}", file=sys.stderr)
+            failed = True
     for path in args.files:
         try:
             scan_file(

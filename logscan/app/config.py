@@ -15,6 +15,9 @@ from logscan.outputs.receivers import Receiver
 
 Format = Literal["auto", "postfix", "exim", "mailenable"]
 DEFAULT_PATH = Path("/etc/logscan/logscan.toml")
+# `logscan run` without a config file: /var/log/mail.log, or the journal where that file does not
+# exist (app/sources.py journal_instead), as the shipped config/logscan.toml does.
+DEFAULT_CONFIG = '[[logs]]\nname = "mail"\npath = "/var/log/mail.log"\n'
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 
 
@@ -44,10 +47,18 @@ class Daemon(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class Log(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: str
-    path: str
+    path: str = ""
     format: Format = "auto"
     start_at: Literal["end", "beginning"] = "end"
     timezone: str = ""
+    # Where lines come from (issue 13): "file" follows `path` (a local path or glob, or
+    # smb://server/share/dir/glob with `credentials_file`); "journal" reads the systemd journal
+    # (the local one, or `journal_directory`), entries whose SYSLOG_IDENTIFIER matches one of
+    # `identifiers` (globs; [] = postfix* for postfix, exim* for exim, both for auto).
+    source: Literal["file", "journal"] = "file"
+    journal_directory: str = ""
+    identifiers: list[str] = msgspec.field(default_factory=list)
+    credentials_file: str = ""
 
 
 class Alerts(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -114,9 +125,10 @@ def _check(cfg: Config) -> list[str]:
         if log.name in seen:
             out.append(f"key `logs[{i}].name`: {log.name!r} is used twice")
         seen.add(log.name)
-        if not Path(log.path).is_absolute():
+        if log.source == "file" and not is_smb(log.path) and not Path(log.path).is_absolute():
             out.append(f"key `logs[{i}].path`: {log.path!r} must be an absolute path")
         out.extend(_check_zone(log.timezone, f"logs[{i}].timezone"))
+        out.extend(_check_source(log, f"logs[{i}]"))
     out.extend(_check_zone(cfg.daemon.timezone, "daemon.timezone"))
     if cfg.daemon.poll_interval <= 0:
         out.append("key `daemon.poll_interval`: must be > 0 seconds")
@@ -147,6 +159,38 @@ def _check(cfg: Config) -> list[str]:
         parse_listen(cfg.server.listen)
     except ValueError as exc:
         out.append(f"key `server.listen`: {exc}")
+    return out
+
+
+def is_smb(path: str) -> bool:
+    """True for a log on a Windows/Samba share: smb://server/share/dir/file-or-glob."""
+    return path.startswith("smb://")
+
+
+def _check_source(log: Log, key: str) -> list[str]:
+    """The issue-13 keys: journal and SMB logs need their own keys and no others."""
+    out: list[str] = []
+    if log.source == "journal":
+        if log.path:
+            out.append(f"key `{key}.path`: a journal log has no path (use journal_directory)")
+        if log.format == "mailenable":
+            out.append(f"key `{key}.format`: MailEnable does not log to the journal")
+        if log.journal_directory and not Path(log.journal_directory).is_absolute():
+            out.append(f"key `{key}.journal_directory`: {log.journal_directory!r} must be an absolute path")
+        if log.credentials_file:
+            out.append(f"key `{key}.credentials_file`: only for smb:// paths")
+        return out
+    if log.journal_directory or log.identifiers:
+        out.append(f"key `{key}`: journal_directory and identifiers need source = \"journal\"")
+    if is_smb(log.path):
+        parts = log.path[len("smb://"):].split("/")
+        if len(parts) < 3 or not all(parts):
+            out.append(f"key `{key}.path`: {log.path!r} must be smb://server/share/folder.../file-or-glob")
+        if not log.credentials_file or not Path(log.credentials_file).is_absolute():
+            out.append(f"key `{key}.credentials_file`: an smb:// path needs the absolute path of a "
+                       "credentials file (username=, password=, optional domain=; mode 0600)")
+    elif log.credentials_file:
+        out.append(f"key `{key}.credentials_file`: only for smb:// paths")
     return out
 
 

@@ -18,17 +18,26 @@ import structlog
 from logscan import __version__
 from logscan.app import sdnotify
 from logscan.app.alerting import notifier_from_config, rules_of
-from logscan.app.config import Config, ConfigError, Log, load_config
+from logscan.app.config import (
+    DEFAULT_CONFIG,
+    DEFAULT_PATH,
+    Config,
+    ConfigError,
+    Log,
+    load_config,
+    parse_config,
+)
 from logscan.app.ingest import LogRuntime, head_texts
 from logscan.app.logging import configure_logging
 from logscan.app.persistence import StateStore
 from logscan.app.reload import plan_reload
+from logscan.app.sources import journal_instead, make_source
 from logscan.core.aggregate import Aggregate
 from logscan.core.alerts import AlertEngine, Transition
 from logscan.outputs.http import MetricsServer, load_web_config
 from logscan.outputs.metrics import Exposition, LogStatus, make_registry
 from logscan.outputs.notify import Notifier
-from logscan.sources.follower import Follower
+from logscan.sources.journal import JournalSource
 from logscan.sources.watch import Watcher
 
 log = structlog.get_logger("logscan.daemon")
@@ -42,7 +51,7 @@ class Daemon:
 
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
-        self.cfg: Config = load_config(config_path)
+        self.cfg: Config = load_or_default(config_path)
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.stopping = False
@@ -217,7 +226,12 @@ class Daemon:
     # -- config ----------------------------------------------------------------------------
 
     def _add_log(self, lcfg: Log, saved: Mapping[str, Any] | None, formats: Mapping[str, str]) -> None:
-        follower = Follower(lcfg.name, lcfg.path, start_at=lcfg.start_at, saved=saved)
+        # rt.cfg stays as configured, so a reload compares like with like and keeps the position.
+        source_cfg = journal_instead(lcfg)
+        follower = make_source(source_cfg, saved)
+        if source_cfg.source == "journal":
+            log.info("log_source", log=lcfg.name, source="journal",
+                     directory=source_cfg.journal_directory or "(local journal)")
         rt = LogRuntime(lcfg, follower)
         self.logs[lcfg.name] = rt
         known = lcfg.format if lcfg.format != "auto" else formats.get(lcfg.name, "")
@@ -233,7 +247,7 @@ class Daemon:
     def _reload(self) -> None:
         sdnotify.reloading()
         try:
-            new = load_config(self.config_path)
+            new = load_or_default(self.config_path)
         except ConfigError as exc:
             log.error("config_reload_refused", error=str(exc), action="keeping the running config")
             sdnotify.ready("reload refused: invalid config")
@@ -293,6 +307,9 @@ class Daemon:
                     bytes_read=rt.follower.bytes_read,
                     rotations=rt.follower.rotations,
                     lag_bytes=rt.follower.lag_bytes,
+                    journal_cursor_gaps=(
+                        rt.follower.cursor_gaps if isinstance(rt.follower, JournalSource) else None
+                    ),
                 )
                 for name, rt in self.logs.items()
             )
@@ -320,6 +337,13 @@ class Daemon:
         if down:
             return False, "not open yet: " + ", ".join(sorted(down))
         return True, "ok"
+
+
+def load_or_default(path: Path) -> Config:
+    """The config at `path`; the built-in default when `path` is the default path and absent."""
+    if path == DEFAULT_PATH and not path.exists():
+        return parse_config(DEFAULT_CONFIG, "(built-in default config)")
+    return load_config(path)
 
 
 def run_daemon(config_path: Path) -> int:

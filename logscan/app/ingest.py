@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import structlog
 
 from logscan.app.config import Log, zone
+from logscan.app.sources import Source
 from logscan.core.aggregate import Aggregate
 from logscan.core.pipeline import Pipeline
 from logscan.events import Event
 from logscan.parsers import make_parser
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.detect import SAMPLE_LINES, detect
-from logscan.sources.follower import Follower
 
 log = structlog.get_logger("logscan.daemon")
 _WARN_EVENTS = ("log_unreadable", "log_missing", "state_mismatch")
@@ -28,7 +28,7 @@ class LogRuntime:
     """One configured log: its follower, and its parser once the format is known."""
 
     cfg: Log
-    follower: Follower
+    follower: Source
     mta: str = ""
     pipeline: Pipeline | None = None
     warned: set[str] = field(default_factory=set)

@@ -24,10 +24,15 @@ def plan_reload(old: Config, new: Config, running: Mapping[str, Log]) -> ReloadP
     names = {lc.name for lc in new.logs}
     removed = tuple(n for n in running if n not in names)
     configured = tuple(
-        (lc, running[lc.name].path == lc.path if lc.name in running else False)
+        (lc, _same_place(running[lc.name], lc) if lc.name in running else False)
         for lc in new.logs
         if running.get(lc.name) != lc
     )
     config = Config(logs=new.logs, server=old.server, state=old.state, daemon=new.daemon, alerts=new.alerts)
     receivers_changed = new.alerts.receivers != old.alerts.receivers
     return ReloadPlan(removed, configured, new.alerts != old.alerts, receivers_changed, config)
+
+
+def _same_place(a: Log, b: Log) -> bool:
+    """The saved position still means something: same file(s), or same journal (issue 13)."""
+    return (a.path, a.source, a.journal_directory) == (b.path, b.source, b.journal_directory)

@@ -146,6 +146,45 @@ def scan_file(
     return fr
 
 
+def scan_journal(
+    report: ScanReport,
+    fmt: str,
+    *,
+    directory: str = "",
+    since: str = "",
+    identifiers: tuple[str, ...] = (),
+    observers: tuple[Callable[[Event], None], ...] = (),
+) -> FileReport:
+    """Scan the journal (local, or a directory of journal files) up to its end, like a file."""
+    from logscan.sources.journal import JournalSource, default_identifiers  # noqa: PLC0415
+
+    src = JournalSource("journal", directory=directory, start_at="beginning", since=since, follow=False,
+                        identifiers=identifiers or default_identifiers(fmt))
+    pipe: Pipeline | None = None
+    chosen = fmt if fmt != "auto" else ""
+    try:
+        while not src.finished:
+            lines = src.poll()
+            if not src.up:
+                raise ScanError(f"journal {directory or '(local)'}: {src.error}")
+            if not lines:
+                continue
+            text = [b.decode("utf-8", "surrogateescape") for b in lines]
+            if pipe is None:
+                chosen = chosen or detect(text[:SAMPLE_LINES]).format or "postfix"
+                options = ParserOptions(log="journal", tz=None, reference_time=0.0)
+                pipe = Pipeline("journal", make_parser(chosen, options), report.aggregate, observers,
+                                keep_examples=True)
+            pipe.feed_text("\n".join(text) + "\n")
+    finally:
+        src.close()
+    counts = pipe.counts if pipe is not None else LineCounts()
+    fr = FileReport(directory or "journal", chosen or fmt, counts,
+                    "" if counts.total else "no matching journal entries")
+    report.files.append(fr)
+    return fr
+
+
 def _feed_with_progress(pipe: Pipeline, text: IO[str], raw: IO[bytes], size: int, name: str) -> None:
     from tqdm import tqdm  # noqa: PLC0415 - only when a terminal shows it
 

@@ -86,6 +86,8 @@ class LogStatus:
     bytes_read: int = 0
     rotations: int = 0
     lag_bytes: int = 0
+    # Journal sources only (None for files): saved cursors found vacuumed away (issue 13).
+    journal_cursor_gaps: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,7 +437,23 @@ def _log_families(logs: list[LogStatus], snap: Snapshot) -> list[Metric]:
             ("log",),
             per_log(lambda s: float(s.up)),
         ),
+        *_journal_families(logs),
     ]
+
+
+def _journal_families(logs: list[LogStatus]) -> list[Metric]:
+    """Only when some log reads the journal (issue 13): a file-only daemon exports no such family."""
+    gaps: dict[Labels, float] = {
+        (s.name,): s.journal_cursor_gaps for s in logs if s.journal_cursor_gaps is not None
+    }
+    if not gaps:
+        return []
+    return [_counter(
+        "logscan_journal_cursor_gaps_total",
+        "Restarts where the saved journal cursor had been vacuumed away; entries may be lost.",
+        ("log",),
+        gaps,
+    )]
 
 
 def _alert_families(exp: Exposition, folds: _Folds) -> list[Metric]:
