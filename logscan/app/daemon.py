@@ -18,7 +18,7 @@ import structlog
 from logscan import __version__
 from logscan.app import sdnotify
 from logscan.app.alerting import notifier_from_config, rules_of
-from logscan.app.config import Config, ConfigError, Log, load_config
+from logscan.app.config import Config, ConfigError, Log, Queue, load_config
 from logscan.app.ingest import LogRuntime, head_texts
 from logscan.app.logging import configure_logging
 from logscan.app.persistence import StateStore
@@ -29,6 +29,7 @@ from logscan.outputs.http import MetricsServer, load_web_config
 from logscan.outputs.metrics import Exposition, LogStatus, make_registry
 from logscan.outputs.notify import Notifier
 from logscan.sources.follower import Follower
+from logscan.sources.queue import QueueSampler
 from logscan.sources.watch import Watcher
 
 log = structlog.get_logger("logscan.daemon")
@@ -57,6 +58,7 @@ class Daemon:
         self.watcher: Watcher | None = None
         self.instance = self.cfg.server.instance or socket.gethostname()
         self.store = StateStore(self.cfg.state.dir)
+        self.queue_sampler = queue_sampler_of(self.cfg.queue)  # issue 17: [queue]; reload keeps it
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -93,6 +95,8 @@ class Daemon:
             return 1
         self.watcher = Watcher(self._watch_dirs(), self.wake, polling=self.cfg.daemon.polling_observer)
         self.watcher.start()
+        if self.queue_sampler is not None:  # issue 17
+            self.queue_sampler.start()
         self._install_signals()
         self._pass()
         sdnotify.ready(f"following {len(self.logs)} logs")
@@ -150,6 +154,8 @@ class Daemon:
         signal.signal(signal.SIGHUP, on_hup)
 
     def _close(self) -> None:
+        if self.queue_sampler is not None:  # issue 17
+            self.queue_sampler.stop()
         if self.watcher is not None:
             self.watcher.stop()
         if self.server is not None:
@@ -313,6 +319,7 @@ class Daemon:
             version=__version__,
             watcher_up=self.watcher.alive() if self.watcher is not None else False,
             windows=tuple(self.cfg.daemon.bounce_ratio_windows),
+            queues=(self.queue_sampler.status(),) if self.queue_sampler is not None else (),  # issue 17
         )
 
     def ready(self) -> tuple[bool, str]:
@@ -327,3 +334,17 @@ def run_daemon(config_path: Path) -> int:
     daemon = Daemon(config_path)
     os.umask(0o077)
     return daemon.run()
+
+
+def queue_sampler_of(q: Queue) -> QueueSampler | None:
+    """Issue 17: the [queue] sampler, or None when no mta is set."""
+    if not q.mta:
+        return None
+    return QueueSampler(
+        q.mta,
+        interval=q.interval,
+        timeout=q.timeout,
+        command=tuple(q.command),
+        directory=q.directory,
+        on_error=lambda msg: log.warning("queue_sample_failed", error=msg),
+    )
