@@ -131,7 +131,7 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(postfix: Path, tm
         path.touch()
     port = free_port()
     command = [_need("postqueue", "postfix"), "-c", str(postfix), "-j"]
-    extra = f"[queue]\nmta = \"postfix\"\ninterval = 1\ncommand = {json.dumps(command)}\n"
+    extra = f'[queue]\nmta = "postfix"\ninterval = 1\ncommand = {json.dumps(command)}\n'
     cfg = write_config(
         tmp_path,
         [
