@@ -306,3 +306,23 @@ def test_real_exim_queue_depth(exim: Path) -> None:
     sampler.sample_once()
     assert sampler.status().depths == {"all": 2}
     assert sampler.status().errors == 0
+
+
+# ---------------------------------------------------------------- [queue] config
+
+
+def test_queue_section_is_optional_and_checked() -> None:
+    from logscan.app.config import ConfigError, parse_config  # noqa: PLC0415
+
+    base = '[[logs]]\nname = "m"\npath = "/var/log/mail.log"\n'
+    assert parse_config(base).queue.mta == ""
+    cfg = parse_config(base + '[queue]\nmta = "exim"\ninterval = 5\n')
+    assert (cfg.queue.mta, cfg.queue.interval, cfg.queue.timeout) == ("exim", 5.0, 10.0)
+    for bad, why in (
+        ('mta = "sendmail"', "queue.mta"),
+        ("timeout = 0", "must be > 0"),
+        ('mta = "mailenable"', "absolute Queues path"),
+        ("depth = 3", "depth"),
+    ):
+        with pytest.raises(ConfigError, match=why):
+            parse_config(base + f"[queue]\n{bad}\n")
