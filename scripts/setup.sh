@@ -41,6 +41,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# Exim for tests/test_queue.py (issue 17): exim4-daemon-light conflicts with postfix as a package,
+# so its Debian 12 .debs (and libidn12, which a postfix host lacks) are unpacked into build/exim4/.
+if [ ! -x build/exim4/root/usr/sbin/exim4 ]; then
+  rm -rf build/exim4 && mkdir -p build/exim4/debs
+  if (cd build/exim4/debs && apt-get download -qq exim4-daemon-light exim4-base exim4-config libidn12); then
+    for deb in build/exim4/debs/*.deb; do dpkg-deb -x "$deb" build/exim4/root; done
+  else
+    echo "setup: could not download the exim4 .debs: tests/test_queue.py's Exim test will fail" >&2
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -17,6 +18,9 @@ from logscan.events import Unparsed
 from logscan.parsers import FORMATS, make_parser
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.detect import detect
+
+if TYPE_CHECKING:
+    from logscan.outputs.openmetrics_backfill import Timeline
 
 # Exit codes (documented in the README): 0 fine, 1 failed at run time, 2 bad usage or config.
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -66,6 +70,29 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "always", "never"),
         default="auto",
         help="progress bar on stderr for big inputs (auto: when stderr is a terminal)",
+    )
+
+    # Issue 17: history for Prometheus (README "Backfill history").
+    scan.add_argument(
+        "--openmetrics",
+        type=Path,
+        metavar="OUT",
+        help="also write the daemon's series over the logs' event time, one sample a minute, as "
+        "OpenMetrics for `promtool tsdb create-blocks-from openmetrics` (give files oldest first)",
+    )
+    scan.add_argument(
+        "--log-name",
+        default="",
+        metavar="NAME",
+        help="the log label of every file (default: each file's name); with --openmetrics, the "
+        "[[logs]] name the daemon uses, so history and live series are the same series",
+    )
+    scan.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --openmetrics: a label on every series, e.g. job=logscan instance=mx1 (repeatable)",
     )
 
     parse = sub.add_parser(
@@ -140,6 +167,16 @@ def cmd_scan(args: argparse.Namespace) -> int:
         tz_name = tz_name or cfg.daemon.timezone
         rules_cfg = cfg.alerts
     report = ScanReport()
+    timeline = None
+    if args.openmetrics is not None:  # issue 17
+        from logscan.outputs.openmetrics_backfill import Timeline  # noqa: PLC0415
+
+        timeline = Timeline(
+            top_domains=cfg.daemon.top_domains if args.config is not None else 50,
+            windows=cfg.daemon.bounce_ratio_windows if args.config is not None else (300, 3600),
+            labels=_labels(args.label),
+        )
+        report = ScanReport(aggregate=timeline)
     recorder = None
     if args.alerts:
         from logscan.app.alerting import Replayer  # noqa: PLC0415
@@ -168,10 +205,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 tz_name=tz_name,
                 progress=progress,
                 observers=(recorder.observe,) if recorder else (),
+                log_name=args.log_name,
+                chunk_chars=64 << 10 if timeline is not None else 1 << 20,
             )
         except ScanError as exc:
             print(f"logscan: {exc}", file=sys.stderr)
             failed = True
+    if timeline is not None and not failed:
+        failed = not _write_openmetrics(timeline, args.openmetrics)
     doc = summary(report, now=time.time())
     if recorder is not None:
         doc["alerts"] = recorder.finish()
@@ -187,6 +228,42 @@ def cmd_scan(args: argparse.Namespace) -> int:
         if recorder is not None:
             print(render_alerts(doc["alerts"]))
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    """--label KEY=VALUE options; a bad one is a usage error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier() or key.startswith("__"):
+            raise SystemExit(f"logscan: --label wants KEY=VALUE with a Prometheus label name, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def _write_openmetrics(timeline: Timeline, out: Path) -> bool:
+    """Issue 17: write the recorded series to `out`; False (and a message) when it cannot."""
+    timeline.finish()
+    try:
+        with out.open("w", encoding="utf-8") as f:
+            samples = timeline.write(f)
+    except OSError as exc:
+        print(f"logscan: {out}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    span = (
+        f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(timeline.times[0]))} to "
+        + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timeline.times[-1]))
+        if timeline.times
+        else "no events"
+    )
+    print(f"logscan: {out}: {samples} samples of {len(timeline.series)} series, {span}", file=sys.stderr)
+    if timeline.late:
+        print(
+            f"logscan: warning: {timeline.late} events older than ones before them were counted in a "
+            "later minute: give rotated files oldest first",
+            file=sys.stderr,
+        )
+    return True
 
 
 def cmd_parse(args: argparse.Namespace) -> int:

@@ -68,12 +68,31 @@ class Alerts(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     receivers: list[Receiver] = msgspec.field(default_factory=list)
 
 
+# -- [queue]: mail queue depth (issue 17, docs/decisions/0017) -------------------------------
+class Queue(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    mta: Literal["", "postfix", "exim", "mailenable"] = ""  # "" = no queue sampling
+    interval: float = 30.0
+    timeout: float = 10.0
+    command: list[str] = msgspec.field(default_factory=list)  # default: postqueue -j / exim -bpc
+    directory: str = ""  # MailEnable: its Queues folder
+
+    def __post_init__(self) -> None:
+        if self.interval <= 0 or self.timeout <= 0:
+            raise ValueError("queue: interval and timeout must be > 0 seconds")
+        if self.mta == "mailenable" and not Path(self.directory).is_absolute():
+            raise ValueError("queue: mta = mailenable needs directory = the absolute Queues path")
+
+
+# ----------------------------------------------------------------------------------------------
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     logs: list[Log]
     server: Server = msgspec.field(default_factory=Server)
     state: State = msgspec.field(default_factory=State)
     daemon: Daemon = msgspec.field(default_factory=Daemon)
     alerts: Alerts = msgspec.field(default_factory=Alerts)
+    queue: Queue = msgspec.field(default_factory=Queue)
 
 
 def _key(msg: str) -> str:

@@ -24,6 +24,7 @@ from logscan.app.config import (
     Config,
     ConfigError,
     Log,
+    Queue,
     load_config,
     parse_config,
 )
@@ -38,6 +39,7 @@ from logscan.outputs.http import MetricsServer, load_web_config
 from logscan.outputs.metrics import Exposition, LogStatus, make_registry
 from logscan.outputs.notify import Notifier
 from logscan.sources.journal import JournalSource
+from logscan.sources.queue import QueueSampler
 from logscan.sources.watch import Watcher
 
 log = structlog.get_logger("logscan.daemon")
@@ -66,6 +68,7 @@ class Daemon:
         self.watcher: Watcher | None = None
         self.instance = self.cfg.server.instance or socket.gethostname()
         self.store = StateStore(self.cfg.state.dir)
+        self.queue_sampler = queue_sampler_of(self.cfg.queue)  # [queue] needs a restart to change
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -102,6 +105,8 @@ class Daemon:
             return 1
         self.watcher = Watcher(self._watch_dirs(), self.wake, polling=self.cfg.daemon.polling_observer)
         self.watcher.start()
+        if self.queue_sampler is not None:
+            self.queue_sampler.start()
         self._install_signals()
         self._pass()
         sdnotify.ready(f"following {len(self.logs)} logs")
@@ -159,6 +164,8 @@ class Daemon:
         signal.signal(signal.SIGHUP, on_hup)
 
     def _close(self) -> None:
+        if self.queue_sampler is not None:
+            self.queue_sampler.stop()
         if self.watcher is not None:
             self.watcher.stop()
         if self.server is not None:
@@ -330,6 +337,7 @@ class Daemon:
             version=__version__,
             watcher_up=self.watcher.alive() if self.watcher is not None else False,
             windows=tuple(self.cfg.daemon.bounce_ratio_windows),
+            queues=(self.queue_sampler.status(),) if self.queue_sampler is not None else (),
         )
 
     def ready(self) -> tuple[bool, str]:
@@ -351,3 +359,17 @@ def run_daemon(config_path: Path) -> int:
     daemon = Daemon(config_path)
     os.umask(0o077)
     return daemon.run()
+
+
+def queue_sampler_of(q: Queue) -> QueueSampler | None:
+    """The [queue] sampler, or None when no mta is set."""
+    if not q.mta:
+        return None
+    return QueueSampler(
+        q.mta,
+        interval=q.interval,
+        timeout=q.timeout,
+        command=tuple(q.command),
+        directory=q.directory,
+        on_error=lambda msg: log.warning("queue_sample_failed", error=msg),
+    )

@@ -110,6 +110,8 @@ def scan_file(
     tz_name: str = "",
     observers: tuple[Callable[[Event], None], ...] = (),
     progress: bool = False,
+    log_name: str = "",
+    chunk_chars: int = CHUNK_CHARS,
 ) -> FileReport:
     """Scan one file into `report.aggregate`; raises ScanError when it cannot be read."""
     from logscan.app.config import zone  # noqa: PLC0415 - avoid a config import cycle at module load
@@ -121,15 +123,14 @@ def scan_file(
             chosen = "postfix"
             warning = "format not recognised from the first lines; tried postfix (see unparsed lines)"
         mtime = path.stat().st_mtime
-        options = ParserOptions(log=path.name, tz=zone(tz_name), reference_time=mtime)
-        pipe = Pipeline(
-            path.name, make_parser(chosen, options), report.aggregate, observers, keep_examples=True
-        )
+        name = log_name or path.name
+        options = ParserOptions(log=name, tz=zone(tz_name), reference_time=mtime)
+        pipe = Pipeline(name, make_parser(chosen, options), report.aggregate, observers, keep_examples=True)
         with open_text(path) as (text, raw, size):
             if progress and size >= PROGRESS_MIN_BYTES:
                 _feed_with_progress(pipe, text, raw, size, path.name)
             else:
-                for chunk in _chunks(text):
+                for chunk in _chunks(text, chunk_chars):
                     pipe.feed_text(chunk)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise ScanError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from exc

@@ -25,6 +25,7 @@ from logscan import __version__
 from logscan.core.aggregate import DEFAULT_WINDOWS, DELAY_BUCKETS, OTHER, Snapshot, window_label
 from logscan.events import DELIVERY_STATUSES
 from logscan.parsers import FORMATS
+from logscan.sources.queue import QueueStatus
 
 MTAS: Final = FORMATS
 DIRECTIONS: Final = ("inbound", "outbound")
@@ -105,6 +106,7 @@ class Exposition:
     version: str = __version__
     watcher_up: bool = True
     windows: tuple[int, ...] = DEFAULT_WINDOWS
+    queues: tuple[QueueStatus, ...] = ()  # issue 17: mail queue depth
 
 
 class _Folds:
@@ -375,6 +377,7 @@ class LogscanCollector:
         )
         fams.extend(_log_families(named, snap))
         fams.extend(_alert_families(exp, folds))
+        fams.extend(_queue_families(exp.queues))  # issue 17
         fams.append(
             _gauge(
                 "logscan_build_info",
@@ -476,6 +479,27 @@ def _alert_families(exp: Exposition, folds: _Folds) -> list[Metric]:
             "Notifications sent for built-in alerts, by receiver and result.",
             ("alert", "receiver", "result"),
             sent,
+        ),
+    ]
+
+
+def _queue_families(queues: tuple[QueueStatus, ...]) -> list[Metric]:
+    """Issue 17: queue depth; a failed last sample leaves no depth (never a stale one)."""
+    if not queues:
+        return []
+    depths: dict[Labels, float] = {}
+    errors: dict[Labels, float] = {}
+    for q in queues:
+        errors[(q.mta,)] = q.errors
+        for queue, n in (q.depths or {}).items():
+            depths[(q.mta, queue)] = n
+    return [
+        _gauge("logscan_queue_messages", "Messages in the MTA's queue.", ("mta", "queue"), depths),
+        _counter(
+            "logscan_queue_scrape_errors_total",
+            "Queue samples that failed or timed out.",
+            ("mta",),
+            errors,
         ),
     ]
 
