@@ -36,6 +36,8 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     recipient_domain: str = ""
     sender_domain: str = ""
     delay_s: float | None = None
+    # Why a 4xx/5xx reply refused (logscan/parsers/reasons.py: one of REASONS); "" otherwise.
+    reason: str = ""
 
 
 class Unparsed(msgspec.Struct, frozen=True, gc=False):

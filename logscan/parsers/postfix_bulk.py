@@ -3,7 +3,9 @@
 docs/decisions/0008-bulk-scan.md. `PostfixParser.parse()` stays the definition: the regex
 below accepts only lines whose event parse() gives through its fast paths, and reads from
 them exactly the fields the aggregate counts, into a row; every other line stays a line, for
-parse(). The C scanner (logscan/parsers/_postfix_scan.c) makes the same rows faster, and
+parse(). So does every line whose reply is a 4xx/5xx refusal: its reason (parsers/reasons.py)
+and its offenders come from parse() alone, so the bulk path cannot count them differently.
+The C scanner (logscan/parsers/_postfix_scan.c) makes the same rows faster, and
 tests/test_bulk.py holds all three to each other.
 """
 
@@ -119,6 +121,12 @@ def _row(groups: tuple[str, ...], line: str) -> tuple[str, ...]:
     return minute, sec + frac, zone, "E" + q_word, "", "", "", q_word, line
 
 
+def _refusal(groups: tuple[str, ...]) -> bool:
+    """Whether _ROW's groups hold a 4xx/5xx reply: such a line is left to parse() (see above)."""
+    code = groups[10] or groups[12] or groups[15]
+    return code[:1] in ("4", "5")
+
+
 def _native() -> Callable[[str, bool], tuple[int, list[Item]] | None] | None:
     try:
         from logscan.parsers._postfix_scan import scan  # noqa: PLC0415
@@ -160,7 +168,10 @@ class PostfixBulk:
         found: list[tuple[str, ...]] = _row_regex().findall(text + "\n")
         if len(found) != len(lines):
             return None
-        return [_row(row, line) if row[0] or row[4] else line for row, line in zip(found, lines, strict=True)]
+        return [
+            _row(row, line) if (row[0] or row[4]) and not _refusal(row) else line
+            for row, line in zip(found, lines, strict=True)
+        ]
 
     def batch(self, rows: list[tuple[str, ...]]) -> EventBatch | None:
         """The events of `rows` (none empty) grouped; None when they must go line by line."""
