@@ -5,11 +5,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from operator import add
 from typing import Any, Final, Literal
 
+from logscan.core.diagnosis import DEFAULT_WINDOW_S, Diagnosis
 from logscan.events import Event, EventBatch
 
 LineResult = Literal["parsed", "ignored", "unparsed"]
@@ -26,6 +27,7 @@ ReplyKey = tuple[str, str, str, str, str]  # mta, log, direction, code, enhanced
 DeliveryKey = tuple[str, str, str]  # mta, log, status
 RejectKey = tuple[str, str, str, str]  # mta, log, stage, code
 DomainKey = tuple[str, str, str]  # domain, direction, class
+ReasonKey = tuple[str, str, str, str, str]  # mta, log, direction, code, reason
 
 
 def window_label(seconds: int) -> str:
@@ -137,14 +139,24 @@ class Snapshot:
     unparsed: Mapping[tuple[str, str], int]
     last_event: Mapping[str, float]
     bounce_ratio: Mapping[tuple[str, str], float]
+    reasons: Mapping[ReasonKey, int] = field(default_factory=dict)
 
 
 class Aggregate:
     """Every counter logscan exports, plus per-minute delivery buckets for bounce ratios."""
 
-    def __init__(self, *, top_domains: int = 50, windows: Iterable[int] = DEFAULT_WINDOWS) -> None:
+    def __init__(
+        self,
+        *,
+        top_domains: int = 50,
+        windows: Iterable[int] = DEFAULT_WINDOWS,
+        diagnosis_window_s: int = DEFAULT_WINDOW_S,
+    ) -> None:
         self.windows = tuple(sorted(set(windows)))
         self.replies: dict[ReplyKey, int] = {}
+        # 4xx/5xx replies by reason (parsers/reasons.py), and the recent ones with their offenders.
+        self.reasons: dict[ReasonKey, int] = {}
+        self.diagnosis = Diagnosis(diagnosis_window_s)
         self.deliveries: dict[DeliveryKey, int] = {}
         self.rejections: dict[RejectKey, int] = {}
         self.delays: dict[tuple[str, str], Histogram] = {}
@@ -180,6 +192,10 @@ class Aggregate:
             dkey = (label, direction, _CLASS.get(code[0]) or code[0] + "xx")
             domains = self.domains
             domains[dkey] = domains.get(dkey, 0) + 1
+            if code[0] in "45":
+                rskey = (mta, log, direction, code, ev.reason or "other")
+                self.reasons[rskey] = self.reasons.get(rskey, 0) + 1
+                self.diagnosis.add(ev)
         status = ev.status
         if status:
             if status == "rejected":
@@ -221,6 +237,8 @@ class Aggregate:
         bucket event by event, so the caller must add those events one by one.
         """
         mta, log = b.mta, b.log
+        if any(code[0] in "45" for _d, code, _e in b.replies):
+            return False  # a refusal's reason and offenders come from its Event alone
         kept = self._minutes.get(mta)
         if (
             b.minutes
@@ -320,6 +338,7 @@ class Aggregate:
             unparsed=dict(self.unparsed),
             last_event=dict(self.last_event),
             bounce_ratio=self.bounce_ratios(now),
+            reasons=dict(self.reasons),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -331,6 +350,7 @@ class Aggregate:
         return {
             "version": STATE_VERSION,
             "replies": rows(self.replies.items()),
+            "reasons": rows(self.reasons.items()),
             "deliveries": rows(self.deliveries.items()),
             "rejections": rows(self.rejections.items()),
             "delays": [[m, s, h.buckets, h.total, h.count] for (m, s), h in self.delays.items()],
@@ -344,14 +364,21 @@ class Aggregate:
 
     @classmethod
     def from_dict(
-        cls, data: Mapping[str, Any], *, top_domains: int = 50, windows: Iterable[int] = DEFAULT_WINDOWS
+        cls,
+        data: Mapping[str, Any],
+        *,
+        top_domains: int = 50,
+        windows: Iterable[int] = DEFAULT_WINDOWS,
+        diagnosis_window_s: int = DEFAULT_WINDOW_S,
     ) -> Aggregate:
         """Rebuild from `to_dict` output; raises ValueError on a shape it does not know."""
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported aggregate version {data.get('version')!r}")
-        agg = cls(top_domains=top_domains, windows=windows)
+        agg = cls(top_domains=top_domains, windows=windows, diagnosis_window_s=diagnosis_window_s)
         try:
             agg.replies = {(r[0], r[1], r[2], r[3], r[4]): int(r[5]) for r in data["replies"]}
+            # A state saved before reasons were counted has none: they start at 0.
+            agg.reasons = {(r[0], r[1], r[2], r[3], r[4]): int(r[5]) for r in data.get("reasons", ())}
             agg.deliveries = {(r[0], r[1], r[2]): int(r[3]) for r in data["deliveries"]}
             agg.rejections = {(r[0], r[1], r[2], r[3]): int(r[4]) for r in data["rejections"]}
             for m, s, buckets, total, count in data["delays"]:
