@@ -22,7 +22,8 @@ from logscan.app.alerting import notifier_from_config, rules_of
 from logscan.app.config import Config, ConfigError, Log, load_config, zone
 from logscan.app.logging import configure_logging
 from logscan.core.aggregate import Aggregate
-from logscan.core.alerts import AlertEngine, Transition
+from logscan.core.alerts import AlertEngine, Transition, explain
+from logscan.core.diagnosis import diagnosis_json
 from logscan.core.pipeline import Pipeline
 from logscan.core.state import load_state, save_state
 from logscan.outputs.http import MetricsServer, load_web_config
@@ -196,6 +197,8 @@ class Daemon:
             # backlog is left to its own timestamps, or its unread lines would count as late.
             t = max(max(self.aggregate.last_event.values(), default=0.0), wall)
             transitions = self.engine.advance(t, logs=caught_up)
+            # issue 14: each alert says what its replies mostly are (reason, offenders, fix).
+            transitions = [explain(tr, self.aggregate.diagnosis) for tr in transitions]
         self._announce(transitions)
         return busy
 
@@ -415,6 +418,11 @@ class Daemon:
             watcher_up=self.watcher.alive() if self.watcher is not None else False,
             windows=tuple(self.cfg.daemon.bounce_ratio_windows),
         )
+
+    def diagnosis(self) -> bytes:
+        """The /diagnosis JSON body (issue 14): recent refusals by reason, offenders, fixes."""
+        with self.lock:
+            return diagnosis_json(self.aggregate.diagnosis)
 
     def ready(self) -> tuple[bool, str]:
         down = [name for name, rt in self.logs.items() if not rt.follower.up]

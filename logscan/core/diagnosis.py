@@ -105,7 +105,10 @@ def top(sketches: Iterable[SpaceSaving], n: int) -> list[tuple[str, int]]:
 
 
 CountKey = tuple[str, str, str, str, str]  # mta, log, direction, code, reason
-SketchKey = tuple[str, str, str, str]  # log, direction, reason, kind
+SketchKey = tuple[str, str, str, str, str]  # log, direction, code, reason, kind
+# Sketches per slot; past this, a new (code, reason) pair counts under its class ("5xx"), so a
+# server inventing codes cannot grow memory (8 MB at most per slot with the default capacity).
+MAX_SKETCHES: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,10 +183,14 @@ class Diagnosis:
             values = (("recipient_domain", ev.recipient_domain),)
         for kind, value in values:
             if value:
-                skey = (ev.log, ev.direction, reason, kind)
+                skey = (ev.log, ev.direction, code, reason, kind)
                 sk = sketches.get(skey)
                 if sk is None:
-                    sk = sketches[skey] = SpaceSaving(self.capacity)
+                    if len(sketches) >= MAX_SKETCHES:
+                        skey = (ev.log, ev.direction, code[0] + "xx", reason, kind)
+                        sk = sketches.get(skey)
+                    if sk is None:
+                        sk = sketches[skey] = SpaceSaving(self.capacity)
                 sk.add(value)
 
     def _prune(self) -> None:
@@ -208,14 +215,24 @@ class Diagnosis:
         return out
 
     def offenders(
-        self, log: str, direction: str, reason: str, n: int = DEFAULT_TOP, start: float | None = None
+        self,
+        log: str | None,
+        direction: str,
+        code: str,
+        reason: str,
+        n: int = DEFAULT_TOP,
+        start: float | None = None,
     ) -> dict[str, list[tuple[str, int]]]:
-        """Top n offenders per kind of one (log, direction, reason), over the slots from `start` on."""
+        """Top n offenders per kind of (log, direction, code, reason) over the slots from `start`
+        on. log None: every log; code "5xx" (or "5.7.1"): every code of that class."""
         first = -1 if start is None or not self.slot_s else int(start // self.slot_s)
+        exact = "." not in code and not code.endswith("xx")
         return {
             kind: top(
-                (s[(log, direction, reason, kind)] for slot, s in self._slots.items()
-                 if slot >= first and (log, direction, reason, kind) in s),
+                (sk for slot, sketches in self._slots.items() if slot >= first
+                 for (lg, d, c, r, k), sk in sketches.items()
+                 if d == direction and r == reason and k == kind and (log is None or lg == log)
+                 and (c == code or c == code[0] + "xx" if exact else c[0] == code[0])),
                 n,
             )
             for kind in KINDS.get(direction, ())
@@ -236,7 +253,7 @@ class Diagnosis:
         reason, count = ranked[0]
         offenders = tuple(
             (kind, value, k)
-            for kind, items in self.offenders(log, direction, reason, n, start).items()
+            for kind, items in self.offenders(log, direction, code, reason, n, start).items()
             for value, k in items
         )
         return Why(
@@ -276,7 +293,7 @@ class Diagnosis:
                             "runbook": runbook(reason),
                             "offenders": {
                                 kind: [{"value": v, "count": c} for v, c in items]
-                                for kind, items in self.offenders(log, direction, reason, n).items()
+                                for kind, items in self.offenders(log, direction, code, reason, n).items()
                             },
                         }
                         for reason, k in sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -201,14 +201,17 @@ _PHRASES: Final[tuple[tuple[str, Reason], ...]] = (
 
 # Enhanced codes that name one reason whatever the text says (RFC 3463, RFC 4954, RFC 7372).
 _ENHANCED: Final[dict[str, Reason]] = {
-    "1.1": "unknown_recipient",  # bad destination mailbox address
-    "1.6": "unknown_recipient",  # destination mailbox has moved, no forwarding address
-    "1.10": "unknown_recipient",  # recipient address has null MX
-    "2.1": "unknown_recipient",  # mailbox disabled, not accepting messages
-    "2.2": "mailbox_full",  # mailbox full
-    "7.8": "auth_failed",  # authentication credentials invalid
-    "7.9": "auth_failed",  # authentication mechanism is too weak
-    "7.28": "rate_limited",  # mail flood detected
+    "5.1.1": "unknown_recipient",  # bad destination mailbox address
+    "5.1.6": "unknown_recipient",  # destination mailbox has moved, no forwarding address
+    "5.1.10": "unknown_recipient",  # recipient address has null MX
+    "5.2.1": "unknown_recipient",  # mailbox disabled (4.2.1 is what servers send for "busy")
+    "4.2.2": "mailbox_full",
+    "5.2.2": "mailbox_full",
+    "4.7.8": "auth_failed",  # authentication credentials invalid
+    "5.7.8": "auth_failed",
+    "5.7.9": "auth_failed",  # authentication mechanism is too weak
+    "4.7.28": "rate_limited",  # mail flood detected
+    "5.7.28": "rate_limited",
 }
 # Basic codes that name one reason (RFC 4954: 530 authentication required, 535 credentials invalid).
 _BASIC: Final[dict[str, Reason]] = {"530": "auth_required", "535": "auth_failed", "534": "auth_failed"}
@@ -230,7 +233,7 @@ def classify(code: str, enhanced: str, text: str) -> Reason:
         if phrase in low:
             return reason
     if enhanced:
-        got = _ENHANCED.get(enhanced[2:])
+        got = _ENHANCED.get(enhanced)
         if got is not None:
             return got
     return _BASIC.get(code, "other")
