@@ -55,7 +55,8 @@ def run(mode: str, chunks: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[
         pipe.bulk = None
     for chunk in chunks:
         pipe.feed_text(chunk)
-    return pipe.counts, agg.to_dict()
+    # The reasons are in the state; the recent refusals and their offenders (issue 14) too.
+    return pipe.counts, {**agg.to_dict(), "diagnosis": agg.diagnosis.document()}
 
 
 def assert_same(chunks: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,6 +111,17 @@ def test_sample_logs_count_the_same(log: Path, monkeypatch: pytest.MonkeyPatch) 
     lines = read_lines(log)
     for size in (1, 7, 1000, len(lines)):
         assert_same(chunked(lines, size), monkeypatch)
+
+
+def test_the_bulk_paths_count_reasons_and_offenders_as_parse_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The comparison above is no bystander for reasons: the sample log's refusals carry many.
+    lines = read_lines(LOGS[1])
+    state = run("c", chunked(lines, 1000), monkeypatch)[1]
+    reasons = {row[4] for row in state["reasons"]}
+    assert {"relay_denied", "unknown_recipient", "greylisted", "sender_mismatch", "mailbox_full"} <= reasons
+    offenders = [r["offenders"] for row in state["diagnosis"]["codes"] for r in row["reasons"]]
+    assert any(o.get("client_ip") for o in offenders)
+    assert any(o.get("recipient_domain") for o in offenders)
 
 
 @pytest.fixture(scope="module")
