@@ -4,6 +4,7 @@ offenders in bounded sketches, /diagnosis, and the diagnosis alerts carry."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import msgspec
 from prometheus_client.exposition import generate_latest
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from logscan.core.aggregate import Aggregate
 from logscan.core.alerts import DEFAULT_RULES, AlertEngine, explain
 from logscan.core.diagnosis import (
+    FIX,
     MAX_SKETCHES,
     Diagnosis,
     SpaceSaving,
@@ -22,7 +24,7 @@ from logscan.events import Event, EventBatch
 from logscan.outputs.metrics import Exposition, LogStatus, make_registry
 from logscan.outputs.notify import Notifier
 from logscan.outputs.receivers import Receiver
-from logscan.parsers.reasons import REASONS
+from logscan.parsers.reasons import REASONS, runbook
 
 T0 = 1_790_000_040.0  # a minute boundary + 40 s
 
@@ -215,3 +217,20 @@ def test_a_firing_551_alert_carries_the_diagnosis_to_alertmanager_and_webhooks()
     top = {"kind": "sender_domain", "value": "example.com", "count": why.offenders[0][2]}
     assert diag["offenders"][0] == top
     notifier.close(0.1)
+
+
+# -- runbooks --------------------------------------------------------------------------------
+
+
+def test_every_reason_has_a_runbook_with_the_fix_for_each_mta_and_a_warning() -> None:
+    root = Path(__file__).resolve().parent.parent
+    index = (root / "docs" / "runbooks" / "README.md").read_text()
+    for reason in REASONS:
+        path = root / runbook(reason)
+        text = path.read_text()
+        assert f"]({reason}.md)" in index
+        for mta in ("MailEnable", "Postfix", "Exim"):
+            assert mta in text, (reason, mta)
+        assert "## Do not" in text, reason
+        assert (reason, "inbound") in FIX
+        assert (reason, "outbound") in FIX
