@@ -138,8 +138,8 @@ def test_a_generated_log_counts_the_same_and_mostly_in_batches(
     if stamps == "syslog":
         generated = list(map(syslog_stamped, generated))
     assert_same(chunked(generated, 4096), monkeypatch)
-    # The bulk path is no bystander: batches, not parse(), count nearly all of the events that
-    # are no 4xx/5xx refusal (those go to parse(), which classifies their reason).
+    # The bulk path is no bystander: batches, not parse(), count nearly all of the events,
+    # refusals (whose reasons and offenders batch() reads) included.
     p = parser()
     results = [p.parse(line) for line in generated]
     refusals = sum(ev.code[:1] in ("4", "5") for r in results if isinstance(r, tuple) for ev in r)
@@ -156,7 +156,7 @@ def test_a_generated_log_counts_the_same_and_mostly_in_batches(
     counts = run("c", chunked(generated, 4096), monkeypatch)[0]
     assert counts.total == len(generated)
     assert refusals > 0.05 * counts.parsed
-    assert batched >= 0.95 * (counts.parsed - refusals)
+    assert batched >= 0.95 * counts.parsed
 
 
 @pytest.mark.parametrize("zone", ["UTC", "Europe/Amsterdam", "America/St_Johns", "Asia/Kathmandu"])
@@ -223,6 +223,8 @@ TAILS = (
     " (connect to mx.{d}[192.0.2.1]:25: Connection refused)", " (host h said: 451-4.7.1 (#4.7.1) later)",
     " (delivered to mailbox)", " (host h said: 5501 x)", " (550)", " (250-2.0.0)", ",x",
     " (host a b said: 550 x)", " (host h said: 552 5.2.2.1 full)", " (421 4.4.2 timeout)",
+    # a reason-bearing word outside the reply: read from the wrong place, it changes the reason
+    " (host blacklist.{d}[192.0.2.1] said: 450 4.2.1 busy (in reply to RCPT TO command))",
 )  # fmt: skip
 REJECT = (
     "{pre}reject: {stage} from {client}: {reply}; from=<s@{d}> to=<r@x> proto=ESMTP helo=<h>",
@@ -230,6 +232,7 @@ REJECT = (
     "{pre}reject: {stage} from {client}: {reply}; proto=SMTP helo=<h>",
     "{pre}reject: {stage} from {client}: {reply}; from=<s@{d}> to=<r@x> proto=ESMTP helo=<h> extra",
     "{pre}reject: {stage} from {client}: {reply}; from=<s@{d}> x; from=<t@y.test",
+    "{pre}reject: {stage} from {client}: {reply}; from=<s@{d}> to=<r@x> proto=SPAMSMTP",
 )  # fmt: skip
 EXPIRED = ("from=<s@{d}>, status={word}, returned to sender", "from=<a,b@{d}>, status=expired, returned")
 DOMAINS = ("example.com", "EXAMPLE.org.", "x", "", "b.test>")
@@ -239,7 +242,7 @@ DSNS = ("2.0.0", "5.1.1", "4.4.1", "9.9", "5.123.123")
 WORDS = ("sent", "bounced", "deferred", "SOFTBOUNCE", "expired", "force-expired", "deliverable", "sentx")
 PRES = ("", "milter-", "proxy-")
 STAGES = ("RCPT", "CONNECT", "END-OF-MESSAGE", "connect", "FOO", "DATA")
-CLIENTS = ("u[192.0.2.9]", "h.x[2001:db8::2]:25", "[1.2.3.4]:123456", "a b[1.2.3.4]")
+CLIENTS = ("u[192.0.2.9]", "h.x[2001:db8::2]:25", "[1.2.3.4]:123456", "a b[1.2.3.4]", "R.X[2001:DB8::3]:25")
 REPLIES = ("550 5.7.1 <x>: Relay denied", "450 4.1.8 later", "5.7.1 no", "554", "421-4.3.2 busy", "too many")
 
 

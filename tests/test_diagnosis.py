@@ -149,15 +149,21 @@ def test_reasons_are_counted_saved_and_restored() -> None:
     assert Aggregate.from_dict(data).reasons == {}
 
 
-def test_a_batch_with_refusals_is_refused_so_parse_counts_them() -> None:
-    agg = Aggregate()
+def test_a_batch_folds_in_its_refusals_as_add_would() -> None:
+    ev = msgspec.structs.replace(
+        refusal("relay_denied", code="554", sender="x.example", ip="192.0.2.3"), mta="postfix", log="x"
+    )
+    by_add = Aggregate()
+    by_add.add(ev)
+    by_batch = Aggregate()
     batch = EventBatch(
-        "postfix", "x", 1, {("inbound", "554", "5.7.1"): 1}, {}, {("rcpt", "554"): 1}, ["d"],
-        [("inbound", "5xx")], {}, {}, T0,
+        "postfix", "x", 1, {("inbound", "554", ""): 1}, {}, {("mail", "554"): 1}, ["x.example"],
+        [("inbound", "5xx")], {}, {}, T0, {("inbound", "554", "relay_denied"): 1},
+        [(int(T0 // 60), "inbound", "554", "relay_denied", "x.example", "192.0.2.3", "")],
     )  # fmt: skip
-    before = agg.to_dict()
-    assert agg.add_batch(batch) is False
-    assert agg.to_dict() == before
+    assert by_batch.add_batch(batch) is True
+    assert by_batch.to_dict() == by_add.to_dict()
+    assert by_batch.diagnosis.document() == by_add.diagnosis.document()
 
 
 def test_reasons_are_exported_with_551_series_from_the_start_and_bad_values_folded() -> None:

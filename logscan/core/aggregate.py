@@ -237,8 +237,6 @@ class Aggregate:
         bucket event by event, so the caller must add those events one by one.
         """
         mta, log = b.mta, b.log
-        if any(code[0] in "45" for _d, code, _e in b.replies):
-            return False  # a refusal's reason and offenders come from its Event alone
         kept = self._minutes.get(mta)
         if (
             b.minutes
@@ -251,6 +249,14 @@ class Aggregate:
         for (direction, code, enhanced), n in b.replies.items():
             key = (mta, log, direction, code, enhanced)
             replies[key] = replies.get(key, 0) + n
+        reasons = self.reasons
+        for (direction, code, reason), n in b.reasons.items():
+            rskey = (mta, log, direction, code, reason)
+            reasons[rskey] = reasons.get(rskey, 0) + n
+        add_refusal = self.diagnosis.add_refusal
+        # In order: the offender sketches depend on it.
+        for minute, direction, code, reason, sender, ip, rcpt in b.refusals:
+            add_refusal(minute, mta, log, direction, code, reason, sender, ip, rcpt)
         # The top-domains sketch depends on the order it sees domains in: one step per event.
         domains = self.domains
         for (label, (direction, klass)), n in Counter(

@@ -153,41 +153,45 @@ class Diagnosis:
     def add(self, ev: Event) -> None:
         """Count one 4xx/5xx Event (others are ignored)."""
         code = ev.code
-        if not code or code[0] not in "45":
-            return
-        reason = ev.reason or "other"
+        if code and code[0] in "45":
+            self.add_refusal(
+                int(ev.time // 60), ev.mta, ev.log, ev.direction, code, ev.reason or "other",
+                ev.sender_domain, ev.remote_ip, ev.recipient_domain,
+            )  # fmt: skip
+
+    def add_refusal(
+        self, minute: int, mta: str, log: str, direction: str, code: str, reason: str,
+        sender_domain: str, client_ip: str, recipient_domain: str,
+    ) -> None:  # fmt: skip
+        """add() of a refusal at epoch `minute` (the time // 60 of its Event), from its fields."""
         if self.window_s:
-            minute = int(ev.time // 60)
             if minute > self._newest:
                 self._newest = minute
                 self._prune()
             if minute < self._newest - self.window_s // 60:
                 return  # older than the window: the cumulative counters still have it
-            slot = int(ev.time // self.slot_s)
+            slot = (minute * 60) // self.slot_s  # = time // slot_s for a whole number of minutes
         else:
             minute = slot = 0
         counts = self._minutes.get(minute)
         if counts is None:
             counts = self._minutes[minute] = {}
-        key = (ev.mta, ev.log, ev.direction, code, reason)
+        key = (mta, log, direction, code, reason)
         counts[key] = counts.get(key, 0) + 1
         sketches = self._slots.get(slot)
         if sketches is None:
             sketches = self._slots[slot] = {}
-        if ev.direction == "inbound":
-            values: tuple[tuple[str, str], ...] = (
-                ("sender_domain", ev.sender_domain),
-                ("client_ip", ev.remote_ip),
-            )
+        if direction == "inbound":
+            values: tuple[tuple[str, str], ...] = (("sender_domain", sender_domain), ("client_ip", client_ip))
         else:
-            values = (("recipient_domain", ev.recipient_domain),)
+            values = (("recipient_domain", recipient_domain),)
         for kind, value in values:
             if value:
-                skey = (ev.log, ev.direction, code, reason, kind)
+                skey = (log, direction, code, reason, kind)
                 sk = sketches.get(skey)
                 if sk is None:
                     if len(sketches) >= MAX_SKETCHES:
-                        skey = (ev.log, ev.direction, code[0] + "xx", reason, kind)
+                        skey = (log, direction, code[0] + "xx", reason, kind)
                         sk = sketches.get(skey)
                     if sk is None:
                         sk = sketches[skey] = SpaceSaving(self.capacity)

@@ -423,13 +423,6 @@ static int row(P s, P e, Fields *f)
     return equals(kind, kind_len, QMGR_KINDS) && expiry(body, e, f);
 }
 
-/* A 4xx/5xx reply: the line goes to parse(), which classifies its reason (postfix_bulk._refusal). */
-static int refusal(const Fields *f)
-{
-    const Py_UCS1 *code = f->len[8] ? f->at[8] : f->len[10] ? f->at[10] : f->len[13] ? f->at[13] : NULL;
-    return code && (*code == '4' || *code == '5');
-}
-
 static PyObject *EMPTY, *CLASSES[2][4]; /* "", and "o2".."o5", "i2".."i5" */
 
 static PyObject *span(const Fields *f, int i)
@@ -618,8 +611,7 @@ static PyObject *scan(PyObject *self, PyObject *args)
 #endif
         if (wanted) {
             PyObject *line = PyUnicode_Substring(chunk, so, eo), *item = line;
-            if (line && want_rows && eo - so <= MAX_LINE && !(e > s && e[-1] == '\r') && row(s, e, &f) &&
-                !refusal(&f)) {
+            if (line && want_rows && eo - so <= MAX_LINE && !(e > s && e[-1] == '\r') && row(s, e, &f)) {
                 item = make_row(&f, line, last);
                 Py_DECREF(line);
             }

@@ -3,10 +3,10 @@
 docs/decisions/0008-bulk-scan.md. `PostfixParser.parse()` stays the definition: the regex
 below accepts only lines whose event parse() gives through its fast paths, and reads from
 them exactly the fields the aggregate counts, into a row; every other line stays a line, for
-parse(). So does every line whose reply is a 4xx/5xx refusal: its reason (parsers/reasons.py)
-and its offenders come from parse() alone, so the bulk path cannot count them differently.
-The C scanner (logscan/parsers/_postfix_scan.c) makes the same rows faster, and
-tests/test_bulk.py holds all three to each other.
+parse(). A 4xx/5xx row's reason (parsers/reasons.py) and offenders are read from its line by
+_refusal(), from the very spans parse() reads them from. The C scanner
+(logscan/parsers/_postfix_scan.c) makes the same rows faster, and tests/test_bulk.py holds all
+three to each other.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from logscan.events import Direction, EventBatch, Status
 from logscan.parsers.base import MAX_LINE, Item
 from logscan.parsers.postfix import PostfixParser
 from logscan.parsers.postfix_grammar import MEMO_MAX, REJECT_STAGE, SECONDS, STATUS, valid_enhanced
+from logscan.parsers.reasons import refusal_reason
 
 # What _FAST_HEAD accepts, narrowed. Either RFC 3339 with a zone (groups: minute, seconds,
 # fraction, zone), years 1900-2099, seconds 00-59 and at most 6 fraction digits, so that
@@ -96,6 +97,7 @@ _FINAL: Final = {"sent": 0, "bounced": 1, "expired": 2}  # _bucket()'s cell inde
 _CLASSES: Final[dict[str, tuple[Direction, str]]] = {
     d[0] + c: (d, c + "xx") for d in ("outbound", "inbound") for c in "2345"
 }
+_REFUSALS: Final = frozenset({"o4", "o5", "i4", "i5"})  # _CLASS values of 4xx/5xx replies
 _MISSING: Final = -1.0  # not a delay _delay() could give
 _DOMAIN_MEMO: Final = 1 << 16  # domains kept between chunks (a few MB at most)
 
@@ -121,10 +123,23 @@ def _row(groups: tuple[str, ...], line: str) -> tuple[str, ...]:
     return minute, sec + frac, zone, "E" + q_word, "", "", "", q_word, line
 
 
-def _refusal(groups: tuple[str, ...]) -> bool:
-    """Whether _ROW's groups hold a 4xx/5xx reply: such a line is left to parse() (see above)."""
-    code = groups[10] or groups[12] or groups[15]
-    return code[:1] in ("4", "5")
+def _refusal(key: str, line: str) -> tuple[Direction, str, str, str]:
+    """Direction, code, reason and client IP (our refusals) of a 4xx/5xx row: the reply text is
+    read where parse()'s fast paths read it, which the row's regex leaves the only place."""
+    fields = key[1:].split("|")
+    code = fields[1]
+    if key[0] == "R":
+        # `reject: STAGE from HOST[IP][:PORT]: REPLY; from=<...`: no "[" in HOST, no ": " in PORT.
+        lb = line.find("[", line.find(" from ", line.find("reject: ")))
+        rb = line.find("]", lb)
+        colon = line.find(": ", rb)
+        reason = refusal_reason(code, fields[2], line, colon + 2, line.rfind("; from=<", colon))
+        return "inbound", code, reason, line[lb + 1 : rb].lower()
+    # `..., status=WORD (host H said: REPLY` or `(REPLY`: no "," before the status field.
+    w_end = line.find(" ", line.find(", status=") + 9)
+    start = line.find(" said: ", w_end) + 7 if line.startswith("(host ", w_end + 1) else w_end + 2
+    enhanced = fields[2] or (valid_enhanced(fields[3]) if fields[3] else "")
+    return "outbound", code, refusal_reason(code, enhanced, line, start), ""
 
 
 def _native() -> Callable[[str, bool], tuple[int, list[Item]] | None] | None:
@@ -168,10 +183,7 @@ class PostfixBulk:
         found: list[tuple[str, ...]] = _row_regex().findall(text + "\n")
         if len(found) != len(lines):
             return None
-        return [
-            _row(row, line) if (row[0] or row[4]) and not _refusal(row) else line
-            for row, line in zip(found, lines, strict=True)
-        ]
+        return [_row(row, line) if row[0] or row[4] else line for row, line in zip(found, lines, strict=True)]
 
     def batch(self, rows: list[tuple[str, ...]]) -> EventBatch | None:
         """The events of `rows` (none empty) grouped; None when they must go line by line."""
@@ -214,6 +226,19 @@ class PostfixBulk:
         for key in missing:
             memo[key] = p.domain("@" + key) if key else ""
         domains = list(map(memo.__getitem__, keys))
+        # 4xx/5xx rows: their reason and offenders, in order (the offender sketches depend on it).
+        reasons: dict[tuple[Direction, str, str], int] = {}
+        refusals: list[tuple[int, Direction, str, str, str, str, str]] = []
+        for i in [i for i, c in enumerate(classes) if c in _REFUSALS]:
+            row = rows[i]
+            direction, code, reason, ip = _refusal(row[_KEY], row[_LINE])
+            domain = memo[row[_DOMAIN]]
+            rkey = (direction, code, reason)
+            reasons[rkey] = reasons.get(rkey, 0) + 1
+            if direction == "inbound":
+                refusals.append((buckets[i], direction, code, reason, domain, ip, ""))
+            else:
+                refusals.append((buckets[i], direction, code, reason, "", "", domain))
         delays: dict[Status, list[float]] = {}
         delivered = [row for row in rows if row[_DELAY]]
         if delivered:
@@ -243,6 +268,8 @@ class PostfixBulk:
             delays,
             minutes,
             last,
+            reasons,
+            refusals,
         )
 
     def _times(self, rows: list[tuple[str, ...]], zone: str) -> tuple[list[int], float] | None:

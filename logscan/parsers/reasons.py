@@ -222,6 +222,11 @@ _BASIC: Final[dict[str, Reason]] = {"530": "auth_required", "535": "auth_failed"
 _ADDRESS: Final = re.compile(r"<[^<>]{0,320}>")
 
 
+# Answers by (code, enhanced, normalised text): the same wordings repeat all day. Cleared when full.
+_MEMO: dict[tuple[str, str, str], Reason] = {}
+_MEMO_MAX: Final = 4096
+
+
 def classify(code: str, enhanced: str, text: str) -> Reason:
     """The reason of a reply `code` [`enhanced`] `text` (the text with or without the codes)."""
     if not code or code[0] not in "45":
@@ -229,6 +234,17 @@ def classify(code: str, enhanced: str, text: str) -> Reason:
     low = text[:MAX_TEXT].lower()
     if "<" in low:
         low = _ADDRESS.sub(" ", low)
+    key = (code, enhanced, low)
+    got = _MEMO.get(key)
+    if got is None:
+        if len(_MEMO) >= _MEMO_MAX:
+            _MEMO.clear()
+        got = _MEMO[key] = _decide(code, enhanced, low)
+    return got
+
+
+def _decide(code: str, enhanced: str, low: str) -> Reason:
+    """classify() of a lower-cased text without addresses."""
     for phrase, reason in _PHRASES:
         if phrase in low:
             return reason
