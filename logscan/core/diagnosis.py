@@ -105,9 +105,8 @@ def top(sketches: Iterable[SpaceSaving], n: int) -> list[tuple[str, int]]:
 
 
 CountKey = tuple[str, str, str, str, str]  # mta, log, direction, code, reason
-SketchKey = tuple[str, str, str, str, str]  # log, direction, code, reason, kind
-# Sketches per slot; past this, a new (code, reason) pair counts under its class ("5xx"), so a
-# server inventing codes cannot grow memory (8 MB at most per slot with the default capacity).
+# Sketch groups (one sketch per kind) per slot; past this, a new (code, reason) pair counts
+# under its class ("5xx"), so a server inventing codes cannot grow memory.
 MAX_SKETCHES: Final = 1024
 
 
@@ -147,7 +146,7 @@ class Diagnosis:
         self.slot_s = slot_s if window_s else 0
         self.capacity = capacity
         self._minutes: dict[int, dict[CountKey, int]] = {}
-        self._slots: dict[int, dict[SketchKey, SpaceSaving]] = {}
+        self._slots: dict[int, dict[CountKey, tuple[SpaceSaving, ...]]] = {}
         self._newest = 0  # the newest minute seen
 
     def add(self, ev: Event) -> None:
@@ -178,24 +177,35 @@ class Diagnosis:
             counts = self._minutes[minute] = {}
         key = (mta, log, direction, code, reason)
         counts[key] = counts.get(key, 0) + 1
-        sketches = self._slots.get(slot)
-        if sketches is None:
-            sketches = self._slots[slot] = {}
+        groups = self._slots.get(slot)
+        if groups is None:
+            groups = self._slots[slot] = {}
+        group = groups.get(key)
+        if group is None:
+            group = self._group(groups, key)
+        # The sketches of KINDS[direction], in that order.
         if direction == "inbound":
-            values: tuple[tuple[str, str], ...] = (("sender_domain", sender_domain), ("client_ip", client_ip))
-        else:
-            values = (("recipient_domain", recipient_domain),)
-        for kind, value in values:
-            if value:
-                skey = (log, direction, code, reason, kind)
-                sk = sketches.get(skey)
-                if sk is None:
-                    if len(sketches) >= MAX_SKETCHES:
-                        skey = (log, direction, code[0] + "xx", reason, kind)
-                        sk = sketches.get(skey)
-                    if sk is None:
-                        sk = sketches[skey] = SpaceSaving(self.capacity)
-                sk.add(value)
+            if sender_domain:
+                group[0].add(sender_domain)
+            if client_ip:
+                group[1].add(client_ip)
+        elif recipient_domain:
+            group[0].add(recipient_domain)
+
+    def _group(
+        self, groups: dict[CountKey, tuple[SpaceSaving, ...]], key: CountKey
+    ) -> tuple[SpaceSaving, ...]:
+        """The sketches of a new (mta, log, direction, code, reason) in one slot; past
+        MAX_SKETCHES groups, a new code shares its class's ("5xx") group."""
+        if len(groups) >= MAX_SKETCHES:
+            mta, log, direction, code, reason = key
+            folded = (mta, log, direction, code[0] + "xx", reason)
+            group = groups.get(folded)
+            if group is not None:
+                return group
+            key = folded
+        group = groups[key] = tuple(SpaceSaving(self.capacity) for _ in KINDS.get(key[2], ("",)))
+        return group
 
     def _prune(self) -> None:
         oldest = self._newest - self.window_s // 60
@@ -231,16 +241,14 @@ class Diagnosis:
         on. log None: every log; code "5xx" (or "5.7.1"): every code of that class."""
         first = -1 if start is None or not self.slot_s else int(start // self.slot_s)
         exact = "." not in code and not code.endswith("xx")
-        return {
-            kind: top(
-                (sk for slot, sketches in self._slots.items() if slot >= first
-                 for (lg, d, c, r, k), sk in sketches.items()
-                 if d == direction and r == reason and k == kind and (log is None or lg == log)
-                 and (c == code or c == code[0] + "xx" if exact else c[0] == code[0])),
-                n,
-            )
-            for kind in KINDS.get(direction, ())
-        }  # fmt: skip
+        groups = [
+            group
+            for slot, groups in self._slots.items() if slot >= first
+            for (_m, lg, d, c, r), group in groups.items()
+            if d == direction and r == reason and (log is None or lg == log)
+            and (c == code or c == code[0] + "xx" if exact else c[0] == code[0])
+        ]  # fmt: skip
+        return {kind: top((g[i] for g in groups), n) for i, kind in enumerate(KINDS.get(direction, ()))}
 
     def why(self, log: str, direction: str, code: str, start: float, end: float, n: int = 3) -> Why | None:
         """The dominant reason of `log`'s `direction` replies matching `code` ("551", "5xx" or
