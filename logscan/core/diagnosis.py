@@ -76,11 +76,15 @@ FIX: Final[dict[tuple[str, str], str]] = {
 class SpaceSaving:
     """The heaviest keys of a stream in `capacity` entries; counts are upper bounds."""
 
-    __slots__ = ("capacity", "counts")
+    __slots__ = ("_floor", "_lightest", "capacity", "counts")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.counts: dict[str, int] = {}
+        # Keys that had the smallest count (_floor) when last looked for: candidates to evict.
+        # Counts only grow, so one still at _floor is still a lightest entry.
+        self._lightest: list[str] = []
+        self._floor = 0
 
     def add(self, key: str) -> None:
         counts = self.counts
@@ -90,9 +94,15 @@ class SpaceSaving:
         elif len(counts) < self.capacity:
             counts[key] = 1
         else:
-            # The lightest entry makes room; the newcomer inherits its count (an upper bound).
-            lightest = min(counts, key=counts.__getitem__)
-            counts[key] = counts.pop(lightest) + 1
+            # A lightest entry makes room; the newcomer inherits its count (an upper bound).
+            lightest = self._lightest
+            while lightest and counts.get(lightest[-1]) != self._floor:
+                lightest.pop()
+            if not lightest:
+                self._floor = floor = min(counts.values())
+                lightest.extend(reversed([k for k, v in counts.items() if v == floor]))
+            del counts[lightest.pop()]
+            counts[key] = self._floor + 1
 
 
 def top(sketches: Iterable[SpaceSaving], n: int) -> list[tuple[str, int]]:
