@@ -4,11 +4,15 @@ reason, share, top offenders, fix, runbook)."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from logscan.app.daemon import Daemon
+from logscan.events import Event
 
 from tests.alertmanager_fixture import (
     RunningAlertmanager,
@@ -169,3 +173,19 @@ url = "{webhook_sink.url}/hook"
         assert {"kind": "sender_domain", "value": "example.com", "count": 24} in diag["offenders"]
     finally:
         d.stop()
+
+
+def test_the_daemon_serves_the_diagnosis_body_the_http_server_routes_to(tmp_path: Path) -> None:
+    # The HTTP server is being replaced (issue 15); it routes /diagnosis to Daemon.diagnosis().
+    log = tmp_path / "SMTP-Activity-261128.log"
+    log.write_text("")
+    d = Daemon(write_config(tmp_path, [{"name": "me", "path": str(log)}], port=free_port()))
+    assert json.loads(d.diagnosis())["codes"] == []
+    d.aggregate.add(
+        Event(
+            mta="mailenable", log="me", time=time.time(), direction="inbound", code="551",
+            status="rejected", remote_ip="192.0.2.1", sender_domain="example.com", reason="auth_required",
+        )
+    )  # fmt: skip
+    (row,) = json.loads(d.diagnosis())["codes"]
+    assert row["reasons"][0]["offenders"]["sender_domain"] == [{"value": "example.com", "count": 1}]
