@@ -13,7 +13,6 @@ import pytest
 
 from logscan.app.daemon import Daemon
 from logscan.events import Event
-
 from tests.alertmanager_fixture import (
     RunningAlertmanager,
     WebhookSink,
