@@ -137,11 +137,13 @@ def test_reasons_are_counted_saved_and_restored() -> None:
     agg = Aggregate()
     agg.add(refusal("auth_required"))
     agg.add(refusal("auth_required"))
-    agg.add(refusal("", code="550"))  # a refusal whose parser set no reason counts as other
+    agg.add(refusal("", code="550"))  # a refusal whose parser set no reason: its codes decide
+    agg.add(refusal("", code="535"))
     agg.add(msgspec.structs.replace(refusal(""), code="250", status=""))
     assert agg.reasons == {
         ("mailenable", "me", "inbound", "551", "auth_required"): 2,
         ("mailenable", "me", "inbound", "550", "other"): 1,
+        ("mailenable", "me", "inbound", "535", "auth_failed"): 1,
     }
     data = msgspec.json.decode(msgspec.json.encode(agg.to_dict()))
     assert Aggregate.from_dict(data).reasons == agg.reasons

@@ -10,8 +10,11 @@ from functools import reduce
 from operator import add
 from typing import Any, Final, Literal
 
+import msgspec
+
 from logscan.core.diagnosis import DEFAULT_WINDOW_S, Diagnosis
 from logscan.events import Event, EventBatch
+from logscan.parsers.reasons import classify
 
 LineResult = Literal["parsed", "ignored", "unparsed"]
 
@@ -193,7 +196,12 @@ class Aggregate:
             domains = self.domains
             domains[dkey] = domains.get(dkey, 0) + 1
             if code[0] in "45":
-                rskey = (mta, log, direction, code, ev.reason or "other")
+                reason = ev.reason
+                if not reason:
+                    # A refusal built where its text was not at hand: its codes alone decide.
+                    reason = classify(code, ev.enhanced, "")
+                    ev = msgspec.structs.replace(ev, reason=reason)
+                rskey = (mta, log, direction, code, reason)
                 self.reasons[rskey] = self.reasons.get(rskey, 0) + 1
                 self.diagnosis.add(ev)
         status = ev.status

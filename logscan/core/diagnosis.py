@@ -21,7 +21,7 @@ from html import escape
 from typing import Any, Final
 
 from logscan.events import Event
-from logscan.parsers.reasons import REASONS, runbook
+from logscan.parsers.reasons import REASONS, classify, runbook
 
 DEFAULT_WINDOW_S: Final = 3600
 DEFAULT_SLOT_S: Final = 600
@@ -163,8 +163,9 @@ class Diagnosis:
         """Count one 4xx/5xx Event (others are ignored)."""
         code = ev.code
         if code and code[0] in "45":
+            reason = ev.reason or classify(code, ev.enhanced, "")  # no text at hand: the codes decide
             self.add_refusal(
-                int(ev.time // 60), ev.mta, ev.log, ev.direction, code, ev.reason or "other",
+                int(ev.time // 60), ev.mta, ev.log, ev.direction, code, reason,
                 ev.sender_domain, ev.remote_ip, ev.recipient_domain,
             )  # fmt: skip
 
