@@ -36,6 +36,8 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     recipient_domain: str = ""
     sender_domain: str = ""
     delay_s: float | None = None
+    # Why a 4xx/5xx reply refused (logscan/parsers/reasons.py: one of REASONS); "" otherwise.
+    reason: str = ""
 
 
 class Unparsed(msgspec.Struct, frozen=True, gc=False):
@@ -70,3 +72,7 @@ class EventBatch(msgspec.Struct):
     delays: dict[Status, list[float]]  # outcome → delay_s of each such event, in order (all >= 0)
     minutes: dict[int, list[int]]  # epoch minute → [sent, bounced, expired], in order
     last_time: float  # the latest event time
+    # 4xx/5xx replies: (direction, code, reason) → n; and each one in order, for the recent
+    # offenders: (epoch minute, direction, code, reason, sender domain, client IP, recipient domain).
+    reasons: dict[tuple[Direction, str, str], int] = msgspec.field(default_factory=dict)
+    refusals: list[tuple[int, Direction, str, str, str, str, str]] = msgspec.field(default_factory=list)

@@ -55,7 +55,8 @@ def run(mode: str, chunks: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[
         pipe.bulk = None
     for chunk in chunks:
         pipe.feed_text(chunk)
-    return pipe.counts, agg.to_dict()
+    # The reasons are in the state; the recent refusals and their offenders (issue 14) too.
+    return pipe.counts, {**agg.to_dict(), "diagnosis": agg.diagnosis.document()}
 
 
 def assert_same(chunks: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,6 +113,17 @@ def test_sample_logs_count_the_same(log: Path, monkeypatch: pytest.MonkeyPatch) 
         assert_same(chunked(lines, size), monkeypatch)
 
 
+def test_the_bulk_paths_count_reasons_and_offenders_as_parse_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The comparison above is no bystander for reasons: the sample log's refusals carry many.
+    lines = read_lines(LOGS[1])
+    state = run("c", chunked(lines, 1000), monkeypatch)[1]
+    reasons = {row[4] for row in state["reasons"]}
+    assert {"relay_denied", "unknown_recipient", "greylisted", "sender_mismatch", "mailbox_full"} <= reasons
+    offenders = [r["offenders"] for row in state["diagnosis"]["codes"] for r in row["reasons"]]
+    assert any(o.get("client_ip") for o in offenders)
+    assert any(o.get("recipient_domain") for o in offenders)
+
+
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     path = tmp_path_factory.mktemp("gen") / "postfix.log"
@@ -126,7 +138,11 @@ def test_a_generated_log_counts_the_same_and_mostly_in_batches(
     if stamps == "syslog":
         generated = list(map(syslog_stamped, generated))
     assert_same(chunked(generated, 4096), monkeypatch)
-    # The bulk path is no bystander: batches, not parse(), count nearly all of the events.
+    # The bulk path is no bystander: batches, not parse(), count nearly all of the events,
+    # refusals (whose reasons and offenders batch() reads) included.
+    p = parser()
+    results = [p.parse(line) for line in generated]
+    refusals = sum(ev.code[:1] in ("4", "5") for r in results if isinstance(r, tuple) for ev in r)
     batched = 0
     add_batch = Aggregate.add_batch
 
@@ -139,6 +155,7 @@ def test_a_generated_log_counts_the_same_and_mostly_in_batches(
     monkeypatch.setattr(Aggregate, "add_batch", counted)
     counts = run("c", chunked(generated, 4096), monkeypatch)[0]
     assert counts.total == len(generated)
+    assert refusals > 0.05 * counts.parsed
     assert batched >= 0.95 * counts.parsed
 
 
@@ -209,6 +226,8 @@ TAILS = (
     " (SASL authentication failed; server mx.{d}[192.0.2.1] said: 535 5.7.8 Error: authentication failed: x)",
     " (SASL [CACHED] authentication failed; server h[192.0.2.1] said: 535 5.7.8 x)",
     " (SASL authentication failed; cannot authenticate to server h[192.0.2.1]: no mechanism available)",
+    # a reason-bearing word outside the reply: read from the wrong place, it changes the reason
+    " (host blacklist.{d}[192.0.2.1] said: 450 4.2.1 busy (in reply to RCPT TO command))",
 )  # fmt: skip
 REJECT = (
     "{pre}reject: {stage} from {client}: {reply}; from=<s@{d}> to=<r@x> proto=ESMTP helo=<h>",
@@ -217,6 +236,7 @@ REJECT = (
     "{pre}reject: {stage} from {client}: {reply}; from=<s@{d}> to=<r@x> proto=ESMTP helo=<h> extra",
     "{pre}reject: {stage} from {client}: {reply}; from=<s@{d}> x; from=<t@y.test",
     "{pre}reject: {stage}: {reply}; from=<s@{d}> to=<r@x> proto=ESMTP helo=<h>",
+    "{pre}reject: {stage} from {client}: {reply}; from=<s@{d}> to=<r@x> proto=SPAMSMTP",
 )  # fmt: skip
 # Refusals without a reject line (smtpd, and the smtp per-host SASL line) and their look-alikes.
 SESSION = (
@@ -237,7 +257,7 @@ DSNS = ("2.0.0", "5.1.1", "4.4.1", "9.9", "5.123.123")
 WORDS = ("sent", "bounced", "deferred", "SOFTBOUNCE", "expired", "force-expired", "deliverable", "sentx")
 PRES = ("", "milter-", "proxy-")
 STAGES = ("RCPT", "CONNECT", "END-OF-MESSAGE", "connect", "FOO", "DATA")
-CLIENTS = ("u[192.0.2.9]", "h.x[2001:db8::2]:25", "[1.2.3.4]:123456", "a b[1.2.3.4]")
+CLIENTS = ("u[192.0.2.9]", "h.x[2001:db8::2]:25", "[1.2.3.4]:123456", "a b[1.2.3.4]", "R.X[2001:DB8::3]:25")
 REPLIES = ("550 5.7.1 <x>: Relay denied", "450 4.1.8 later", "5.7.1 no", "554", "421-4.3.2 busy", "too many")
 
 

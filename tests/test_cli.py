@@ -140,3 +140,32 @@ def test_scan_splits_lines_on_lf_only_like_the_daemon(tmp_path: Path) -> None:
     assert doc["lines"] == 3
     assert doc["unparsed"] == 0
     assert doc["replies"]["inbound"] == {"551": 3}
+
+
+def test_parse_shows_the_reason_of_a_refusal() -> None:
+    line = postfix_line(7, "bounced")
+    (event,) = json.loads(logscan("parse", "--json", line).stdout)["events"]
+    assert event["reason"] == "unknown_recipient"  # "<u@example.net>: User not local", no forward-path
+    assert "reason: unknown_recipient" in logscan("parse", line).stdout
+
+
+def test_scan_says_why_per_code_with_shares_and_offenders() -> None:
+    samples = [
+        REPO / "sample_logs" / "mailenable" / "SMTP-Activity-261128.log",
+        REPO / "sample_logs" / "exim" / "mainlog",
+    ]
+    doc = json.loads(logscan("scan", "--json", *map(str, samples)).stdout)
+    why = {(row["direction"], row["code"]): row for row in doc["why"]}
+    inbound_551 = why[("inbound", "551")]
+    reasons = {r["reason"]: r for r in inbound_551["reasons"]}
+    assert set(reasons) == {"sender_mismatch", "auth_required"}
+    assert sum(r["count"] for r in reasons.values()) == inbound_551["count"]
+    assert sum(r["share"] for r in reasons.values()) == 1.0
+    assert reasons["auth_required"]["offenders"]["sender_domain"]
+    assert reasons["auth_required"]["offenders"]["client_ip"]
+    assert reasons["auth_required"]["runbook"] == "docs/runbooks/auth_required.md"
+    assert why[("inbound", "535")]["reasons"][0]["reason"] == "auth_failed"
+    text = logscan("scan", *map(str, samples)).stdout
+    assert "Why (per code and direction" in text
+    assert "  551 inbound: " in text
+    assert "    auth_required: " in text

@@ -34,7 +34,7 @@ SAMPLES = REPO / "sample_logs"
 # Issue 14 adds logscan_smtp_reply_reasons_total{mta, log, direction, code, reason}. Until it is
 # merged, the "551 by reason" panel may return no data (its query must still parse). The
 # integrator flips this to True after merging issue 14; from then on the panel must return data.
-REPLY_REASONS_METRIC_MERGED = False
+REPLY_REASONS_METRIC_MERGED = True
 REASONS_PANEL = "551 by reason"
 
 REQUIRED_PANELS = {

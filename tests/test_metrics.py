@@ -50,6 +50,8 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "logscan_unparsed_lines": ("counter", frozenset({"log", "reason"})),
     "logscan_watcher_up": ("gauge", frozenset()),
     "logscan_export_folded": ("counter", frozenset({"metric", "label", "reason"})),
+    # reasons (0012)
+    "logscan_smtp_reply_reasons": ("counter", frozenset({"mta", "log", "direction", "code", "reason"})),
 }
 
 

@@ -107,7 +107,28 @@ tests:
         values: '0+60x10'
       - series: 'logscan_smtp_replies_total{{job="logscan",instance="mx2",mta="postfix",log="a",direction="inbound",code="250",enhanced="2.0.0"}}'
         values: '0+120x10'
+      # 551 reasons on mx2 (issue 14): 3/s auth_required and 1/s sender_mismatch over two logs
+      - series: 'logscan_smtp_reply_reasons_total{{job="logscan",instance="mx2",mta="mailenable",log="a",direction="inbound",code="551",reason="auth_required"}}'
+        values: '0+120x10'
+      - series: 'logscan_smtp_reply_reasons_total{{job="logscan",instance="mx2",mta="mailenable",log="b",direction="inbound",code="551",reason="auth_required"}}'
+        values: '0+60x10'
+      - series: 'logscan_smtp_reply_reasons_total{{job="logscan",instance="mx2",mta="mailenable",log="a",direction="inbound",code="551",reason="sender_mismatch"}}'
+        values: '0+60x10'
+      - series: 'logscan_smtp_reply_reasons_total{{job="logscan",instance="mx2",mta="mailenable",log="a",direction="inbound",code="550",reason="unknown_recipient"}}'
+        values: '0+60x10'
     promql_expr_test:
+      - expr: logscan:smtp_replies_551_reason:ratio5m
+        eval_time: 10m
+        exp_samples:
+          - labels: 'logscan:smtp_replies_551_reason:ratio5m{{job="logscan",instance="mx2",mta="mailenable",direction="inbound",reason="auth_required"}}'
+            value: 0.75
+          - labels: 'logscan:smtp_replies_551_reason:ratio5m{{job="logscan",instance="mx2",mta="mailenable",direction="inbound",reason="sender_mismatch"}}'
+            value: 0.25
+      - expr: logscan:smtp_reply_reasons:rate5m{{reason="unknown_recipient"}}
+        eval_time: 10m
+        exp_samples:
+          - labels: 'logscan:smtp_reply_reasons:rate5m{{job="logscan",instance="mx2",mta="mailenable",direction="inbound",reason="unknown_recipient"}}'
+            value: 1
       - expr: logscan:bounce_ratio:rate5m
         eval_time: 10m
         exp_samples:

@@ -34,7 +34,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 def test_alert_rules_pass_promtool_check() -> None:
     res = run(tool("promtool", "prometheus"), "check", "rules", str(RULES))
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "SUCCESS: 10 rules found" in res.stdout
+    assert "SUCCESS: 11 rules found" in res.stdout
 
 
 def test_alert_rules_unit_tests_pass() -> None:
@@ -58,6 +58,11 @@ def test_alert_rules_unit_tests_pass() -> None:
         # LogscanMailQueueGrowing
         (HOLD_OUT, HOLD_OUT.replace('!="hold"', '!=""'), "counting the hold queue, mx2's mail fires"),
         ("offset 30m >= 100", "offset 30m >= 200", "with 200 the growing queue of mx1 does not fire"),
+        (
+            "reason=\"auth_required\"}[1h] offset 10m",
+            "reason=\"auth_required\"}[1h] offset 10m) * 0 + 0 * (0",
+            "without the auth_required baseline, mx2's steady level fires",
+        ),
     ],
 )
 def test_unit_tests_catch_a_weakened_rule(tmp_path: Path, old: str, new: str, why: str) -> None:

@@ -10,6 +10,8 @@ from logscan.core.alerts import DEFAULT_RULES, AlertPeriod, Replay, Rule
 from logscan.events import Event
 from logscan.outputs.notify import Notifier
 
+NOTIFY_RESULTS = ("success", "failure", "dropped")
+
 
 def rules_of(cfg: Alerts) -> list[Rule]:
     """The rules a config asks for: the defaults (unless switched off) plus its own."""
@@ -38,6 +40,19 @@ class Replayer:
     def finish(self) -> list[dict[str, Any]]:
         """Every firing period, as JSON-able dicts with ISO start and end."""
         return [_period_doc(p) for p in self.replay.finish()]
+
+
+def notification_counts(cfg: Alerts, notifier: Notifier | None) -> dict[tuple[str, str, str], int]:
+    """Every (alert, receiver, result) from the start, so alerts on failures see a series."""
+    counts = {
+        (rule.name, receiver.name, result): 0
+        for rule in rules_of(cfg)
+        for receiver in cfg.receivers
+        for result in NOTIFY_RESULTS
+    }
+    if notifier is not None:
+        counts.update(notifier.counts())
+    return counts
 
 
 def _iso(t: float | None) -> str | None:

@@ -17,7 +17,7 @@ import structlog
 
 from logscan import __version__
 from logscan.app import sdnotify
-from logscan.app.alerting import notifier_from_config, rules_of
+from logscan.app.alerting import notification_counts, notifier_from_config, rules_of
 from logscan.app.config import (
     DEFAULT_CONFIG,
     DEFAULT_PATH,
@@ -34,7 +34,8 @@ from logscan.app.persistence import StateStore
 from logscan.app.reload import plan_reload
 from logscan.app.sources import journal_instead, make_source
 from logscan.core.aggregate import Aggregate
-from logscan.core.alerts import AlertEngine, Transition
+from logscan.core.alerts import AlertEngine, Transition, explain
+from logscan.core.diagnosis import diagnosis_json
 from logscan.outputs.http import MetricsServer, load_web_config
 from logscan.outputs.metrics import Exposition, LogStatus, make_registry
 from logscan.outputs.notify import Notifier
@@ -43,7 +44,6 @@ from logscan.sources.queue import QueueSampler
 from logscan.sources.watch import Watcher
 
 log = structlog.get_logger("logscan.daemon")
-NOTIFY_RESULTS = ("success", "failure", "dropped")
 # How many bytes of lines one log may hand over per pass, so one busy log cannot starve the others.
 POLL_BYTES = 4 << 20
 
@@ -197,6 +197,8 @@ class Daemon:
             # backlog is left to its own timestamps, or its unread lines would count as late.
             t = max(max(self.aggregate.last_event.values(), default=0.0), wall)
             transitions = self.engine.advance(t, logs=caught_up)
+            # issue 14: each alert says what its replies mostly are (reason, offenders, fix).
+            transitions = [explain(tr, self.aggregate.diagnosis) for tr in transitions]
         self._announce(transitions)
         return busy
 
@@ -320,15 +322,7 @@ class Daemon:
                 )
                 for name, rt in self.logs.items()
             )
-        # Every (alert, receiver, result) from the start, so alerts on failures see a series.
-        notifications = {
-            (rule.name, receiver.name, result): 0
-            for rule in rules_of(self.cfg.alerts)
-            for receiver in self.cfg.alerts.receivers
-            for result in NOTIFY_RESULTS
-        }
-        if self.notifier is not None:
-            notifications.update(self.notifier.counts())
+        notifications = notification_counts(self.cfg.alerts, self.notifier)
         return Exposition(
             snapshot=snap,
             logs=statuses,
@@ -339,6 +333,11 @@ class Daemon:
             windows=tuple(self.cfg.daemon.bounce_ratio_windows),
             queues=(self.queue_sampler.status(),) if self.queue_sampler is not None else (),
         )
+
+    def diagnosis(self) -> bytes:
+        """The /diagnosis JSON body (issue 14): recent refusals by reason, offenders, fixes."""
+        with self.lock:
+            return diagnosis_json(self.aggregate.diagnosis)
 
     def ready(self) -> tuple[bool, str]:
         down = [name for name, rt in self.logs.items() if not rt.follower.up]

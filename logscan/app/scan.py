@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from logscan.core.aggregate import OTHER, Aggregate, Snapshot
+from logscan.core.diagnosis import FIX
 from logscan.core.pipeline import LineCounts, Pipeline
 from logscan.events import DELIVERY_STATUSES, Event
 from logscan.parsers import make_parser
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.detect import SAMPLE_LINES, detect
+from logscan.parsers.reasons import runbook
 
 GZIP_MAGIC = b"\x1f\x8b"
 PROGRESS_MIN_BYTES = 32 << 20
@@ -39,7 +41,8 @@ class FileReport:
 @dataclass(slots=True)
 class ScanReport:
     files: list[FileReport] = field(default_factory=list)
-    aggregate: Aggregate = field(default_factory=lambda: Aggregate(top_domains=20))
+    # Offenders over the whole input (diagnosis_window_s=0), not the daemon's last hour.
+    aggregate: Aggregate = field(default_factory=lambda: Aggregate(top_domains=20, diagnosis_window_s=0))
 
 
 @contextmanager
@@ -262,7 +265,39 @@ def summary(report: ScanReport, now: float) -> dict[str, Any]:
         "other_domains": domains.get(OTHER, {"outbound": 0, "inbound": 0, "5xx": 0, "4xx": 0}),
         "unparsed_reasons": _by(reasons),
         "unparsed_examples": examples,
+        "why": why(report.aggregate, snap),
     }
+
+
+def why(agg: Aggregate, snap: Snapshot, n: int = 5) -> list[dict[str, Any]]:
+    """Per direction and 4xx/5xx code: each reason with its count, share and top offenders."""
+    groups: dict[tuple[str, str], dict[str, int]] = {}
+    for (_m, _l, direction, code, reason), k in snap.reasons.items():
+        by = groups.setdefault((direction, code), {})
+        by[reason] = by.get(reason, 0) + k
+    out: list[dict[str, Any]] = []
+    for (direction, code), by in sorted(
+        groups.items(), key=lambda g: (g[0][0], -sum(g[1].values()), g[0][1])
+    ):
+        total = sum(by.values())
+        reasons = []
+        for reason, k in sorted(by.items(), key=lambda kv: (-kv[1], kv[0])):
+            offenders = agg.diagnosis.offenders(None, direction, code, reason, n)
+            reasons.append(
+                {
+                    "reason": reason,
+                    "count": k,
+                    "share": round(k / total, 4),
+                    "fix": FIX.get((reason, direction), ""),
+                    "runbook": runbook(reason),
+                    "offenders": {
+                        kind: [{"value": v, "count": c} for v, c in items]
+                        for kind, items in offenders.items()
+                    },
+                }
+            )
+        out.append({"direction": direction, "code": code, "count": total, "reasons": reasons})
+    return out
 
 
 def render_text(doc: dict[str, Any]) -> str:
@@ -305,6 +340,19 @@ def render_text(doc: dict[str, Any]) -> str:
                 f"  {row['domain']}: {row['outbound']} / {row['inbound']}"
                 f"  (4xx {row['4xx']}, 5xx {row['5xx']})"
             )
+    if doc["why"]:
+        add("Why (per code and direction: reason, count, share, top offenders):")
+        for row in doc["why"]:
+            add(f"  {row['code']} {row['direction']}: {row['count']}")
+            for r in row["reasons"]:
+                who = "; ".join(
+                    kind.replace("_", " ")
+                    + "s "
+                    + ", ".join(f"{o['value']} ({o['count']})" for o in items[:3])
+                    for kind, items in r["offenders"].items()
+                    if items
+                )
+                add(f"    {r['reason']}: {r['count']} ({r['share']:.0%})" + (f"  top {who}" if who else ""))
     if doc["unparsed"]:
         add("Not understood (reason: count, then examples):")
         for reason, n in doc["unparsed_reasons"].items():

@@ -5,12 +5,16 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from operator import add
 from typing import Any, Final, Literal
 
+import msgspec
+
+from logscan.core.diagnosis import DEFAULT_WINDOW_S, Diagnosis
 from logscan.events import Event, EventBatch
+from logscan.parsers.reasons import classify
 
 LineResult = Literal["parsed", "ignored", "unparsed"]
 
@@ -26,6 +30,7 @@ ReplyKey = tuple[str, str, str, str, str]  # mta, log, direction, code, enhanced
 DeliveryKey = tuple[str, str, str]  # mta, log, status
 RejectKey = tuple[str, str, str, str]  # mta, log, stage, code
 DomainKey = tuple[str, str, str]  # domain, direction, class
+ReasonKey = tuple[str, str, str, str, str]  # mta, log, direction, code, reason
 
 
 def window_label(seconds: int) -> str:
@@ -137,14 +142,24 @@ class Snapshot:
     unparsed: Mapping[tuple[str, str], int]
     last_event: Mapping[str, float]
     bounce_ratio: Mapping[tuple[str, str], float]
+    reasons: Mapping[ReasonKey, int] = field(default_factory=dict)
 
 
 class Aggregate:
     """Every counter logscan exports, plus per-minute delivery buckets for bounce ratios."""
 
-    def __init__(self, *, top_domains: int = 50, windows: Iterable[int] = DEFAULT_WINDOWS) -> None:
+    def __init__(
+        self,
+        *,
+        top_domains: int = 50,
+        windows: Iterable[int] = DEFAULT_WINDOWS,
+        diagnosis_window_s: int = DEFAULT_WINDOW_S,
+    ) -> None:
         self.windows = tuple(sorted(set(windows)))
         self.replies: dict[ReplyKey, int] = {}
+        # 4xx/5xx replies by reason (parsers/reasons.py), and the recent ones with their offenders.
+        self.reasons: dict[ReasonKey, int] = {}
+        self.diagnosis = Diagnosis(diagnosis_window_s)
         self.deliveries: dict[DeliveryKey, int] = {}
         self.rejections: dict[RejectKey, int] = {}
         self.delays: dict[tuple[str, str], Histogram] = {}
@@ -180,6 +195,15 @@ class Aggregate:
             dkey = (label, direction, _CLASS.get(code[0]) or code[0] + "xx")
             domains = self.domains
             domains[dkey] = domains.get(dkey, 0) + 1
+            if code[0] in "45":
+                reason = ev.reason
+                if not reason:
+                    # A refusal built where its text was not at hand: its codes alone decide.
+                    reason = classify(code, ev.enhanced, "")
+                    ev = msgspec.structs.replace(ev, reason=reason)
+                rskey = (mta, log, direction, code, reason)
+                self.reasons[rskey] = self.reasons.get(rskey, 0) + 1
+                self.diagnosis.add(ev)
         status = ev.status
         if status:
             if status == "rejected":
@@ -233,6 +257,14 @@ class Aggregate:
         for (direction, code, enhanced), n in b.replies.items():
             key = (mta, log, direction, code, enhanced)
             replies[key] = replies.get(key, 0) + n
+        reasons = self.reasons
+        for (direction, code, reason), n in b.reasons.items():
+            rskey = (mta, log, direction, code, reason)
+            reasons[rskey] = reasons.get(rskey, 0) + n
+        add_refusal = self.diagnosis.add_refusal
+        # In order: the offender sketches depend on it.
+        for minute, direction, code, reason, sender, ip, rcpt in b.refusals:
+            add_refusal(minute, mta, log, direction, code, reason, sender, ip, rcpt)
         # The top-domains sketch depends on the order it sees domains in: one step per event.
         domains = self.domains
         for (label, (direction, klass)), n in Counter(
@@ -320,6 +352,7 @@ class Aggregate:
             unparsed=dict(self.unparsed),
             last_event=dict(self.last_event),
             bounce_ratio=self.bounce_ratios(now),
+            reasons=dict(self.reasons),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -331,6 +364,7 @@ class Aggregate:
         return {
             "version": STATE_VERSION,
             "replies": rows(self.replies.items()),
+            "reasons": rows(self.reasons.items()),
             "deliveries": rows(self.deliveries.items()),
             "rejections": rows(self.rejections.items()),
             "delays": [[m, s, h.buckets, h.total, h.count] for (m, s), h in self.delays.items()],
@@ -344,14 +378,21 @@ class Aggregate:
 
     @classmethod
     def from_dict(
-        cls, data: Mapping[str, Any], *, top_domains: int = 50, windows: Iterable[int] = DEFAULT_WINDOWS
+        cls,
+        data: Mapping[str, Any],
+        *,
+        top_domains: int = 50,
+        windows: Iterable[int] = DEFAULT_WINDOWS,
+        diagnosis_window_s: int = DEFAULT_WINDOW_S,
     ) -> Aggregate:
         """Rebuild from `to_dict` output; raises ValueError on a shape it does not know."""
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported aggregate version {data.get('version')!r}")
-        agg = cls(top_domains=top_domains, windows=windows)
+        agg = cls(top_domains=top_domains, windows=windows, diagnosis_window_s=diagnosis_window_s)
         try:
             agg.replies = {(r[0], r[1], r[2], r[3], r[4]): int(r[5]) for r in data["replies"]}
+            # A state saved before reasons were counted has none: they start at 0.
+            agg.reasons = {(r[0], r[1], r[2], r[3], r[4]): int(r[5]) for r in data.get("reasons", ())}
             agg.deliveries = {(r[0], r[1], r[2]): int(r[3]) for r in data["deliveries"]}
             agg.rejections = {(r[0], r[1], r[2], r[3]): int(r[4]) for r in data["rejections"]}
             for m, s, buckets, total, count in data["delays"]:

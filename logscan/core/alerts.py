@@ -29,6 +29,7 @@ How a rule is evaluated (docs/alerts.md has the operator's version):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from logscan.core.diagnosis import Diagnosis, Why
 from logscan.events import Direction, Event
 
 BUCKET_S: Final = 60
@@ -123,6 +125,8 @@ class Transition:
     peak_count: int
     peak_ratio: float
     peak_rate: float
+    # What the replies mostly are (dominant reason, offenders, fix): see explain().
+    why: Why | None = None
 
     @property
     def key(self) -> tuple[tuple[str, str], ...]:
@@ -611,6 +615,17 @@ class AlertEngine:
         return engine
 
 
+def explain(tr: Transition, diagnosis: Diagnosis) -> Transition:
+    """`tr` with its `why` filled in from the refusals of its log, direction and code over the
+    rule's window ending at the transition (4xx/5xx rules only; others are returned as they are)."""
+    code = tr.rule.code
+    if code[0] not in "45" or tr.state == "inactive":
+        return tr
+    end = tr.at
+    why = diagnosis.why(tr.labels.get("log", ""), tr.rule.direction, code, end - tr.rule.window, end)
+    return tr if why is None else dataclasses.replace(tr, why=why)
+
+
 def _signature(rule: Rule) -> list[Any]:
     """What a rule's buckets mean: if this changes, saved buckets are meaningless."""
     return [rule.code, rule.direction, rule.per_domain]
@@ -688,6 +703,7 @@ __all__ = [
     "Replay",
     "Rule",
     "Transition",
+    "explain",
     "replay",
     "rules_from",
 ]

@@ -25,6 +25,7 @@ from logscan import __version__
 from logscan.core.aggregate import DEFAULT_WINDOWS, DELAY_BUCKETS, OTHER, Snapshot, window_label
 from logscan.events import DELIVERY_STATUSES
 from logscan.parsers import FORMATS
+from logscan.parsers.reasons import REASONS
 from logscan.sources.queue import QueueStatus
 
 MTAS: Final = FORMATS
@@ -175,6 +176,29 @@ def _replies(snap: Snapshot, logs: Iterable[LogStatus], folds: _Folds) -> dict[L
     return out
 
 
+def _reasons(snap: Snapshot, logs: Iterable[LogStatus], folds: _Folds) -> dict[Labels, float]:
+    """4xx/5xx replies by reason; every reason of a 551 starts at 0 for each log and direction."""
+    out: dict[Labels, float] = {
+        (log.mta, log.name, direction, "551", reason): 0
+        for log in logs
+        for direction in DIRECTIONS
+        for reason in REASONS
+    }
+    name = "logscan_smtp_reply_reasons_total"
+    for (mta, log_name, direction, code, raw_reason), n in snap.reasons.items():
+        reason = raw_reason
+        if _bad_label(folds, name, n, mta=mta, log=log_name, direction=direction):
+            continue
+        if not _CODE.match(code) or code[0] not in "45":
+            folds.add(name, "code", "invalid", n)
+            continue
+        if reason not in REASONS:
+            folds.add(name, "reason", "invalid", n)
+            reason = "other"
+        _add(out, (mta, log_name, direction, code, reason), n)
+    return out
+
+
 def _deliveries(snap: Snapshot, logs: Iterable[LogStatus], folds: _Folds) -> dict[Labels, float]:
     out: dict[Labels, float] = {(log.mta, log.name, s): 0 for log in logs for s in DELIVERY_STATUSES}
     for (mta, log_name, status), n in snap.deliveries.items():
@@ -308,6 +332,12 @@ class LogscanCollector:
                 "SMTP replies seen in the logs, by basic and enhanced status code.",
                 ("mta", "log", "direction", "code", "enhanced"),
                 _replies(snap, logs, folds),
+            ),
+            _counter(
+                "logscan_smtp_reply_reasons_total",
+                "4xx/5xx SMTP replies by why they refused (docs/runbooks/<reason>.md).",
+                ("mta", "log", "direction", "code", "reason"),
+                _reasons(snap, logs, folds),
             ),
             _counter(
                 "logscan_deliveries_total",

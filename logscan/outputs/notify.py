@@ -29,6 +29,7 @@ import structlog
 import urllib3
 
 from logscan.core.alerts import Transition
+from logscan.core.diagnosis import Why
 from logscan.outputs.receivers import Receiver
 
 RESULTS: Final = ("success", "failure", "dropped")
@@ -53,8 +54,12 @@ def _window(tr: Transition) -> str:
     return f"{w // 60}m" if w % 60 == 0 else f"{w}s"
 
 
-def describe(tr: Transition) -> dict[str, str]:
-    """Human summary and description with the numbers behind the transition."""
+# Where `runbook_url` annotations point: the runbooks ship in the repository's docs/runbooks/.
+RUNBOOK_BASE: Final = "docs/runbooks/"
+
+
+def describe(tr: Transition, runbook_base: str = RUNBOOK_BASE) -> dict[str, str]:
+    """Human summary and description with the numbers behind the transition, and its diagnosis."""
     lb = tr.labels
     where = f"{lb.get('direction', '')} {lb.get('mta', '')} log {lb.get('log', '')}"
     if "domain" in lb:
@@ -70,7 +75,14 @@ def describe(tr: Transition) -> dict[str, str]:
         f"{tr.peak_ratio:.1%}, {tr.peak_rate:.2f}/min. Thresholds: count >= {tr.rule.min_count}, "
         f"share >= {tr.rule.min_ratio:.1%}, rate >= {tr.rule.factor:g} x baseline, for {tr.rule.for_s}s."
     )
-    return {"summary": summary, "description": description}
+    out = {"summary": summary, "description": description}
+    if tr.why is not None:
+        # The diagnosis (docs/runbooks/): dominant reason and share, the fix, the top offenders.
+        out["diagnosis"] = tr.why.line()
+        out["reason"] = tr.why.reason
+        out["runbook_url"] = runbook_base + tr.why.runbook.removeprefix("docs/runbooks/")
+        out["summary"] = f"{summary}; {tr.why.share:.0%} {tr.why.reason}"
+    return out
 
 
 class Notifier:
@@ -83,6 +95,7 @@ class Notifier:
         *,
         resend_interval_s: float = 60.0,
         generator_url: str = "",
+        runbook_base: str = RUNBOOK_BASE,
         max_alerts: int = 1000,
         backoff_s: tuple[float, float] = (BACKOFF_MIN_S, BACKOFF_MAX_S),
         clock: Callable[[], float] = time.time,
@@ -93,6 +106,7 @@ class Notifier:
         self.instance = instance
         self.resend_interval_s = resend_interval_s
         self.generator_url = generator_url
+        self.runbook_base = runbook_base
         self.clock = clock
         self._counts: dict[tuple[str, str, str], int] = {}
         self._counts_lock = threading.Lock()
@@ -172,7 +186,7 @@ class Notifier:
         ends = tr.at if tr.state == "resolved" else now + 4 * self.resend_interval_s
         alert: dict[str, Any] = {
             "labels": {**tr.labels, "instance": self.instance},
-            "annotations": describe(tr),
+            "annotations": describe(tr, self.runbook_base),
             "startsAt": rfc3339(tr.since),
             "endsAt": rfc3339(ends),
         }
@@ -184,7 +198,8 @@ class Notifier:
         return {
             "status": tr.state,
             "labels": {**tr.labels, "instance": self.instance},
-            "annotations": describe(tr),
+            "annotations": describe(tr, self.runbook_base),
+            "diagnosis": None if tr.why is None else _why_doc(tr.why),
             "startsAt": rfc3339(tr.since),
             "endsAt": rfc3339(tr.at) if tr.state == "resolved" else None,
             "values": {
@@ -199,6 +214,20 @@ class Notifier:
                 "window_s": tr.rule.window,
             },
         }
+
+
+def _why_doc(why: Why) -> dict[str, Any]:
+    """The webhook's structured diagnosis: the same facts as the annotation line."""
+    return {
+        "reason": why.reason,
+        "share": round(why.share, 4),
+        "count": why.count,
+        "total": why.total,
+        "reasons": [{"reason": r, "count": n} for r, n in why.reasons],
+        "offenders": [{"kind": k, "value": v, "count": n} for k, v, n in why.offenders],
+        "fix": why.fix,
+        "runbook": why.runbook,
+    }
 
 
 class _Worker(threading.Thread):

@@ -17,6 +17,7 @@ from typing import ClassVar, Final
 
 from logscan.events import MTA, NOTHING, Event, ParseResult, Status, Unparsed
 from logscan.parsers.base import MAX_LINE, ParserOptions, Prefilter, domain_of, reply_codes
+from logscan.parsers.reasons import refusal_reason
 from logscan.parsers.timestamps import MONTHS, Clock, parse_offset, utc_epoch
 
 REASONS: Final = (
@@ -562,7 +563,7 @@ class EximParser:
         if sp == a:
             return _BAD_DELIVERY
         rdom = self._rcpt_domain(line, a, sp)
-        host = ip = code = enhanced = ""
+        host = ip = code = enhanced = reason = ""
         h = line.find(" H=", sp)
         after = sp
         if h >= 0:
@@ -575,6 +576,7 @@ class EximParser:
                 c = line.find(' C="', close) if close >= 0 else -1
             if c >= 0:
                 code, enhanced = reply_codes(line[c + 4 : c + 44])
+                reason = refusal_reason(code, enhanced, line, c + 4, line.find('"', c + 4))
         end = h if h >= 0 else n
         return (
             Event(
@@ -591,6 +593,7 @@ class EximParser:
                 recipient_domain=rdom,
                 sender_domain=self._domain(_field(line, " F=", sp, end)),
                 delay_s=self._delay(line),
+                reason=reason,
             ),
         )
 
@@ -636,7 +639,7 @@ class EximParser:
             line.endswith("retry timeout exceeded") or line.find("have been failing for a long time", sp) >= 0
         ):
             status = "expired"
-        host = ip = code = enhanced = stage = ""
+        host = ip = code = enhanced = stage = reason = ""
         h = line.find(" H=", sp, fields_end)
         if h >= 0:
             host, ip, _ = _host_at(line, h + 3, fields_end)
@@ -662,6 +665,7 @@ class EximParser:
                     colon = line.find(": ", hend)
                 if colon >= 0:
                     code, enhanced = reply_codes(line[colon + 2 : colon + 42])
+                    reason = refusal_reason(code, enhanced, line, colon + 2)
         return (
             Event(
                 mta="exim",
@@ -678,6 +682,7 @@ class EximParser:
                 recipient_domain=self._rcpt_domain(line, a, sp),
                 sender_domain=self._domain(_field(line, " F=", sp, h if h >= 0 else fields_end)),
                 delay_s=self._delay(line),
+                reason=reason,
             ),
         )
 
@@ -746,7 +751,8 @@ class EximParser:
         else:
             sdom = self._domain(_field(line, "F=", b, fields_end))
         qid = self._queue_id(line, qid_at) if qid_at >= 0 else ""
-        return self._refusal(t, code, enhanced, stage, host, ip, qid, rdom, sdom)
+        reason = refusal_reason(code, enhanced, line, colon + 2 if colon >= 0 else n)
+        return self._refusal(t, code, enhanced, stage, host, ip, qid, rdom, sdom, reason)
 
     def _auth_failed(self, line: str, i: int, t: float) -> ParseResult:
         """`<driver> authenticator failed for <host>: 535 Incorrect authentication data`."""
@@ -758,7 +764,8 @@ class EximParser:
         code, enhanced = reply_codes(line[colon + 2 : colon + 42])
         if not code:
             return NOTHING
-        return self._refusal(t, code, enhanced, "auth", host, ip)
+        reason = refusal_reason(code, enhanced, line, colon + 2)
+        return self._refusal(t, code, enhanced, "auth", host, ip, reason=reason)
 
     # ---- sessions ended without a `rejected` line (docs/parsers/exim.md) ----------------------
 
@@ -781,7 +788,8 @@ class EximParser:
             host = ip = ""
             if h >= 0:
                 host, ip, _ = _host_at(line, h + 2, len(line))
-            return self._refusal(t, "554", "", "pipelining", host, ip)
+            reason = refusal_reason("554", "", line, b)
+            return self._refusal(t, "554", "", "pipelining", host, ip, reason=reason)
         if line.startswith("SMTP call from ", b):
             d = line.find(" dropped: too many ", b + 15)
             if d < 0:
@@ -792,7 +800,7 @@ class EximParser:
                 if line.startswith(what, d + 19):
                     code = sent
                     break
-            return self._refusal(t, code, "", "limit", host, ip)
+            return self._refusal(t, code, "", "limit", host, ip, reason=refusal_reason(code, "", line, d + 2))
         return NOTHING
 
     def _acl_dropped(self, line: str, b: int, t: float, d: int) -> ParseResult:
@@ -810,13 +818,13 @@ class EximParser:
 
     def _refusal(
         self, t: float, code: str, enhanced: str, stage: str, host: str, ip: str,
-        qid: str = "", rdom: str = "", sdom: str = "",
+        qid: str = "", rdom: str = "", sdom: str = "", reason: str = "",
     ) -> tuple[Event]:  # fmt: skip
         """One inbound refusal by our own server."""
         return (
             Event(
                 mta="exim", log=self._log, time=t, direction="inbound", code=code, enhanced=enhanced,
                 status="rejected", stage=stage, queue_id=qid, remote_host=host, remote_ip=ip,
-                recipient_domain=rdom, sender_domain=sdom,
+                recipient_domain=rdom, sender_domain=sdom, reason=reason,
             ),
         )  # fmt: skip

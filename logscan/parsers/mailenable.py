@@ -28,6 +28,7 @@ from typing import ClassVar, Final
 
 from logscan.events import MTA, NOTHING, Direction, Event, ParseResult, Status, Unparsed
 from logscan.parsers.base import MAX_LINE, ParserOptions, domain_of, reply_codes
+from logscan.parsers.reasons import refusal_reason
 from logscan.parsers.timestamps import Clock
 
 STATE_CAP: Final = 10_000
@@ -99,10 +100,10 @@ _ENHANCED_START: Final = frozenset("245(#")
 
 def _event(
     log: str, t: float, direction: Direction, code: str, enhanced: str, status: Status,
-    stage: str, qid: str, ip: str, recipient: str, sender: str,
+    stage: str, qid: str, ip: str, recipient: str, sender: str, reason: str = "",
 ) -> Event:  # fmt: skip
     return Event("mailenable", log, t, direction, code, enhanced, status, stage, qid, "", ip,
-                 recipient, sender, None)  # fmt: skip
+                 recipient, sender, None, reason)  # fmt: skip
 
 
 def _address(command: str) -> str:
@@ -318,6 +319,7 @@ class MailEnableParser:
                 ip,
                 recipient,
                 sender,
+                refusal_reason(code, enhanced, reply, 0) if first in "45" else "",
             ),
         )
 

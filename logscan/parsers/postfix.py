@@ -30,13 +30,14 @@ from logscan.parsers.postfix_grammar import (
     STATUS,
     valid_enhanced,
 )
+from logscan.parsers.reasons import refusal_reason
 from logscan.parsers.timestamps import MONTHS, Clock, parse_offset, utc_epoch
 
 # Events are built with positional arguments (about twice as fast as keywords on the hot
 # path); this pins the field order they rely on.
 _EVENT_FIELDS: Final = (
     "mta", "log", "time", "direction", "code", "enhanced", "status", "stage", "queue_id",
-    "remote_host", "remote_ip", "recipient_domain", "sender_domain", "delay_s",
+    "remote_host", "remote_ip", "recipient_domain", "sender_domain", "delay_s", "reason",
 )  # fmt: skip
 if tuple(inspect.signature(Event).parameters) != _EVENT_FIELDS:
     raise ImportError("logscan.events.Event changed its fields; update logscan/parsers/postfix.py")
@@ -527,20 +528,21 @@ class PostfixParser:
         self._last_ts, self._last_t = ts, t
         return t
 
-    def _remote_reply(self, line: str, r: int) -> tuple[str, str, str, str, str] | None:
-        """`host H[IP] said: R` or `... refused to talk to me: R` at `r` → code, enhanced, stage, host, ip."""
+    def _remote_reply(self, line: str, r: int) -> tuple[str, str, str, str, str, int] | None:
+        """`host H[IP] said: R` or `... refused to talk to me: R` at `r` → code, enhanced, stage,
+        host, ip, and where R starts."""
         said = line.find(" said: ", r)
         refused = line.find(" refused to talk to me: ", r, said if said >= 0 else len(line))
         if refused >= 0:
             host, ip = self._host(line[r + 5 : refused])
             code, enhanced = self._codes(line[refused + 24 : refused + 44])
-            return code, enhanced, "connect", host, ip
+            return code, enhanced, "connect", host, ip, refused + 24
         if said < 0:
             return None
         host, ip = self._host(line[r + 5 : said])
         # The reply starts after the FIRST `said: `; a quoted bounce inside it can hold more.
         code, enhanced = self._codes(line[said + 7 : said + 27])
-        return code, enhanced, _reply_stage(line, said + 7), host, ip
+        return code, enhanced, _reply_stage(line, said + 7), host, ip, said + 7
 
     def _delivery(self, line: str, ts_end: int, rs: int, qid: str) -> ParseResult:
         """`to=<r>, [orig_to=<a>, ]relay=R, ..., delay=S, ..., dsn=X.Y.Z, status=WORD (REASON)`."""
@@ -573,14 +575,15 @@ class PostfixParser:
         except ValueError:
             delay = None
         dsn = valid_enhanced(dsn) if dsn else ""
-        code = enhanced = stage = ""
+        code = enhanced = stage = reason = ""
         if w_end >= 0 and line.startswith("(", w_end + 1):
             if line.startswith("host ", w_end + 2):
                 got = self._remote_reply(line, w_end + 2)
                 if got is not None:
-                    code, enhanced, stage, r_host, r_ip = got
+                    code, enhanced, stage, r_host, r_ip, r_at = got
                     if not host and not ip:
                         host, ip = r_host, r_ip
+                    reason = refusal_reason(code, enhanced or dsn, line, r_at)
             elif line.startswith(_SASL_SERVER, w_end + 2):
                 got2 = self._sasl_reply(line, w_end + 2)
                 if got2 is not None:
@@ -588,16 +591,18 @@ class PostfixParser:
                     stage = "auth" if code else ""
                     if not host and not ip:
                         host, ip = r_host, r_ip
+                    reason = refusal_reason(code, enhanced, line, w_end + 2)
             elif line[w_end + 2 : w_end + 3].isdigit():
                 # `(250 2.0.0 Ok: queued as X)`: the reply to the end of DATA.
                 code, enhanced = self._codes(line[w_end + 2 : w_end + 22])
                 if code and status == "sent":
                     stage = "end-of-data"
+                reason = refusal_reason(code, enhanced or dsn, line, w_end + 2)
         # Positional: see _EVENT_FIELDS.
         return (
             Event(
                 "postfix", self._log, t, "outbound", code, enhanced or dsn, status, stage, qid,
-                host, ip, rcpt_domain, "", delay,
+                host, ip, rcpt_domain, "", delay, reason,
             ),
         )  # fmt: skip
 
@@ -653,7 +658,7 @@ class PostfixParser:
         got = self._remote_reply(line, rs)
         if got is None:
             return NOTHING
-        code, enhanced, stage, host, ip = got
+        code, enhanced, stage, host, ip, r_at = got
         if not code:
             return Unparsed("bad-reply-line", "no reply code")
         t = self.stamp_time(line, ts_end)
@@ -661,7 +666,8 @@ class PostfixParser:
             return _BAD_TIMESTAMP
         return (
             Event(
-                "postfix", self._log, t, "outbound", code, enhanced, "", stage, qid, host, ip, "", "", None
+                "postfix", self._log, t, "outbound", code, enhanced, "", stage, qid, host, ip, "", "", None,
+                refusal_reason(code, enhanced, line, r_at),
             ),
         )
 
@@ -716,10 +722,11 @@ class PostfixParser:
             rcpt = self.domain(_angle_address(line, "to=<", trailer))
         if t is None:
             return _BAD_TIMESTAMP
+        reason = refusal_reason(code, enhanced, line, colon + 2, trailer)
         return (
             Event(
                 "postfix", self._log, t, "inbound", code, enhanced, "rejected", stage, qid,
-                host, ip, rcpt, sender, None,
+                host, ip, rcpt, sender, None, reason,
             ),
         )  # fmt: skip
 
@@ -763,7 +770,7 @@ class PostfixParser:
         return (
             Event(
                 "postfix", self._log, t, "inbound", code, enhanced, "rejected", stage, qid,
-                host, ip, "", "", None,
+                host, ip, "", "", None, refusal_reason(code, enhanced, line, c),
             ),
         )  # fmt: skip
 
@@ -793,7 +800,7 @@ class PostfixParser:
         return (
             Event(
                 "postfix", self._log, t, "inbound", code, enhanced, "rejected", "auth", "",
-                host, ip, "", "", None,
+                host, ip, "", "", None, refusal_reason(code, enhanced, line, k + 2),
             ),
         )  # fmt: skip
 
@@ -821,7 +828,8 @@ class PostfixParser:
             return _BAD_TIMESTAMP
         return (
             Event(
-                "postfix", self._log, t, "outbound", code, enhanced, "", "auth", qid, host, ip, "", "", None
+                "postfix", self._log, t, "outbound", code, enhanced, "", "auth", qid, host, ip, "", "", None,
+                refusal_reason(code, enhanced, line, rs),
             ),
         )
 
@@ -836,10 +844,11 @@ class PostfixParser:
         host = ip = ""
         if f >= 0:
             host, ip = self._host(line[f + 6 : trailer])
-        code = enhanced = ""
+        code = enhanced = reason = ""
         m = _CLEANUP_REASON.search(line, trailer)
         if m is not None:
             code, enhanced = _implied_code(m.group(1))
+            reason = refusal_reason(code, enhanced, line, m.start(1))
         t = self.stamp_time(line, ts_end)
         if t is None:
             return _BAD_TIMESTAMP
@@ -848,7 +857,7 @@ class PostfixParser:
         return (
             Event(
                 "postfix", self._log, t, "inbound", code, enhanced, "rejected", "end-of-data", qid,
-                host, ip, rcpt, sender, None,
+                host, ip, rcpt, sender, None, reason,
             ),
         )  # fmt: skip
 

@@ -3,8 +3,10 @@
 docs/decisions/0008-bulk-scan.md. `PostfixParser.parse()` stays the definition: the regex
 below accepts only lines whose event parse() gives through its fast paths, and reads from
 them exactly the fields the aggregate counts, into a row; every other line stays a line, for
-parse(). The C scanner (logscan/parsers/_postfix_scan.c) makes the same rows faster, and
-tests/test_bulk.py holds all three to each other.
+parse(). A 4xx/5xx row's reason (parsers/reasons.py) and offenders are read from its line by
+_refusal(), from the very spans parse() reads them from. The C scanner
+(logscan/parsers/_postfix_scan.c) makes the same rows faster, and tests/test_bulk.py holds all
+three to each other.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from logscan.events import Direction, EventBatch, Status
 from logscan.parsers.base import MAX_LINE, Item
 from logscan.parsers.postfix import PostfixParser
 from logscan.parsers.postfix_grammar import MEMO_MAX, REJECT_STAGE, SECONDS, STATUS, valid_enhanced
+from logscan.parsers.reasons import refusal_reason
 
 # What _FAST_HEAD accepts, narrowed. Either RFC 3339 with a zone (groups: minute, seconds,
 # fraction, zone), years 1900-2099, seconds 00-59 and at most 6 fraction digits, so that
@@ -95,6 +98,7 @@ _FINAL: Final = {"sent": 0, "bounced": 1, "expired": 2}  # _bucket()'s cell inde
 _CLASSES: Final[dict[str, tuple[Direction, str]]] = {
     d[0] + c: (d, c + "xx") for d in ("outbound", "inbound") for c in "2345"
 }
+_REFUSALS: Final = frozenset({"o4", "o5", "i4", "i5"})  # _CLASS values of 4xx/5xx replies
 _MISSING: Final = -1.0  # not a delay _delay() could give
 _DOMAIN_MEMO: Final = 1 << 16  # domains kept between chunks (a few MB at most)
 
@@ -118,6 +122,25 @@ def _row(groups: tuple[str, ...], line: str) -> tuple[str, ...]:
     if stage:
         return minute, sec + frac, zone, f"R{stage}|{c_rej}|{e_rej}", r_dom, "i" + c_rej[0], "", "", line
     return minute, sec + frac, zone, "E" + q_word, "", "", "", q_word, line
+
+
+def _refusal(key: str, line: str) -> tuple[Direction, str, str, str]:
+    """Direction, code, reason and client IP (our refusals) of a 4xx/5xx row: the reply text is
+    read where parse()'s fast paths read it, which the row's regex leaves the only place."""
+    fields = key[1:].split("|")
+    code = fields[1]
+    if key[0] == "R":
+        # `reject: STAGE from HOST[IP][:PORT]: REPLY; from=<...`: no "[" in HOST, no ": " in PORT.
+        lb = line.find("[", line.find(" from ", line.find("reject: ")))
+        rb = line.find("]", lb)
+        colon = line.find(": ", rb)
+        reason = refusal_reason(code, fields[2], line, colon + 2, line.rfind("; from=<", colon))
+        return "inbound", code, reason, line[lb + 1 : rb].lower()
+    # `..., status=WORD (host H said: REPLY` or `(REPLY`: no "," before the status field.
+    w_end = line.find(" ", line.find(", status=") + 9)
+    start = line.find(" said: ", w_end) + 7 if line.startswith("(host ", w_end + 1) else w_end + 2
+    enhanced = fields[2] or (valid_enhanced(fields[3]) if fields[3] else "")
+    return "outbound", code, refusal_reason(code, enhanced, line, start), ""
 
 
 def _native() -> Callable[[str, bool], tuple[int, list[Item]] | None] | None:
@@ -204,6 +227,19 @@ class PostfixBulk:
         for key in missing:
             memo[key] = p.domain("@" + key) if key else ""
         domains = list(map(memo.__getitem__, keys))
+        # 4xx/5xx rows: their reason and offenders, in order (the offender sketches depend on it).
+        reasons: dict[tuple[Direction, str, str], int] = {}
+        refusals: list[tuple[int, Direction, str, str, str, str, str]] = []
+        for i in [i for i, c in enumerate(classes) if c in _REFUSALS]:
+            row = rows[i]
+            direction, code, reason, ip = _refusal(row[_KEY], row[_LINE])
+            domain = memo[row[_DOMAIN]]
+            rkey = (direction, code, reason)
+            reasons[rkey] = reasons.get(rkey, 0) + 1
+            if direction == "inbound":
+                refusals.append((buckets[i], direction, code, reason, domain, ip, ""))
+            else:
+                refusals.append((buckets[i], direction, code, reason, "", "", domain))
         delays: dict[Status, list[float]] = {}
         delivered = [row for row in rows if row[_DELAY]]
         if delivered:
@@ -233,6 +269,8 @@ class PostfixBulk:
             delays,
             minutes,
             last,
+            reasons,
+            refusals,
         )
 
     def _times(self, rows: list[tuple[str, ...]], zone: str) -> tuple[list[int], float] | None:

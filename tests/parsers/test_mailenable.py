@@ -113,7 +113,7 @@ def test_event_is_a_real_event() -> None:
         mta="mailenable", log="me", time=datetime(2018, 9, 5, 11, 0, 2, tzinfo=UTC).timestamp(),
         direction="outbound", code="551", enhanced="5.1.1", status="bounced", stage="rcpt",
         queue_id="9E107D9D372BB6826BD81D3542A419D6", remote_ip="198.51.100.40",
-        recipient_domain="example.net",
+        recipient_domain="example.net", reason="unknown_recipient",
     )  # fmt: skip
     assert got == want
     assert hash(got) == hash(want)
