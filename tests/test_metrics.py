@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tracemalloc
 from collections.abc import Iterable
 from dataclasses import replace
@@ -20,6 +22,7 @@ from prometheus_client.samples import Sample
 
 from logscan.core.aggregate import DELAY_BUCKETS, Aggregate, Snapshot
 from logscan.events import Event
+from logscan.outputs import metrics as metrics_module
 from logscan.outputs.metrics import (
     COMMON_CODES,
     MAX_ENHANCED_PER_LOG,
@@ -539,3 +542,74 @@ def test_unnamed_or_unsafe_configured_logs_are_not_exported() -> None:
     fams = LogscanCollector.families(Exposition(Aggregate().snapshot(T0), logs=tuple(logs)))
     up = next(f for f in fams if f.name == "logscan_log_up")
     assert [s.labels["log"] for s in up.samples] == ["ok"]
+
+
+# ---------------------------------------------------------------- the direct renderer (issue 15)
+
+
+def hostile_exposition() -> Exposition:
+    agg = busy_aggregate()
+    agg.add(ev(code="550", enhanced='5.1.1"', status="bounced"))  # folded, counted
+    agg.add(ev(log='we"ird\\log\n', code="550"))  # dropped, counted
+    agg.add(ev(direction="inbound", code="554", stage="weird stage"))  # folded into "other"
+    return exposition(
+        agg,
+        alerts_firing={"smtp551_spike": True, 'bad"alert': True},
+        notifications={("smtp551_spike", "am", "success"): 3},
+    )
+
+
+@pytest.mark.parametrize("process", [False, True])
+def test_direct_render_is_byte_for_byte_what_prometheus_client_writes(process: bool) -> None:
+    for exp in (exposition(Aggregate()), exposition(busy_aggregate()), hostile_exposition()):
+        reg = make_registry(lambda e=exp: e, process_metrics=process)  # type: ignore[misc]
+        fast_text, fast_om = reg.exposition(openmetrics=False), reg.exposition(openmetrics=True)
+        if process:  # process metrics move between two reads; compare the logscan part
+            fast_text = fast_text[: fast_text.index(b"# HELP logscan_process_")]
+            fast_om = fast_om[: fast_om.index(b"# HELP logscan_process_")]
+            ref = make_registry(lambda e=exp: e, process_metrics=False)  # type: ignore[misc]
+            assert fast_text == generate_latest(ref)
+            assert fast_om + b"# EOF\n" == generate_openmetrics(ref)
+        else:
+            assert fast_text == generate_latest(reg)
+            assert fast_om == generate_openmetrics(reg)
+
+
+def test_render_escapes_label_values_and_help_as_prometheus_client_does() -> None:
+    fam = metrics_module.Family(
+        "x_total", "counter", 'doc with \\ and "quotes"\nand a newline', ("b", "a"),
+        {('q"uote', "back\\slash"): 1.0, ("new\nline", "plain"): 2.5e6, ("z", "y"): float("inf")},
+    )  # fmt: skip
+
+    class One(Collector):
+        def collect(self) -> Iterable[Metric]:
+            return [metrics_module._metric(fam)]
+
+    reg = One()
+    render = metrics_module.render
+    assert render([fam], openmetrics=False).encode() == generate_latest(reg)
+    assert render([fam], openmetrics=True).encode() + b"# EOF\n" == generate_openmetrics(reg)
+
+
+def test_the_cached_body_follows_every_change_of_the_snapshot() -> None:
+    agg = busy_aggregate()
+    reg = make_registry(lambda: exposition(agg), process_metrics=False)
+    first = reg.exposition(openmetrics=False)
+    assert reg.exposition(openmetrics=False) == first  # same snapshot: the cached body
+    agg.add(ev(code="551", enhanced="5.1.1"))
+    second = reg.exposition(openmetrics=False)
+    assert second != first
+    assert second == generate_latest(reg)
+
+
+def test_promtool_check_metrics_accepts_the_exposition() -> None:
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool not found: apt-get install prometheus"
+    reg = make_registry(hostile_exposition)
+    done = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=reg.exposition(openmetrics=False),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

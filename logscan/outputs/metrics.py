@@ -9,6 +9,7 @@ of the snapshot, which is what keeps every exported counter monotonic.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -219,7 +220,8 @@ def _domains(snap: Snapshot, folds: _Folds) -> dict[Labels, float]:
     out: dict[Labels, float] = {(OTHER, d, c): 0 for d in DIRECTIONS for c in CLASSES}
     name = "logscan_domain_replies_total"
     for (raw_domain, direction, klass), n in snap.domains.items():
-        if _bad_label(folds, name, n, direction=direction):
+        if direction not in DIRECTIONS:  # what _bad_label checks, inline: this loop is per domain
+            folds.add(name, "direction", "invalid", n)
             continue
         if len(klass) != 3 or klass[0] not in "2345" or klass[1:] != "xx":
             folds.add(name, "class", "invalid", n)
@@ -612,14 +614,29 @@ class LogscanRegistry(CollectorRegistry):
         self._collector = LogscanCollector(source)
         self.register(self._collector)
         self._process: CollectorRegistry | None = None
+        self._lock = threading.Lock()
+        self._cache: dict[bool, tuple[Exposition, bytes]] = {}
         if process_metrics:
             self._process = CollectorRegistry(auto_describe=False)
             collector = ProcessCollector(namespace="logscan", registry=self._process)
             self.register(collector)
 
     def exposition(self, *, openmetrics: bool) -> bytes:
-        """The whole scrape body in one format; raises what the source raises."""
-        body = render(exported(self._collector.source()), openmetrics=openmetrics).encode()
+        """The whole scrape body in one format; raises what the source raises.
+
+        The logscan part is cached per snapshot content: a scrape that finds the same
+        exposition as the last one (no new lines read, a second Prometheus of an HA pair)
+        costs one comparison of the snapshot dicts (~0.3 ms at 10k series), not a render.
+        """
+        exp = self._collector.source()
+        with self._lock:
+            hit = self._cache.get(openmetrics)
+        if hit is not None and hit[0] == exp:
+            body = hit[1]
+        else:
+            body = render(exported(exp), openmetrics=openmetrics).encode()
+            with self._lock:
+                self._cache[openmetrics] = (exp, body)
         if openmetrics:
             tail = _om_latest(self._process) if self._process is not None else b"# EOF\n"
         else:
