@@ -278,6 +278,7 @@ def attack(host: str, port: int, pid: int | None, idle: int, slow: int, scrapes:
     """Hold `idle` silent and `slow` one-byte-a-second clients open, scrape, then see who was closed."""
     opened: list[socket.socket] = []
     dripping: list[socket.socket] = []
+    rss_before = f"{rss_kb(pid) / 1024:.1f}" if pid else "n/a"
     t_open = time.monotonic()
     for _ in range(idle):
         opened.append(socket.create_connection((host, port), timeout=5))
@@ -305,7 +306,8 @@ def attack(host: str, port: int, pid: int | None, idle: int, slow: int, scrapes:
     dripper.join()
     print(
         f"idle {idle:>5}  slow {slow:>4}: scrapes answered {len(ok)}/{scrapes}, p50 {p50:6.1f} ms, "
-        f"p99 {p99:6.1f} ms; server RSS with them open {rss}; closed after {hold:g} s: "
+        f"p99 {p99:6.1f} ms; server RSS {rss_before} MB before, {rss} with them open; "
+        f"closed after {hold:g} s: "
         f"idle {closed(opened)}/{idle}, slow {closed(dripping)}/{slow}",
         flush=True,
     )
@@ -350,8 +352,8 @@ def main() -> None:
         serve(21, args.port)
         return
     if args.mode == "latency":
-        for logs in (2, 21):  # ~1k and ~10k series
-            latency_for(logs, args.domains, args.scrapes)
+        for logs, domains in ((2, 10), (21, args.domains)):  # ~1k and ~10k series
+            latency_for(logs, domains, args.scrapes)
         postfix_exporter(args.scrapes)
         return
     child = None

@@ -556,6 +556,16 @@ class _Conn(asyncio.Protocol):
     def response_done(self) -> None:
         if self._state == "busy":
             self._state = "idle"
+            # A client that asks and never reads would pin its response in our buffer: if
+            # any of it is still unsent when the keep-alive time is over, drop the connection.
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._core.server.idle_timeout_s, self._check_drained)
+
+    def _check_drained(self) -> None:
+        self._timer = None
+        if self._app is not None and self._app.get_write_buffer_size() > 0:
+            _log.debug("client does not read its response: closed")
+            self.abort()
 
     def _refuse(self, response: bytes) -> None:
         self._closed = True
