@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import tracemalloc
+import zlib
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -613,3 +614,37 @@ def test_promtool_check_metrics_accepts_the_exposition() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_kept_reply_decisions_match_a_fresh_export_as_keys_arrive_and_aggregates_change() -> None:
+    first, second = Aggregate(), Aggregate()
+    current = [first]
+    reg = make_registry(lambda: exposition(current[0]), process_metrics=False)
+    for i in range(MAX_ENHANCED_PER_LOG + 30):  # past the cap: overflow decisions are kept too
+        first.add(ev(code="550", enhanced=f"5.{i % 9}.{i}"))
+        if i % 23 == 0:
+            first.add(ev(code="5x0", enhanced="5.1.1"))  # invalid code, dropped and counted
+            assert reg.exposition(openmetrics=False) == generate_latest(reg)  # the pure path
+    assert reg.exposition(openmetrics=False) == generate_latest(reg)
+    second.add(ev(code="551", enhanced="5.1.1"))
+    second.add(ev(log="bad log", code="550"))
+    for agg in (second, first, second):  # another key order: the decisions start afresh
+        current[0] = agg
+        assert reg.exposition(openmetrics=True) == generate_openmetrics(reg)
+
+
+def test_gzipped_exposition_is_one_gzip_stream_of_the_same_body() -> None:
+    agg = busy_aggregate()
+    reg = make_registry(lambda: exposition(agg))  # with process metrics: the per-scrape tail
+    for openmetrics in (False, True):
+        for _ in range(2):  # the second time from the kept compressor state
+            packed = reg.exposition(openmetrics=openmetrics, gzipped=True)
+            reader = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            text = reader.decompress(packed)
+            assert reader.eof
+            assert reader.unused_data == b""  # one member: every client reads it all
+            plain = reg.exposition(openmetrics=openmetrics)
+            cut = b"# HELP logscan_process_"
+            assert text[: text.index(cut)] == plain[: plain.index(cut)]
+            assert text.endswith(b"# EOF\n") == openmetrics
+        agg.add(ev(code="551"))

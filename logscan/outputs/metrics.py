@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -138,52 +139,87 @@ def _bad_label(folds: _Folds, metric: str, n: float, **labels: str) -> bool:
     return False
 
 
-def _replies(snap: Snapshot, logs: Iterable[LogStatus], folds: _Folds) -> dict[Labels, float]:
+Decision = tuple[Labels | None, str, str]  # (exported key or None if dropped, folded label, reason)
+
+
+class _ReplyPlan:
+    """What `_replies` decided for each reply key, kept between scrapes of one aggregate.
+
+    The aggregate only ever appends keys (dicts keep insertion order), so the decisions made
+    for the keys of the last scrape hold for the same leading keys now, and only new keys
+    need deciding. That is checked at every scrape (one list comparison); any other change
+    (a different aggregate, a reset) starts afresh.
+    """
+
+    __slots__ = ("admitted", "code_ok", "decisions", "enhanced_ok", "keys", "prefixes")
+
+    def __init__(self) -> None:
+        self.keys: list[Labels] = []
+        self.decisions: list[Decision] = []
+        self.prefixes: dict[Labels, str] = {}  # (mta, log, direction) -> "" or the bad label
+        self.admitted: dict[Labels, set[Labels]] = {}
+        self.code_ok: dict[str, bool] = {}
+        self.enhanced_ok: dict[str, bool] = {}
+
+    def decide(self, key: Labels) -> Decision:
+        prefix = key[:3]
+        bad = self.prefixes.get(prefix)
+        if bad is None:
+            bad = ""
+            for label, value in zip(("mta", "log", "direction"), prefix, strict=True):
+                if not _CHECKS[label](value):
+                    bad = label
+                    break
+            self.prefixes[prefix] = bad
+        if bad:
+            return None, bad, "invalid"
+        code, enhanced = key[3], key[4]
+        ok = self.code_ok.get(code)
+        if ok is None:
+            ok = self.code_ok[code] = _CODE.match(code) is not None
+        if not ok:
+            return None, "code", "invalid"
+        if not enhanced:
+            return key, "", ""
+        good = self.enhanced_ok.get(enhanced)
+        if good is None:
+            good = self.enhanced_ok[enhanced] = _ENHANCED.match(enhanced) is not None
+        if not good or enhanced[0] != code[0]:
+            return (*prefix, code, ""), "enhanced", "invalid"
+        seen = self.admitted.setdefault(prefix, set())
+        pair = key[3:]
+        if pair not in seen:
+            if len(seen) >= MAX_ENHANCED_PER_LOG:
+                return (*prefix, code, ""), "enhanced", "overflow"
+            seen.add(pair)
+        return key, "", ""
+
+    def run(self, replies: Iterable[Labels]) -> list[Decision]:
+        """One decision per key of `replies`, in its order."""
+        keys = list(replies)
+        if keys[: len(self.keys)] != self.keys:
+            self.__init__()  # type: ignore[misc]  # not an extension of the last key list
+        for key in keys[len(self.keys) :]:
+            self.decisions.append(self.decide(key))
+        self.keys = keys
+        return self.decisions
+
+
+def _replies(
+    snap: Snapshot, logs: Iterable[LogStatus], folds: _Folds, plan: _ReplyPlan | None = None
+) -> dict[Labels, float]:
     out: dict[Labels, float] = {}
     for log in logs:
         for direction in DIRECTIONS:
             for code in COMMON_CODES:
                 out[(log.mta, log.name, direction, code, "")] = 0
-    admitted: dict[Labels, set[Labels]] = {}
-    valid: set[Labels] = set()  # (mta, log, direction) prefixes already checked this scrape
-    # Per-scrape memos: ~10k series share a few dozen codes and a few hundred enhanced codes.
-    code_ok: dict[str, bool] = {}
-    enhanced_ok: dict[str, bool] = {}
     name = "logscan_smtp_replies_total"
-    for key, n in snap.replies.items():
-        prefix = key[:3]
-        if prefix not in valid:
-            mta, log_name, direction = prefix
-            if _bad_label(folds, name, n, mta=mta, log=log_name, direction=direction):
-                continue
-            valid.add(prefix)
-        code, enhanced = key[3], key[4]
-        ok = code_ok.get(code)
-        if ok is None:
-            ok = code_ok[code] = _CODE.match(code) is not None
-        if not ok:
-            folds.add(name, "code", "invalid", n)
-            continue
-        out_key = key
-        if enhanced:
-            good = enhanced_ok.get(enhanced)
-            if good is None:
-                good = enhanced_ok[enhanced] = _ENHANCED.match(enhanced) is not None
-            if not good or enhanced[0] != code[0]:
-                folds.add(name, "enhanced", "invalid", n)
-                out_key = (*prefix, code, "")
-            else:
-                seen = admitted.get(prefix)
-                if seen is None:
-                    seen = admitted[prefix] = set()
-                pair = key[3:]
-                if pair not in seen:
-                    if len(seen) >= MAX_ENHANCED_PER_LOG:
-                        folds.add(name, "enhanced", "overflow", n)
-                        out_key = (*prefix, code, "")
-                    else:
-                        seen.add(pair)
-        out[out_key] = out.get(out_key, 0) + n
+    decisions = (plan or _ReplyPlan()).run(snap.replies)
+    for n, (out_key, label, reason) in zip(snap.replies.values(), decisions, strict=True):
+        if label:
+            folds.add(name, label, reason, n)
+        if out_key is not None:
+            out[out_key] = out.get(out_key, 0) + n
     return out
 
 
@@ -345,8 +381,11 @@ class LogscanCollector:
         return [_metric(f) for f in exported(exp)]
 
 
-def exported(exp: Exposition) -> list[Family]:
-    """Every family of the metric contract for one exposition, in exposition order; pure."""
+def exported(exp: Exposition, plan: _ReplyPlan | None = None) -> list[Family]:
+    """Every family of the metric contract for one exposition, in exposition order.
+
+    Pure without `plan`; a registry passes the plan it keeps between scrapes.
+    """
     snap = exp.snapshot
     folds = _Folds()
     # Per-log self-metrics exist for every configured log from the start; series that
@@ -359,7 +398,7 @@ def exported(exp: Exposition) -> list[Family]:
             "logscan_smtp_replies_total",
             "SMTP replies seen in the logs, by basic and enhanced status code.",
             ("mta", "log", "direction", "code", "enhanced"),
-            _replies(snap, logs, folds),
+            _replies(snap, logs, folds, plan),
         ),
         _counter(
             "logscan_deliveries_total",
@@ -552,15 +591,21 @@ def _template(sample: str, labels: Labels) -> tuple[str, tuple[int, ...]]:
     return sample + "{" + ",".join(f'{labels[i]}="%s"' for i in order) + "} %s\n", order
 
 
-def render(families: Iterable[Family], *, openmetrics: bool) -> str:
+Prefixes = dict[str, dict[Labels, str]]
+
+
+def render(families: Iterable[Family], *, openmetrics: bool, prefixes: Prefixes | None = None) -> str:
     """The text (0.0.4) or OpenMetrics exposition of `families`, without the OpenMetrics `# EOF`.
 
     Byte-for-byte what prometheus_client's encoders write for the same families, built
     straight from the values: no object per sample (tests/test_metrics.py compares the two).
+    `prefixes` keeps each series' `name{labels} ` between calls (the same in both formats),
+    so a scrape after a few new events formats only the values.
     """
     out: list[str] = []
     emit = out.append
     memo: dict[float, str] = {}  # most values repeat (0, 1, small counts)
+    cache: Prefixes = {} if prefixes is None else prefixes
 
     def fmt(v: float) -> str:
         s = memo.get(v)
@@ -584,14 +629,18 @@ def render(families: Iterable[Family], *, openmetrics: bool) -> str:
                 emit(count % (*plain, fmt(cumulative[-1])))
                 emit(total % (*plain, fmt(sum_value)))
             continue
+        known = cache.get(fam.name)
+        if known is None or len(known) > 2 * len(fam.values) + 1000:  # label churn: start afresh
+            known = cache[fam.name] = {}
         line, order = _template(fam.name, fam.labels)
-        if order == tuple(range(len(order))):
-            for key, v in fam.values.items():
-                emit(line % (*_clean(key), fmt(v)))
-        else:
-            permute = itemgetter(*order)
-            for key, v in fam.values.items():
-                emit(line % (*permute(_clean(key)), fmt(v)))
+        line = line.removesuffix("%s\n")
+        permute = itemgetter(*order) if len(order) > 1 else None
+        for key, v in fam.values.items():
+            prefix = known.get(key)
+            if prefix is None:
+                clean = _clean(key)
+                prefix = known[key] = line % (permute(clean) if permute is not None else clean)
+            emit(prefix + fmt(v) + "\n")
     return "".join(out)
 
 
@@ -615,33 +664,61 @@ class LogscanRegistry(CollectorRegistry):
         self.register(self._collector)
         self._process: CollectorRegistry | None = None
         self._lock = threading.Lock()
-        self._cache: dict[bool, tuple[Exposition, bytes]] = {}
+        self._cache: dict[bool, _Body] = {}
+        # Shared by the scrape threads without a lock: each entry is a pure function of its key.
+        self._prefixes: Prefixes = {}
+        self._plan = _ReplyPlan()
+        self._plan_lock = threading.Lock()
         if process_metrics:
             self._process = CollectorRegistry(auto_describe=False)
             collector = ProcessCollector(namespace="logscan", registry=self._process)
             self.register(collector)
 
-    def exposition(self, *, openmetrics: bool) -> bytes:
-        """The whole scrape body in one format; raises what the source raises.
+    def exposition(self, *, openmetrics: bool, gzipped: bool = False) -> bytes:
+        """The whole scrape body in one format, gzipped when asked; raises what the source raises.
 
         The logscan part is cached per snapshot content: a scrape that finds the same
         exposition as the last one (no new lines read, a second Prometheus of an HA pair)
         costs one comparison of the snapshot dicts (~0.3 ms at 10k series), not a render.
+        Gzip is cached the same way: the compressor state after the logscan part is kept
+        and copied, so only the few process metrics are compressed per scrape (one stream).
         """
         exp = self._collector.source()
         with self._lock:
-            hit = self._cache.get(openmetrics)
-        if hit is not None and hit[0] == exp:
-            body = hit[1]
-        else:
-            body = render(exported(exp), openmetrics=openmetrics).encode()
+            entry = self._cache.get(openmetrics)
+        if entry is None or entry.exposition != exp:
+            with self._plan_lock:
+                families = exported(exp, self._plan)
+            body = render(families, openmetrics=openmetrics, prefixes=self._prefixes).encode()
+            entry = _Body(exp, body)
             with self._lock:
-                self._cache[openmetrics] = (exp, body)
+                self._cache[openmetrics] = entry
         if openmetrics:
             tail = _om_latest(self._process) if self._process is not None else b"# EOF\n"
         else:
             tail = generate_latest(self._process) if self._process is not None else b""
-        return body + tail
+        if not gzipped:
+            return entry.body + tail
+        with self._lock:
+            if entry.gzip_state is None:
+                # Level 1: ~1 MB of repetitive text shrinks ~15x either way; level 6 costs 3x the CPU.
+                state = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
+                entry.gzip_head = state.compress(entry.body)
+                entry.gzip_state = state
+            state = entry.gzip_state.copy()
+        return entry.gzip_head + state.compress(tail) + state.flush()
+
+
+class _Body:
+    """One rendered logscan body and, once asked for, its gzip prefix and compressor state."""
+
+    __slots__ = ("body", "exposition", "gzip_head", "gzip_state")
+
+    def __init__(self, exposition: Exposition, body: bytes) -> None:
+        self.exposition = exposition
+        self.body = body
+        self.gzip_head = b""
+        self.gzip_state: zlib._Compress | None = None
 
 
 def make_registry(source: Callable[[], Exposition], *, process_metrics: bool = True) -> LogscanRegistry:
