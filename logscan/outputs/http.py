@@ -453,6 +453,8 @@ class _Conn(asyncio.Protocol):
         core = self._core
         self._arm()
         core.add(self)
+        if self._closed:  # the cap was reached and no older silent connection could go
+            return
         ctx = core.web().ssl_context
         if ctx is None:
             self._attach(transport)
