@@ -1,15 +1,30 @@
-"""Scrape latency of MetricsServer with ~10k series, over a real socket with a real HTTP client.
+"""Scrape latency of MetricsServer at 1k and 10k series, beside prometheus-postfix-exporter, and
+the endpoint under attack (idle connections, slow-header clients, oversized heads).
 
-Run: .venv/bin/python benchmarks/scrape_latency.py [--scrapes 200] [--logs 20]  (after `make setup`)
-Prints median and p95 per variant (text, OpenMetrics, gzip, basic auth) and the time of
-the in-process exposition alone, so HTTP overhead and collector cost can be told apart.
+Run (after `make setup`; apt-get install prometheus-postfix-exporter for the peer):
+  .venv/bin/python benchmarks/scrape_latency.py latency [--scrapes 200]
+  .venv/bin/python benchmarks/scrape_latency.py attack [--idle 1000 --slow 100 --scrapes 100]
+  .venv/bin/python benchmarks/scrape_latency.py attack --target 127.0.0.1:9551 --pid PID  (any server)
+`latency` prints p50/p99 per variant over a real socket with keep-alive, as Prometheus scrapes:
+"unchanged" scrapes find the same snapshot (the cached body), "changing" ones add an event
+between scrapes (every scrape renders). `attack` starts a 10k-series server in a child
+process (or targets --target) and reports scrapes answered, their p50/p99, connections
+closed by the head deadline, the server's RSS with the connections open, and the status
+answered to a 1 MB header and to a bad request line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import http.client
 import logging
+import resource
+import shutil
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -68,10 +83,19 @@ def build(logs: int, domains: int) -> tuple[Aggregate, tuple[LogStatus, ...]]:
     return agg, logs_status
 
 
-def timed(n: int, fn: Callable[[], object]) -> list[float]:
+def percentiles(times: list[float]) -> tuple[float, float]:
+    """(p50, p99) in ms."""
+    times = sorted(times)
+    p99 = times[min(len(times) - 1, round(0.99 * len(times)) - 1)]
+    return statistics.median(times) * 1000, p99 * 1000
+
+
+def timed(n: int, fn: Callable[[], object], between: Callable[[], object] | None = None) -> list[float]:
     fn()  # warm-up
     out = []
     for _ in range(n):
+        if between is not None:
+            between()
         t = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t)
@@ -79,43 +103,56 @@ def timed(n: int, fn: Callable[[], object]) -> list[float]:
 
 
 def report(name: str, times: list[float], size: int) -> None:
-    times = sorted(times)
-    p95 = times[min(len(times) - 1, round(0.95 * len(times)) - 1)]
-    median = statistics.median(times) * 1000
-    print(f"{name:<34} median {median:7.1f} ms   p95 {p95 * 1000:7.1f} ms   {size:>9,} bytes")
+    p50, p99 = percentiles(times)
+    print(f"{name:<52} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   {size:>9,} bytes", flush=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--scrapes", type=int, default=200)
-    ap.add_argument("--logs", type=int, default=20)
-    ap.add_argument("--domains", type=int, default=300)
-    args = ap.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+def series_count(text: bytes) -> int:
+    return sum(len(f.samples) for f in text_string_to_metric_families(text.decode()))
 
-    agg, logs = build(args.logs, args.domains)
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def latency_for(logs: int, domains: int, scrapes: int) -> None:
+    agg, statuses = build(logs, domains)
     lock = threading.Lock()
 
     def source() -> Exposition:
         with lock:  # the daemon's lock: the tail loop waits for this copy, and only for it
             snap = agg.snapshot(T0 + 300)
-        return Exposition(snap, logs=logs)
+        return Exposition(snap, logs=statuses)
+
+    tick = [0]
+
+    def change() -> None:  # one new event: the next scrape must render again
+        tick[0] += 1
+        with lock:
+            agg.add(Event("postfix", "log0", T0 + tick[0], "outbound", code="250"))
 
     registry = make_registry(source)
     text = generate_latest(registry)
-    series = sum(len(f.samples) for f in text_string_to_metric_families(text.decode()))
-    print(f"series exported: {series:,}   scrapes per variant: {args.scrapes}")
-    report("in-process generate_latest", timed(args.scrapes, lambda: generate_latest(registry)), len(text))
-    report("snapshot copy under the lock", timed(args.scrapes, source), 0)
-
+    print(f"\n== logscan, {series_count(text):,} series ({logs} logs)", flush=True)
+    report(
+        "in-process prometheus_client generate_latest",
+        timed(scrapes // 4, lambda: generate_latest(registry), change),
+        len(text),
+    )
+    report(
+        "in-process direct render (changing)",
+        timed(scrapes, lambda: registry.exposition(openmetrics=False), change),
+        len(text),
+    )
     pool = urllib3.PoolManager(retries=False)  # keep-alive, as Prometheus does
     with MetricsServer("127.0.0.1:0", registry, lambda: (True, "")) as server:
         url = server.url + "/metrics"
         variants: list[tuple[str, dict[str, str]]] = [
             ("HTTP text/plain 0.0.4", {}),
-            ("HTTP OpenMetrics", {"Accept": "application/openmetrics-text; version=1.0.0"}),
             (
-                "HTTP OpenMetrics + gzip",
+                "HTTP OpenMetrics + gzip (Prometheus' default)",
                 {"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"},
             ),
         ]
@@ -125,7 +162,8 @@ def main() -> None:
             def scrape(h: dict[str, str] = headers) -> object:
                 return pool.request("GET", url, headers=h)
 
-            report(name, timed(args.scrapes, scrape), size)
+            report(f"{name}, changing", timed(scrapes, scrape, change), size)
+            report(f"{name}, unchanged", timed(scrapes, scrape), size)
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "web.yml"
@@ -138,10 +176,211 @@ def main() -> None:
             print(f"first basic-auth scrape (bcrypt cost 10): {(time.perf_counter() - first) * 1000:.1f} ms")
             size = len(pool.request("GET", url, headers=headers).data)
             report(
-                "HTTP text + basic auth (cached)",
-                timed(args.scrapes, lambda: pool.request("GET", url, headers=headers)),
+                "HTTP text + basic auth (cached), changing",
+                timed(scrapes, lambda: pool.request("GET", url, headers=headers), change),
                 size,
             )
+
+
+def postfix_exporter(scrapes: int) -> None:
+    """The peer in the same run: prometheus-postfix-exporter (Go) on a small postfix log."""
+    binary = shutil.which("prometheus-postfix-exporter")
+    if binary is None:
+        print("\n== prometheus-postfix-exporter: not installed (apt-get install prometheus-postfix-exporter)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "mail.log"
+        log.write_text("")
+        port = free_port()
+        proc = subprocess.Popen(
+            [binary, f"--web.listen-address=127.0.0.1:{port}", f"--postfix.logfile_path={log}",
+             f"--postfix.showq_path={tmp}/no-showq"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            pool = urllib3.PoolManager(retries=False)
+            url = f"http://127.0.0.1:{port}/metrics"
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    body = pool.request("GET", url).data
+                    break
+                except urllib3.exceptions.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            print(f"\n== prometheus-postfix-exporter, {series_count(body):,} series", flush=True)
+            report("HTTP text/plain", timed(scrapes, lambda: pool.request("GET", url)), len(body))
+            gz = {"Accept-Encoding": "gzip"}
+            size = len(pool.request("GET", url, headers=gz, decode_content=False).data)
+            report("HTTP text + gzip", timed(scrapes, lambda: pool.request("GET", url, headers=gz)), size)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+# ---------------------------------------------------------------- attacks
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def first_line(host: str, port: int, payload: bytes) -> str:
+    """The status line the server answers to `payload`, or what happened instead."""
+    try:
+        with socket.create_connection((host, port), timeout=15) as s:
+            with contextlib.suppress(OSError):  # the server may answer before a 1 MB head is sent
+                s.sendall(payload)
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data.split(b"\r\n", 1)[0].decode(errors="replace") or "closed without an answer"
+    except OSError as exc:
+        return f"error: {exc}"
+
+
+def one_scrape(host: str, port: int) -> float | None:
+    """A fresh connection per scrape (the hard case under a connection flood); None = no answer."""
+    t = time.perf_counter()
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+    except OSError:
+        return None
+    return time.perf_counter() - t if resp.status == 200 else None
+
+
+def closed(sockets: list[socket.socket]) -> int:
+    n = 0
+    for s in sockets:
+        s.setblocking(False)
+        try:
+            if s.recv(1) == b"":
+                n += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            n += 1
+    return n
+
+
+def attack(host: str, port: int, pid: int | None, idle: int, slow: int, scrapes: int, hold: float) -> None:
+    """Hold `idle` silent and `slow` one-byte-a-second clients open, scrape, then see who was closed."""
+    opened: list[socket.socket] = []
+    dripping: list[socket.socket] = []
+    rss_before = f"{rss_kb(pid) / 1024:.1f}" if pid else "n/a"
+    t_open = time.monotonic()
+    for _ in range(idle):
+        opened.append(socket.create_connection((host, port), timeout=5))
+    for _ in range(slow):
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(b"GET /metrics HTTP/1.1\r\n")
+        dripping.append(s)
+    stop = threading.Event()
+
+    def drip() -> None:
+        while not stop.wait(1.0):
+            for s in dripping:
+                with contextlib.suppress(OSError):
+                    s.send(b"X")
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    time.sleep(1.0)
+    rss = f"{rss_kb(pid) / 1024:.1f} MB" if pid else "n/a"
+    times = [one_scrape(host, port) for _ in range(scrapes)]
+    ok = [t for t in times if t is not None]
+    p50, p99 = percentiles(ok) if ok else (float("nan"), float("nan"))
+    time.sleep(max(0.0, hold - (time.monotonic() - t_open)))
+    stop.set()
+    dripper.join()
+    print(
+        f"idle {idle:>5}  slow {slow:>4}: scrapes answered {len(ok)}/{scrapes}, p50 {p50:6.1f} ms, "
+        f"p99 {p99:6.1f} ms; server RSS {rss_before} MB before, {rss} with them open; "
+        f"closed after {hold:g} s: "
+        f"idle {closed(opened)}/{idle}, slow {closed(dripping)}/{slow}",
+        flush=True,
+    )
+    for s in opened + dripping:
+        s.close()
+
+
+def serve(logs: int, port: int) -> None:
+    """A MetricsServer with ~10k series and the default limits, for `attack` to hit."""
+    agg, statuses = build(logs, 300)
+    lock = threading.Lock()
+
+    def source() -> Exposition:
+        with lock:
+            snap = agg.snapshot(T0 + 300)
+        return Exposition(snap, logs=statuses)
+
+    with MetricsServer(f"127.0.0.1:{port}", make_registry(source), lambda: (True, "")):
+        print("serving", flush=True)
+        while True:
+            time.sleep(1)
+            with lock:  # ingestion goes on: scrapes render, not only hit the cache
+                agg.add(Event("postfix", "log0", time.time(), "outbound", code="250"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", nargs="?", choices=("latency", "attack", "serve"), default="latency")
+    ap.add_argument("--scrapes", type=int, default=200)
+    ap.add_argument("--domains", type=int, default=300)
+    ap.add_argument("--idle", type=int, default=1000)
+    ap.add_argument("--slow", type=int, default=100)
+    ap.add_argument("--hold", type=float, default=12.0, help="seconds before counting closed connections")
+    ap.add_argument("--target", help="host:port of a running server to attack instead of a child")
+    ap.add_argument("--pid", type=int, help="its pid, for RSS")
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1,100 client sockets
+    if args.mode == "serve":
+        serve(21, args.port)
+        return
+    if args.mode == "latency":
+        for logs, domains in ((2, 10), (21, args.domains)):  # ~1k and ~10k series
+            latency_for(logs, domains, args.scrapes)
+        postfix_exporter(args.scrapes)
+        return
+    child = None
+    if args.target:
+        host, _, port_s = args.target.rpartition(":")
+        port, pid = int(port_s), args.pid
+    else:
+        host, port = "127.0.0.1", free_port()
+        child = subprocess.Popen(
+            [sys.executable, __file__, "serve", "--port", str(port)], stdout=subprocess.PIPE
+        )
+        assert child.stdout is not None
+        child.stdout.readline()
+        pid = child.pid
+    try:
+        print(f"target {host}:{port}, {args.scrapes} scrapes per scenario, each on a new connection")
+        for idle, slow in ((args.idle, 0), (0, args.slow), (args.idle, args.slow)):
+            attack(host, port, pid, idle, slow, args.scrapes, args.hold)
+        big = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n"
+        print(f"1 MB header: {first_line(host, port, big)}")
+        garbage = b"GARBAGE\r\n\r\n"
+        print(f"bad request line: {first_line(host, port, garbage)}")
+        print(f"afterwards: {'answers' if one_scrape(host, port) else 'NO ANSWER'}")
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(10)
 
 
 if __name__ == "__main__":

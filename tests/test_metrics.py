@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tracemalloc
+import zlib
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -20,6 +23,7 @@ from prometheus_client.samples import Sample
 
 from logscan.core.aggregate import DELAY_BUCKETS, Aggregate, Snapshot
 from logscan.events import Event
+from logscan.outputs import metrics as metrics_module
 from logscan.outputs.metrics import (
     COMMON_CODES,
     MAX_ENHANCED_PER_LOG,
@@ -560,3 +564,108 @@ def test_refusals_without_a_known_code_and_the_session_stages_are_exported() -> 
     assert {k: v for k, v in samples(text).items() if k[0] == "logscan_export_folded_total" and v} == {}
     replies = sum(v for (name, _), v in samples(text).items() if name == "logscan_smtp_replies_total")
     assert replies == 2
+
+
+# ---------------------------------------------------------------- the direct renderer (issue 15)
+
+
+def hostile_exposition() -> Exposition:
+    agg = busy_aggregate()
+    agg.add(ev(code="550", enhanced='5.1.1"', status="bounced"))  # folded, counted
+    agg.add(ev(log='we"ird\\log\n', code="550"))  # dropped, counted
+    agg.add(ev(direction="inbound", code="554", stage="weird stage"))  # folded into "other"
+    return exposition(
+        agg,
+        alerts_firing={"smtp551_spike": True, 'bad"alert': True},
+        notifications={("smtp551_spike", "am", "success"): 3},
+    )
+
+
+@pytest.mark.parametrize("process", [False, True])
+def test_direct_render_is_byte_for_byte_what_prometheus_client_writes(process: bool) -> None:
+    for exp in (exposition(Aggregate()), exposition(busy_aggregate()), hostile_exposition()):
+        reg = make_registry(lambda e=exp: e, process_metrics=process)  # type: ignore[misc]
+        fast_text, fast_om = reg.exposition(openmetrics=False), reg.exposition(openmetrics=True)
+        if process:  # process metrics move between two reads; compare the logscan part
+            fast_text = fast_text[: fast_text.index(b"# HELP logscan_process_")]
+            fast_om = fast_om[: fast_om.index(b"# HELP logscan_process_")]
+            ref = make_registry(lambda e=exp: e, process_metrics=False)  # type: ignore[misc]
+            assert fast_text == generate_latest(ref)
+            assert fast_om + b"# EOF\n" == generate_openmetrics(ref)
+        else:
+            assert fast_text == generate_latest(reg)
+            assert fast_om == generate_openmetrics(reg)
+
+
+def test_render_escapes_label_values_and_help_as_prometheus_client_does() -> None:
+    fam = metrics_module.Family(
+        "x_total", "counter", 'doc with \\ and "quotes"\nand a newline', ("b", "a"),
+        {('q"uote', "back\\slash"): 1.0, ("new\nline", "plain"): 2.5e6, ("z", "y"): float("inf")},
+    )  # fmt: skip
+
+    class One(Collector):
+        def collect(self) -> Iterable[Metric]:
+            return [metrics_module._metric(fam)]
+
+    reg = One()
+    render = metrics_module.render
+    assert render([fam], openmetrics=False).encode() == generate_latest(reg)
+    assert render([fam], openmetrics=True).encode() + b"# EOF\n" == generate_openmetrics(reg)
+
+
+def test_the_cached_body_follows_every_change_of_the_snapshot() -> None:
+    agg = busy_aggregate()
+    reg = make_registry(lambda: exposition(agg), process_metrics=False)
+    first = reg.exposition(openmetrics=False)
+    assert reg.exposition(openmetrics=False) == first  # same snapshot: the cached body
+    agg.add(ev(code="551", enhanced="5.1.1"))
+    second = reg.exposition(openmetrics=False)
+    assert second != first
+    assert second == generate_latest(reg)
+
+
+def test_promtool_check_metrics_accepts_the_exposition() -> None:
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool not found: apt-get install prometheus"
+    reg = make_registry(hostile_exposition)
+    done = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=reg.exposition(openmetrics=False),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_kept_reply_decisions_match_a_fresh_export_as_keys_arrive_and_aggregates_change() -> None:
+    first, second = Aggregate(), Aggregate()
+    current = [first]
+    reg = make_registry(lambda: exposition(current[0]), process_metrics=False)
+    for i in range(MAX_ENHANCED_PER_LOG + 30):  # past the cap: overflow decisions are kept too
+        first.add(ev(code="550", enhanced=f"5.{i % 9}.{i}"))
+        if i % 23 == 0:
+            first.add(ev(code="5x0", enhanced="5.1.1"))  # invalid code, dropped and counted
+            assert reg.exposition(openmetrics=False) == generate_latest(reg)  # the pure path
+    assert reg.exposition(openmetrics=False) == generate_latest(reg)
+    second.add(ev(code="551", enhanced="5.1.1"))
+    second.add(ev(log="bad log", code="550"))
+    for agg in (second, first, second):  # another key order: the decisions start afresh
+        current[0] = agg
+        assert reg.exposition(openmetrics=True) == generate_openmetrics(reg)
+
+
+def test_gzipped_exposition_is_one_gzip_stream_of_the_same_body() -> None:
+    agg = busy_aggregate()
+    reg = make_registry(lambda: exposition(agg))  # with process metrics: the per-scrape tail
+    for openmetrics in (False, True):
+        for _ in range(2):  # the second time from the kept compressor state
+            packed = reg.exposition(openmetrics=openmetrics, gzipped=True)
+            reader = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            text = reader.decompress(packed)
+            assert reader.eof
+            assert reader.unused_data == b""  # one member: every client reads it all
+            plain = reg.exposition(openmetrics=openmetrics)
+            cut = b"# HELP logscan_process_"
+            assert text[: text.index(cut)] == plain[: plain.index(cut)]
+            assert text.endswith(b"# EOF\n") == openmetrics
+        agg.add(ev(code="551"))

@@ -170,12 +170,23 @@ url = "{webhook_sink.url}/hook"
             {"reason": "sender_mismatch", "count": 10},
         ]
         assert {"kind": "sender_domain", "value": "example.com", "count": 24} in diag["offenders"]
+
+        # /diagnosis over real HTTP, and the landing page naming the dominant reason.
+        status, body = d.get("/diagnosis")
+        assert status == 200
+        rows = {(r["code"], r["reasons"][0]["reason"]) for r in json.loads(body)["codes"]}
+        assert ("551", "auth_required") in rows
+        status, page = d.get("/")
+        assert status == 200
+        assert "Why refusals happen (last hour)" in page
+        assert "auth_required" in page
+        assert "ceo" not in body + page
     finally:
         d.stop()
 
 
 def test_the_daemon_serves_the_diagnosis_body_the_http_server_routes_to(tmp_path: Path) -> None:
-    # The HTTP server is being replaced (issue 15); it routes /diagnosis to Daemon.diagnosis().
+    # The HTTP server routes /diagnosis to Daemon.diagnosis().
     log = tmp_path / "SMTP-Activity-261128.log"
     log.write_text("")
     d = Daemon(write_config(tmp_path, [{"name": "me", "path": str(log)}], port=free_port()))

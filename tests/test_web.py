@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import shutil
 import socket
 import ssl
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import pytest
@@ -55,7 +57,7 @@ def serving(
     web: WebConfig | None = None,
     ready: Callable[[], tuple[bool, str]] = lambda: (True, ""),
     agg: Aggregate | None = None,
-    **kw: int,
+    **kw: Any,
 ) -> Iterator[MetricsServer]:
     server = MetricsServer(listen, registry(agg), ready, web, **kw)
     server.start()
@@ -311,28 +313,102 @@ def test_concurrent_scrapes_while_events_arrive_see_monotonic_counters() -> None
     assert agg.replies[("postfix", "mx1", "outbound", "551", "")] > 0
 
 
-def test_connections_beyond_the_cap_are_refused_and_slots_come_back() -> None:
+def test_beyond_the_cap_the_oldest_silent_connection_makes_room_for_a_scrape() -> None:
     with serving(max_connections=2) as server:
         host, port = server.address
-        held = [socket.create_connection((host, port)) for _ in range(2)]
+        held = [socket.create_connection((host, port), timeout=5) for _ in range(2)]
         time.sleep(0.3)  # let the server accept both
-        extra = socket.create_connection((host, port))
-        extra.settimeout(5)
-        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        with contextlib.suppress(ConnectionResetError):  # closed without an answer, either way
-            assert extra.recv(100) == b""
+        extra = socket.create_connection((host, port), timeout=5)
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := extra.recv(1000):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert answer.endswith(b"OK\n")
         extra.close()
+        with contextlib.suppress(ConnectionResetError):  # the oldest silent one was closed
+            assert held[0].recv(100) == b""
+        held[1].setblocking(False)
+        with pytest.raises(BlockingIOError):  # the younger one is still open
+            held[1].recv(100)
         for s in held:
             s.close()
-        deadline = time.monotonic() + 5
-        while True:
+        assert get(server.url + "/healthz").status == 200
+
+
+def read_until_closed(conn: socket.socket, limit: float = 10) -> tuple[bytes, float]:
+    """Everything the server sends until it closes, and how long that took."""
+    t = time.monotonic()
+    conn.settimeout(limit)
+    data = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := conn.recv(4096):
+            data += chunk
+    return data, time.monotonic() - t
+
+
+def test_default_limits() -> None:
+    server = MetricsServer("127.0.0.1:0", registry(), lambda: (True, ""))
+    assert server.head_timeout_s == 10.0
+    assert server.max_head_bytes == 64 * 1024
+    assert server.idle_timeout_s == 60.0
+
+
+def test_a_client_that_keeps_dripping_header_bytes_is_cut_at_the_head_deadline() -> None:
+    with serving(head_timeout_s=0.5) as server:
+        drip = socket.create_connection(server.address, timeout=5)
+        drip.sendall(b"GET /metrics HTTP/1.1\r\n")
+        t = time.monotonic()
+        cut = False
+        while time.monotonic() - t < 5:
             try:
-                assert get(server.url + "/healthz").status == 200
+                drip.sendall(b"X")
+            except OSError:
+                cut = True
                 break
-            except urllib3.exceptions.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+            time.sleep(0.05)
+        assert cut, "a client that never finishes its head must be closed"
+        assert time.monotonic() - t >= 0.4  # not before the deadline
+        drip.close()
+        assert get(server.url + "/healthz").status == 200
+
+
+def test_keep_alive_outlives_the_head_deadline_until_the_idle_timeout() -> None:
+    with serving(head_timeout_s=0.3, timeout_s=1.5) as server:
+        conn = socket.create_connection(server.address, timeout=5)
+        for _ in range(2):
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while not got.endswith(b"OK\n"):
+                chunk = conn.recv(1000)
+                assert chunk, got
+                got += chunk
+            assert got.startswith(b"HTTP/1.1 200")
+            time.sleep(0.6)  # idle past the head deadline: a kept-alive connection is not cut
+        rest, waited = read_until_closed(conn)
+        assert rest == b""
+        assert waited < 5  # closed by the idle timeout
+        conn.close()
+
+
+def test_heads_are_bounded_431_and_garbage_is_400() -> None:
+    with serving(max_head_bytes=4096) as server:
+        many = b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 50) for i in range(200))
+        for payload in (many + b"\r\n", b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"):
+            conn = socket.create_connection(server.address, timeout=5)
+            with contextlib.suppress(OSError):
+                conn.sendall(payload)
+            answer, _ = read_until_closed(conn)
+            conn.close()
+            assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+            assert b"logscan_" not in answer
+        conn = socket.create_connection(server.address, timeout=5)
+        conn.sendall(b"HELLO THERE\r\n\r\n")
+        answer, _ = read_until_closed(conn)
+        conn.close()
+        assert answer.split(b" ")[1] == b"400"
+        assert http().request("POST", server.url + "/metrics", body=b"x").status == 405
+        assert get(server.url + "/metrics").status == 200
 
 
 # ---------------------------------------------------------------- TLS and authentication
@@ -431,6 +507,17 @@ def test_a_tcp_client_that_never_handshakes_does_not_block_tls_clients(pki: Pki)
             assert time.monotonic() - t < 5
         finally:
             silent.close()
+
+
+def test_a_tcp_client_that_never_handshakes_is_closed_at_the_head_deadline(pki: Pki) -> None:
+    cfg = web_config(pki.dir, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    with serving(web=cfg, head_timeout_s=0.5) as server:
+        silent = socket.create_connection(server.address)
+        data, waited = read_until_closed(silent)
+        silent.close()
+        assert data == b""
+        assert 0.4 <= waited < 5
+        assert get(server.url + "/healthz", tls_pool(pki)).status == 200
 
 
 MTLS = """tls_server_config:
@@ -591,6 +678,30 @@ def test_web_config_errors_name_the_file_and_key(tmp_path: Path, text: str, mess
 def test_missing_web_config_file(tmp_path: Path) -> None:
     with pytest.raises(WebConfigError, match=r"nope\.yml: cannot read"):
         load_web_config(tmp_path / "nope.yml")
+
+
+def test_the_shipped_example_passes_promtool_check_web_config(pki: Pki, tmp_path: Path) -> None:
+    """The same file must work for the exporter-toolkit of Debian 12's Prometheus (promtool 2.42)."""
+    example = Path(__file__).parent.parent / "config" / "web-config.example.yml"
+    text = example.read_text()
+    assert "web_config_file" in text  # the key logscan.toml really has
+    for name in ("logscan.crt", "logscan.key", "prometheus-ca.crt"):
+        assert f"/etc/logscan/tls/{name}" in text
+    real = {"logscan.crt": pki.server_cert, "logscan.key": pki.server_key, "prometheus-ca.crt": pki.ca}
+    for name, path in real.items():
+        text = text.replace(f"/etc/logscan/tls/{name}", str(path))
+    (tmp_path / "web.yml").write_text(text)
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool not found: apt-get install prometheus"
+    done = subprocess.run(
+        [promtool, "check", "web-config", str(tmp_path / "web.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout + done.stderr
+    assert load_web_config(tmp_path / "web.yml").ssl_context is not None  # and logscan takes it too
 
 
 def test_the_shipped_example_web_config_is_valid_apart_from_its_placeholders() -> None:

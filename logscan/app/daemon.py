@@ -96,7 +96,8 @@ class Daemon:
                 else None
             )
             self.server = MetricsServer(
-                self.cfg.server.listen, make_registry(self.exposition), self.ready, web_config
+                self.cfg.server.listen, make_registry(self.exposition), self.ready, web_config,
+                diagnosis=self.diagnosis,
             )
             self.server.start()
         except (OSError, ValueError) as exc:
@@ -335,7 +336,7 @@ class Daemon:
         )
 
     def diagnosis(self) -> bytes:
-        """The /diagnosis JSON body (issue 14): recent refusals by reason, offenders, fixes."""
+        """The /diagnosis JSON body: recent refusals by reason, offenders, fixes."""
         with self.lock:
             return diagnosis_json(self.aggregate.diagnosis)
 

@@ -9,17 +9,22 @@ of the snapshot, which is what keeps every exported counter monotonic.
 from __future__ import annotations
 
 import re
+import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Final
 
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.openmetrics import exposition as om_exposition
+from prometheus_client.utils import floatToGoString
 
 from logscan import __version__
 from logscan.core.aggregate import DEFAULT_WINDOWS, DELAY_BUCKETS, OTHER, Snapshot, window_label
@@ -143,36 +148,87 @@ def _bad_label(folds: _Folds, metric: str, n: float, **labels: str) -> bool:
     return False
 
 
-def _replies(snap: Snapshot, logs: Iterable[LogStatus], folds: _Folds) -> dict[Labels, float]:
+Decision = tuple[Labels | None, str, str]  # (exported key or None if dropped, folded label, reason)
+
+
+class _ReplyPlan:
+    """What `_replies` decided for each reply key, kept between scrapes of one aggregate.
+
+    The aggregate only ever appends keys (dicts keep insertion order), so the decisions made
+    for the keys of the last scrape hold for the same leading keys now, and only new keys
+    need deciding. That is checked at every scrape (one list comparison); any other change
+    (a different aggregate, a reset) starts afresh.
+    """
+
+    __slots__ = ("admitted", "code_ok", "decisions", "enhanced_ok", "keys", "prefixes")
+
+    def __init__(self) -> None:
+        self.keys: list[Labels] = []
+        self.decisions: list[Decision] = []
+        self.prefixes: dict[Labels, str] = {}  # (mta, log, direction) -> "" or the bad label
+        self.admitted: dict[Labels, set[Labels]] = {}
+        self.code_ok: dict[str, bool] = {}
+        self.enhanced_ok: dict[str, bool] = {}
+
+    def decide(self, key: Labels) -> Decision:
+        prefix = key[:3]
+        bad = self.prefixes.get(prefix)
+        if bad is None:
+            bad = ""
+            for label, value in zip(("mta", "log", "direction"), prefix, strict=True):
+                if not _CHECKS[label](value):
+                    bad = label
+                    break
+            self.prefixes[prefix] = bad
+        if bad:
+            return None, bad, "invalid"
+        code, enhanced = key[3], key[4]
+        ok = self.code_ok.get(code)
+        if ok is None:
+            ok = self.code_ok[code] = _CODE.match(code) is not None
+        if not ok:
+            return None, "code", "invalid"
+        if not enhanced:
+            return key, "", ""
+        good = self.enhanced_ok.get(enhanced)
+        if good is None:
+            good = self.enhanced_ok[enhanced] = _ENHANCED.match(enhanced) is not None
+        if not good or enhanced[0] != code[0]:
+            return (*prefix, code, ""), "enhanced", "invalid"
+        seen = self.admitted.setdefault(prefix, set())
+        pair = key[3:]
+        if pair not in seen:
+            if len(seen) >= MAX_ENHANCED_PER_LOG:
+                return (*prefix, code, ""), "enhanced", "overflow"
+            seen.add(pair)
+        return key, "", ""
+
+    def run(self, replies: Iterable[Labels]) -> list[Decision]:
+        """One decision per key of `replies`, in its order."""
+        keys = list(replies)
+        if keys[: len(self.keys)] != self.keys:
+            self.__init__()  # type: ignore[misc]  # not an extension of the last key list
+        for key in keys[len(self.keys) :]:
+            self.decisions.append(self.decide(key))
+        self.keys = keys
+        return self.decisions
+
+
+def _replies(
+    snap: Snapshot, logs: Iterable[LogStatus], folds: _Folds, plan: _ReplyPlan | None = None
+) -> dict[Labels, float]:
     out: dict[Labels, float] = {}
     for log in logs:
         for direction in DIRECTIONS:
             for code in COMMON_CODES:
                 out[(log.mta, log.name, direction, code, "")] = 0
-    admitted: dict[Labels, set[tuple[str, str]]] = {}
-    valid: set[Labels] = set()  # (mta, log, direction) prefixes already checked this scrape
     name = "logscan_smtp_replies_total"
-    for (mta, log_name, direction, code, raw_enhanced), n in snap.replies.items():
-        enhanced = raw_enhanced
-        if (mta, log_name, direction) not in valid:
-            if _bad_label(folds, name, n, mta=mta, log=log_name, direction=direction):
-                continue
-            valid.add((mta, log_name, direction))
-        if not _CODE.match(code):
-            folds.add(name, "code", "invalid", n)
-            continue
-        if enhanced and (not _ENHANCED.match(enhanced) or enhanced[0] != code[0]):
-            folds.add(name, "enhanced", "invalid", n)
-            enhanced = ""
-        if enhanced:
-            seen = admitted.setdefault((mta, log_name, direction), set())
-            if (code, enhanced) not in seen:
-                if len(seen) >= MAX_ENHANCED_PER_LOG:
-                    folds.add(name, "enhanced", "overflow", n)
-                    enhanced = ""
-                else:
-                    seen.add((code, enhanced))
-        _add(out, (mta, log_name, direction, code, enhanced), n)
+    decisions = (plan or _ReplyPlan()).run(snap.replies)
+    for n, (out_key, label, reason) in zip(snap.replies.values(), decisions, strict=True):
+        if label:
+            folds.add(name, label, reason, n)
+        if out_key is not None:
+            out[out_key] = out.get(out_key, 0) + n
     return out
 
 
@@ -232,7 +288,8 @@ def _domains(snap: Snapshot, folds: _Folds) -> dict[Labels, float]:
     out: dict[Labels, float] = {(OTHER, d, c): 0 for d in DIRECTIONS for c in CLASSES}
     name = "logscan_domain_replies_total"
     for (raw_domain, direction, klass), n in snap.domains.items():
-        if _bad_label(folds, name, n, direction=direction):
+        if direction not in DIRECTIONS:  # what _bad_label checks, inline: this loop is per domain
+            folds.add(name, "direction", "invalid", n)
             continue
         if len(klass) != 3 or klass[0] not in "2345" or klass[1:] != "xx":
             folds.add(name, "class", "invalid", n)
@@ -291,19 +348,49 @@ def _delays(
     return out
 
 
-def _counter(name: str, doc: str, labels: Labels, values: Mapping[Labels, float]) -> CounterMetricFamily:
-    # CounterMetricFamily wants the name without _total and emits no _created when created=None.
-    fam = CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels)
-    for key, v in values.items():
-        fam.add_metric(key, v)
-    return fam
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One exported family, independent of any client library: what both renderers read.
+
+    `name` is the name as the text format writes it (counters end in `_total`); a
+    histogram's `values` is empty and `histogram` maps labels to (cumulative buckets, sum).
+    """
+
+    name: str
+    kind: str
+    doc: str
+    labels: Labels
+    values: Mapping[Labels, float] = field(default_factory=dict)
+    histogram: Mapping[Labels, tuple[list[float], float]] = field(default_factory=dict)
 
 
-def _gauge(name: str, doc: str, labels: Labels, values: Mapping[Labels, float]) -> GaugeMetricFamily:
-    fam = GaugeMetricFamily(name, doc, labels=labels)
-    for key, v in values.items():
-        fam.add_metric(key, v)
-    return fam
+def _counter(name: str, doc: str, labels: Labels, values: Mapping[Labels, float]) -> Family:
+    return Family(name, "counter", doc, labels, values)
+
+
+def _gauge(name: str, doc: str, labels: Labels, values: Mapping[Labels, float]) -> Family:
+    return Family(name, "gauge", doc, labels, values)
+
+
+_BOUNDS: Final = tuple([repr(float(b)) for b in DELAY_BUCKETS] + ["+Inf"])
+
+
+def _metric(fam: Family) -> Metric:
+    """The prometheus_client object for one family (the registry path; render() skips it)."""
+    if fam.kind == "histogram":
+        hist = HistogramMetricFamily(fam.name, fam.doc, labels=fam.labels)
+        for key, (cumulative, total) in fam.histogram.items():
+            hist.add_metric(key, list(zip(_BOUNDS, cumulative, strict=True)), total)
+        return hist
+    out: CounterMetricFamily | GaugeMetricFamily
+    if fam.kind == "counter":
+        # CounterMetricFamily wants the name without _total and emits no _created when created=None.
+        out = CounterMetricFamily(fam.name.removesuffix("_total"), fam.doc, labels=fam.labels)
+    else:
+        out = GaugeMetricFamily(fam.name, fam.doc, labels=fam.labels)
+    for key, v in fam.values.items():
+        out.add_metric(key, v)
+    return out
 
 
 class LogscanCollector:
@@ -316,126 +403,141 @@ class LogscanCollector:
         """Called by the registry on the scraping thread; raising makes the scrape fail (HTTP 500)."""
         yield from self.families(self._source())
 
+    def source(self) -> Exposition:
+        """One exposition from the daemon (copied under its lock)."""
+        return self._source()
+
     @staticmethod
     def families(exp: Exposition) -> list[Metric]:
         """The exported families for one exposition; pure, so tests can call it directly."""
-        snap = exp.snapshot
-        folds = _Folds()
-        # Per-log self-metrics exist for every configured log from the start; series that
-        # carry an `mta` label wait until the log's format is known (auto-detected or set).
-        named = [log for log in exp.logs if _NAME.match(log.name)]
-        logs = [log for log in named if log.mta in MTAS]
-        mtas = sorted({log.mta for log in logs})
-        fams: list[Metric] = [
-            _counter(
-                "logscan_smtp_replies_total",
-                "SMTP replies seen in the logs, by basic and enhanced status code.",
-                ("mta", "log", "direction", "code", "enhanced"),
-                _replies(snap, logs, folds),
-            ),
-            _counter(
-                "logscan_smtp_reply_reasons_total",
-                "4xx/5xx SMTP replies by why they refused (docs/runbooks/<reason>.md).",
-                ("mta", "log", "direction", "code", "reason"),
-                _reasons(snap, logs, folds),
-            ),
-            _counter(
-                "logscan_deliveries_total",
-                "Delivery outcomes stated by the logs.",
-                ("mta", "log", "status"),
-                _deliveries(snap, logs, folds),
-            ),
-            _counter(
-                "logscan_rejections_total",
-                "Inbound SMTP commands our server refused, by stage and code.",
-                ("mta", "log", "stage", "code"),
-                _rejections(snap, folds),
-            ),
-        ]
+        return [_metric(f) for f in exported(exp)]
 
-        ratios: dict[Labels, float] = {(m, window_label(w)): 0.0 for m in mtas for w in exp.windows}
-        for (mta, window), v in snap.bounce_ratio.items():
-            if mta in MTAS and _TOKEN.match(window):
-                ratios[(mta, window)] = v
-        fams.append(
-            _gauge(
-                "logscan_bounce_ratio",
-                "bounced / (sent + bounced + expired) over the window, on event time; 0 when idle.",
-                ("mta", "window"),
-                ratios,
-            )
+
+def exported(exp: Exposition, plan: _ReplyPlan | None = None) -> list[Family]:
+    """Every family of the metric contract for one exposition, in exposition order.
+
+    Pure without `plan`; a registry passes the plan it keeps between scrapes.
+    """
+    snap = exp.snapshot
+    folds = _Folds()
+    # Per-log self-metrics exist for every configured log from the start; series that
+    # carry an `mta` label wait until the log's format is known (auto-detected or set).
+    named = [log for log in exp.logs if _NAME.match(log.name)]
+    logs = [log for log in named if log.mta in MTAS]
+    mtas = sorted({log.mta for log in logs})
+    fams: list[Family] = [
+        _counter(
+            "logscan_smtp_replies_total",
+            "SMTP replies seen in the logs, by basic and enhanced status code.",
+            ("mta", "log", "direction", "code", "enhanced"),
+            _replies(snap, logs, folds, plan),
+        ),
+        _counter(
+            "logscan_smtp_reply_reasons_total",
+            "4xx/5xx SMTP replies by why they refused (docs/runbooks/<reason>.md).",
+            ("mta", "log", "direction", "code", "reason"),
+            _reasons(snap, logs, folds),
+        ),
+        _counter(
+            "logscan_deliveries_total",
+            "Delivery outcomes stated by the logs.",
+            ("mta", "log", "status"),
+            _deliveries(snap, logs, folds),
+        ),
+        _counter(
+            "logscan_rejections_total",
+            "Inbound SMTP commands our server refused, by stage and code.",
+            ("mta", "log", "stage", "code"),
+            _rejections(snap, folds),
+        ),
+    ]
+
+    ratios: dict[Labels, float] = {(m, window_label(w)): 0.0 for m in mtas for w in exp.windows}
+    for (mta, window), v in snap.bounce_ratio.items():
+        if mta in MTAS and _TOKEN.match(window):
+            ratios[(mta, window)] = v
+    fams.append(
+        _gauge(
+            "logscan_bounce_ratio",
+            "bounced / (sent + bounced + expired) over the window, on event time; 0 when idle.",
+            ("mta", "window"),
+            ratios,
         )
+    )
 
-        hist = HistogramMetricFamily(
+    hist: dict[Labels, tuple[list[float], float]] = {}
+    for key, (buckets, total) in _delays(snap, logs, folds).items():
+        cumulative: list[float] = []
+        running = 0.0
+        for b in buckets:
+            running += b
+            cumulative.append(running)
+        hist[key] = (cumulative, total)
+    fams.append(
+        Family(
             "logscan_delivery_delay_seconds",
+            "histogram",
             "Delay from queueing to the final outcome of a delivery.",
-            labels=("mta", "status"),
+            ("mta", "status"),
+            histogram=hist,
         )
-        bounds = [repr(float(b)) for b in DELAY_BUCKETS] + ["+Inf"]
-        for key, (buckets, total) in _delays(snap, logs, folds).items():
-            cumulative: list[tuple[str, float]] = []
-            running = 0.0
-            for le, b in zip(bounds, buckets, strict=True):
-                running += b
-                cumulative.append((le, running))
-            hist.add_metric(key, cumulative, total)
-        fams.append(hist)
+    )
 
-        fams.append(
-            _counter(
-                "logscan_domain_replies_total",
-                "Replies by remote domain (top N; the rest as other) and reply class.",
-                ("domain", "direction", "class"),
-                _domains(snap, folds),
-            )
+    fams.append(
+        _counter(
+            "logscan_domain_replies_total",
+            "Replies by remote domain (top N; the rest as other) and reply class.",
+            ("domain", "direction", "class"),
+            _domains(snap, folds),
         )
-        fams.append(
-            _counter(
-                "logscan_lines_total",
-                "Log lines read, by parse result.",
-                ("log", "result"),
-                _lines(snap, named, folds),
-            )
+    )
+    fams.append(
+        _counter(
+            "logscan_lines_total",
+            "Log lines read, by parse result.",
+            ("log", "result"),
+            _lines(snap, named, folds),
         )
-        fams.append(
-            _counter(
-                "logscan_unparsed_lines_total",
-                "Log lines the parser did not understand, by reason.",
-                ("log", "reason"),
-                _unparsed(snap, folds),
-            )
+    )
+    fams.append(
+        _counter(
+            "logscan_unparsed_lines_total",
+            "Log lines the parser did not understand, by reason.",
+            ("log", "reason"),
+            _unparsed(snap, folds),
         )
-        fams.extend(_log_families(named, snap))
-        fams.extend(_alert_families(exp, folds))
-        fams.extend(_queue_families(exp.queues))  # issue 17
-        fams.append(
-            _gauge(
-                "logscan_build_info",
-                "Build of logscan; always 1.",
-                ("version",),
-                {(exp.version if _VERSION.match(exp.version) else "unknown",): 1},
-            )
+    )
+    fams.extend(_log_families(named, snap))
+    fams.extend(_alert_families(exp, folds))
+    fams.extend(_queue_families(exp.queues))
+    fams.append(
+        _gauge(
+            "logscan_build_info",
+            "Build of logscan; always 1.",
+            ("version",),
+            {(exp.version if _VERSION.match(exp.version) else "unknown",): 1},
         )
-        fams.append(
-            _gauge(
-                "logscan_watcher_up",
-                "1 when the file-system watcher is running.",
-                (),
-                {(): float(exp.watcher_up)},
-            )
+    )
+    fams.append(
+        _gauge(
+            "logscan_watcher_up",
+            "1 when the file-system watcher is running.",
+            (),
+            {(): float(exp.watcher_up)},
         )
-        fams.append(
-            _counter(
-                "logscan_export_folded_total",
-                "Events whose label value was invalid or over a cardinality cap at export.",
-                ("metric", "label", "reason"),
-                folds.counts,
-            )
+    )
+    fams.append(
+        _counter(
+            "logscan_export_folded_total",
+            "Events whose label value was invalid or over a cardinality cap at export.",
+            ("metric", "label", "reason"),
+            folds.counts,
         )
-        return fams
+    )
+    return fams
 
 
-def _log_families(logs: list[LogStatus], snap: Snapshot) -> list[Metric]:
+def _log_families(logs: list[LogStatus], snap: Snapshot) -> list[Family]:
     def per_log(get: Callable[[LogStatus], float]) -> dict[Labels, float]:
         return {(log.name,): get(log) for log in logs}
 
@@ -474,7 +576,7 @@ def _log_families(logs: list[LogStatus], snap: Snapshot) -> list[Metric]:
     ]
 
 
-def _journal_families(logs: list[LogStatus]) -> list[Metric]:
+def _journal_families(logs: list[LogStatus]) -> list[Family]:
     """Only when some log reads the journal (issue 13): a file-only daemon exports no such family."""
     gaps: dict[Labels, float] = {
         (s.name,): s.journal_cursor_gaps for s in logs if s.journal_cursor_gaps is not None
@@ -489,7 +591,7 @@ def _journal_families(logs: list[LogStatus]) -> list[Metric]:
     )]
 
 
-def _alert_families(exp: Exposition, folds: _Folds) -> list[Metric]:
+def _alert_families(exp: Exposition, folds: _Folds) -> list[Family]:
     firing: dict[Labels, float] = {}
     for alert, on in exp.alerts_firing.items():
         if _NAME.match(alert):
@@ -513,7 +615,7 @@ def _alert_families(exp: Exposition, folds: _Folds) -> list[Metric]:
     ]
 
 
-def _queue_families(queues: tuple[QueueStatus, ...]) -> list[Metric]:
+def _queue_families(queues: tuple[QueueStatus, ...]) -> list[Family]:
     """Issue 17: queue depth; a failed last sample leaves no depth (never a stale one)."""
     if not queues:
         return []
@@ -534,14 +636,171 @@ def _queue_families(queues: tuple[QueueStatus, ...]) -> list[Metric]:
     ]
 
 
-def make_registry(source: Callable[[], Exposition], *, process_metrics: bool = True) -> CollectorRegistry:
+def _go_float(v: float) -> str:
+    out: str = floatToGoString(v)  # type: ignore[no-untyped-call]
+    return out
+
+
+def _om_latest(registry: CollectorRegistry) -> bytes:
+    out: bytes = om_exposition.generate_latest(registry)  # type: ignore[no-untyped-call]
+    return out
+
+
+def _escape_value(v: str) -> str:
+    # Label values as prometheus_client writes them in both formats.
+    if "\\" in v or "\n" in v or '"' in v:
+        return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return v
+
+
+def _doc(doc: str, openmetrics: bool) -> str:
+    doc = doc.replace("\\", r"\\").replace("\n", r"\n")
+    return doc.replace('"', r"\"") if openmetrics else doc
+
+
+def _template(sample: str, labels: Labels) -> tuple[str, tuple[int, ...]]:
+    """A %-template for one sample line, labels in sorted order (as prometheus_client sorts them)."""
+    order = tuple(sorted(range(len(labels)), key=lambda i: labels[i]))
+    if not labels:
+        return sample + " %s\n", order
+    # Metric and label names are legacy-valid constants: no "%" to escape in the template.
+    return sample + "{" + ",".join(f'{labels[i]}="%s"' for i in order) + "} %s\n", order
+
+
+Prefixes = dict[str, dict[Labels, str]]
+
+
+def render(families: Iterable[Family], *, openmetrics: bool, prefixes: Prefixes | None = None) -> str:
+    """The text (0.0.4) or OpenMetrics exposition of `families`, without the OpenMetrics `# EOF`.
+
+    Byte-for-byte what prometheus_client's encoders write for the same families, built
+    straight from the values: no object per sample (tests/test_metrics.py compares the two).
+    `prefixes` keeps each series' `name{labels} ` between calls (the same in both formats),
+    so a scrape after a few new events formats only the values.
+    """
+    out: list[str] = []
+    emit = out.append
+    memo: dict[float, str] = {}  # most values repeat (0, 1, small counts)
+    cache: Prefixes = {} if prefixes is None else prefixes
+
+    def fmt(v: float) -> str:
+        s = memo.get(v)
+        if s is None:
+            s = memo[v] = _go_float(v)
+        return s
+
+    for fam in families:
+        head = fam.name.removesuffix("_total") if openmetrics and fam.kind == "counter" else fam.name
+        emit(f"# HELP {head} {_doc(fam.doc, openmetrics)}\n# TYPE {head} {fam.kind}\n")
+        if fam.kind == "histogram":
+            bucket, border = _template(fam.name + "_bucket", (*fam.labels, "le"))
+            count, order = _template(fam.name + "_count", fam.labels)
+            total, _ = _template(fam.name + "_sum", fam.labels)
+            for key, (cumulative, sum_value) in fam.histogram.items():
+                vals = _clean(key)
+                for le, n in zip(_BOUNDS, cumulative, strict=True):
+                    full = (*vals, le)
+                    emit(bucket % (*[full[i] for i in border], fmt(n)))
+                plain = tuple(vals[i] for i in order)
+                emit(count % (*plain, fmt(cumulative[-1])))
+                emit(total % (*plain, fmt(sum_value)))
+            continue
+        known = cache.get(fam.name)
+        if known is None or len(known) > 2 * len(fam.values) + 1000:  # label churn: start afresh
+            known = cache[fam.name] = {}
+        line, order = _template(fam.name, fam.labels)
+        line = line.removesuffix("%s\n")
+        permute = itemgetter(*order) if len(order) > 1 else None
+        for key, v in fam.values.items():
+            prefix = known.get(key)
+            if prefix is None:
+                clean = _clean(key)
+                prefix = known[key] = line % (permute(clean) if permute is not None else clean)
+            emit(prefix + fmt(v) + "\n")
+    return "".join(out)
+
+
+def _clean(key: Labels) -> Labels:
+    joined = "".join(key)
+    if "\\" in joined or "\n" in joined or '"' in joined:
+        return tuple(_escape_value(v) for v in key)
+    return key
+
+
+class LogscanRegistry(CollectorRegistry):
+    """The registry of the logscan collector (and process metrics), plus a fast direct renderer.
+
+    `generate_latest(registry)` still works (and is the reference); the HTTP server calls
+    `exposition()` instead, which writes the same bytes ~10x faster at 10k series.
+    """
+
+    def __init__(self, source: Callable[[], Exposition], *, process_metrics: bool) -> None:
+        super().__init__(auto_describe=False)
+        self._collector = LogscanCollector(source)
+        self.register(self._collector)
+        self._process: CollectorRegistry | None = None
+        self._lock = threading.Lock()
+        self._cache: dict[bool, _Body] = {}
+        # Shared by the scrape threads without a lock: each entry is a pure function of its key.
+        self._prefixes: Prefixes = {}
+        self._plan = _ReplyPlan()
+        self._plan_lock = threading.Lock()
+        if process_metrics:
+            self._process = CollectorRegistry(auto_describe=False)
+            collector = ProcessCollector(namespace="logscan", registry=self._process)
+            self.register(collector)
+
+    def exposition(self, *, openmetrics: bool, gzipped: bool = False) -> bytes:
+        """The whole scrape body in one format, gzipped when asked; raises what the source raises.
+
+        The logscan part is cached per snapshot content: a scrape that finds the same
+        exposition as the last one (no new lines read, a second Prometheus of an HA pair)
+        costs one comparison of the snapshot dicts (~0.3 ms at 10k series), not a render.
+        Gzip is cached the same way: the compressor state after the logscan part is kept
+        and copied, so only the few process metrics are compressed per scrape (one stream).
+        """
+        exp = self._collector.source()
+        with self._lock:
+            entry = self._cache.get(openmetrics)
+        if entry is None or entry.exposition != exp:
+            with self._plan_lock:
+                families = exported(exp, self._plan)
+            body = render(families, openmetrics=openmetrics, prefixes=self._prefixes).encode()
+            entry = _Body(exp, body)
+            with self._lock:
+                self._cache[openmetrics] = entry
+        if openmetrics:
+            tail = _om_latest(self._process) if self._process is not None else b"# EOF\n"
+        else:
+            tail = generate_latest(self._process) if self._process is not None else b""
+        if not gzipped:
+            return entry.body + tail
+        with self._lock:
+            if entry.gzip_state is None:
+                # Level 1: ~1 MB of repetitive text shrinks ~15x either way; level 6 costs 3x the CPU.
+                state = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
+                entry.gzip_head = state.compress(entry.body)
+                entry.gzip_state = state
+            state = entry.gzip_state.copy()
+        return entry.gzip_head + state.compress(tail) + state.flush()
+
+
+class _Body:
+    """One rendered logscan body and, once asked for, its gzip prefix and compressor state."""
+
+    __slots__ = ("body", "exposition", "gzip_head", "gzip_state")
+
+    def __init__(self, exposition: Exposition, body: bytes) -> None:
+        self.exposition = exposition
+        self.body = body
+        self.gzip_head = b""
+        self.gzip_state: zlib._Compress | None = None
+
+
+def make_registry(source: Callable[[], Exposition], *, process_metrics: bool = True) -> LogscanRegistry:
     """A private registry with the logscan collector (and logscan_process_* when asked).
 
     No gc/platform collectors: they say nothing about mail. Process memory, CPU and open
     files do matter for a daemon that reads hostile input, so they are kept, namespaced.
     """
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(LogscanCollector(source))
-    if process_metrics:
-        ProcessCollector(namespace="logscan", registry=registry)
-    return registry
+    return LogscanRegistry(source, process_metrics=process_metrics)
