@@ -31,10 +31,6 @@ from tests.test_queue import _need, _submit, open_dir, postfix  # noqa: F401 - f
 DASHBOARD = REPO / "config" / "grafana" / "logscan.json"
 SAMPLES = REPO / "sample_logs"
 
-# Issue 14 adds logscan_smtp_reply_reasons_total{mta, log, direction, code, reason}. Until it is
-# merged, the "551 by reason" panel may return no data (its query must still parse). The
-# integrator flips this to True after merging issue 14; from then on the panel must return data.
-REPLY_REASONS_METRIC_MERGED = True
 REASONS_PANEL = "551 by reason"
 
 REQUIRED_PANELS = {
@@ -196,16 +192,7 @@ scrape_configs:
                     assert any(("reason", "no-timestamp") in k for k in result), result
                 if not finite:
                     empty.append((panel["title"], expr))
-        reasons_empty = [e for e in empty if e[0] == REASONS_PANEL]
-        others = [e for e in empty if e[0] != REASONS_PANEL]
-        assert others == [], f"panels without data: {others}"
-        if REPLY_REASONS_METRIC_MERGED:
-            assert reasons_empty == [], f"issue 14 is merged but {REASONS_PANEL} has no data: {reasons_empty}"
-        else:
-            exists = prom.query("count(logscan_smtp_reply_reasons_total)")
-            assert not exists, (
-                "logscan_smtp_reply_reasons_total exists now: set REPLY_REASONS_METRIC_MERGED = True"
-            )
+        assert empty == [], f"panels without data: {empty}"
         wait_for(lambda: d.value("logscan_queue_messages", queue="deferred") == 2, what="queue on /metrics")
         picture = os.environ.get("LOGSCAN_RENDER_DASHBOARD")
         if picture:  # re-draws docs/dashboard.svg from this stack (scripts/render_dashboard.py)

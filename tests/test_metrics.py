@@ -566,7 +566,7 @@ def test_refusals_without_a_known_code_and_the_session_stages_are_exported() -> 
     assert replies == 2
 
 
-# ---------------------------------------------------------------- the direct renderer (issue 15)
+# ---------------------------------------------------------------- the direct renderer
 
 
 def hostile_exposition() -> Exposition:

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress bar on stderr for big inputs (auto: when stderr is a terminal)",
     )
 
-    # Issue 17: history for Prometheus (README "Backfill history").
+    # History for Prometheus (README "Backfill history").
     scan.add_argument(
         "--openmetrics",
         type=Path,
@@ -168,7 +168,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         rules_cfg = cfg.alerts
     report = ScanReport()
     timeline = None
-    if args.openmetrics is not None:  # issue 17
+    if args.openmetrics is not None:
         from logscan.outputs.openmetrics_backfill import Timeline  # noqa: PLC0415
 
         timeline = Timeline(
@@ -242,7 +242,7 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 
 
 def _write_openmetrics(timeline: Timeline, out: Path) -> bool:
-    """Issue 17: write the recorded series to `out`; False (and a message) when it cannot."""
+    """Write the recorded series to `out`; False (and a message) when it cannot."""
     timeline.finish()
     try:
         with out.open("w", encoding="utf-8") as f:

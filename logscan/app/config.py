@@ -51,7 +51,7 @@ class Log(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     format: Format = "auto"
     start_at: Literal["end", "beginning"] = "end"
     timezone: str = ""
-    # Where lines come from (issue 13): "file" follows `path` (a local path or glob, or
+    # Where lines come from: "file" follows `path` (a local path or glob, or
     # smb://server/share/dir/glob with `credentials_file`); "journal" reads the systemd journal
     # (the local one, or `journal_directory`), entries whose SYSLOG_IDENTIFIER matches one of
     # `identifiers` (globs; [] = postfix* for postfix, exim* for exim, both for auto).
@@ -68,7 +68,7 @@ class Alerts(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     receivers: list[Receiver] = msgspec.field(default_factory=list)
 
 
-# -- [queue]: mail queue depth (issue 17, docs/decisions/0017) -------------------------------
+# -- [queue]: mail queue depth (docs/decisions/0017) ----------------------------------------------
 class Queue(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     mta: Literal["", "postfix", "exim", "mailenable"] = ""  # "" = no queue sampling
     interval: float = 30.0

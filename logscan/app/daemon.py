@@ -198,7 +198,7 @@ class Daemon:
             # backlog is left to its own timestamps, or its unread lines would count as late.
             t = max(max(self.aggregate.last_event.values(), default=0.0), wall)
             transitions = self.engine.advance(t, logs=caught_up)
-            # issue 14: each alert says what its replies mostly are (reason, offenders, fix).
+            # Each alert says what its replies mostly are (reason, offenders, fix).
             transitions = [explain(tr, self.aggregate.diagnosis) for tr in transitions]
         self._announce(transitions)
         return busy

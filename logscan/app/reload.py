@@ -34,5 +34,5 @@ def plan_reload(old: Config, new: Config, running: Mapping[str, Log]) -> ReloadP
 
 
 def _same_place(a: Log, b: Log) -> bool:
-    """The saved position still means something: same file(s), or same journal (issue 13)."""
+    """The saved position still means something: same file(s), or same journal."""
     return (a.path, a.source, a.journal_directory) == (b.path, b.source, b.journal_directory)

@@ -93,7 +93,7 @@ class LogStatus:
     bytes_read: int = 0
     rotations: int = 0
     lag_bytes: int = 0
-    # Journal sources only (None for files): saved cursors found vacuumed away (issue 13).
+    # Journal sources only (None for files): saved cursors found vacuumed away.
     journal_cursor_gaps: int | None = None
 
 
@@ -112,7 +112,7 @@ class Exposition:
     version: str = __version__
     watcher_up: bool = True
     windows: tuple[int, ...] = DEFAULT_WINDOWS
-    queues: tuple[QueueStatus, ...] = ()  # issue 17: mail queue depth
+    queues: tuple[QueueStatus, ...] = ()  # mail queue depth ([queue])
 
 
 class _Folds:
@@ -577,7 +577,7 @@ def _log_families(logs: list[LogStatus], snap: Snapshot) -> list[Family]:
 
 
 def _journal_families(logs: list[LogStatus]) -> list[Family]:
-    """Only when some log reads the journal (issue 13): a file-only daemon exports no such family."""
+    """Only when some log reads the journal: a file-only daemon exports no such family."""
     gaps: dict[Labels, float] = {
         (s.name,): s.journal_cursor_gaps for s in logs if s.journal_cursor_gaps is not None
     }
@@ -616,7 +616,7 @@ def _alert_families(exp: Exposition, folds: _Folds) -> list[Family]:
 
 
 def _queue_families(queues: tuple[QueueStatus, ...]) -> list[Family]:
-    """Issue 17: queue depth; a failed last sample leaves no depth (never a stale one)."""
+    """Queue depth; a failed last sample leaves no depth (never a stale one)."""
     if not queues:
         return []
     depths: dict[Labels, float] = {}
