@@ -70,3 +70,8 @@ class EventBatch(msgspec.Struct):
     delays: dict[Status, list[float]]  # outcome → delay_s of each such event, in order (all >= 0)
     minutes: dict[int, list[int]]  # epoch minute → [sent, bounced, expired], in order
     last_time: float  # the latest event time
+    # What alert rules count (AlertEngine.observe_batch), for each event with a code, in order
+    # (parallel to `domains`): its time (compares with whole seconds as Event.time does) and
+    # its reply (direction, code, enhanced). Empty lists: the batch carries none.
+    times: list[float] = msgspec.field(default_factory=list)
+    codes: list[tuple[Direction, str, str]] = msgspec.field(default_factory=list)

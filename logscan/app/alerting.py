@@ -7,7 +7,7 @@ from typing import Any
 
 from logscan.app.config import Alerts
 from logscan.core.alerts import DEFAULT_RULES, AlertPeriod, Replay, Rule
-from logscan.events import Event
+from logscan.events import Event, EventBatch
 from logscan.outputs.notify import Notifier
 
 
@@ -34,6 +34,9 @@ class Replayer:
 
     def observe(self, ev: Event) -> None:
         self.replay.observe(ev)
+
+    def observe_batch(self, batch: EventBatch) -> None:
+        self.replay.observe_batch(batch)
 
     def finish(self) -> list[dict[str, Any]]:
         """Every firing period, as JSON-able dicts with ISO start and end."""

@@ -149,7 +149,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 report,
                 tz_name=tz_name,
                 progress=progress,
-                observers=(recorder.observe,) if recorder else (),
+                observers=(recorder,) if recorder else (),
             )
         except ScanError as exc:
             print(f"logscan: {exc}", file=sys.stderr)

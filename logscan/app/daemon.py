@@ -195,7 +195,7 @@ class Daemon:
         rt.ingest(raw, wall, self.lock, self.aggregate)
 
     def _set_format(self, rt: LogRuntime, fmt: str) -> None:
-        rt.set_format(fmt, self.cfg.daemon.timezone, self.aggregate, (self.engine.observe,))
+        rt.set_format(fmt, self.cfg.daemon.timezone, self.aggregate, (self.engine,))
 
     def _announce(self, transitions: list[Transition]) -> None:
         for tr in transitions:
@@ -260,7 +260,7 @@ class Daemon:
                 self.engine = AlertEngine.from_dict(self.engine.to_dict(), rules_of(new.alerts))
                 for rt in self.logs.values():
                     if rt.pipeline is not None:
-                        rt.pipeline.observers = (self.engine.observe,)
+                        rt.pipeline.observers = (self.engine,)
             self.cfg = plan.config
         if plan.receivers_changed:
             if self.notifier is not None:

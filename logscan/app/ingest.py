@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
 from logscan.app.config import Log, zone
 from logscan.core.aggregate import Aggregate
-from logscan.core.pipeline import Pipeline
-from logscan.events import Event
+from logscan.core.pipeline import Observer, Pipeline
 from logscan.parsers import make_parser
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.detect import SAMPLE_LINES, detect
@@ -34,7 +33,7 @@ class LogRuntime:
     warned: set[str] = field(default_factory=set)
 
     def set_format(self, fmt: str, default_tz: str, aggregate: Aggregate,
-                   observers: Sequence[Callable[[Event], None]]) -> None:
+                   observers: Sequence[Observer]) -> None:
         """Parse this log as `fmt` from now on."""
         options = ParserOptions(log=self.cfg.name, tz=zone(self.cfg.timezone or default_tz),
                                 reference_time=time.time())

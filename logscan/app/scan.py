@@ -6,15 +6,15 @@ import gzip
 import io
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from logscan.core.aggregate import OTHER, Aggregate, Snapshot
-from logscan.core.pipeline import LineCounts, Pipeline
-from logscan.events import DELIVERY_STATUSES, Event
+from logscan.core.pipeline import LineCounts, Observer, Pipeline
+from logscan.events import DELIVERY_STATUSES
 from logscan.parsers import make_parser
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.detect import SAMPLE_LINES, detect
@@ -108,7 +108,7 @@ def scan_file(
     report: ScanReport,
     *,
     tz_name: str = "",
-    observers: tuple[Callable[[Event], None], ...] = (),
+    observers: tuple[Observer, ...] = (),
     progress: bool = False,
 ) -> FileReport:
     """Scan one file into `report.aggregate`; raises ScanError when it cannot be read."""

@@ -30,13 +30,17 @@ How a rule is evaluated (docs/alerts.md has the operator's version):
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
+from operator import le
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from logscan.events import Direction, Event
+from logscan.events import Direction, Event, EventBatch
 
 BUCKET_S: Final = 60
 STATE_VERSION: Final = 1
@@ -287,6 +291,74 @@ class AlertEngine:
                 hit = rule.matches(ev)
                 if not self._domain_series(log, idx, rule, ev, hit).add(minute, hit):
                     self.late += 1
+
+    def observe_batch(self, batch: EventBatch) -> None:
+        """Count a batch's replies: the same state and transitions as observe() of each of its
+        events in order, counted a run at a time (docs/decisions/0016-alerts-from-counts.md).
+
+        A run is the events of one minute before the next evaluation point; between two such
+        points observe() only adds to buckets, so a run's replies are added as counts.
+        """
+        times, codes = batch.times, batch.codes
+        if len(times) != len(batch.classes) or len(codes) != len(times):
+            raise ValueError("EventBatch without the time and reply of each event with a code")
+        if not times:
+            return
+        name, mta = batch.log, batch.mta
+        if self._per_domain(name) or not all(map(le, times, islice(times, 1, None))):
+            # Per-domain series depend on the order of domains; unordered times on each event.
+            self._observe_each(batch)
+            return
+        log = self._logs.get(name)
+        if log is None:
+            log = self._logs[name] = _Log(next_min=int(times[0] // BUCKET_S) + 1)
+        settle = self.settle_s
+        i, n = 0, len(times)
+        while i < n:
+            t = times[i]
+            if t >= log.next_min * BUCKET_S + settle:
+                self._evaluate(name, log, self._target(t))
+            minute = int(t // BUCKET_S)
+            # The run ends where the minute ends or the next evaluation point comes.
+            end = min((minute + 1) * BUCKET_S, log.next_min * BUCKET_S + settle)
+            j = max(bisect_left(times, end, i), i + 1)
+            for (direction, code, enhanced), k in Counter(codes[i:j]).items():
+                slots = log.fast.get((direction, mta))
+                if slots is None:
+                    slots = self._slots(name, log, direction, mta)
+                for series, kind, want in slots:
+                    if minute < series.folded:
+                        self.late += k
+                        continue
+                    totals = series.totals
+                    totals[minute] = totals.get(minute, 0) + k
+                    if (code == want) if kind == 0 else (code[0] == want) if kind == 1 else enhanced == want:
+                        hits = series.hits
+                        hits[minute] = hits.get(minute, 0) + k
+            i = j
+
+    def _per_domain(self, name: str) -> bool:
+        """Whether a per_domain rule counts the replies of log `name`."""
+        return any(r.per_domain and (r.logs is None or name in r.logs) for r in self.rules)
+
+    def _observe_each(self, batch: EventBatch) -> None:
+        """observe() of each event of the batch with a code, rebuilt from what rules read."""
+        mta, name = batch.mta, batch.log
+        replies = zip(batch.times, batch.codes, batch.domains, strict=True)
+        for t, (direction, code, enhanced), domain in replies:
+            outbound = direction == "outbound"
+            self.observe(
+                Event(
+                    mta,
+                    name,
+                    t,
+                    direction,
+                    code,
+                    enhanced,
+                    recipient_domain=domain if outbound else "",
+                    sender_domain="" if outbound else domain,
+                )
+            )
 
     def _slots(self, name: str, log: _Log, direction: str, mta: str) -> list[tuple[_Series, int, str]]:
         slots: list[tuple[_Series, int, str]] = []
@@ -630,6 +702,14 @@ class Replay:
         self._seen += 1
         if self._seen % 65536 == 0:
             self._take(self.engine.advance())
+
+    def observe_batch(self, batch: EventBatch) -> None:
+        self.engine.observe_batch(batch)
+        seen = self._seen + len(batch.times)
+        # advance() without a time only collects transitions: when it runs changes nothing.
+        if seen // 65536 != self._seen // 65536:
+            self._take(self.engine.advance())
+        self._seen = seen
 
     def _take(self, transitions: Iterable[Transition]) -> None:
         for tr in transitions:

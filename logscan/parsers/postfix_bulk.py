@@ -171,11 +171,12 @@ class PostfixBulk:
         got = self._times(rows, zones.pop())
         if got is None:
             return None
-        buckets, last = got
+        buckets, last, times = got
 
         replies: dict[tuple[Direction, str, str], int] = {}
         deliveries: dict[Status, int] = {}
         rejections: dict[tuple[str, str], int] = {}
+        reply_of: dict[str, tuple[Direction, str, str]] = {}  # row key → its reply, for `codes`
         for key, n in Counter(map(itemgetter(_KEY), rows)).items():
             kind, fields = key[0], key[1:].split("|")
             if kind == "R":
@@ -191,9 +192,11 @@ class PostfixBulk:
                 code, enhanced, dsn = fields[1:]
                 rkey = ("outbound", code, enhanced or (valid_enhanced(dsn) if dsn else ""))
             replies[rkey] = replies.get(rkey, 0) + n
+            reply_of[key] = rkey
 
         # The order-dependent parts: the domain of each event with a code, and each delay.
         classes = list(map(itemgetter(_CLASS), rows))
+        codes = list(map(reply_of.__getitem__, compress(map(itemgetter(_KEY), rows), classes)))
         keys = list(compress(map(itemgetter(_DOMAIN), rows), classes))
         memo = self._domains
         missing = set(keys).difference(memo)
@@ -232,11 +235,16 @@ class PostfixBulk:
             delays,
             minutes,
             last,
+            times(classes),
+            codes,
         )
 
-    def _times(self, rows: list[tuple[str, ...]], zone: str) -> tuple[list[int], float] | None:
-        """Each row's bounce-ratio minute and the latest time; None when the rows' minutes
-        decrease somewhere or a stamp is one parse() would reject.
+    def _times(
+        self, rows: list[tuple[str, ...]], zone: str
+    ) -> tuple[list[int], float, Callable[[list[str]], list[float]]] | None:
+        """Each row's bounce-ratio minute, the latest time, and a function giving the times of
+        the rows a selector list marks; None when the rows' minutes decrease somewhere or a
+        stamp is one parse() would reject.
 
         add_batch() may fill each minute's bucket at once only because minutes never decrease.
         """
@@ -246,15 +254,29 @@ class PostfixBulk:
             if not all(map(le, minute_texts, islice(minute_texts, 1, None))):
                 return None
             bucket_of: dict[str, int] = {}
+            start_of: dict[str, float] = {}
             for text in dict.fromkeys(minute_texts):
                 start = p.minute(text + zone)
                 if start is None:
                     return None
                 bucket_of[text] = int(start // 60)
+                start_of[text] = start
             minute, seconds = max(zip(minute_texts, map(itemgetter(_SECONDS), rows), strict=True))
             stamp = f"{minute}:{seconds}{zone}"
             last = p.stamp_time(stamp, len(stamp))
-            return None if last is None else (list(map(bucket_of.__getitem__, minute_texts)), last)
+
+            def selected(marks: list[str]) -> list[float]:
+                # float("SS.ffffff") may differ from parse()'s SS + 0.ffffff in the last bit,
+                # never across a whole second: what the alert engine compares times with.
+                return list(
+                    map(
+                        add,
+                        map(start_of.__getitem__, compress(minute_texts, marks)),
+                        map(float, compress(map(itemgetter(_SECONDS), rows), marks)),
+                    )
+                )
+
+            return None if last is None else (list(map(bucket_of.__getitem__, minute_texts)), last, selected)
         # Classic syslog: no year, month names. The parser's clock dates each minute; it adds
         # the seconds last (Clock.local), so minute + seconds is the float parse() gets.
         starts: dict[str, float] = {}
@@ -267,7 +289,11 @@ class PostfixBulk:
         times = list(map(add, map(starts.__getitem__, minute_texts), seconds))
         if not all(map(le, times, islice(times, 1, None))):
             return None
-        return list(map(int, map(floordiv, times, repeat(60)))), times[-1]
+        return (
+            list(map(int, map(floordiv, times, repeat(60)))),
+            times[-1],
+            lambda marks: list(compress(times, marks)),
+        )
 
     def _delay(self, text: str) -> float | None:
         """float(delay=) as _delivered() reads it; None when it is no number."""
