@@ -19,7 +19,7 @@ from logscan import __version__
 from logscan.app import sdnotify
 from logscan.app.alerting import notifier_from_config, rules_of
 from logscan.app.config import Config, ConfigError, Log, load_config
-from logscan.app.ingest import LogRuntime, head_texts
+from logscan.app.ingest import LogRuntime, head_texts, line_count
 from logscan.app.logging import configure_logging
 from logscan.app.persistence import StateStore
 from logscan.app.reload import plan_reload
@@ -167,7 +167,7 @@ class Daemon:
         caught_up: list[str] = []
         wall = time.time()
         for name, rt in list(self.logs.items()):
-            lines = rt.follower.poll(POLL_BYTES)
+            lines = rt.follower.poll(POLL_BYTES, blocks=True)
             rt.log_notes()
             if lines:
                 self._ingest(rt, lines, wall)
@@ -189,7 +189,7 @@ class Daemon:
             fmt = rt.choose_format(head_texts(raw))
             if not fmt:
                 with self.lock:
-                    self.aggregate.count_lines(rt.cfg.name, "unparsed", len(raw), "unknown-format")
+                    self.aggregate.count_lines(rt.cfg.name, "unparsed", line_count(raw), "unknown-format")
                 return
             self._set_format(rt, fmt)
         rt.ingest(raw, wall, self.lock, self.aggregate)
