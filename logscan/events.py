@@ -71,7 +71,8 @@ class EventBatch(msgspec.Struct):
     minutes: dict[int, list[int]]  # epoch minute → [sent, bounced, expired], in order
     last_time: float  # the latest event time
     # What alert rules count (AlertEngine.observe_batch), for each event with a code, in order
-    # (parallel to `domains`): its time (compares with whole seconds as Event.time does) and
-    # its reply (direction, code, enhanced). Empty lists: the batch carries none.
+    # (parallel to `domains`): its time cut to the whole second (Event.time's floor: rules
+    # compare times with whole seconds only) and its reply (direction, code, enhanced).
+    # Filled only when asked (BulkReader.batch).
     times: list[float] = msgspec.field(default_factory=list)
     codes: list[tuple[Direction, str, str]] = msgspec.field(default_factory=list)

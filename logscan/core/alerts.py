@@ -297,11 +297,14 @@ class AlertEngine:
         events in order, counted a run at a time (docs/decisions/0016-alerts-from-counts.md).
 
         A run is the events of one minute before the next evaluation point; between two such
-        points observe() only adds to buckets, so a run's replies are added as counts.
+        points observe() only adds to buckets, so a run's replies are added as counts. Batch
+        times are cut to whole seconds, which decide the same as long as settle_s is whole.
         """
         times, codes = batch.times, batch.codes
         if len(times) != len(batch.classes) or len(codes) != len(times):
             raise ValueError("EventBatch without the time and reply of each event with a code")
+        if not self.settle_s.is_integer():
+            raise ValueError("observe_batch() needs a whole settle_s; feed events with observe()")
         if not times:
             return
         name, mta = batch.log, batch.mta

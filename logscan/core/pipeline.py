@@ -161,7 +161,7 @@ class Pipeline:
                 self._parse(cast(list[str], list(run)), batch)
                 continue
             rows = cast(list[tuple[str, ...]], list(run))
-            events = bulk.batch(rows)
+            events = bulk.batch(rows, bool(self._batched))
             if events is not None and self.aggregate.add_batch(events):
                 batch.parsed += events.events
                 for observer in self._batched:

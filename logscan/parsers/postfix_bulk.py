@@ -95,6 +95,7 @@ _CLASSES: Final[dict[str, tuple[Direction, str]]] = {
     d[0] + c: (d, c + "xx") for d in ("outbound", "inbound") for c in "2345"
 }
 _MISSING: Final = -1.0  # not a delay _delay() could give
+_WHOLE: Final = itemgetter(slice(0, 2))  # the whole seconds of a row's seconds
 _DOMAIN_MEMO: Final = 1 << 16  # domains kept between chunks (a few MB at most)
 
 
@@ -162,8 +163,10 @@ class PostfixBulk:
             return None
         return [_row(row, line) if row[0] or row[4] else line for row, line in zip(found, lines, strict=True)]
 
-    def batch(self, rows: list[tuple[str, ...]]) -> EventBatch | None:
-        """The events of `rows` (none empty) grouped; None when they must go line by line."""
+    def batch(self, rows: list[tuple[str, ...]], each_reply: bool = False) -> EventBatch | None:
+        """The events of `rows` (none empty) grouped; None when they must go line by line.
+
+        `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules."""
         p = self._parser
         zones = set(map(itemgetter(_ZONE), rows))
         if len(zones) != 1:
@@ -196,7 +199,9 @@ class PostfixBulk:
 
         # The order-dependent parts: the domain of each event with a code, and each delay.
         classes = list(map(itemgetter(_CLASS), rows))
-        codes = list(map(reply_of.__getitem__, compress(map(itemgetter(_KEY), rows), classes)))
+        codes = []
+        if each_reply:
+            codes = list(map(reply_of.__getitem__, compress(map(itemgetter(_KEY), rows), classes)))
         keys = list(compress(map(itemgetter(_DOMAIN), rows), classes))
         memo = self._domains
         missing = set(keys).difference(memo)
@@ -235,7 +240,7 @@ class PostfixBulk:
             delays,
             minutes,
             last,
-            times(classes),
+            times(classes) if each_reply else [],
             codes,
         )
 
@@ -266,15 +271,11 @@ class PostfixBulk:
             last = p.stamp_time(stamp, len(stamp))
 
             def selected(marks: list[str]) -> list[float]:
-                # float("SS.ffffff") may differ from parse()'s SS + 0.ffffff in the last bit,
-                # never across a whole second: what the alert engine compares times with.
-                return list(
-                    map(
-                        add,
-                        map(start_of.__getitem__, compress(minute_texts, marks)),
-                        map(float, compress(map(itemgetter(_SECONDS), rows), marks)),
-                    )
-                )
+                # Cut to the whole second (EventBatch.times): float() of the fraction costs more
+                # than all the rest of a row.
+                starts = map(start_of.__getitem__, compress(minute_texts, marks))
+                whole = map(_WHOLE, compress(map(itemgetter(_SECONDS), rows), marks))
+                return list(map(add, starts, map(SECONDS.__getitem__, whole)))
 
             return None if last is None else (list(map(bucket_of.__getitem__, minute_texts)), last, selected)
         # Classic syslog: no year, month names. The parser's clock dates each minute; it adds
