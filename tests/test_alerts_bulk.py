@@ -195,3 +195,26 @@ def test_scan_alerts_replay_is_the_same_from_batches(
     assert len(want) >= 5
     assert periods("c") == want
     assert periods("regex") == want
+
+
+def test_a_quiet_series_that_an_evaluation_would_drop_stays_as_per_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # After a quiet spell a series is empty and dropped at the next evaluation, unless a reply
+    # of the minute came before the evaluation point (here :05 before :30): then it stays.
+    line = (
+        "2026-11-29T10:{m:02d}:{s:02d}+00:00 mx1 postfix/smtp[7]: 4ABCDEF123: to=<u@d.example>, "
+        "relay=mx.d.example[192.0.2.2]:25, delay=0.5, delays=0.1/0/0.2/0.2, dsn=2.0.0, "
+        "status=sent (250 2.0.0 Ok)"
+    )
+    # A reply from 10:07 then still counts (the kept series reaches back to 12 − 5 minutes).
+    stamps = [(0, 5), (0, 30), (12, 5), (12, 30), (7, 40), (13, 5), (13, 30), (30, 5)]
+    lines = [line.format(m=m, s=s) for m, s in stamps]
+    # Late only for the two outbound rules whose window is one minute.
+    for rules, late in ((RULES, 2), (DEFAULT_RULES, 0)):
+        for size in (1, 2):
+            engine = AlertEngine(rules)
+            chunks = chunked(lines, size)
+            assert assert_same(chunks, rules, monkeypatch) == 0
+            feed(engine, chunks, "c", monkeypatch)
+            assert engine.late == late

@@ -322,9 +322,21 @@ class AlertEngine:
             if t >= log.next_min * BUCKET_S + settle:
                 self._evaluate(name, log, self._target(t))
             minute = int(t // BUCKET_S)
-            # The run ends where the minute ends or the next evaluation point comes.
-            end = min((minute + 1) * BUCKET_S, log.next_min * BUCKET_S + settle)
-            j = max(bisect_left(times, end, i), i + 1)
+            j = max(bisect_left(times, (minute + 1) * BUCKET_S, i), i + 1)  # the minute's end
+            due = log.next_min * BUCKET_S + settle
+            if times[j - 1] >= due:
+                # An evaluation point inside the minute, at event k. The events before it may
+                # go in after it all the same: the evaluation reads only earlier minutes. Two
+                # things they do first: make their series, and keep those from being dropped
+                # as empty (a 0 in this minute, which their count then raises).
+                k = bisect_left(times, due, i, j)
+                for direction in {reply[0] for reply in set(codes[i:k])}:
+                    slots = log.fast.get((direction, mta))
+                    if slots is None:
+                        slots = self._slots(name, log, direction, mta)
+                    for series, _, _ in slots:
+                        series.totals.setdefault(minute, 0)
+                self._evaluate(name, log, self._target(times[k]))
             for (direction, code, enhanced), k in Counter(codes[i:j]).items():
                 slots = log.fast.get((direction, mta))
                 if slots is None:
