@@ -234,7 +234,7 @@ class _Log:
     next_min: int
     series: dict[SeriesKey, _Series] = field(default_factory=dict)
     # Hot-path cache: (direction, mta) → the non-domain series an event feeds, with the
-    # matcher of its rule. Rebuilt after every evaluation, which may drop idle series.
+    # matcher of its rule. Rebuilt after an evaluation that drops idle series.
     fast: dict[tuple[str, str], list[tuple[_Series, int, str]]] = field(default_factory=dict)
     # per_domain rules: (rule index, mta) → recent hits of domains not yet tracked.
     candidates: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict)
@@ -478,7 +478,6 @@ class AlertEngine:
             self._run(name, key, series, start, target)
         steps = target + 1 - log.next_min
         log.next_min = target + 1
-        log.fast.clear()
         for cands in log.candidates.values():
             # Halve candidate counts per minute evaluated, so they measure recent hits.
             for d in list(cands):
@@ -486,10 +485,13 @@ class AlertEngine:
                 if not cands[d]:
                     del cands[d]
         # Forget series with nothing left to say, so idle domains and logs cost nothing.
-        for key in [
+        dead = [
             k for k, s in log.series.items() if s.state == "inactive" and not s.totals and s.baseline == 0.0
-        ]:
+        ]
+        for key in dead:
             del log.series[key]
+        if dead:
+            log.fast.clear()  # it may hold a dropped series; while none is, it stays right
 
     def _run(self, log: str, key: SeriesKey, s: _Series, first: int, last: int) -> None:
         rule = self.rules[key[0]]
