@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from logscan.app.config import Alerts
 from logscan.core.alerts import DEFAULT_RULES, AlertPeriod, Replay, Rule
 from logscan.events import Event, EventBatch
-from logscan.outputs.notify import Notifier
+
+if TYPE_CHECKING:  # `scan --alerts` needs neither: their imports cost it a tenth of a second
+    from logscan.app.config import Alerts
+    from logscan.outputs.notify import Notifier
 
 
 def rules_of(cfg: Alerts) -> list[Rule]:
@@ -19,6 +21,8 @@ def rules_of(cfg: Alerts) -> list[Rule]:
 
 
 def notifier_from_config(cfg: Alerts, instance: str) -> Notifier:
+    from logscan.outputs.notify import Notifier  # noqa: PLC0415 - see the imports above
+
     return Notifier(cfg.receivers if cfg.enabled else [], instance)
 
 
