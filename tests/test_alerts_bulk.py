@@ -21,7 +21,7 @@ from benchmarks.restamp import syslog_stamped
 from logscan.core.aggregate import Aggregate
 from logscan.core.alerts import DEFAULT_RULES, AlertEngine, AlertPeriod, Replay, Rule, Transition
 from logscan.core.pipeline import Pipeline
-from logscan.events import EventBatch
+from logscan.events import Event, EventBatch
 from logscan.parsers import make_parser, postfix_bulk
 from logscan.parsers.base import ParserOptions
 
@@ -78,6 +78,10 @@ def feed(
             nonlocal batched
             batched += len(batch.times)
             engine.observe_batch(batch)
+
+        def observe_events(self, events: list[Event]) -> None:
+            for ev in events:
+                engine.observe(ev)
 
     pipe = Pipeline("x.log", parser, agg, (Counting(),))
     if mode == "each":
@@ -218,3 +222,40 @@ def test_a_quiet_series_that_an_evaluation_would_drop_stays_as_per_event(
             assert assert_same(chunks, rules, monkeypatch) == 0
             feed(engine, chunks, "c", monkeypatch)
             assert engine.late == late
+
+
+def each_and_lists(fmt: str, lines: list[str], rules: tuple[Rule, ...], size: int) -> int:
+    """A pipeline without a bulk reader: the engine given each call's events as one list
+    (observe_events) against the engine given each event (a plain callable observer)."""
+    got: list[list[Transition]] = []
+    states = []
+    for listed in (False, True):
+        engine = AlertEngine(rules)
+        parser = make_parser(fmt, ParserOptions(log="x.log", tz=UTC, reference_time=REFERENCE))
+        agg = Aggregate()
+        pipe = Pipeline("x.log", parser, agg, (engine,) if listed else (engine.observe,))
+        out: list[Transition] = []
+        for chunk in chunked(lines, size):
+            pipe.feed_text(chunk)
+            out += engine.advance()
+        out += engine.advance(agg.last_event.get("x.log", REFERENCE) + 7200)
+        got.append(out)
+        states.append(engine.to_dict())
+    assert got[0] == got[1]
+    assert states[0] == states[1]
+    return len(got[0])
+
+
+@pytest.mark.parametrize("fmt", ["exim", "mailenable"])
+def test_exim_and_mailenable_fire_the_same_from_lists_of_events(fmt: str, tmp_path: Path) -> None:
+    sample = read_lines(ROOT / "tests" / "samples" / f"{fmt}.log")
+    path = tmp_path / f"{fmt}.log"
+    generate(fmt, 20_000, path, seed=16, hours=2.0, ndomains=200)
+    generated = read_lines(path)
+    for size in (1, 7, 1000):
+        each_and_lists(fmt, sample, RULES, size)
+    fired = 0
+    for size in (333, 4096):
+        fired += each_and_lists(fmt, generated, RULES, size)
+    fired += each_and_lists(fmt, generated, PER_DOMAIN, 4096)
+    assert fired >= 20

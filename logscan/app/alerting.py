@@ -42,6 +42,9 @@ class Replayer:
     def observe_batch(self, batch: EventBatch) -> None:
         self.replay.observe_batch(batch)
 
+    def observe_events(self, events: list[Event]) -> None:
+        self.replay.observe_events(events)
+
     def finish(self) -> list[dict[str, Any]]:
         """Every firing period, as JSON-able dicts with ISO start and end."""
         return [_period_doc(p) for p in self.replay.finish()]

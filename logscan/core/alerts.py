@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from operator import le
+from operator import attrgetter, le
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -225,6 +225,9 @@ class _Series:
 
 
 SeriesKey = tuple[int, str, str]  # rule index, mta, domain ("" unless per_domain)
+_TIME: Final = attrgetter("time")
+_WHERE: Final = attrgetter("log", "mta")
+_REPLY: Final = attrgetter("direction", "code", "enhanced")
 
 
 @dataclass(slots=True)
@@ -307,11 +310,33 @@ class AlertEngine:
             raise ValueError("observe_batch() needs a whole settle_s; feed events with observe()")
         if not times:
             return
-        name, mta = batch.log, batch.mta
-        if self._per_domain(name) or not all(map(le, times, islice(times, 1, None))):
-            # Per-domain series depend on the order of domains; unordered times on each event.
+        if not self._count_runs(batch.log, batch.mta, times, codes):
             self._observe_each(batch)
+
+    def observe_events(self, events: Sequence[Event]) -> None:
+        """observe() of each event in order (all of one log and mta), counted as observe_batch()
+        counts: the per-event path of a pipeline without a bulk reader (Exim, MailEnable)."""
+        coded = [ev for ev in events if ev.code]
+        if not coded:
             return
+        name, mta = coded[0].log, coded[0].mta
+        one = len(set(map(_WHERE, coded))) == 1
+        if not one or not self._count_runs(name, mta, list(map(_TIME, coded)), list(map(_REPLY, coded))):
+            for ev in coded:
+                self.observe(ev)
+
+    def _count_runs(
+        self, name: str, mta: str, times: list[float], codes: Sequence[tuple[str, str, str]]
+    ) -> bool:
+        """Count replies in order, a minute at a time; False (nothing done) when that would not
+        be the same as observe() one by one: a per_domain rule counts the log (domain series
+        depend on the order of domains), the times are out of order, or settle_s is 60 s or more."""
+        if (
+            not 0.0 <= self.settle_s < BUCKET_S
+            or self._per_domain(name)
+            or not all(map(le, times, islice(times, 1, None)))
+        ):
+            return False
         log = self._logs.get(name)
         if log is None:
             log = self._logs[name] = _Log(next_min=int(times[0] // BUCKET_S) + 1)
@@ -351,6 +376,7 @@ class AlertEngine:
                         hits = series.hits
                         hits[minute] = hits.get(minute, 0) + k
             i = j
+        return True
 
     def _per_domain(self, name: str) -> bool:
         """Whether a per_domain rule counts the replies of log `name`."""
@@ -719,6 +745,13 @@ class Replay:
         self._seen += 1
         if self._seen % 65536 == 0:
             self._take(self.engine.advance())
+
+    def observe_events(self, events: Sequence[Event]) -> None:
+        self.engine.observe_events(events)
+        seen = self._seen + len(events)
+        if seen // 65536 != self._seen // 65536:
+            self._take(self.engine.advance())
+        self._seen = seen
 
     def observe_batch(self, batch: EventBatch) -> None:
         self.engine.observe_batch(batch)

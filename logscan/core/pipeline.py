@@ -39,6 +39,10 @@ class Observer(Protocol):
 
     def observe_batch(self, batch: EventBatch) -> None: ...
 
+    def observe_events(self, events: list[Event]) -> None:
+        """observe() of each, in order: the events of one call of the per-line path."""
+        ...
+
 
 class Pipeline:
     """Feeds one log's lines through its parser into the aggregate and any observers."""
@@ -83,7 +87,7 @@ class Pipeline:
     def observers(self, observers: Iterable[Observer | Callable[[Event], None]]) -> None:
         self._observers = tuple(observers)
         self._batched = tuple(o for o in self._observers if isinstance(o, Observer))
-        self._each = tuple(o.observe if isinstance(o, Observer) else o for o in self._observers)
+        self._each = tuple(o for o in self._observers if not isinstance(o, Observer))
 
     def feed_text(self, chunk: str) -> LineCounts:
         """Like feed(), for a chunk of whole lines each ending in "\n"; returns this call's counts.
@@ -173,7 +177,11 @@ class Pipeline:
         """The hot loop: parse each line, fold its events in, count it into `batch`."""
         parse = self.parser.parse
         add = self.aggregate.add
+        # Observers that take lists get this call's events at the end (cheaper than one
+        # call per event); plain callables each event as it comes.
         observers = self._each
+        seen: list[Event] = []
+        keep = seen.extend if self._batched else None
         parsed = ignored = unparsed = 0
         for line in lines:
             result = parse(line)
@@ -184,11 +192,16 @@ class Pipeline:
                         add(ev)
                         for observe in observers:
                             observe(ev)
+                    if keep is not None:
+                        keep(result)
                 else:
                     ignored += 1
             else:
                 unparsed += 1
                 self._unparsed(batch, result, line)  # type: ignore[arg-type]
+        if seen:
+            for observer in self._batched:
+                observer.observe_events(seen)
         batch.parsed += parsed
         batch.ignored += ignored
         batch.unparsed += unparsed
