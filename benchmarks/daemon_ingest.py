@@ -3,6 +3,15 @@
 
     .venv/bin/python benchmarks/gen_logs.py                   # once
     .venv/bin/python -m benchmarks.daemon_ingest [--rounds 2] [--no-peers] [--mta exim]
+    .venv/bin/python -m benchmarks.daemon_ingest --vs-scan [--backlog] [--pythonpath DIR]
+
+--vs-scan also runs `logscan scan FILE` and `logscan scan --alerts FILE` on the burst file in
+the same rounds (process start to exit, as scan_vs_peers measures it), and reports the daemon's
+speed as a share of scan's (docs/benchmarks.md, issue 16's table). --backlog starts the daemon
+on the whole file already written (catching up after an outage) and times it from process
+start, like scan; without it the burst is appended to a followed empty log, so the daemon can
+finish no sooner than the writer. --pythonpath measures another checkout (e.g. an older
+commit: `git archive COMMIT | tar -x -C DIR`, C scanner copied or built in place).
 
 Measured per run:
 - time to visible: from the first append to the first /metrics scrape on which the burst is
@@ -42,7 +51,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.harness import DATA, REPO, RESULTS, count_lines, environment, human, publish, warm
+from benchmarks.harness import (
+    DATA,
+    REPO,
+    RESULTS,
+    Run,
+    Series,
+    count_lines,
+    environment,
+    human,
+    measure,
+    publish,
+    warm,
+)
 
 PEERS = Path(__file__).resolve().parent / "peers"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -112,6 +133,15 @@ class Result:
 
 POLL_INTERVAL: list[float] = []  # --poll-interval: logscan's [daemon] poll_interval (default: its own)
 MTA: list[str] = ["postfix"]  # --mta: the burst's format
+PYTHONPATH: list[Path] = []  # --pythonpath: the logscan checkout to run (default: this one)
+BACKLOG: list[bool] = [False]  # --backlog: the file is whole before the daemon starts
+
+
+def logscan_env() -> tuple[dict[str, str] | None, Path]:
+    """Environment and working directory that make `python -m logscan` import the measured checkout."""
+    if not PYTHONPATH:
+        return None, REPO
+    return {**os.environ, "PYTHONPATH": str(PYTHONPATH[0])}, PYTHONPATH[0]
 
 
 def logscan_argv(log: Path, work: Path, port: int) -> list[str]:
@@ -166,12 +196,19 @@ def run_one(subject: Subject, burst: Path, lines: int, timeout: float) -> Result
     with tempfile.TemporaryDirectory(prefix="logscan-ingest-") as tmp:
         work = Path(tmp)
         log = work / "mail.log"
-        log.touch()
+        backlog = BACKLOG[0] and subject.exact
+        if backlog:
+            shutil.copyfile(burst, log)
+            warm(log)
+        else:
+            log.touch()
         port = free_port()
         argv = subject.start(log, work, port)
+        env, cwd = logscan_env() if subject.exact else (None, REPO)
+        t_start = time.perf_counter()
         with (work / "stderr").open("wb") as err:
             proc = subprocess.Popen(
-                argv, stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO
+                argv, stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd, env=env
             )
         try:
             deadline = time.monotonic() + 60
@@ -179,11 +216,14 @@ def run_one(subject: Subject, burst: Path, lines: int, timeout: float) -> Result
                 if proc.poll() is not None or time.monotonic() > deadline:
                     tail = (work / "stderr").read_text()[-2000:]
                     raise SystemExit(f"{subject.name} did not start:\n{tail}")
-                time.sleep(0.1)
-            time.sleep(1.0)  # let it settle into its idle loop
-            cpu0 = cpu_ticks(proc.pid)
-            t0 = time.perf_counter()
-            append_s = append_burst(burst, log)
+                time.sleep(0.02 if backlog else 0.1)
+            if backlog:  # timed from the process start, as scan is; CPU likewise
+                cpu0, t0, append_s = 0, t_start, 0.0
+            else:
+                time.sleep(1.0)  # let it settle into its idle loop
+                cpu0 = cpu_ticks(proc.pid)
+                t0 = time.perf_counter()
+                append_s = append_burst(burst, log)
             last_value, last_change = -1.0, t0
             visible = t50 = t90 = None
             while time.perf_counter() - t0 < timeout:
@@ -202,7 +242,7 @@ def run_one(subject: Subject, burst: Path, lines: int, timeout: float) -> Result
                 elif not subject.exact and value > 0 and now - last_change >= QUIET_S:
                     visible = last_change - t0
                     break
-                time.sleep(POLL_S)
+                time.sleep(POLL_S / 2.5 if backlog else POLL_S)
             if visible is None:
                 raise SystemExit(f"{subject.name}: not visible after {timeout} s (last sum {last_value})")
             burst_cpu = (cpu_ticks(proc.pid) - cpu0) / CLK_TCK
@@ -221,6 +261,49 @@ def run_one(subject: Subject, burst: Path, lines: int, timeout: float) -> Result
     return Result(subject.name, visible, append_s, burst_cpu, hwm / 1024, idle, last_value, t50, t90)
 
 
+SCANS = ("logscan scan", "logscan scan --alerts")
+
+
+def run_scan(name: str, path: Path) -> Run:
+    """`logscan scan` of the whole burst file, from process start to exit."""
+    argv = [sys.executable, "-m", "logscan", "scan", "--json", "--progress", "never", "--format", MTA[0]]
+    argv += ["--alerts"] if name.endswith("--alerts") else []
+    env, cwd = logscan_env()
+    with tempfile.TemporaryDirectory(prefix="logscan-scan-") as tmp:
+        err = Path(tmp) / "err"
+        run = measure([*argv, str(path)], stdout=Path(tmp) / "out", stderr=err, cwd=cwd, env=env)
+        if run.rc != 0:
+            raise SystemExit(f"{name} exited {run.rc}:\n{err.read_text()[-2000:]}")
+    return run
+
+
+def vs_scan(scans: dict[str, Series], daemon: list[Result], lines: int) -> list[str]:
+    """The issue-16 table: scan, scan --alerts and the daemon side by side (best of rounds)."""
+    scan_wall = scans["logscan scan"].best("wall_s")
+    scan_cpu = scans["logscan scan"].best("cpu_s")
+    rows = [
+        (name, s.best("wall_s"), s.best("cpu_s"), s.median("maxrss_kb") / 1024) for name, s in scans.items()
+    ]
+    rows.append(
+        ("daemon (logscan run, default config: alerts on)", min(r.visible_s for r in daemon),
+         min(r.burst_cpu_s for r in daemon), min(r.peak_rss_mb for r in daemon))
+    )  # fmt: skip
+    md = [
+        "",
+        "Side by side with `logscan scan` (best of rounds; wall of scan = process start to exit):",
+        "",
+        "| path | wall s | lines/s (wall) | share of scan's speed (wall) | CPU s | lines/s (CPU) "
+        "| share of scan's speed (CPU) | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, wall, cpu, rss in rows:
+        md.append(
+            f"| {name} | {wall:.2f} | {human(lines / wall)} | {scan_wall / wall:.0%} | {cpu:.2f} "
+            f"| {human(lines / cpu) if cpu else '-'} | {scan_cpu / cpu if cpu else 0:.0%} | {rss:.1f} |"
+        )
+    return md
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mta", default="postfix", choices=["postfix", "exim", "mailenable"])
@@ -230,7 +313,13 @@ def main() -> None:
     ap.add_argument("--no-peers", action="store_true", help="logscan only")
     ap.add_argument("--poll-interval", type=float, default=None, help="logscan [daemon] poll_interval")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--vs-scan", action="store_true", help="also `logscan scan [--alerts]` in each round")
+    ap.add_argument("--backlog", action="store_true", help="the daemon starts on the whole file")
+    ap.add_argument("--pythonpath", type=Path, default=None, help="run the logscan checkout in this folder")
     args = ap.parse_args()
+    BACKLOG[0] = args.backlog
+    if args.pythonpath is not None:
+        PYTHONPATH.append(args.pythonpath.resolve())
     if args.poll_interval is not None:
         POLL_INTERVAL.append(args.poll_interval)
     MTA[0] = args.mta
@@ -243,7 +332,14 @@ def main() -> None:
     subjects = [s for s in subjects if s.name == "logscan run" or shutil.which(s.start(burst, burst, 0)[0])]
     started = datetime.now(UTC)
     results: list[Result] = []
+    scans = {name: Series(name) for name in SCANS} if args.vs_scan else {}
     for rnd in range(args.rounds):
+        for name, series in scans.items():
+            warm(burst)
+            run = run_scan(name, burst)
+            series.runs.append(run)
+            print(f"round {rnd + 1} {name:<28} wall {run.wall_s:7.2f} s  CPU {run.cpu_s:6.2f} s  "
+                  f"peak RSS {run.maxrss_kb / 1024:6.1f} MB", flush=True)  # fmt: skip
         for subject in subjects if rnd % 2 == 0 else reversed(subjects):
             warm(burst)
             r = run_one(subject, burst, lines, args.timeout)
@@ -263,6 +359,13 @@ def main() -> None:
         "that end on line boundaries",
         "- logscan done = sum(logscan_lines_total) == lines; peers done = their metrics stop moving for 3 s",
         f"- logscan [daemon] poll_interval: {args.poll_interval or 'default (2.0 s)'}",
+        f"- logscan measured: {PYTHONPATH[0] if PYTHONPATH else 'this checkout'}",
+        "- daemon: "
+        + (
+            "started on the whole file (start_at = beginning), timed from process start"
+            if args.backlog
+            else "follows an empty log; the burst is appended; timed from the first write"
+        ),
         "",
         "| subject | round | time to visible s (50 % / 90 % at) | lines/s (wall) | burst CPU s "
         "| lines/s (CPU) | peak RSS MB (VmHWM) | idle CPU s over 10 s | final sum of summed samples |",
@@ -291,6 +394,8 @@ def main() -> None:
             cpu = min(r.burst_cpu_s for r in pr) / best_ls_cpu
             rss = min(r.peak_rss_mb for r in ls) / min(r.peak_rss_mb for r in pr)
             md.append(f"| {s.name} | {wall:.2f} | {cpu:.2f} | {rss:.2f} |")
+    if scans:
+        md += vs_scan(scans, ls, lines)
     path = publish("\n".join(md) + "\n", args.out or RESULTS / f"ingest-{started:%Y-%m-%dT%H%M}Z.md")
     print(f"written: {path}")
 

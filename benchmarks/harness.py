@@ -29,7 +29,14 @@ class Run:
 GNU_TIME = Path("/usr/bin/time")
 
 
-def measure(cmd: Sequence[str], *, stdout: Path, stderr: Path | None = None, cwd: Path = REPO) -> Run:
+def measure(
+    cmd: Sequence[str],
+    *,
+    stdout: Path,
+    stderr: Path | None = None,
+    cwd: Path = REPO,
+    env: dict[str, str] | None = None,
+) -> Run:
     """Run `cmd` to completion. CPU (user+sys) comes from os.wait4's rusage.
 
     Peak RSS: wait4's ru_maxrss of a child forked from this Python process starts at this
@@ -44,7 +51,7 @@ def measure(cmd: Sequence[str], *, stdout: Path, stderr: Path | None = None, cwd
     try:
         with stdout.open("wb") as out:
             t0 = time.perf_counter()
-            proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd)
+            proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd, env=env)
             _pid, status, ru = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - t0
             proc.returncode = os.waitstatus_to_exitcode(status)

@@ -12,6 +12,7 @@ Tools per log:
   of the file (nxadm/tail SeekEnd), so it is measured by benchmarks/daemon_ingest.py instead.
 - exim: logscan scan, `eximstats FILE`, the bare loop.
 - mailenable: logscan scan and the bare loop (no open-source peer parses MailEnable logs).
+- every log: `logscan scan --alerts` too (the default alert rules replayed over the file).
 
 Every round runs every tool once, the order reversed on odd rounds (ABC CBA ...); the file
 is read once beforehand so that it is in the page cache for everyone. CPU = user+sys from
@@ -75,9 +76,10 @@ def _logscan_check(out: str) -> str:
     except ValueError:
         return "no JSON output"
     d = doc.get("deliveries", {})
+    alerts = f", alert periods {len(doc['alerts'])}" if "alerts" in doc else ""
     return (
         f"lines {doc.get('lines')}, unparsed {doc.get('unparsed')}, sent {d.get('sent')}, "
-        f"bounced {d.get('bounced')}, deferred {d.get('deferred')}"
+        f"bounced {d.get('bounced')}, deferred {d.get('deferred')}{alerts}"
     )
 
 
@@ -119,6 +121,12 @@ def tools_for(mta: str, eximstats: str | None) -> list[Tool]:
         Tool(
             "logscan scan",
             lambda f: [py, "-m", "logscan", "scan", "--json", "--progress", "never", "--format", mta, str(f)],
+            _logscan_check,
+        ),
+        Tool(
+            "logscan scan --alerts",
+            lambda f: [py, "-m", "logscan", "scan", "--json", "--alerts", *("--progress", "never"),
+                       *("--format", mta, str(f))],
             _logscan_check,
         ),
         Tool("bare Python read loop", lambda f: [py, "-c", BARE, str(f)], _bare_check),

@@ -76,3 +76,9 @@ class EventBatch(msgspec.Struct):
     # offenders: (epoch minute, direction, code, reason, sender domain, client IP, recipient domain).
     reasons: dict[tuple[Direction, str, str], int] = msgspec.field(default_factory=dict)
     refusals: list[tuple[int, Direction, str, str, str, str, str]] = msgspec.field(default_factory=list)
+    # What alert rules count (AlertEngine.observe_batch), for each event with a code, in order
+    # (parallel to `domains`): its time cut to the whole second (Event.time's floor: rules
+    # compare times with whole seconds only) and its reply (direction, code, enhanced).
+    # Filled only when asked (BulkReader.batch).
+    times: list[float] = msgspec.field(default_factory=list)
+    codes: list[tuple[Direction, str, str]] = msgspec.field(default_factory=list)

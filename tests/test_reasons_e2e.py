@@ -174,8 +174,8 @@ url = "{webhook_sink.url}/hook"
         # /diagnosis over real HTTP, and the landing page naming the dominant reason.
         status, body = d.get("/diagnosis")
         assert status == 200
-        rows = {(r["code"], r["reasons"][0]["reason"]) for r in json.loads(body)["codes"]}
-        assert ("551", "auth_required") in rows
+        dominant = {(r["code"], r["reasons"][0]["reason"]) for r in json.loads(body)["codes"]}
+        assert ("551", "auth_required") in dominant
         status, page = d.get("/")
         assert status == 200
         assert "Why refusals happen (last hour)" in page

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from logscan.app.config import Alerts
 from logscan.core.alerts import DEFAULT_RULES, AlertPeriod, Replay, Rule
-from logscan.events import Event
-from logscan.outputs.notify import Notifier
+from logscan.events import Event, EventBatch
+
+if TYPE_CHECKING:  # `scan --alerts` needs neither: their imports cost it a tenth of a second
+    from logscan.app.config import Alerts
+    from logscan.outputs.notify import Notifier
 
 NOTIFY_RESULTS = ("success", "failure", "dropped")
 
@@ -21,6 +23,8 @@ def rules_of(cfg: Alerts) -> list[Rule]:
 
 
 def notifier_from_config(cfg: Alerts, instance: str) -> Notifier:
+    from logscan.outputs.notify import Notifier  # noqa: PLC0415 - see the imports above
+
     return Notifier(cfg.receivers if cfg.enabled else [], instance)
 
 
@@ -36,6 +40,12 @@ class Replayer:
 
     def observe(self, ev: Event) -> None:
         self.replay.observe(ev)
+
+    def observe_batch(self, batch: EventBatch) -> None:
+        self.replay.observe_batch(batch)
+
+    def observe_events(self, events: list[Event]) -> None:
+        self.replay.observe_events(events)
 
     def finish(self) -> list[dict[str, Any]]:
         """Every firing period, as JSON-able dicts with ISO start and end."""

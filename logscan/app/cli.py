@@ -192,7 +192,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
         try:
             scan_journal(report, args.format, directory=args.journal_directory, since=args.since,
-                         observers=(recorder.observe,) if recorder else ())
+                         observers=(recorder,) if recorder else ())
         except ScanError as exc:
             print(f"logscan: {exc}", file=sys.stderr)
             failed = True
@@ -204,7 +204,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 report,
                 tz_name=tz_name,
                 progress=progress,
-                observers=(recorder.observe,) if recorder else (),
+                observers=(recorder,) if recorder else (),
                 log_name=args.log_name,
                 chunk_chars=64 << 10 if timeline is not None else 1 << 20,
             )

@@ -28,7 +28,7 @@ from logscan.app.config import (
     load_config,
     parse_config,
 )
-from logscan.app.ingest import LogRuntime, head_texts
+from logscan.app.ingest import LogRuntime, head_texts, line_count
 from logscan.app.logging import configure_logging
 from logscan.app.persistence import StateStore
 from logscan.app.reload import plan_reload
@@ -184,7 +184,7 @@ class Daemon:
         caught_up: list[str] = []
         wall = time.time()
         for name, rt in list(self.logs.items()):
-            lines = rt.follower.poll(POLL_BYTES)
+            lines = rt.follower.poll(POLL_BYTES, blocks=True)
             rt.log_notes()
             if lines:
                 self._ingest(rt, lines, wall)
@@ -208,13 +208,13 @@ class Daemon:
             fmt = rt.choose_format(head_texts(raw))
             if not fmt:
                 with self.lock:
-                    self.aggregate.count_lines(rt.cfg.name, "unparsed", len(raw), "unknown-format")
+                    self.aggregate.count_lines(rt.cfg.name, "unparsed", line_count(raw), "unknown-format")
                 return
             self._set_format(rt, fmt)
         rt.ingest(raw, wall, self.lock, self.aggregate)
 
     def _set_format(self, rt: LogRuntime, fmt: str) -> None:
-        rt.set_format(fmt, self.cfg.daemon.timezone, self.aggregate, (self.engine.observe,))
+        rt.set_format(fmt, self.cfg.daemon.timezone, self.aggregate, (self.engine,))
 
     def _announce(self, transitions: list[Transition]) -> None:
         for tr in transitions:
@@ -284,7 +284,7 @@ class Daemon:
                 self.engine = AlertEngine.from_dict(self.engine.to_dict(), rules_of(new.alerts))
                 for rt in self.logs.values():
                     if rt.pipeline is not None:
-                        rt.pipeline.observers = (self.engine.observe,)
+                        rt.pipeline.observers = (self.engine,)
             self.cfg = plan.config
         if plan.receivers_changed:
             if self.notifier is not None:

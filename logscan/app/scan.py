@@ -6,7 +6,7 @@ import gzip
 import io
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +14,8 @@ from typing import IO, Any
 
 from logscan.core.aggregate import OTHER, Aggregate, Snapshot
 from logscan.core.diagnosis import FIX
-from logscan.core.pipeline import LineCounts, Pipeline
-from logscan.events import DELIVERY_STATUSES, Event
+from logscan.core.pipeline import LineCounts, Observer, Pipeline
+from logscan.events import DELIVERY_STATUSES
 from logscan.parsers import make_parser
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.detect import SAMPLE_LINES, detect
@@ -111,7 +111,7 @@ def scan_file(
     report: ScanReport,
     *,
     tz_name: str = "",
-    observers: tuple[Callable[[Event], None], ...] = (),
+    observers: tuple[Observer, ...] = (),
     progress: bool = False,
     log_name: str = "",
     chunk_chars: int = CHUNK_CHARS,
@@ -157,7 +157,7 @@ def scan_journal(
     directory: str = "",
     since: str = "",
     identifiers: tuple[str, ...] = (),
-    observers: tuple[Callable[[Event], None], ...] = (),
+    observers: tuple[Observer, ...] = (),
 ) -> FileReport:
     """Scan the journal (local, or a directory of journal files) up to its end, like a file."""
     from logscan.sources.journal import JournalSource, default_identifiers  # noqa: PLC0415

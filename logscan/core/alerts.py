@@ -31,14 +31,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
+from operator import attrgetter, le
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
 from logscan.core.diagnosis import Diagnosis, Why
-from logscan.events import Direction, Event
+from logscan.events import Direction, Event, EventBatch
 
 BUCKET_S: Final = 60
 STATE_VERSION: Final = 1
@@ -225,6 +229,9 @@ class _Series:
 
 
 SeriesKey = tuple[int, str, str]  # rule index, mta, domain ("" unless per_domain)
+_TIME: Final = attrgetter("time")
+_WHERE: Final = attrgetter("log", "mta")
+_REPLY: Final = attrgetter("direction", "code", "enhanced")
 
 
 @dataclass(slots=True)
@@ -234,7 +241,7 @@ class _Log:
     next_min: int
     series: dict[SeriesKey, _Series] = field(default_factory=dict)
     # Hot-path cache: (direction, mta) → the non-domain series an event feeds, with the
-    # matcher of its rule. Rebuilt after every evaluation, which may drop idle series.
+    # matcher of its rule. Rebuilt after an evaluation that drops idle series.
     fast: dict[tuple[str, str], list[tuple[_Series, int, str]]] = field(default_factory=dict)
     # per_domain rules: (rule index, mta) → recent hits of domains not yet tracked.
     candidates: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict)
@@ -291,6 +298,112 @@ class AlertEngine:
                 hit = rule.matches(ev)
                 if not self._domain_series(log, idx, rule, ev, hit).add(minute, hit):
                     self.late += 1
+
+    def observe_batch(self, batch: EventBatch) -> None:
+        """Count a batch's replies: the same state and transitions as observe() of each of its
+        events in order, counted a run at a time (docs/decisions/0016-alerts-from-counts.md).
+
+        A run is the events of one minute before the next evaluation point; between two such
+        points observe() only adds to buckets, so a run's replies are added as counts. Batch
+        times are cut to whole seconds, which decide the same as long as settle_s is whole.
+        """
+        times, codes = batch.times, batch.codes
+        if len(times) != len(batch.classes) or len(codes) != len(times):
+            raise ValueError("EventBatch without the time and reply of each event with a code")
+        if not self.settle_s.is_integer():
+            raise ValueError("observe_batch() needs a whole settle_s; feed events with observe()")
+        if not times:
+            return
+        if not self._count_runs(batch.log, batch.mta, times, codes):
+            self._observe_each(batch)
+
+    def observe_events(self, events: Sequence[Event]) -> None:
+        """observe() of each event in order (all of one log and mta), counted as observe_batch()
+        counts: the per-event path of a pipeline without a bulk reader (Exim, MailEnable)."""
+        coded = [ev for ev in events if ev.code]
+        if not coded:
+            return
+        name, mta = coded[0].log, coded[0].mta
+        one = len(set(map(_WHERE, coded))) == 1
+        if not one or not self._count_runs(name, mta, list(map(_TIME, coded)), list(map(_REPLY, coded))):
+            for ev in coded:
+                self.observe(ev)
+
+    def _count_runs(
+        self, name: str, mta: str, times: list[float], codes: Sequence[tuple[str, str, str]]
+    ) -> bool:
+        """Count replies in order, a minute at a time; False (nothing done) when that would not
+        be the same as observe() one by one: a per_domain rule counts the log (domain series
+        depend on the order of domains), the times are out of order, or settle_s is 60 s or more."""
+        if (
+            not 0.0 <= self.settle_s < BUCKET_S
+            or self._per_domain(name)
+            or not all(map(le, times, islice(times, 1, None)))
+        ):
+            return False
+        log = self._logs.get(name)
+        if log is None:
+            log = self._logs[name] = _Log(next_min=int(times[0] // BUCKET_S) + 1)
+        settle = self.settle_s
+        i, n = 0, len(times)
+        while i < n:
+            t = times[i]
+            if t >= log.next_min * BUCKET_S + settle:
+                self._evaluate(name, log, self._target(t))
+            minute = int(t // BUCKET_S)
+            j = max(bisect_left(times, (minute + 1) * BUCKET_S, i), i + 1)  # the minute's end
+            due = log.next_min * BUCKET_S + settle
+            if times[j - 1] >= due:
+                # An evaluation point inside the minute, at event k. The events before it may
+                # go in after it all the same: the evaluation reads only earlier minutes. Two
+                # things they do first: make their series, and keep those from being dropped
+                # as empty (a 0 in this minute, which their count then raises).
+                k = bisect_left(times, due, i, j)
+                for direction in {reply[0] for reply in set(codes[i:k])}:
+                    slots = log.fast.get((direction, mta))
+                    if slots is None:
+                        slots = self._slots(name, log, direction, mta)
+                    for series, _, _ in slots:
+                        series.totals.setdefault(minute, 0)
+                self._evaluate(name, log, self._target(times[k]))
+            for (direction, code, enhanced), k in Counter(codes[i:j]).items():
+                slots = log.fast.get((direction, mta))
+                if slots is None:
+                    slots = self._slots(name, log, direction, mta)
+                for series, kind, want in slots:
+                    if minute < series.folded:
+                        self.late += k
+                        continue
+                    totals = series.totals
+                    totals[minute] = totals.get(minute, 0) + k
+                    if (code == want) if kind == 0 else (code[0] == want) if kind == 1 else enhanced == want:
+                        hits = series.hits
+                        hits[minute] = hits.get(minute, 0) + k
+            i = j
+        return True
+
+    def _per_domain(self, name: str) -> bool:
+        """Whether a per_domain rule counts the replies of log `name`."""
+        return any(r.per_domain and (r.logs is None or name in r.logs) for r in self.rules)
+
+    def _observe_each(self, batch: EventBatch) -> None:
+        """observe() of each event of the batch with a code, rebuilt from what rules read."""
+        mta, name = batch.mta, batch.log
+        replies = zip(batch.times, batch.codes, batch.domains, strict=True)
+        for t, (direction, code, enhanced), domain in replies:
+            outbound = direction == "outbound"
+            self.observe(
+                Event(
+                    mta,
+                    name,
+                    t,
+                    direction,
+                    code,
+                    enhanced,
+                    recipient_domain=domain if outbound else "",
+                    sender_domain="" if outbound else domain,
+                )
+            )
 
     def _slots(self, name: str, log: _Log, direction: str, mta: str) -> list[tuple[_Series, int, str]]:
         slots: list[tuple[_Series, int, str]] = []
@@ -395,7 +508,6 @@ class AlertEngine:
             self._run(name, key, series, start, target)
         steps = target + 1 - log.next_min
         log.next_min = target + 1
-        log.fast.clear()
         for cands in log.candidates.values():
             # Halve candidate counts per minute evaluated, so they measure recent hits.
             for d in list(cands):
@@ -403,10 +515,13 @@ class AlertEngine:
                 if not cands[d]:
                     del cands[d]
         # Forget series with nothing left to say, so idle domains and logs cost nothing.
-        for key in [
+        dead = [
             k for k, s in log.series.items() if s.state == "inactive" and not s.totals and s.baseline == 0.0
-        ]:
+        ]
+        for key in dead:
             del log.series[key]
+        if dead:
+            log.fast.clear()  # it may hold a dropped series; while none is, it stays right
 
     def _run(self, log: str, key: SeriesKey, s: _Series, first: int, last: int) -> None:
         rule = self.rules[key[0]]
@@ -645,6 +760,21 @@ class Replay:
         self._seen += 1
         if self._seen % 65536 == 0:
             self._take(self.engine.advance())
+
+    def observe_events(self, events: Sequence[Event]) -> None:
+        self.engine.observe_events(events)
+        seen = self._seen + len(events)
+        if seen // 65536 != self._seen // 65536:
+            self._take(self.engine.advance())
+        self._seen = seen
+
+    def observe_batch(self, batch: EventBatch) -> None:
+        self.engine.observe_batch(batch)
+        seen = self._seen + len(batch.times)
+        # advance() without a time only collects transitions: when it runs changes nothing.
+        if seen // 65536 != self._seen // 65536:
+            self._take(self.engine.advance())
+        self._seen = seen
 
     def _take(self, transitions: Iterable[Transition]) -> None:
         for tr in transitions:

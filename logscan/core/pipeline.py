@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import cast
+from typing import Protocol, cast, runtime_checkable
 
 from logscan.core.aggregate import Aggregate
-from logscan.events import Event, Unparsed
+from logscan.events import Event, EventBatch, Unparsed
 from logscan.parsers import bulk_reader_of
 from logscan.parsers.base import BulkReader, Item, Parser, Prefilter, prefilter_of
 
@@ -30,17 +30,42 @@ class LineCounts:
         return self.parsed + self.ignored + self.unparsed
 
 
+@runtime_checkable
+class Observer(Protocol):
+    """Something fed alongside the aggregate (the alert engine): each event the parser gives,
+    or each EventBatch the aggregate took, never both for the same line."""
+
+    def observe(self, ev: Event) -> None: ...
+
+    def observe_batch(self, batch: EventBatch) -> None: ...
+
+    def observe_events(self, events: list[Event]) -> None:
+        """observe() of each, in order: the events of one call of the per-line path."""
+        ...
+
+
 class Pipeline:
     """Feeds one log's lines through its parser into the aggregate and any observers."""
 
-    __slots__ = ("aggregate", "bulk", "counts", "keep_examples", "log", "observers", "parser", "prefilter")
+    __slots__ = (
+        "_batched",
+        "_each",
+        "_observers",
+        "aggregate",
+        "bulk",
+        "counts",
+        "keep_examples",
+        "log",
+        "parser",
+        "prefilter",
+    )
 
     def __init__(
         self,
         log: str,
         parser: Parser,
         aggregate: Aggregate,
-        observers: Iterable[Callable[[Event], None]] = (),
+        observers: Iterable[Observer | Callable[[Event], None]] = (),
         *,
         keep_examples: bool = False,
     ) -> None:
@@ -53,13 +78,25 @@ class Pipeline:
         self.prefilter: Prefilter | None = prefilter_of(parser)
         self.bulk: BulkReader | None = bulk_reader_of(parser)
 
+    @property
+    def observers(self) -> tuple[Observer | Callable[[Event], None], ...]:
+        """Fed each event or batch; a plain callable needs each event, so it turns batches off."""
+        return self._observers
+
+    @observers.setter
+    def observers(self, observers: Iterable[Observer | Callable[[Event], None]]) -> None:
+        self._observers = tuple(observers)
+        self._batched = tuple(o for o in self._observers if isinstance(o, Observer))
+        self._each = tuple(o for o in self._observers if not isinstance(o, Observer))
+
     def feed_text(self, chunk: str) -> LineCounts:
         """Like feed(), for a chunk of whole lines each ending in "\n"; returns this call's counts.
 
         With the parser's prefilter, only lines holding a trigger or not of the boring shape
         reach parse() (in file order); the others are counted as ignored, with no Python step
-        per skipped line. With the parser's bulk reader and no observers, runs of usual event
-        lines are counted in EventBatches (docs/decisions/0008-bulk-scan.md). The result is
+        per skipped line. With the parser's bulk reader, runs of usual event lines are counted
+        in EventBatches (docs/decisions/0008-bulk-scan.md), which observers get whole
+        (docs/decisions/0016-alerts-from-counts.md). The result is
         exactly that of feed(chunk.split("\n")[:-1]). A chunk not ending in "\n" is read as if
         it did.
         """
@@ -69,8 +106,7 @@ class Pipeline:
             chunk += "\n"
         batch = LineCounts()
         bulk = self.bulk
-        # Observers see each Event; batches hold none, so with observers every line is parsed.
-        rows = not self.observers
+        rows = len(self._batched) == len(self._observers)
         scanned = bulk.scan(chunk, rows) if bulk is not None else None
         if bulk is not None and scanned is not None:
             total, found = scanned
@@ -129,9 +165,11 @@ class Pipeline:
                 self._parse(cast(list[str], list(run)), batch)
                 continue
             rows = cast(list[tuple[str, ...]], list(run))
-            events = bulk.batch(rows)
+            events = bulk.batch(rows, bool(self._batched))
             if events is not None and self.aggregate.add_batch(events):
                 batch.parsed += events.events
+                for observer in self._batched:
+                    observer.observe_batch(events)
             else:
                 self._parse([row[-1] for row in rows], batch)
 
@@ -139,7 +177,11 @@ class Pipeline:
         """The hot loop: parse each line, fold its events in, count it into `batch`."""
         parse = self.parser.parse
         add = self.aggregate.add
-        observers = self.observers
+        # Observers that take lists get this call's events at the end (cheaper than one
+        # call per event); plain callables each event as it comes.
+        observers = self._each
+        seen: list[Event] = []
+        keep = seen.extend if self._batched else None
         parsed = ignored = unparsed = 0
         for line in lines:
             result = parse(line)
@@ -150,11 +192,16 @@ class Pipeline:
                         add(ev)
                         for observe in observers:
                             observe(ev)
+                    if keep is not None:
+                        keep(result)
                 else:
                     ignored += 1
             else:
                 unparsed += 1
                 self._unparsed(batch, result, line)  # type: ignore[arg-type]
+        if seen:
+            for observer in self._batched:
+                observer.observe_events(seen)
         batch.parsed += parsed
         batch.ignored += ignored
         batch.unparsed += unparsed

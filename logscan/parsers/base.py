@@ -129,6 +129,8 @@ class BulkReader(Protocol):
         """An item for each of these lines; None: parse() them all."""
         ...
 
-    def batch(self, rows: list[tuple[str, ...]]) -> EventBatch | None:
-        """The events of consecutive rows, grouped; None: parse() their lines instead."""
+    def batch(self, rows: list[tuple[str, ...]], each_reply: bool = False) -> EventBatch | None:
+        """The events of consecutive rows, grouped; None: parse() their lines instead.
+
+        `each_reply`: also fill EventBatch.times and .codes (what alert rules count)."""
         ...

@@ -100,6 +100,7 @@ _CLASSES: Final[dict[str, tuple[Direction, str]]] = {
 }
 _REFUSALS: Final = frozenset({"o4", "o5", "i4", "i5"})  # _CLASS values of 4xx/5xx replies
 _MISSING: Final = -1.0  # not a delay _delay() could give
+_WHOLE: Final = itemgetter(slice(0, 2))  # the whole seconds of a row's seconds
 _DOMAIN_MEMO: Final = 1 << 16  # domains kept between chunks (a few MB at most)
 
 
@@ -186,8 +187,10 @@ class PostfixBulk:
             return None
         return [_row(row, line) if row[0] or row[4] else line for row, line in zip(found, lines, strict=True)]
 
-    def batch(self, rows: list[tuple[str, ...]]) -> EventBatch | None:
-        """The events of `rows` (none empty) grouped; None when they must go line by line."""
+    def batch(self, rows: list[tuple[str, ...]], each_reply: bool = False) -> EventBatch | None:
+        """The events of `rows` (none empty) grouped; None when they must go line by line.
+
+        `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules."""
         p = self._parser
         zones = set(map(itemgetter(_ZONE), rows))
         if len(zones) != 1:
@@ -195,11 +198,12 @@ class PostfixBulk:
         got = self._times(rows, zones.pop())
         if got is None:
             return None
-        buckets, last = got
+        buckets, last, times = got
 
         replies: dict[tuple[Direction, str, str], int] = {}
         deliveries: dict[Status, int] = {}
         rejections: dict[tuple[str, str], int] = {}
+        reply_of: dict[str, tuple[Direction, str, str]] = {}  # row key → its reply, for `codes`
         for key, n in Counter(map(itemgetter(_KEY), rows)).items():
             kind, fields = key[0], key[1:].split("|")
             if kind == "R":
@@ -215,9 +219,13 @@ class PostfixBulk:
                 code, enhanced, dsn = fields[1:]
                 rkey = ("outbound", code, enhanced or (valid_enhanced(dsn) if dsn else ""))
             replies[rkey] = replies.get(rkey, 0) + n
+            reply_of[key] = rkey
 
         # The order-dependent parts: the domain of each event with a code, and each delay.
         classes = list(map(itemgetter(_CLASS), rows))
+        codes = []
+        if each_reply:
+            codes = list(map(reply_of.__getitem__, compress(map(itemgetter(_KEY), rows), classes)))
         keys = list(compress(map(itemgetter(_DOMAIN), rows), classes))
         memo = self._domains
         missing = set(keys).difference(memo)
@@ -271,11 +279,16 @@ class PostfixBulk:
             last,
             reasons,
             refusals,
+            times(classes) if each_reply else [],
+            codes,
         )
 
-    def _times(self, rows: list[tuple[str, ...]], zone: str) -> tuple[list[int], float] | None:
-        """Each row's bounce-ratio minute and the latest time; None when the rows' minutes
-        decrease somewhere or a stamp is one parse() would reject.
+    def _times(
+        self, rows: list[tuple[str, ...]], zone: str
+    ) -> tuple[list[int], float, Callable[[list[str]], list[float]]] | None:
+        """Each row's bounce-ratio minute, the latest time, and a function giving the times of
+        the rows a selector list marks; None when the rows' minutes decrease somewhere or a
+        stamp is one parse() would reject.
 
         add_batch() may fill each minute's bucket at once only because minutes never decrease.
         """
@@ -285,15 +298,25 @@ class PostfixBulk:
             if not all(map(le, minute_texts, islice(minute_texts, 1, None))):
                 return None
             bucket_of: dict[str, int] = {}
+            start_of: dict[str, float] = {}
             for text in dict.fromkeys(minute_texts):
                 start = p.minute(text + zone)
                 if start is None:
                     return None
                 bucket_of[text] = int(start // 60)
+                start_of[text] = start
             minute, seconds = max(zip(minute_texts, map(itemgetter(_SECONDS), rows), strict=True))
             stamp = f"{minute}:{seconds}{zone}"
             last = p.stamp_time(stamp, len(stamp))
-            return None if last is None else (list(map(bucket_of.__getitem__, minute_texts)), last)
+
+            def selected(marks: list[str]) -> list[float]:
+                # Cut to the whole second (EventBatch.times): float() of the fraction costs more
+                # than all the rest of a row.
+                starts = map(start_of.__getitem__, compress(minute_texts, marks))
+                whole = map(_WHOLE, compress(map(itemgetter(_SECONDS), rows), marks))
+                return list(map(add, starts, map(SECONDS.__getitem__, whole)))
+
+            return None if last is None else (list(map(bucket_of.__getitem__, minute_texts)), last, selected)
         # Classic syslog: no year, month names. The parser's clock dates each minute; it adds
         # the seconds last (Clock.local), so minute + seconds is the float parse() gets.
         starts: dict[str, float] = {}
@@ -306,7 +329,11 @@ class PostfixBulk:
         times = list(map(add, map(starts.__getitem__, minute_texts), seconds))
         if not all(map(le, times, islice(times, 1, None))):
             return None
-        return list(map(int, map(floordiv, times, repeat(60)))), times[-1]
+        return (
+            list(map(int, map(floordiv, times, repeat(60)))),
+            times[-1],
+            lambda marks: list(compress(times, marks)),
+        )
 
     def _delay(self, text: str) -> float | None:
         """float(delay=) as _delivered() reads it; None when it is no number."""

@@ -115,8 +115,10 @@ class Follower:
         notes, self._notes = self._notes, []
         return notes
 
-    def poll(self, max_bytes: int = 4 << 20) -> list[bytes]:
-        """Complete new lines (without newline), in file order; never raises on I/O errors."""
+    def poll(self, max_bytes: int = 4 << 20, *, blocks: bool = False) -> list[bytes]:
+        """Complete new lines (without newline), in file order; never raises on I/O errors.
+
+        With `blocks`: the same lines in runs, each line ending in "\n" (see read_lines)."""
         failed = False
         try:
             if not self._rot.started:
@@ -132,7 +134,7 @@ class Follower:
             if budget <= 0:
                 break
             try:
-                budget -= self._read(s, budget, out, now)
+                budget -= self._read(s, budget, out, now, blocks)
             except COMPRESS_ERRORS as exc:
                 if s.src.compressed:
                     # A damaged or half-written archive: give up on it, say so, go on with the rest.
@@ -193,12 +195,12 @@ class Follower:
 
     # ----------------------------------------------------------------- reading
 
-    def _read(self, s: Stream, budget: int, out: list[bytes], now: float) -> int:
+    def _read(self, s: Stream, budget: int, out: list[bytes], now: float, blocks: bool = False) -> int:
         """Append complete lines of `s` to `out`, up to about `budget` bytes; returns bytes consumed."""
         if not s.current and s.size is not None:
             # An old file can still be truncated or rewritten (two rotations between polls).
             self._rot.check_same(s, s.src.fstat())
-        consumed, oversized = read_lines(s, budget, out, now, self._max_line, self._retire_after)
+        consumed, oversized = read_lines(s, budget, out, now, self._max_line, self._retire_after, blocks)
         self._oversized += oversized
         if consumed and s.fp_len < FP_MAX:
             grow_fp(s)

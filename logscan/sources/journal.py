@@ -24,6 +24,8 @@ from typing import IO, Any, Final, Literal
 
 import msgspec
 
+from logscan.sources.reading import as_block
+
 JOURNALCTL: Final = "journalctl"
 CHECKPOINT_VERSION: Final = 1
 DEFAULT_IDENTIFIERS: Final = {"postfix": ("postfix*",), "exim": ("exim*",)}
@@ -194,8 +196,14 @@ class JournalSource:
         notes, self._notes = self._notes, []
         return notes
 
-    def poll(self, max_bytes: int = 4 << 20) -> list[bytes]:
-        """Rendered lines of new matching entries, in journal order; never raises on reader trouble."""
+    def poll(self, max_bytes: int = 4 << 20, *, blocks: bool = False) -> list[bytes]:
+        """Rendered lines of new matching entries, in journal order; never raises on reader trouble.
+
+        With `blocks`: the same lines as one run, each ending in "\n" (as Follower.poll)."""
+        lines = self._poll(max_bytes)
+        return as_block(lines) if blocks else lines
+
+    def _poll(self, max_bytes: int) -> list[bytes]:
         if self.directory and not Path(self.directory).is_dir():
             # journalctl would wait on a missing directory without a word: say it is down.
             self._stop_child()

@@ -24,6 +24,7 @@ import smbclient
 from smbprotocol.exceptions import SMBException
 
 from logscan.sources.identity import DONE_HISTORY, FP_MAX, fingerprint
+from logscan.sources.reading import as_block
 
 CHECKPOINT_VERSION: Final = 1
 _READ: Final = 1 << 20
@@ -182,8 +183,14 @@ class SmbSource:
         notes, self._notes = self._notes, []
         return notes
 
-    def poll(self, max_bytes: int = 4 << 20) -> list[bytes]:
-        """Complete new lines, in file order; never raises on share or network trouble."""
+    def poll(self, max_bytes: int = 4 << 20, *, blocks: bool = False) -> list[bytes]:
+        """Complete new lines, in file order; never raises on share or network trouble.
+
+        With `blocks`: the same lines as one run, each ending in "\n" (as Follower.poll)."""
+        lines = self._poll(max_bytes)
+        return as_block(lines) if blocks else lines
+
+    def _poll(self, max_bytes: int) -> list[bytes]:
         out: list[bytes] = []
         if not self._up and self._clock() < self._next_try:
             return out

@@ -1,0 +1,261 @@
+"""Alert rules fed from EventBatches (AlertEngine.observe_batch, the bulk scan path) fire
+exactly what observe() of each event fires: same transitions at the same times, same state
+(docs/decisions/0016-alerts-from-counts.md).
+
+Every log is read twice through a real Pipeline: once line by line (the bulk reader off, so
+each event reaches observe()), once with the bulk reader (C scanner or regex), in chunks of
+several sizes. Sensitive extra rules make the logs fire, pend and resolve often.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.gen_logs import generate
+from benchmarks.restamp import syslog_stamped
+from logscan.core.aggregate import Aggregate
+from logscan.core.alerts import DEFAULT_RULES, AlertEngine, AlertPeriod, Replay, Rule, Transition
+from logscan.core.pipeline import Pipeline
+from logscan.events import Event, EventBatch
+from logscan.parsers import make_parser, postfix_bulk
+from logscan.parsers.base import ParserOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = 1_796_000_000.0  # 2026-11-29
+LOGS = (ROOT / "tests" / "samples" / "postfix.log", ROOT / "sample_logs" / "postfix" / "mail.log")
+C_SCAN = postfix_bulk._scan
+# A state saved by AlertEngine.to_dict() of commit 6322f4b (before batches fed the engine):
+# RULES over the first half of sample_logs/postfix/mail.log, line by line.
+SAVED = ROOT / "tests" / "samples" / "alert-state-6322f4b.json"
+
+SENSITIVE = (
+    Rule(name="in_5xx", direction="inbound", code="5xx", window=120, min_count=2, min_ratio=0.0,
+         factor=0.0, for_s=60),
+    Rule(name="out_511", direction="outbound", code="5.1.1", window=60, min_count=1, min_ratio=0.0,
+         factor=0.0, for_s=0),
+    Rule(name="out_4xx", direction="outbound", code="4xx", window=60, min_count=3, min_ratio=0.01,
+         factor=2.0, baseline_s=600, for_s=0),
+    Rule(name="in_550", direction="inbound", code="550", window=180, min_count=2, min_ratio=0.01,
+         factor=1.5, baseline_s=300, for_s=60, resolve_fraction=0.5),
+)  # fmt: skip
+RULES = (*DEFAULT_RULES, *SENSITIVE)
+PER_DOMAIN = (
+    *RULES,
+    Rule(name="out_5xx_domain", direction="outbound", code="5xx", per_domain=True, window=120,
+         min_count=2, min_ratio=0.0, factor=0.0, for_s=0, max_domains=3),
+)  # fmt: skip
+
+
+def read_lines(path: Path) -> list[str]:
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="\n") as f:
+        return f.read().splitlines()
+
+
+def chunked(lines: list[str], size: int) -> list[str]:
+    return ["".join(line + "\n" for line in lines[i : i + size]) for i in range(0, len(lines), size)]
+
+
+def feed(
+    engine: AlertEngine, chunks: list[str], mode: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Transition], int]:
+    """Every transition (collected after each chunk, then 2 h past the end) and how many
+    replies reached the engine in batches."""
+    monkeypatch.setattr(postfix_bulk, "_scan", C_SCAN if mode == "c" else None)
+    parser = make_parser("postfix", ParserOptions(log="x.log", tz=UTC, reference_time=REFERENCE))
+    agg = Aggregate(top_domains=3, windows=(60, 300))
+    batched = 0
+
+    class Counting:
+        def observe(self, ev: Any) -> None:
+            engine.observe(ev)
+
+        def observe_batch(self, batch: EventBatch) -> None:
+            nonlocal batched
+            batched += len(batch.times)
+            engine.observe_batch(batch)
+
+        def observe_events(self, events: list[Event]) -> None:
+            for ev in events:
+                engine.observe(ev)
+
+    pipe = Pipeline("x.log", parser, agg, (Counting(),))
+    if mode == "each":
+        pipe.bulk = None
+    out: list[Transition] = []
+    for chunk in chunks:
+        pipe.feed_text(chunk)
+        out += engine.advance()
+    last = agg.last_event.get("x.log", REFERENCE)
+    out += engine.advance(last + 7200)
+    return out, batched
+
+
+def assert_same(chunks: list[str], rules: tuple[Rule, ...], monkeypatch: pytest.MonkeyPatch) -> int:
+    """Both bulk readers against the per-event path; returns the transitions seen."""
+    want_engine = AlertEngine(rules)
+    want, none = feed(want_engine, chunks, "each", monkeypatch)
+    assert none == 0
+    for mode in ("c", "regex"):
+        engine = AlertEngine(rules)
+        got, batched = feed(engine, chunks, mode, monkeypatch)
+        assert batched > 0, mode  # the batches did feed the engine
+        assert got == want, mode
+        assert engine.to_dict() == want_engine.to_dict(), mode
+    return len(want)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    path = tmp_path_factory.mktemp("gen") / "postfix.log"
+    generate("postfix", 20_000, path, seed=16, hours=2.0, ndomains=200)
+    return read_lines(path)
+
+
+@pytest.mark.parametrize("log", LOGS, ids=lambda p: p.name)
+def test_sample_logs_fire_the_same_from_batches(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = read_lines(log)
+    for size in (1, 7, 1000, len(lines)):
+        assert_same(chunked(lines, size), RULES, monkeypatch)
+
+
+@pytest.mark.parametrize("stamps", ["rfc3339", "syslog"])
+@pytest.mark.parametrize("size", [333, 4096, 20_000])
+def test_a_generated_log_fires_the_same_from_batches(
+    generated: list[str], stamps: str, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = list(map(syslog_stamped, generated)) if stamps == "syslog" else generated
+    assert assert_same(chunked(lines, size), RULES, monkeypatch) >= 20  # pending, firing, resolved
+
+
+def test_per_domain_rules_fire_the_same_from_batches(
+    generated: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A per_domain rule's series depend on the order of domains: such logs go event by event.
+    assert assert_same(chunked(generated, 4096), PER_DOMAIN, monkeypatch) >= 20
+
+
+def test_times_out_of_order_within_a_minute_fire_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bulk reader only needs minutes in order; seconds may step back inside one.
+    line = (
+        "2026-11-29T10:{m:02d}:{s:02d}.000001+00:00 mx1 postfix/smtpd[7]: NOQUEUE: reject: RCPT from "
+        "a.example[192.0.2.1]: 551 5.1.1 <u@example.com>: Recipient address rejected: User not local; "
+        "from=<s@d{m}.example> to=<u@example.com> proto=ESMTP helo=<a.example>"
+    )
+    lines = [line.format(m=m, s=s) for m in range(0, 30) for s in (30, 5, 12, 9, 59, 10, 11)]
+    for size in (3, 50, len(lines)):
+        assert assert_same(chunked(lines, size), RULES, monkeypatch) >= 2
+    # Then replies from minutes that every window has left: counted as late, not in buckets.
+    late = [line.format(m=m, s=s) for m in (1, 2) for s in (3, 40, 41, 42, 43, 44, 45)]
+    assert assert_same(chunked(lines + late, 7), RULES, monkeypatch) >= 2
+    engine = AlertEngine(RULES)
+    feed(engine, chunked(lines + late, 7), "c", monkeypatch)
+    assert engine.late == 14 * sum(r.direction == "inbound" for r in RULES)
+
+
+def test_a_state_saved_before_batches_restores_and_runs_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = read_lines(LOGS[1])
+    half = len(lines) // 2
+    saved = json.loads(SAVED.read_text())
+    # This version, event by event, saves exactly that state: the format did not change.
+    fresh = AlertEngine(RULES)
+    monkeypatch.setattr(postfix_bulk, "_scan", None)
+    parser = make_parser("postfix", ParserOptions(log="x.log", tz=UTC, reference_time=REFERENCE))
+    pipe = Pipeline("x.log", parser, Aggregate(), (fresh,))
+    pipe.bulk = None
+    pipe.feed_text("".join(line + "\n" for line in lines[:half]))
+    fresh.advance()
+    assert json.loads(json.dumps(fresh.to_dict())) == saved
+    # Restored, the rest of the log fires the same from batches as event by event.
+    chunks = chunked(lines[half:], 500)
+    want_engine = AlertEngine.from_dict(saved, RULES)
+    want, _ = feed(want_engine, chunks, "each", monkeypatch)
+    got_engine = AlertEngine.from_dict(saved, RULES)
+    got, batched = feed(got_engine, chunks, "c", monkeypatch)
+    assert batched > 0
+    assert got == want
+    assert got_engine.to_dict() == want_engine.to_dict()
+
+
+def test_scan_alerts_replay_is_the_same_from_batches(
+    generated: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def periods(mode: str) -> list[AlertPeriod]:
+        monkeypatch.setattr(postfix_bulk, "_scan", C_SCAN if mode == "c" else None)
+        parser = make_parser("postfix", ParserOptions(log="x.log", tz=UTC, reference_time=REFERENCE))
+        rp = Replay(RULES)
+        pipe = Pipeline("x.log", parser, Aggregate(), (rp,))
+        if mode == "each":
+            pipe.bulk = None
+        for chunk in chunked(generated, 4096):
+            pipe.feed_text(chunk)
+        return rp.finish(REFERENCE + 86400 * 30)
+
+    want = periods("each")
+    assert len(want) >= 5
+    assert periods("c") == want
+    assert periods("regex") == want
+
+
+def test_a_quiet_series_that_an_evaluation_would_drop_stays_as_per_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # After a quiet spell a series is empty and dropped at the next evaluation, unless a reply
+    # of the minute came before the evaluation point (here :05 before :30): then it stays.
+    line = (
+        "2026-11-29T10:{m:02d}:{s:02d}+00:00 mx1 postfix/smtp[7]: 4ABCDEF123: to=<u@d.example>, "
+        "relay=mx.d.example[192.0.2.2]:25, delay=0.5, delays=0.1/0/0.2/0.2, dsn=2.0.0, "
+        "status=sent (250 2.0.0 Ok)"
+    )
+    # A reply from 10:07 then still counts (the kept series reaches back to 12 − 5 minutes).
+    stamps = [(0, 5), (0, 30), (12, 5), (12, 30), (7, 40), (13, 5), (13, 30), (30, 5)]
+    lines = [line.format(m=m, s=s) for m, s in stamps]
+    # Late only for the two outbound rules whose window is one minute.
+    for rules, late in ((RULES, 2), (DEFAULT_RULES, 0)):
+        for size in (1, 2):
+            engine = AlertEngine(rules)
+            chunks = chunked(lines, size)
+            assert assert_same(chunks, rules, monkeypatch) == 0
+            feed(engine, chunks, "c", monkeypatch)
+            assert engine.late == late
+
+
+def each_and_lists(fmt: str, lines: list[str], rules: tuple[Rule, ...], size: int) -> int:
+    """A pipeline without a bulk reader: the engine given each call's events as one list
+    (observe_events) against the engine given each event (a plain callable observer)."""
+    got: list[list[Transition]] = []
+    states = []
+    for listed in (False, True):
+        engine = AlertEngine(rules)
+        parser = make_parser(fmt, ParserOptions(log="x.log", tz=UTC, reference_time=REFERENCE))
+        agg = Aggregate()
+        pipe = Pipeline("x.log", parser, agg, (engine,) if listed else (engine.observe,))
+        out: list[Transition] = []
+        for chunk in chunked(lines, size):
+            pipe.feed_text(chunk)
+            out += engine.advance()
+        out += engine.advance(agg.last_event.get("x.log", REFERENCE) + 7200)
+        got.append(out)
+        states.append(engine.to_dict())
+    assert got[0] == got[1]
+    assert states[0] == states[1]
+    return len(got[0])
+
+
+@pytest.mark.parametrize("fmt", ["exim", "mailenable"])
+def test_exim_and_mailenable_fire_the_same_from_lists_of_events(fmt: str, tmp_path: Path) -> None:
+    sample = read_lines(ROOT / "tests" / "samples" / f"{fmt}.log")
+    path = tmp_path / f"{fmt}.log"
+    generate(fmt, 20_000, path, seed=16, hours=2.0, ndomains=200)
+    generated = read_lines(path)
+    for size in (1, 7, 1000):
+        each_and_lists(fmt, sample, RULES, size)
+    fired = 0
+    for size in (333, 4096):
+        fired += each_and_lists(fmt, generated, RULES, size)
+    fired += each_and_lists(fmt, generated, PER_DOMAIN, 4096)
+    assert fired >= 20
