@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import (
 )
 
 from logscan import __version__
-from logscan.core.aggregate import DEFAULT_WINDOWS, DELAY_BUCKETS, OTHER, Snapshot, window_label
+from logscan.core.aggregate import DEFAULT_WINDOWS, DELAY_BUCKETS, OTHER, STANDARD_ENHANCED, Snapshot, window_label
 from logscan.events import DELIVERY_STATUSES
 from logscan.parsers import FORMATS
 
@@ -155,7 +155,7 @@ def _replies(snap: Snapshot, logs: Iterable[LogStatus], folds: _Folds) -> dict[L
         if enhanced and (not _ENHANCED.match(enhanced) or enhanced[0] != code[0]):
             folds.add(name, "enhanced", "invalid", n)
             enhanced = ""
-        if enhanced:
+        if enhanced and enhanced not in STANDARD_ENHANCED:  # RFC 3463 codes never fold (issue 12)
             seen = admitted.setdefault((mta, log_name, direction), set())
             if (code, enhanced) not in seen:
                 if len(seen) >= MAX_ENHANCED_PER_LOG:

@@ -127,18 +127,21 @@ def open_stream(path: str, offset: int | None, now: float, max_line: int) -> Str
     return s
 
 
+def head_of(path: str) -> tuple[bytes, os.stat_result]:
+    """The first FP_MAX bytes of `path` (decompressed) and its stat; raises what opening raised."""
+    src, st = open_source(path)
+    try:
+        return src.read_at(0, FP_MAX), st
+    finally:
+        src.close()
+
+
 def read_head(path: str) -> tuple[bytes, os.stat_result] | None:
     """The first FP_MAX bytes of `path` (decompressed) and its stat; None when unreadable."""
     try:
-        src, st = open_source(path)
-    except OSError:
-        return None
-    try:
-        return src.read_at(0, FP_MAX), st
+        return head_of(path)
     except COMPRESS_ERRORS:
         return None
-    finally:
-        src.close()
 
 
 def end_offset(src: FileSource, size: int, max_line: int) -> tuple[int, bool]:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from logscan.sources.identity import CHECKPOINT_VERSION, FP_MAX, Known, fingerprint, remember, same_inode
 from logscan.sources.logfiles import LogFiles
-from logscan.sources.reading import COMPRESS_ERRORS, COMPRESSED, Stream, read_head
+from logscan.sources.reading import COMPRESS_ERRORS, COMPRESSED, Stream, head_of, read_head
 
 
 class Rotations:
@@ -126,10 +126,8 @@ class Rotations:
                 since = min(since, cur_loc.mtime_ns)
             streams += self._intermediates(cands, taken, known, since, live_path, opened)
         if cur is None and live_path is not None:
-            got = read_head(live_path)
-            if got is None:
-                raise FileNotFoundError(errno.ENOENT, "live file vanished", live_path)
-            head, live_st = got
+            # Raises what opening raised: a live file we may not read is unreadable, not missing.
+            head, live_st = head_of(live_path)
             same = [s for s in streams if (s.dev, s.ino) == (live_st.st_dev, live_st.st_ino)]
             if same:
                 # Already open under an older record (an empty file found by its inode): go on there.
