@@ -41,6 +41,8 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "logscan_log_bytes_read": ("counter", frozenset({"log"})),
     "logscan_log_rotations": ("counter", frozenset({"log"})),
     "logscan_log_lag_bytes": ("gauge", frozenset({"log"})),
+    "logscan_state_save_failures": ("counter", frozenset()),
+    "logscan_state_last_save_timestamp_seconds": ("gauge", frozenset()),
     "logscan_log_last_event_timestamp_seconds": ("gauge", frozenset({"log"})),
     "logscan_log_up": ("gauge", frozenset({"log"})),
     "logscan_alert_firing": ("gauge", frozenset({"alert"})),
@@ -555,4 +557,6 @@ def test_a_flood_of_invented_enhanced_codes_never_blinds_a_standard_one() -> Non
     got = value(text, "logscan_smtp_replies_total", mta="postfix", log="mx1", direction="outbound",
                 code="550", enhanced="5.1.1")
     assert got == 2
-    assert len(STANDARD_ENHANCED) == 147 and "5.7.1" in STANDARD_ENHANCED and "5.9.0" not in STANDARD_ENHANCED
+    assert len(STANDARD_ENHANCED) == 147
+    assert "5.7.1" in STANDARD_ENHANCED
+    assert "5.9.0" not in STANDARD_ENHANCED

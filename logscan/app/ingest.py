@@ -14,6 +14,7 @@ from logscan.app.config import Log, zone
 from logscan.core.aggregate import Aggregate
 from logscan.core.pipeline import Pipeline
 from logscan.events import Event
+from logscan.outputs.metrics import LogStatus
 from logscan.parsers import make_parser
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.detect import SAMPLE_LINES, detect
@@ -32,6 +33,7 @@ class LogRuntime:
     mta: str = ""
     pipeline: Pipeline | None = None
     warned: set[str] = field(default_factory=set)
+    saved_epoch: int = -1  # the follower's epoch in the last state on disk
 
     def set_format(self, fmt: str, default_tz: str, aggregate: Aggregate,
                    observers: Sequence[Callable[[Event], None]]) -> None:
@@ -53,6 +55,12 @@ class LogRuntime:
             return ""
         log.info("log_format_detected", log=self.cfg.name, format=found)
         return found
+
+    def status(self) -> LogStatus:
+        """What a scrape shows of this log (under the daemon's lock)."""
+        f = self.follower
+        return LogStatus(name=self.cfg.name, mta=self.mta, up=f.up, bytes_read=f.bytes_read,
+                         rotations=f.rotations, lag_bytes=f.lag_bytes)
 
     def log_notes(self) -> None:
         """Pass the follower's state changes on to the operator's log."""

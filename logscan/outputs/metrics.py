@@ -22,7 +22,14 @@ from prometheus_client.metrics_core import (
 )
 
 from logscan import __version__
-from logscan.core.aggregate import DEFAULT_WINDOWS, DELAY_BUCKETS, OTHER, STANDARD_ENHANCED, Snapshot, window_label
+from logscan.core.aggregate import (
+    DEFAULT_WINDOWS,
+    DELAY_BUCKETS,
+    OTHER,
+    STANDARD_ENHANCED,
+    Snapshot,
+    window_label,
+)
 from logscan.events import DELIVERY_STATUSES
 from logscan.parsers import FORMATS
 
@@ -99,6 +106,9 @@ class Exposition:
     version: str = __version__
     watcher_up: bool = True
     windows: tuple[int, ...] = DEFAULT_WINDOWS
+    # State file health (issue 12)
+    state_save_failures: int = 0
+    state_last_save: float = 0.0
 
 
 class _Folds:
@@ -385,6 +395,7 @@ class LogscanCollector:
                 {(): float(exp.watcher_up)},
             )
         )
+        fams.extend(_state_families(exp))
         fams.append(
             _counter(
                 "logscan_export_folded_total",
@@ -430,6 +441,24 @@ def _log_families(logs: list[LogStatus], snap: Snapshot) -> list[Metric]:
             "1 when the log is open and being followed.",
             ("log",),
             per_log(lambda s: float(s.up)),
+        ),
+    ]
+
+
+def _state_families(exp: Exposition) -> list[Metric]:
+    """State file health (issue 12): a failing save is otherwise invisible until a restart."""
+    return [
+        _counter(
+            "logscan_state_save_failures",
+            "Saves of the state file the disk refused since start.",
+            (),
+            {(): exp.state_save_failures},
+        ),
+        _gauge(
+            "logscan_state_last_save_timestamp_seconds",
+            "Wall time of the last state save that reached the disk; 0 before the first.",
+            (),
+            {(): exp.state_last_save},
         ),
     ]
 

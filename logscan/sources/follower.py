@@ -33,14 +33,21 @@ from logscan.sources.reading import (
 )
 from logscan.sources.rotation import Rotations
 
+_STRUCTURAL = frozenset({"log_opened", "log_rotated", "log_closed", "log_found_rotated", "state_mismatch"})
+
 
 class Follower:
     """Follows one configured log: a path, or a glob like /x/SMTP-Activity-*.log or /x/exim4/mainlog-*."""
 
     def __init__(self, name: str, pattern: str, *, start_at: Literal["end", "beginning"] = "end",
                  saved: Mapping[str, Any] | None = None, max_line: int = 65536,
-                 retire_after: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        """`retire_after`: seconds an old file stays open once idle (late writes, CLOSED markers)."""
+                 retire_after: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 hold_until_saved: bool = False) -> None:
+        """`retire_after`: seconds an old file stays open once idle (late writes, CLOSED markers).
+
+        `hold_until_saved`: an old file is closed only once a saved checkpoint has it read to the
+        end (see saved()), so no kill can leave a state that names a file we already let go.
+        """
         if max_line < 1:
             raise ValueError("max_line must be positive")
         self._files = LogFiles(pattern, max_line, clock)
@@ -50,7 +57,8 @@ class Follower:
         self._retire_after = retire_after
         self._clock = clock
         self._saved: Mapping[str, Any] | None = saved
-        self._rot = Rotations(self._files, self._note, clock, start_at, retire_after)
+        self._rot = Rotations(self._files, self._note, clock, start_at, retire_after, hold_until_saved)
+        self._epoch = 0  # bumped whenever the set of files changes: the daemon saves at once
         self._notes: list[tuple[str, dict[str, Any]]] = []
         self._outage = ""  # "missing" or "unreadable" during an outage: one note per outage
         self._up = False
@@ -109,6 +117,19 @@ class Follower:
     def watch_dirs(self) -> set[str]:
         """Folders the watcher must watch for this log."""
         return {os.path.abspath(self._files.dir)}
+
+    @property
+    def epoch(self) -> int:
+        """Changes whenever a file is opened, found, rotated or closed: a checkpoint worth saving now."""
+        return self._epoch
+
+    def saved(self) -> None:
+        """The last checkpoint() is on disk: old files it has read to the end may now be closed."""
+        self._rot.saved()
+
+    def open(self) -> None:
+        """Open the log's files (from the saved position or start_at) without reading a line."""
+        self.poll(0)
 
     def drain_notes(self) -> list[tuple[str, dict[str, Any]]]:
         """State changes since the last call, as (event, fields) for structlog; never line content."""
@@ -173,6 +194,8 @@ class Follower:
     # ----------------------------------------------------------------- errors and notes
 
     def _note(self, event: str, **fields: Any) -> None:
+        if event in _STRUCTURAL:
+            self._epoch += 1
         self._notes.append((event, {"log": self.name, **fields}))
 
     def _fail(self, exc: BaseException) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Annotated, Any, Final
+
+import msgspec
 
 CHECKPOINT_VERSION: Final = 1
 FP_MAX: Final = 512  # bytes hashed from the start of a file: its identity
@@ -50,29 +51,47 @@ def same_inode(path: str, ids: set[tuple[int, int]]) -> bool:
     return (st.st_dev, st.st_ino) in ids
 
 
-_RECORD_TYPES: Final = {"path": str, "dev": int, "ino": int, "offset": int, "fp": str, "fp_len": int,
-                        "skipping": bool, "current": bool, "mtime_ns": int}
+Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
-def saved_problem(saved: Mapping[str, Any]) -> str:
+class FileRecord(msgspec.Struct):
+    """One open file in a checkpoint (reading.Stream.record)."""
+
+    path: str
+    dev: Count
+    ino: Count
+    offset: Count
+    fp: str
+    fp_len: Annotated[int, msgspec.Meta(ge=0, le=FP_MAX)]
+    skipping: bool
+    current: bool
+    mtime_ns: int
+
+
+class DoneRecord(msgspec.Struct):
+    """A file read to its end."""
+
+    fp: str
+    fp_len: Annotated[int, msgspec.Meta(ge=0, le=FP_MAX)]
+
+
+class Checkpoint(msgspec.Struct):
+    """A follower's saved position (Follower.checkpoint)."""
+
+    v: int
+    pattern: str
+    bytes_read: Count
+    rotations: Count
+    oversized_lines: Count
+    files: list[FileRecord]
+    done: list[DoneRecord]
+    waiting: bool = False
+
+
+def saved_problem(saved: Any) -> str:
     """Why a saved checkpoint cannot be used as-is; "" when it can."""
-    if not isinstance(saved, Mapping):
-        return "not an object"
-    for key in ("bytes_read", "rotations", "oversized_lines"):
-        if not isinstance(saved.get(key), int) or saved[key] < 0:
-            return f"{key} is not a count"
-    files, done = saved.get("files"), saved.get("done")
-    if not isinstance(files, list) or not isinstance(done, list):
-        return "files/done are not lists"
-    for rec in files:
-        if not isinstance(rec, Mapping):
-            return "a file record is not an object"
-        for key, typ in _RECORD_TYPES.items():
-            if not isinstance(rec.get(key), typ):
-                return f"file record field {key!r} missing or not {typ.__name__}"
-        if rec["offset"] < 0 or rec["fp_len"] < 0:
-            return "negative offset"
-    for d in done:
-        if not (isinstance(d, Mapping) and isinstance(d.get("fp"), str) and isinstance(d.get("fp_len"), int)):
-            return "a done record is malformed"
+    try:
+        msgspec.convert(saved, Checkpoint, strict=True)
+    except msgspec.ValidationError as exc:
+        return str(exc)
     return ""

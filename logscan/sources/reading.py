@@ -102,6 +102,7 @@ class Stream:
     eof: bool = False  # compressed files only
     current: bool = False
     stalled: tuple[int, int | None] = (-1, None)  # (offset, size) where only a partial line was left
+    saved_offset: int = -1  # offset in the last checkpoint known to be on disk
 
     def record(self) -> dict[str, Any]:
         return {"path": self.path, "dev": self.dev, "ino": self.ino, "offset": self.offset,

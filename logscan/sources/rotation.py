@@ -25,7 +25,8 @@ class Rotations:
     """The open files of one log and the transitions between them; the Follower reads them."""
 
     def __init__(self, files: LogFiles, note: Callable[..., None], clock: Callable[[], float],
-                 start_at: Literal["end", "beginning"], retire_after: float) -> None:
+                 start_at: Literal["end", "beginning"], retire_after: float,
+                 hold_until_saved: bool = False) -> None:
         self.files = files
         self.cur: Stream | None = None
         self.old: list[Stream] = []  # retiring files, oldest first; drained before cur
@@ -37,6 +38,7 @@ class Rotations:
         self._clock = clock
         self._start_at = start_at
         self._retire_after = retire_after
+        self._hold = hold_until_saved
 
     def streams(self) -> list[Stream]:
         """Every open file, in reading order."""
@@ -294,13 +296,19 @@ class Rotations:
         for k in self.files.history(live_path):
             remember(self.done, k)
 
+    def saved(self) -> None:
+        """A checkpoint of every open file at its present offset is on disk."""
+        for s in self.streams():
+            s.saved_offset = s.offset
+
     def reap(self, now: float) -> None:
         """Close old files that are drained and idle; remember them so they are never read again."""
         keep = []
         for s in self.old:
             idle = now - s.last_growth >= self._retire_after
             drained = s.eof if s.size is None else s.offset >= s.size
-            if drained and (idle or s.size is None):
+            held = self._hold and s.saved_offset != s.offset  # the state on disk still reads it
+            if drained and (idle or s.size is None) and not held:
                 s.src.close()
                 remember(self.done, Known(s.fp, s.fp_len))
                 self._note("log_closed", path=s.path, offset=s.offset)
