@@ -75,7 +75,7 @@ class Follower:
                 self._bytes_read = int(saved["bytes_read"])
                 self._rot.count = int(saved["rotations"])
                 self._oversized = int(saved["oversized_lines"])
-                self._rot.done = [Known(d["fp"], d["fp_len"]) for d in saved["done"]]
+                self._rot.done = [Known(**d) for d in saved["done"]]
 
     # ----------------------------------------------------------------- public API
 
@@ -181,7 +181,7 @@ class Follower:
             "rotations": self._rot.count,
             "oversized_lines": self._oversized,
             "files": [s.record() for s in self._rot.streams()],
-            "done": [{"fp": k.fp, "fp_len": k.fp_len} for k in self._rot.done],
+            "done": [k.record() for k in self._rot.done],
             "waiting": self._rot.waited and not self._rot.started,
         }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
@@ -30,14 +31,25 @@ class Known:
 
     fp: str
     fp_len: int
+    size: int = -1  # bytes of the file this identity covers; -1: the head alone (older state)
+    end_fp: str = ""  # hash of the (up to FP_MAX) bytes before `size`
+
+    def record(self) -> dict[str, Any]:
+        return {"fp": self.fp, "fp_len": self.fp_len, "size": self.size, "end_fp": self.end_fp}
 
     def matches(self, head: bytes) -> bool:
+        """The head agrees (a first filter; reading.holds also checks the bytes before `size`)."""
         return self.fp_len > 0 and len(head) >= self.fp_len and fingerprint(head[: self.fp_len]) == self.fp
+
+
+def known_of(rec: Mapping[str, Any]) -> Known:
+    """The identity a checkpoint's file record gives: its head, and the bytes before its offset."""
+    return Known(str(rec["fp"]), int(rec["fp_len"]), int(rec["offset"]), str(rec.get("end_fp", "")))
 
 
 def remember(done: list[Known], k: Known) -> None:
     """Add `k` to the files read to the end, keeping the newest DONE_HISTORY."""
-    if k.fp_len > 0 and all(k.fp != d.fp for d in done):
+    if k.fp_len > 0 and k not in done:  # files that start alike are still different files
         done.append(k)
         del done[:-DONE_HISTORY]
 
@@ -66,6 +78,7 @@ class FileRecord(msgspec.Struct):
     skipping: bool
     current: bool
     mtime_ns: int
+    end_fp: str = ""
 
 
 class DoneRecord(msgspec.Struct):
@@ -73,6 +86,8 @@ class DoneRecord(msgspec.Struct):
 
     fp: str
     fp_len: Annotated[int, msgspec.Meta(ge=0, le=FP_MAX)]
+    size: Annotated[int, msgspec.Meta(ge=-1)] = -1
+    end_fp: str = ""
 
 
 class Checkpoint(msgspec.Struct):

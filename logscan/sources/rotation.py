@@ -13,12 +13,21 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from logscan.sources.identity import CHECKPOINT_VERSION, FP_MAX, Known, fingerprint, remember, same_inode
+from logscan.sources.identity import (
+    CHECKPOINT_VERSION,
+    FP_MAX,
+    Known,
+    fingerprint,
+    known_of,
+    remember,
+    same_inode,
+)
 from logscan.sources.logfiles import LogFiles
-from logscan.sources.reading import COMPRESS_ERRORS, COMPRESSED, Stream, head_of, read_head
+from logscan.sources.reading import COMPRESS_ERRORS, Stream, head_of, holds, read_head
 
 
 class Rotations:
@@ -118,7 +127,7 @@ class Rotations:
         cur_loc = next((s for r, s in located if r is saved_cur), None)
         live_path = live[-1] if live and os.path.exists(live[-1]) else None
         streams = [s for _, s in located]
-        known = [Known(str(r["fp"]), int(r["fp_len"])) for r in records] + self.done
+        known = [known_of(r) for r in records] + self.done
         cur = cur_loc if live_path is not None and cur_loc is not None and cur_loc.path == live_path else None
         if saved_cur is not None and live_path is not None:
             # Files written after our last look that we never saw (rotated twice, or copied by
@@ -134,30 +143,33 @@ class Rotations:
             if same:
                 # Already open under an older record (an empty file found by its inode): go on there.
                 cur = same[0]
-            elif any(k.matches(head) for k in known):
+            elif any(holds(live_path, head, k) for k in known):
                 # Already counted under another name (moved back?): never read it twice.
                 self._note("state_mismatch", reason="live file matches a file already read", path=live_path)
                 cur = self.files.open(live_path, None)
             else:
                 cur = self.files.open(live_path, 0)
-            if not any(s is cur for s in streams):
-                opened.append(cur)
+            opened += [] if any(s is cur for s in streams) else [cur]
             if saved_cur is not None:
                 self.count += 1
                 self._note("log_rotated", how=self.files.restart_how(saved_cur, cur_loc, live_st),
                            path=live_path, old_path=str(saved_cur.get("path")), while_down=True)
             else:
                 self._note("log_opened", path=live_path, offset=cur.offset, how="appeared")
+        wall, mono = time.time(), self._clock()
         for s in streams:
             s.current = s is cur
+            # An old file idle since long before the restart retires as soon as it is drained.
+            s.last_growth = min(s.last_growth, mono - max(0.0, wall - s.mtime_ns / 1e9))
         self.old = [s for s in streams if s is not cur]
         if cur is not None:
             cur.current = True
             self.cur = cur
 
     def _intermediates(self, cands: list[str], taken: set[str], known: list[Known], since_ns: int,
-                       live_path: str, opened: list[Stream]) -> list[Stream]:
-        found = self.files.intermediates(cands, taken, known, since_ns, live_path, opened)
+                       live_path: str, opened: list[Stream],
+                       open_ids: set[tuple[int, int]] | None = None) -> list[Stream]:
+        found = self.files.intermediates(cands, taken, known, since_ns, live_path, opened, open_ids)
         for s in found:
             self._note("log_found_rotated", saved_path="", path=s.path, offset=0)
         return found
@@ -245,6 +257,8 @@ class Rotations:
         cur.size, cur.mtime_ns = st.st_size, st.st_mtime_ns
         head = cur.src.read_at(0, FP_MAX)
         same = len(head) >= cur.fp_len and fingerprint(head[: cur.fp_len]) == cur.fp
+        if same and st.st_size >= cur.offset and cur.tail:  # files may start alike (identity.py)
+            same = cur.src.read_at(cur.offset - len(cur.tail), len(cur.tail)) == cur.tail
         if same and st.st_size >= cur.offset:
             if len(head) > cur.fp_len:
                 cur.fp, cur.fp_len = fingerprint(head), len(head)
@@ -256,7 +270,7 @@ class Rotations:
         self._copytruncated(cur, head, since)
 
     def _copytruncated(self, cur: Stream, head: bytes, since_ns: int) -> None:
-        old = Known(cur.fp, cur.fp_len)
+        old = cur.known()
         unread_from = cur.offset
         copy = None
         if old.fp_len > 0:
@@ -264,7 +278,7 @@ class Rotations:
                 got = read_head(p)
                 if got is None or (got[1].st_dev, got[1].st_ino) == (cur.dev, cur.ino):
                     continue
-                if old.matches(got[0]) and (p.endswith(COMPRESSED) or got[1].st_size >= unread_from):
+                if holds(p, got[0], old):
                     try:
                         copy = self.files.open(p, unread_from)
                     except COMPRESS_ERRORS:
@@ -275,7 +289,7 @@ class Rotations:
             copy.last_growth = self._clock()
             self.old.append(copy)
         remember(self.done, old)
-        cur.offset, cur.skipping = 0, False
+        cur.offset, cur.skipping, cur.tail = 0, False, b""
         cur.fp, cur.fp_len = fingerprint(head), len(head)
         # Truncated more than once since the last poll: the copies in between are read whole.
         self.old += self._unseen(since_ns, cur.path)
@@ -287,10 +301,10 @@ class Rotations:
         """Rotated files written since `since_ns` that are neither open nor known: read them whole."""
         cands = self.files.candidates()
         open_now = self.streams()
-        known = self.done + [Known(s.fp, s.fp_len) for s in open_now]
+        known = self.done + [s.known() for s in open_now]
         ids = {(s.dev, s.ino) for s in open_now}
         taken = {p for p in cands if same_inode(p, ids)}
-        return self._intermediates(cands, taken, known, since_ns, live_path, [])
+        return self._intermediates(cands, taken, known, since_ns, live_path, [], ids)
 
     def _remember_history(self, live_path: str) -> None:
         for k in self.files.history(live_path):
@@ -310,7 +324,7 @@ class Rotations:
             held = self._hold and s.saved_offset != s.offset  # the state on disk still reads it
             if drained and (idle or s.size is None) and not held:
                 s.src.close()
-                remember(self.done, Known(s.fp, s.fp_len))
+                remember(self.done, s.known())
                 self._note("log_closed", path=s.path, offset=s.offset)
             else:
                 keep.append(s)
