@@ -190,13 +190,17 @@ class LogFiles:
                 s = self.open(p, 0)
             except COMPRESS_ERRORS:
                 continue
-            if (s.dev, s.ino) in ids:
-                s.src.close()  # the same file under a second name (renamed while we looked)
+            try:
+                k = whole(s)
+            except COMPRESS_ERRORS:
+                k = None  # an archive still being written: its plain original is still there
+            if k is None or (s.dev, s.ino) in ids:
+                s.src.close()  # or the same file under a second name (renamed while we looked)
                 continue
             ids.add((s.dev, s.ino))
             opened.append(s)
             taken.add(p)
-            known.append(whole(s))
+            known.append(k)
             out.append(s)
         return out
 

@@ -190,6 +190,12 @@ def whole(s: Stream) -> Known:
     return Known(s.fp, s.fp_len, size, fingerprint(s.src.read_at(size - n, n)))
 
 
+def identity(s: Stream) -> Known:
+    """An open plain file is known by all of its bytes, so that only a whole copy of it (compressed
+    by logrotate) matches, never a new file that starts alike; a compressed one up to the offset."""
+    return whole(s) if s.size is not None else s.known()
+
+
 def read_head(path: str) -> tuple[bytes, os.stat_result] | None:
     """The first FP_MAX bytes of `path` (decompressed) and its stat; None when unreadable."""
     try:

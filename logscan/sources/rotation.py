@@ -22,12 +22,11 @@ from logscan.sources.identity import (
     FP_MAX,
     Known,
     fingerprint,
-    known_of,
     remember,
     same_inode,
 )
 from logscan.sources.logfiles import LogFiles
-from logscan.sources.reading import COMPRESS_ERRORS, Stream, head_of, holds, read_head
+from logscan.sources.reading import COMPRESS_ERRORS, Stream, head_of, holds, identity, read_head
 
 
 class Rotations:
@@ -127,7 +126,9 @@ class Rotations:
         cur_loc = next((s for r, s in located if r is saved_cur), None)
         live_path = live[-1] if live and os.path.exists(live[-1]) else None
         streams = [s for _, s in located]
-        known = [known_of(r) for r in records] + self.done
+        # A saved position identifies just its own file (found above), never another that merely
+        # starts the same way: what is known is what was read to the end, and the found files whole.
+        known = self.done + [identity(s) for s in streams]
         cur = cur_loc if live_path is not None and cur_loc is not None and cur_loc.path == live_path else None
         if saved_cur is not None and live_path is not None:
             # Files written after our last look that we never saw (rotated twice, or copied by
@@ -288,7 +289,8 @@ class Rotations:
         if copy is not None:
             copy.last_growth = self._clock()
             self.old.append(copy)
-        remember(self.done, old)
+        if copy is None:
+            remember(self.done, old)  # else the copy is remembered whole once read
         cur.offset, cur.skipping, cur.tail = 0, False, b""
         cur.fp, cur.fp_len = fingerprint(head), len(head)
         # Truncated more than once since the last poll: the copies in between are read whole.
@@ -301,7 +303,7 @@ class Rotations:
         """Rotated files written since `since_ns` that are neither open nor known: read them whole."""
         cands = self.files.candidates()
         open_now = self.streams()
-        known = self.done + [s.known() for s in open_now]
+        known = self.done + [identity(s) for s in open_now]
         ids = {(s.dev, s.ino) for s in open_now}
         taken = {p for p in cands if same_inode(p, ids)}
         return self._intermediates(cands, taken, known, since_ns, live_path, [], ids)
