@@ -167,10 +167,9 @@ class Rotations:
             cur.current = True
             self.cur = cur
 
-    def _intermediates(self, cands: list[str], taken: set[str], known: list[Known], since_ns: int,
-                       live_path: str, opened: list[Stream],
-                       open_ids: set[tuple[int, int]] | None = None) -> list[Stream]:
-        found = self.files.intermediates(cands, taken, known, since_ns, live_path, opened, open_ids)
+    def _intermediates(self, *args: Any) -> list[Stream]:
+        """LogFiles.intermediates, each file found noted."""
+        found = self.files.intermediates(*args)
         for s in found:
             self._note("log_found_rotated", saved_path="", path=s.path, offset=0)
         return found
