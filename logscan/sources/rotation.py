@@ -126,8 +126,7 @@ class Rotations:
         cur_loc = next((s for r, s in located if r is saved_cur), None)
         live_path = live[-1] if live and os.path.exists(live[-1]) else None
         streams = [s for _, s in located]
-        # A saved position identifies just its own file (found above), never another that merely
-        # starts the same way: what is known is what was read to the end, and the found files whole.
+        # A position names only its own file, not one that starts alike: known = done + found, whole.
         known = self.done + [identity(s) for s in streams]
         cur = cur_loc if live_path is not None and cur_loc is not None and cur_loc.path == live_path else None
         if saved_cur is not None and live_path is not None:
