@@ -1,7 +1,17 @@
 """Which file is which: a file's identity, and the records a checkpoint keeps of them.
 
-A file is identified by a hash of its first bytes (as fail2ban does), not by its inode alone:
-inodes are reused after a rotation, and a renamed or compressed copy keeps its content.
+The rule (docs/decisions/0013-crash-safety-and-identity.md), after Filebeat (inode + device,
+optional head fingerprint) and Vector (checksum of the first bytes): inodes alone fail on
+copies, compression and reuse; a head hash alone fails on files that start alike. So:
+
+- a saved position names the file whose first FP_MAX bytes *and* the FP_MAX bytes just before
+  the saved offset (`end_fp`) match, size >= offset; same (dev, ino) first, then the saved path;
+- a file read to the end is known by its size and the hash of its last bytes: another file is
+  "already read" only if it holds all of that content; an open plain file likewise by all its
+  current bytes, so only a whole (compressed) copy matches it, never a file that starts alike;
+- a saved position never declares another file already read.
+
+Files byte-identical up to the saved offset cannot be told apart; the saved inode wins.
 """
 
 # ruff: noqa: PTH116 - identity works on str paths, as the follower does
