@@ -26,7 +26,7 @@ def test_failed_saves_are_counted_make_ready_503_and_a_failed_final_save_exits_1
         state.unlink()
         state.mkdir()
         wait_for(lambda: d.get("/ready")[0] == 503, what="/ready 503")
-        status, body = d.get("/ready")
+        _, body = d.get("/ready")
         assert "state not saved" in body
         assert str(state) in body
         assert d.value("logscan_state_save_failures_total") >= 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import logscan.sources.reading as reading
+from logscan.sources import reading
 from logscan.sources.follower import Follower
 from tests.helpers_files import copytruncate, drain, gzip_file, rename_rotate, shift_numbered
 
