@@ -1,9 +1,9 @@
 """Follow one mail log through every rotation and return each complete line exactly once.
 
-Design (docs/decisions/0002-tailer.md): binary reads, complete lines only; a file is identified
-by a fingerprint of its first bytes (identity.py), not by its inode alone; an old file is kept
-open and drained after a rename; the checkpoint names every open file by fingerprint and offset
-so a restart finds it again, even renamed or compressed (rotation.py). Reading is reading.py.
+Design (docs/decisions/0002-tailer.md, 0013): binary reads, complete lines only; a file is
+identified by its inode, its first bytes and the bytes before the saved offset (identity.py); an
+old file is kept open and drained after a rename; the checkpoint names every open file so a
+restart finds it again, even renamed or compressed (rotation.py). Reading is reading.py.
 """
 
 # The follower works on str paths and raw descriptors (fstat); pathlib would only wrap them.
