@@ -207,7 +207,6 @@ def test_fuzzed_state_files_never_crash_and_never_go_negative(
 ) -> None:
     """FUZZ_RUNS random mutations of a real state file: each restores or is set aside, no raise."""
     monkeypatch.setattr(logfiles, "RELOOK_S", (0.0,))  # a fuzzed record names no file: don't wait
-    monkeypatch.setattr(logfiles, "RESCAN_S", (0.0,))
     base = json.dumps({"version": 1, "data": _real_state(tmp_path)}).encode()
     rng = random.Random(12)
     cfg = _config(tmp_path)

@@ -35,10 +35,8 @@ _ROTATED_SUFFIX: Final = re.compile(r"[.-][0-9][0-9._-]*(?:\.(?:gz|bz2|xz))?")
 _DIR_MTIME_SLACK_NS: Final = 2_000_000_000
 
 
-# Pauses between looks for a saved file not found (at most 0.75 s in all), and between scans of a
-# folder that keeps changing under us (logrotate renaming hundreds of numbered files: up to ~3 s).
+# Pauses between looks at a folder logrotate may be changing (at most 0.75 s in all).
 RELOOK_S: Final = (0.0, 0.05, 0.2, 0.5)
-RESCAN_S: Final = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
 
 def _dir_mtime(path: str) -> int:
@@ -174,11 +172,11 @@ class LogFiles:
 
         mtime only pre-selects (compression resets it); the fingerprints of files already read decide.
         logrotate may be renaming and compressing as we look: a listing that changed under us, a
-        file that vanished or an archive still being written makes us look again (up to ~3 s).
+        file that vanished or an archive still being written makes us look again (up to ~0.75 s).
         """
         ids = set(open_ids or ()) | {(s.dev, s.ino) for s in opened}
         found: list[tuple[int, str]] = []
-        for pause in RESCAN_S:
+        for pause in RELOOK_S:
             if pause:
                 time.sleep(pause)
                 cands = self.candidates()
