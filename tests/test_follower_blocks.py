@@ -46,3 +46,17 @@ def test_blocks_hold_exactly_the_lines_poll_gives(tmp_path: Path) -> None:
     assert line_count(blocks) == 4000
     assert head_texts(blocks) == [b.decode() for b in want[:len(head_texts(blocks))]]
     assert len(head_texts(blocks)) >= 20
+
+
+def test_blocks_leave_the_same_checkpoint_as_lines(tmp_path: Path) -> None:
+    # The identity of the part read (end_fp: the bytes before the offset) must follow every
+    # way of reading; a stale one makes a restart miss the file and count its lines twice.
+    data = b"".join(b"line %d %s\n" % (i, b"z" * (i % 50)) for i in range(30_000))
+    for name in ("a.log", "b.log"):
+        (tmp_path / name).write_bytes(data)
+    plain = Follower("a", str(tmp_path / "a.log"), start_at="beginning")
+    runs = Follower("b", str(tmp_path / "b.log"), start_at="beginning")
+    assert len(plain.poll()) == 30_000
+    assert line_count(runs.poll(blocks=True)) == 30_000
+    (a,), (b,) = plain.checkpoint()["files"], runs.checkpoint()["files"]
+    assert (a["offset"], a["end_fp"]) == (b["offset"], b["end_fp"])

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from logscan.core.aggregate import DELAY_BUCKETS, Aggregate, Snapshot
+from logscan.core.aggregate import DELAY_BUCKETS, STANDARD_ENHANCED, Aggregate, Snapshot
 from logscan.events import Event
 from logscan.outputs import metrics as metrics_module
 from logscan.outputs.metrics import (
@@ -45,6 +45,8 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "logscan_log_bytes_read": ("counter", frozenset({"log"})),
     "logscan_log_rotations": ("counter", frozenset({"log"})),
     "logscan_log_lag_bytes": ("gauge", frozenset({"log"})),
+    "logscan_state_save_failures": ("counter", frozenset()),
+    "logscan_state_last_save_timestamp_seconds": ("gauge", frozenset()),
     "logscan_log_last_event_timestamp_seconds": ("gauge", frozenset({"log"})),
     "logscan_log_up": ("gauge", frozenset({"log"})),
     "logscan_alert_firing": ("gauge", frozenset({"alert"})),
@@ -414,11 +416,12 @@ def test_enhanced_codes_are_capped_per_log_and_admission_never_flips() -> None:
         for s in reply_series(first)
         if dict(s)["log"] == "mx1" and dict(s)["direction"] == "outbound"
     }
-    assert len(enhanced - {""}) == MAX_ENHANCED_PER_LOG
+    assert len(enhanced - {""} - STANDARD_ENHANCED) == MAX_ENHANCED_PER_LOG
     enhanced_flood(agg, 1000, 1000)
     enhanced_flood(agg, 0, 1000)  # the admitted ones again, and the folded ones
     second = scrape(exposition(agg))
-    assert reply_series(second) == reply_series(first)
+    added = {dict(s)["enhanced"] for s in reply_series(second) - reply_series(first)}
+    assert added == {f"5.1.{d}" for d in range(9)}  # RFC 3463 codes of the second flood: never capped
     admitted = value(
         second,
         "logscan_smtp_replies_total",
@@ -438,7 +441,8 @@ def test_enhanced_codes_are_capped_per_log_and_admission_never_flips() -> None:
         code="550",
         enhanced="",
     )
-    assert folded == 3000 - 2 * MAX_ENHANCED_PER_LOG
+    # RFC 3463 codes in the flood are never folded: 5.0.0 (twice) and 5.1.0-5.1.8
+    assert folded == 3000 - 2 * MAX_ENHANCED_PER_LOG - 2 - 9
     # and a restart from saved state admits exactly the same pairs
     restored = Aggregate.from_dict(agg.to_dict())
     assert scrape(exposition(restored)) == second
@@ -669,3 +673,20 @@ def test_gzipped_exposition_is_one_gzip_stream_of_the_same_body() -> None:
             assert text[: text.index(cut)] == plain[: plain.index(cut)]
             assert text.endswith(b"# EOF\n") == openmetrics
         agg.add(ev(code="551"))
+
+
+def test_a_flood_of_invented_enhanced_codes_never_blinds_a_standard_one() -> None:
+    # The cap used to be first-come forever, also across restarts.
+    agg = Aggregate()
+    for i in range(3000):
+        agg.add(ev(code="550", enhanced=f"5.9.{i}"))
+    agg.add(ev(code="550", enhanced="5.1.1"))
+    restored = Aggregate.from_dict(agg.to_dict())
+    restored.add(ev(code="550", enhanced="5.1.1"))
+    text = scrape(exposition(restored))
+    got = value(text, "logscan_smtp_replies_total", mta="postfix", log="mx1", direction="outbound",
+                code="550", enhanced="5.1.1")
+    assert got == 2
+    assert len(STANDARD_ENHANCED) == 147
+    assert "5.7.1" in STANDARD_ENHANCED
+    assert "5.9.0" not in STANDARD_ENHANCED

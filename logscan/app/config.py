@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -144,8 +145,8 @@ def _check(cfg: Config) -> list[str]:
         if log.name in seen:
             out.append(f"key `logs[{i}].name`: {log.name!r} is used twice")
         seen.add(log.name)
-        if log.source == "file" and not is_smb(log.path) and not Path(log.path).is_absolute():
-            out.append(f"key `logs[{i}].path`: {log.path!r} must be an absolute path")
+        if log.source == "file" and not is_smb(log.path):
+            out.extend(_check_path(log.path, f"logs[{i}].path"))
         out.extend(_check_zone(log.timezone, f"logs[{i}].timezone"))
         out.extend(_check_source(log, f"logs[{i}]"))
     out.extend(_check_zone(cfg.daemon.timezone, "daemon.timezone"))
@@ -211,6 +212,20 @@ def _check_source(log: Log, key: str) -> list[str]:
     elif log.credentials_file:
         out.append(f"key `{key}.credentials_file`: only for smb:// paths")
     return out
+
+
+def _check_path(path: str, key: str) -> list[str]:
+    """What the follower cannot run (logscan.sources.logfiles): check-config must refuse it too."""
+    if not Path(path).is_absolute():
+        return [f"key `{key}`: {path!r} must be an absolute path"]
+    folder, name = os.path.split(path)
+    if any(c in folder for c in "*?["):
+        return [f"key `{key}`: {path!r}: wildcards are only allowed in the file name, not in the folder"]
+    if not name or name in {".", ".."}:
+        return [f"key `{key}`: {path!r} names a folder; give the log file (or a file-name glob)"]
+    if "\0" in path:
+        return [f"key `{key}`: {path!r} holds a NUL byte"]
+    return []
 
 
 def _check_zone(name: str, key: str) -> list[str]:

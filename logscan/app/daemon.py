@@ -30,16 +30,15 @@ from logscan.app.config import (
 )
 from logscan.app.ingest import LogRuntime, head_texts, line_count
 from logscan.app.logging import configure_logging
-from logscan.app.persistence import StateStore
+from logscan.app.persistence import StateStore, saved, state_of
 from logscan.app.reload import plan_reload
-from logscan.app.sources import journal_instead, make_source
+from logscan.app.sources import Source, source_of
 from logscan.core.aggregate import Aggregate
 from logscan.core.alerts import AlertEngine, Transition, explain
 from logscan.core.diagnosis import diagnosis_json
 from logscan.outputs.http import MetricsServer, load_web_config
-from logscan.outputs.metrics import Exposition, LogStatus, make_registry
+from logscan.outputs.metrics import Exposition, make_registry
 from logscan.outputs.notify import Notifier
-from logscan.sources.journal import JournalSource
 from logscan.sources.queue import QueueSampler
 from logscan.sources.watch import Watcher
 
@@ -108,16 +107,24 @@ class Daemon:
         self.watcher.start()
         if self.queue_sampler is not None:
             self.queue_sampler.start()
-        self._install_signals()
+        install_signals(self)
+        for rt in self.logs.values():  # every position is on disk before the first line is read
+            rt.follower.open()
+            rt.log_notes()
+        self._save()
         self._pass()
         sdnotify.ready(f"following {len(self.logs)} logs")
+        saved = False
         try:
             self._loop()
         finally:
             with contextlib.suppress(OSError):  # a vanished notify socket must not cost the save
                 sdnotify.stopping("saving state")
-            self._save(final=True)
+            saved = self._save(final=True)
             self._close()
+        if not saved:  # exit non-zero so systemd shows it; a restart re-reads past the last good save
+            log.error("stopped", state_saved=False, error=self.store.last_error)
+            return 1
         log.info("stopped")
         return 0
 
@@ -151,19 +158,6 @@ class Daemon:
         self.stopping = True
         self.wake.set()
 
-    def _install_signals(self) -> None:
-        def on_term(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal", signal=signal.Signals(signum).name, action="stop")
-            self.stop()
-
-        def on_hup(_signum: int, _frame: FrameType | None) -> None:
-            self.reload_requested = True
-            self.wake.set()
-
-        signal.signal(signal.SIGTERM, on_term)
-        signal.signal(signal.SIGINT, on_term)
-        signal.signal(signal.SIGHUP, on_hup)
-
     def _close(self) -> None:
         if self.queue_sampler is not None:
             self.queue_sampler.stop()
@@ -179,7 +173,16 @@ class Daemon:
     # -- reading ---------------------------------------------------------------------------
 
     def _pass(self) -> bool:
-        """Read what every log has; True when some log still has more waiting."""
+        """Read what every log has; True when some log still has more waiting.
+
+        A pass that opened, rotated or closed a file ends with a save (the interval retries a failed one)."""
+        busy = self._pass_once()
+        moved = any(rt.follower.epoch != rt.saved_epoch for rt in self.logs.values())
+        if moved and not self.store.last_error:
+            self._save()
+        return busy
+
+    def _pass_once(self) -> bool:
         busy = False
         caught_up: list[str] = []
         wall = time.time()
@@ -223,26 +226,20 @@ class Daemon:
 
     # -- state -----------------------------------------------------------------------------
 
-    def _save(self, *, final: bool = False) -> None:
+    def _save(self, *, final: bool = False) -> bool:
+        """Offsets and counters together, from one moment; True when they reached the disk."""
         with self.lock:
-            data = {
-                "logs": {name: rt.follower.checkpoint() for name, rt in self.logs.items()},
-                "formats": {name: rt.mta for name, rt in self.logs.items() if rt.mta},
-                "aggregate": self.aggregate.to_dict(),
-                "alerts": self.engine.to_dict(),
-            }
-        self.store.save(data, final=final)
+            logs = dict(self.logs)
+            epochs, data = state_of(logs, self.aggregate, self.engine)
+        return self.store.save(data, final=final) and saved(logs, epochs)
 
     # -- config ----------------------------------------------------------------------------
 
-    def _add_log(self, lcfg: Log, saved: Mapping[str, Any] | None, formats: Mapping[str, str]) -> None:
+    def _add_log(self, lcfg: Log, saved: Mapping[str, Any] | Source | None,
+                 formats: Mapping[str, str]) -> None:
         # rt.cfg stays as configured, so a reload compares like with like and keeps the position.
-        source_cfg = journal_instead(lcfg)
-        follower = make_source(source_cfg, saved)
-        if source_cfg.source == "journal":
-            log.info("log_source", log=lcfg.name, source="journal",
-                     directory=source_cfg.journal_directory or "(local journal)")
-        rt = LogRuntime(lcfg, follower)
+        source = source_of(lcfg, saved) if saved is None or isinstance(saved, Mapping) else saved
+        rt = LogRuntime(lcfg, source)
         self.logs[lcfg.name] = rt
         known = lcfg.format if lcfg.format != "auto" else formats.get(lcfg.name, "")
         if known:
@@ -268,6 +265,14 @@ class Daemon:
             log.warning("config_reload_partial", detail="[server] and [state] changes need a restart")
         configure_logging(new.daemon.log_level)
         plan = plan_reload(old, new, {name: rt.cfg for name, rt in self.logs.items()})
+        try:
+            # Every new follower is built before anything changes: one that cannot run refuses
+            # the whole reload, and the old config keeps running with all its counts.
+            made = {lcfg.name: source_of(lcfg, None) for lcfg, keep in plan.configured if not keep}
+        except (ValueError, OSError) as exc:
+            log.error("config_reload_refused", error=str(exc), action="keeping the running config")
+            sdnotify.ready("reload refused: a log cannot be followed")
+            return
         with self.lock:
             for name in plan.removed:
                 self.logs.pop(name).follower.close()
@@ -277,7 +282,7 @@ class Daemon:
                 saved = rt.follower.checkpoint() if rt is not None and keep_position else None
                 if rt is not None:
                     rt.follower.close()
-                self._add_log(lcfg, saved, {})
+                self._add_log(lcfg, made.get(lcfg.name, saved), {})
                 log.info("log_configured", log=lcfg.name, path=lcfg.path)
             if plan.alerts_changed:
                 pending = self.engine.advance()  # what observe() found since the last pass
@@ -309,20 +314,7 @@ class Daemon:
         with self.lock:
             snap = self.aggregate.snapshot(time.time())
             firing = self.engine.firing()
-            statuses = tuple(
-                LogStatus(
-                    name=name,
-                    mta=rt.mta,
-                    up=rt.follower.up,
-                    bytes_read=rt.follower.bytes_read,
-                    rotations=rt.follower.rotations,
-                    lag_bytes=rt.follower.lag_bytes,
-                    journal_cursor_gaps=(
-                        rt.follower.cursor_gaps if isinstance(rt.follower, JournalSource) else None
-                    ),
-                )
-                for name, rt in self.logs.items()
-            )
+            statuses = tuple(rt.status() for rt in self.logs.values())
         notifications = notification_counts(self.cfg.alerts, self.notifier)
         return Exposition(
             snapshot=snap,
@@ -333,6 +325,8 @@ class Daemon:
             watcher_up=self.watcher.alive() if self.watcher is not None else False,
             windows=tuple(self.cfg.daemon.bounce_ratio_windows),
             queues=(self.queue_sampler.status(),) if self.queue_sampler is not None else (),
+            state_save_failures=self.store.failures,
+            state_last_save=self.store.last_saved,
         )
 
     def diagnosis(self) -> bytes:
@@ -341,10 +335,28 @@ class Daemon:
             return diagnosis_json(self.aggregate.diagnosis)
 
     def ready(self) -> tuple[bool, str]:
+        if self.store.last_error:  # a kill now would lose the counts since the last good save
+            return False, self.store.unsaved()
         down = [name for name, rt in self.logs.items() if not rt.follower.up]
         if down:
             return False, "not open yet: " + ", ".join(sorted(down))
         return True, "ok"
+
+
+def install_signals(daemon: Daemon) -> None:
+    """SIGTERM/SIGINT stop the daemon (after a final save); SIGHUP asks for a reload."""
+
+    def on_term(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal", signal=signal.Signals(signum).name, action="stop")
+        daemon.stop()
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        daemon.reload_requested = True
+        daemon.wake.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
 
 
 def load_or_default(path: Path) -> Config:

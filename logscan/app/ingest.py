@@ -14,9 +14,11 @@ from logscan.app.config import Log, zone
 from logscan.app.sources import Source
 from logscan.core.aggregate import Aggregate
 from logscan.core.pipeline import LineCounts, Observer, Pipeline
+from logscan.outputs.metrics import LogStatus
 from logscan.parsers import make_parser
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.detect import SAMPLE_LINES, detect
+from logscan.sources.journal import JournalSource
 
 log = structlog.get_logger("logscan.daemon")
 _WARN_EVENTS = ("log_unreadable", "log_missing", "state_mismatch")
@@ -31,6 +33,7 @@ class LogRuntime:
     mta: str = ""
     pipeline: Pipeline | None = None
     warned: set[str] = field(default_factory=set)
+    saved_epoch: int = -1  # the follower's epoch in the last state on disk
 
     def set_format(self, fmt: str, default_tz: str, aggregate: Aggregate,
                    observers: Sequence[Observer]) -> None:
@@ -52,6 +55,13 @@ class LogRuntime:
             return ""
         log.info("log_format_detected", log=self.cfg.name, format=found)
         return found
+
+    def status(self) -> LogStatus:
+        """What a scrape shows of this log (under the daemon's lock)."""
+        f = self.follower
+        gaps = f.cursor_gaps if isinstance(f, JournalSource) else None
+        return LogStatus(name=self.cfg.name, mta=self.mta, up=f.up, bytes_read=f.bytes_read,
+                         rotations=f.rotations, lag_bytes=f.lag_bytes, journal_cursor_gaps=gaps)
 
     def log_notes(self) -> None:
         """Pass the follower's state changes on to the operator's log."""

@@ -6,9 +6,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+import structlog
+
 from logscan.app.config import Log, is_smb
 from logscan.sources.follower import Follower
 from logscan.sources.journal import JournalSource, default_identifiers, journal_exists
+
+log = structlog.get_logger("logscan.daemon")
 
 MAIL_LOG = "/var/log/mail.log"
 
@@ -32,6 +36,10 @@ class Source(Protocol):
     def current_path(self) -> str: ...
     def watch_dirs(self) -> set[str]: ...
     def drain_notes(self) -> list[tuple[str, dict[str, Any]]]: ...
+    @property
+    def epoch(self) -> int: ...
+    def open(self) -> None: ...
+    def saved(self) -> None: ...
     def poll(self, max_bytes: int = ..., *, blocks: bool = ...) -> list[bytes]: ...
     def checkpoint(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
@@ -48,7 +56,8 @@ def make_source(cfg: Log, saved: Mapping[str, Any] | None) -> Source:
 
         return SmbSource(cfg.name, cfg.path, credentials_file=cfg.credentials_file,
                          start_at=cfg.start_at, saved=saved)
-    return Follower(cfg.name, cfg.path, start_at=cfg.start_at, saved=saved)
+    # The daemon keeps a finished file open until a save has it read to the end (crash safety).
+    return Follower(cfg.name, cfg.path, start_at=cfg.start_at, saved=saved, hold_until_saved=True)
 
 
 def journal_instead(cfg: Log) -> Log:
@@ -59,3 +68,13 @@ def journal_instead(cfg: Log) -> Log:
     from msgspec import structs  # noqa: PLC0415
 
     return structs.replace(cfg, source="journal", path="")
+
+
+def source_of(lcfg: Log, saved: Mapping[str, Any] | None) -> Source:
+    """The daemon's source of one configured log: the journal instead of a missing default
+    /var/log/mail.log (journal_instead), resuming at `saved` if given."""
+    cfg = journal_instead(lcfg)
+    if cfg.source == "journal":
+        where = cfg.journal_directory or "(local journal)"
+        log.info("log_source", log=lcfg.name, source="journal", directory=where)
+    return make_source(cfg, saved)

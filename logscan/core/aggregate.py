@@ -26,6 +26,17 @@ BUCKET_S: Final = 60
 STATE_VERSION: Final = 1
 _CLASS: Final = {c: c + "xx" for c in "0123456789"}  # reply code's first digit → its class label
 
+# The enhanced status codes of RFC 3463 (class.subject.detail): a fixed, small set (147 codes)
+# that rules and dashboards ask for by name, so an export cardinality cap never folds them away:
+# a flood of invented codes must not blind a rule on 5.1.1. Invented codes share the capped slots.
+_RFC3463_LAST_DETAIL: Final = {0: 0, 1: 8, 2: 4, 3: 5, 4: 7, 5: 5, 6: 5, 7: 7}
+STANDARD_ENHANCED: Final = frozenset(
+    f"{c}.{subject}.{detail}"
+    for c in "245"
+    for subject, last in _RFC3463_LAST_DETAIL.items()
+    for detail in range(last + 1)
+)
+
 ReplyKey = tuple[str, str, str, str, str]  # mta, log, direction, code, enhanced
 DeliveryKey = tuple[str, str, str]  # mta, log, status
 RejectKey = tuple[str, str, str, str]  # mta, log, stage, code

@@ -27,7 +27,14 @@ from prometheus_client.openmetrics import exposition as om_exposition
 from prometheus_client.utils import floatToGoString
 
 from logscan import __version__
-from logscan.core.aggregate import DEFAULT_WINDOWS, DELAY_BUCKETS, OTHER, Snapshot, window_label
+from logscan.core.aggregate import (
+    DEFAULT_WINDOWS,
+    DELAY_BUCKETS,
+    OTHER,
+    STANDARD_ENHANCED,
+    Snapshot,
+    window_label,
+)
 from logscan.events import DELIVERY_STATUSES
 from logscan.parsers import FORMATS
 from logscan.parsers.reasons import REASONS
@@ -113,6 +120,9 @@ class Exposition:
     watcher_up: bool = True
     windows: tuple[int, ...] = DEFAULT_WINDOWS
     queues: tuple[QueueStatus, ...] = ()  # mail queue depth ([queue])
+    # State file health: failed saves, and when the last one reached the disk
+    state_save_failures: int = 0
+    state_last_save: float = 0.0
 
 
 class _Folds:
@@ -195,6 +205,8 @@ class _ReplyPlan:
             good = self.enhanced_ok[enhanced] = _ENHANCED.match(enhanced) is not None
         if not good or enhanced[0] != code[0]:
             return (*prefix, code, ""), "enhanced", "invalid"
+        if enhanced in STANDARD_ENHANCED:
+            return key, "", ""  # RFC 3463 codes never fold: a flood of invented ones cannot blind rules
         seen = self.admitted.setdefault(prefix, set())
         pair = key[3:]
         if pair not in seen:
@@ -526,6 +538,7 @@ def exported(exp: Exposition, plan: _ReplyPlan | None = None) -> list[Family]:
             {(): float(exp.watcher_up)},
         )
     )
+    fams.extend(_state_families(exp))
     fams.append(
         _counter(
             "logscan_export_folded_total",
@@ -589,6 +602,24 @@ def _journal_families(logs: list[LogStatus]) -> list[Family]:
         ("log",),
         gaps,
     )]
+
+
+def _state_families(exp: Exposition) -> list[Family]:
+    """State file health: a failing save is otherwise invisible until a restart."""
+    return [
+        _counter(
+            "logscan_state_save_failures_total",
+            "Saves of the state file the disk refused since start.",
+            (),
+            {(): exp.state_save_failures},
+        ),
+        _gauge(
+            "logscan_state_last_save_timestamp_seconds",
+            "Wall time of the last state save that reached the disk; 0 before the first.",
+            (),
+            {(): exp.state_last_save},
+        ),
+    ]
 
 
 def _alert_families(exp: Exposition, folds: _Folds) -> list[Family]:

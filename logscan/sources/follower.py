@@ -1,9 +1,9 @@
 """Follow one mail log through every rotation and return each complete line exactly once.
 
-Design (docs/decisions/0002-tailer.md): binary reads, complete lines only; a file is identified
-by a fingerprint of its first bytes (identity.py), not by its inode alone; an old file is kept
-open and drained after a rename; the checkpoint names every open file by fingerprint and offset
-so a restart finds it again, even renamed or compressed (rotation.py). Reading is reading.py.
+Design (docs/decisions/0002-tailer.md, 0013): binary reads, complete lines only; a file is
+identified by its inode, its first bytes and the bytes before the saved offset (identity.py); an
+old file is kept open and drained after a rename; the checkpoint names every open file so a
+restart finds it again, even renamed or compressed (rotation.py). Reading is reading.py.
 """
 
 # The follower works on str paths and raw descriptors (fstat); pathlib would only wrap them.
@@ -33,14 +33,21 @@ from logscan.sources.reading import (
 )
 from logscan.sources.rotation import Rotations
 
+_STRUCTURAL = frozenset({"log_opened", "log_rotated", "log_closed", "log_found_rotated", "state_mismatch"})
+
 
 class Follower:
     """Follows one configured log: a path, or a glob like /x/SMTP-Activity-*.log or /x/exim4/mainlog-*."""
 
     def __init__(self, name: str, pattern: str, *, start_at: Literal["end", "beginning"] = "end",
                  saved: Mapping[str, Any] | None = None, max_line: int = 65536,
-                 retire_after: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        """`retire_after`: seconds an old file stays open once idle (late writes, CLOSED markers)."""
+                 retire_after: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 hold_until_saved: bool = False) -> None:
+        """`retire_after`: seconds an old file stays open once idle (late writes, CLOSED markers).
+
+        `hold_until_saved`: an old file is closed only once a saved checkpoint has it read to the
+        end (see saved()), so no kill can leave a state that names a file we already let go.
+        """
         if max_line < 1:
             raise ValueError("max_line must be positive")
         self._files = LogFiles(pattern, max_line, clock)
@@ -50,7 +57,8 @@ class Follower:
         self._retire_after = retire_after
         self._clock = clock
         self._saved: Mapping[str, Any] | None = saved
-        self._rot = Rotations(self._files, self._note, clock, start_at, retire_after)
+        self._rot = Rotations(self._files, self._note, clock, start_at, retire_after, hold_until_saved)
+        self._epoch = 0  # bumped whenever the set of files changes: the daemon saves at once
         self._notes: list[tuple[str, dict[str, Any]]] = []
         self._outage = ""  # "missing" or "unreadable" during an outage: one note per outage
         self._up = False
@@ -67,7 +75,7 @@ class Follower:
                 self._bytes_read = int(saved["bytes_read"])
                 self._rot.count = int(saved["rotations"])
                 self._oversized = int(saved["oversized_lines"])
-                self._rot.done = [Known(d["fp"], d["fp_len"]) for d in saved["done"]]
+                self._rot.done = [Known(**d) for d in saved["done"]]
 
     # ----------------------------------------------------------------- public API
 
@@ -109,6 +117,19 @@ class Follower:
     def watch_dirs(self) -> set[str]:
         """Folders the watcher must watch for this log."""
         return {os.path.abspath(self._files.dir)}
+
+    @property
+    def epoch(self) -> int:
+        """Changes whenever a file is opened, found, rotated or closed: a checkpoint worth saving now."""
+        return self._epoch
+
+    def saved(self) -> None:
+        """The last checkpoint() is on disk: old files it has read to the end may now be closed."""
+        self._rot.saved()
+
+    def open(self) -> None:
+        """Open the log's files (from the saved position or start_at) without reading a line."""
+        self.poll(0)
 
     def drain_notes(self) -> list[tuple[str, dict[str, Any]]]:
         """State changes since the last call, as (event, fields) for structlog; never line content."""
@@ -162,7 +183,7 @@ class Follower:
             "rotations": self._rot.count,
             "oversized_lines": self._oversized,
             "files": [s.record() for s in self._rot.streams()],
-            "done": [{"fp": k.fp, "fp_len": k.fp_len} for k in self._rot.done],
+            "done": [k.record() for k in self._rot.done],
             "waiting": self._rot.waited and not self._rot.started,
         }
 
@@ -175,6 +196,8 @@ class Follower:
     # ----------------------------------------------------------------- errors and notes
 
     def _note(self, event: str, **fields: Any) -> None:
+        if event in _STRUCTURAL:
+            self._epoch += 1
         self._notes.append((event, {"log": self.name, **fields}))
 
     def _fail(self, exc: BaseException) -> None:

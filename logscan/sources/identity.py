@@ -1,7 +1,17 @@
 """Which file is which: a file's identity, and the records a checkpoint keeps of them.
 
-A file is identified by a hash of its first bytes (as fail2ban does), not by its inode alone:
-inodes are reused after a rotation, and a renamed or compressed copy keeps its content.
+The rule (docs/decisions/0013-crash-safety-and-identity.md), after Filebeat (inode + device,
+optional head fingerprint) and Vector (checksum of the first bytes): inodes alone fail on
+copies, compression and reuse; a head hash alone fails on files that start alike. So:
+
+- a saved position names the file whose first FP_MAX bytes *and* the FP_MAX bytes just before
+  the saved offset (`end_fp`) match, size >= offset; same (dev, ino) first, then the saved path;
+- a file read to the end is known by its size and the hash of its last bytes: another file is
+  "already read" only if it holds all of that content; an open plain file likewise by all its
+  current bytes, so only a whole (compressed) copy matches it, never a file that starts alike;
+- a saved position never declares another file already read.
+
+Files byte-identical up to the saved offset cannot be told apart; the saved inode wins.
 """
 
 # ruff: noqa: PTH116 - identity works on str paths, as the follower does
@@ -11,7 +21,9 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
 
 CHECKPOINT_VERSION: Final = 1
 FP_MAX: Final = 512  # bytes hashed from the start of a file: its identity
@@ -29,14 +41,25 @@ class Known:
 
     fp: str
     fp_len: int
+    size: int = -1  # bytes of the file this identity covers; -1: the head alone (older state)
+    end_fp: str = ""  # hash of the (up to FP_MAX) bytes before `size`
+
+    def record(self) -> dict[str, Any]:
+        return {"fp": self.fp, "fp_len": self.fp_len, "size": self.size, "end_fp": self.end_fp}
 
     def matches(self, head: bytes) -> bool:
+        """The head agrees (a first filter; reading.holds also checks the bytes before `size`)."""
         return self.fp_len > 0 and len(head) >= self.fp_len and fingerprint(head[: self.fp_len]) == self.fp
+
+
+def known_of(rec: Mapping[str, Any]) -> Known:
+    """The identity a checkpoint's file record gives: its head, and the bytes before its offset."""
+    return Known(str(rec["fp"]), int(rec["fp_len"]), int(rec["offset"]), str(rec.get("end_fp", "")))
 
 
 def remember(done: list[Known], k: Known) -> None:
     """Add `k` to the files read to the end, keeping the newest DONE_HISTORY."""
-    if k.fp_len > 0 and all(k.fp != d.fp for d in done):
+    if k.fp_len > 0 and k not in done:  # files that start alike are still different files
         done.append(k)
         del done[:-DONE_HISTORY]
 
@@ -50,29 +73,90 @@ def same_inode(path: str, ids: set[tuple[int, int]]) -> bool:
     return (st.st_dev, st.st_ino) in ids
 
 
-_RECORD_TYPES: Final = {"path": str, "dev": int, "ino": int, "offset": int, "fp": str, "fp_len": int,
-                        "skipping": bool, "current": bool, "mtime_ns": int}
+Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
-def saved_problem(saved: Mapping[str, Any]) -> str:
+class FileRecord(msgspec.Struct):
+    """One open file in a checkpoint (reading.Stream.record)."""
+
+    path: str
+    dev: Count
+    ino: Count
+    offset: Count
+    fp: str
+    fp_len: Annotated[int, msgspec.Meta(ge=0, le=FP_MAX)]
+    skipping: bool
+    current: bool
+    mtime_ns: int
+    end_fp: str = ""
+
+
+class DoneRecord(msgspec.Struct):
+    """A file read to its end."""
+
+    fp: str
+    fp_len: Annotated[int, msgspec.Meta(ge=0, le=FP_MAX)]
+    size: Annotated[int, msgspec.Meta(ge=-1)] = -1
+    end_fp: str = ""
+
+
+class Checkpoint(msgspec.Struct):
+    """A follower's saved position (Follower.checkpoint)."""
+
+    v: int
+    pattern: str
+    bytes_read: Count
+    rotations: Count
+    oversized_lines: Count
+    files: list[FileRecord]
+    done: list[DoneRecord]
+    waiting: bool = False
+
+
+class JournalCheckpoint(msgspec.Struct):
+    """A journal source's saved position (JournalSource.checkpoint)."""
+
+    v: int
+    source: Literal["journal"]
+    cursor: str
+    entries: Count
+    bytes_read: Count
+    matched: Count
+    cursor_gaps: Count
+
+
+class ShareRecord(msgspec.Struct):
+    """The file an SMB source reads, by name, offset and head fingerprint."""
+
+    name: str
+    offset: Count
+    fp: str
+    fp_len: Annotated[int, msgspec.Meta(ge=0, le=FP_MAX)]
+
+
+class ShareCheckpoint(msgspec.Struct):
+    """An SMB source's saved position (SmbSource.checkpoint)."""
+
+    v: int
+    source: Literal["smb"]
+    pattern: str
+    bytes_read: Count
+    rotations: Count
+    file: ShareRecord | None
+    previous: ShareRecord | None
+    done: list[DoneRecord]
+
+
+def checkpoint_schema(saved: Any) -> type[msgspec.Struct]:
+    """The schema of a saved checkpoint, by the source that wrote it (files write none)."""
+    kind = saved.get("source") if isinstance(saved, dict) else None
+    return JournalCheckpoint if kind == "journal" else ShareCheckpoint if kind == "smb" else Checkpoint
+
+
+def saved_problem(saved: Any) -> str:
     """Why a saved checkpoint cannot be used as-is; "" when it can."""
-    if not isinstance(saved, Mapping):
-        return "not an object"
-    for key in ("bytes_read", "rotations", "oversized_lines"):
-        if not isinstance(saved.get(key), int) or saved[key] < 0:
-            return f"{key} is not a count"
-    files, done = saved.get("files"), saved.get("done")
-    if not isinstance(files, list) or not isinstance(done, list):
-        return "files/done are not lists"
-    for rec in files:
-        if not isinstance(rec, Mapping):
-            return "a file record is not an object"
-        for key, typ in _RECORD_TYPES.items():
-            if not isinstance(rec.get(key), typ):
-                return f"file record field {key!r} missing or not {typ.__name__}"
-        if rec["offset"] < 0 or rec["fp_len"] < 0:
-            return "negative offset"
-    for d in done:
-        if not (isinstance(d, Mapping) and isinstance(d.get("fp"), str) and isinstance(d.get("fp_len"), int)):
-            return "a done record is malformed"
+    try:
+        msgspec.convert(saved, Checkpoint, strict=True)
+    except msgspec.ValidationError as exc:
+        return str(exc)
     return ""

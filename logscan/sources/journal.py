@@ -196,6 +196,17 @@ class JournalSource:
         notes, self._notes = self._notes, []
         return notes
 
+    @property
+    def epoch(self) -> int:
+        """Always 0: a position here is one cursor or offset, saved on the interval like counts."""
+        return 0
+
+    def open(self) -> None:
+        """Nothing to open ahead of reading: the first poll() starts from the saved position."""
+
+    def saved(self) -> None:
+        """Nothing is held open for a save to release."""
+
     def poll(self, max_bytes: int = 4 << 20, *, blocks: bool = False) -> list[bytes]:
         """Rendered lines of new matching entries, in journal order; never raises on reader trouble.
 

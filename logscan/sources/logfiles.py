@@ -16,14 +16,34 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from logscan.sources.identity import DONE_HISTORY, Known, fingerprint
-from logscan.sources.reading import COMPRESS_ERRORS, COMPRESSED, Stream, open_stream, read_head
+from logscan.sources.identity import DONE_HISTORY, FP_MAX, Known, known_of
+from logscan.sources.reading import (
+    COMPRESS_ERRORS,
+    COMPRESSED,
+    Stream,
+    complete,
+    holds,
+    open_stream,
+    read_head,
+    whole,
+)
 
 # Rotated names of a plain path: .1 .01 .1.gz -20261129 -20261129.gz .20261129-073000.gz .2026-11-29
 _ROTATED_SUFFIX: Final = re.compile(r"[.-][0-9][0-9._-]*(?:\.(?:gz|bz2|xz))?")
 # A folder scan is skipped while the folder's mtime is unchanged, unless that mtime is this recent
 # (coarse timestamps on some file systems could hide a change made in the same tick).
 _DIR_MTIME_SLACK_NS: Final = 2_000_000_000
+
+
+# Pauses between looks at a folder logrotate may be changing (at most 0.75 s in all).
+RELOOK_S: Final = (0.0, 0.05, 0.2, 0.5)
+
+
+def _dir_mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
 
 
 def is_glob(pattern: str) -> bool:
@@ -88,17 +108,32 @@ class LogFiles:
         return out
 
     def locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[str]) -> Stream | None:
+        """Find the file a saved record describes; logrotate may be renaming or compressing it as we
+        look, so a miss looks again at a fresh listing (up to ~0.75 s)."""
+        for pause in RELOOK_S:
+            if pause:
+                time.sleep(pause)
+                cands = self.candidates()
+            s = self._locate(rec, cands, taken)
+            if s is not None:
+                return s
+        return None
+
+    def _locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[str]) -> Stream | None:
         """Find the file a saved record describes, by fingerprint; its own path is tried first."""
-        known = Known(str(rec["fp"]), int(rec["fp_len"]))
+        known = known_of(rec)
         offset = int(rec["offset"])
         path = str(rec["path"])
+        saved_id = (rec.get("dev"), rec.get("ino"))
 
-        def order(p: str) -> tuple[int, int, float]:
+        def order(p: str) -> tuple[int, int, int, float]:
+            # Same inode first (a renamed file keeps it), then the saved path, plain before compressed.
             try:
-                mtime = os.stat(p).st_mtime
+                st = os.stat(p)
             except OSError:
-                mtime = 0.0
-            return (0 if p == path else 1, 1 if p.endswith(COMPRESSED) else 0, -mtime)
+                return (1, 1, 1, 0.0)
+            return (0 if (st.st_dev, st.st_ino) == saved_id else 1, 0 if p == path else 1,
+                    1 if p.endswith(COMPRESSED) else 0, -st.st_mtime)
 
         for p in sorted(cands, key=order):
             if p in taken:
@@ -110,7 +145,7 @@ class LogFiles:
             compressed = p.endswith(COMPRESSED)
             if not compressed and st.st_size < offset:
                 continue
-            if not known.matches(head):
+            if not holds(p, head, known):
                 continue
             try:
                 s = self.open(p, offset)
@@ -131,36 +166,76 @@ class LogFiles:
         return "rename"
 
     def intermediates(self, cands: list[str], taken: set[str], known: list[Known], since_ns: int,
-                      live_path: str, opened: list[Stream]) -> list[Stream]:
+                      live_path: str, opened: list[Stream],
+                      open_ids: set[tuple[int, int]] | None = None) -> list[Stream]:
         """Files rotated in while we were down, written after our last look: read them whole.
 
         mtime only pre-selects (compression resets it); the fingerprints of files already read decide.
+        logrotate may be renaming and compressing as we look: a listing that changed under us, a
+        file that vanished or an archive still being written makes us look again (up to ~0.75 s).
         """
+        ids = set(open_ids or ()) | {(s.dev, s.ino) for s in opened}
         found: list[tuple[int, str]] = []
-        for p in cands:
-            if p in taken or p == live_path:
-                continue
-            try:
-                st = os.stat(p)
-            except OSError:
-                continue
-            if st.st_mtime_ns < since_ns or st.st_size == 0:
-                continue
-            got = read_head(p)
-            if got is None or any(k.matches(got[0]) for k in known):
-                continue
-            found.append((st.st_mtime_ns, p))
+        for pause in RELOOK_S:
+            if pause:
+                time.sleep(pause)
+                cands = self.candidates()
+            before = _dir_mtime(self.dir)
+            found, unsettled = self._unknown(cands, taken, known, since_ns, live_path, ids)
+            if not unsettled and _dir_mtime(self.dir) == before:
+                break
         out = []
         for _, p in sorted(found):
             try:
                 s = self.open(p, 0)
             except COMPRESS_ERRORS:
                 continue
+            try:
+                k = whole(s)
+            except COMPRESS_ERRORS:
+                k = None  # an archive still being written: its plain original is still there
+            if k is None or (s.dev, s.ino) in ids:
+                s.src.close()  # or the same file under a second name (renamed while we looked)
+                continue
+            ids.add((s.dev, s.ino))
             opened.append(s)
             taken.add(p)
-            known.append(Known(s.fp, s.fp_len))
+            known.append(k)
             out.append(s)
         return out
+
+    def _unknown(self, cands: list[str], taken: set[str], known: list[Known], since_ns: int,
+                 live_path: str, ids: set[tuple[int, int]]) -> tuple[list[tuple[int, str]], bool]:
+        """(mtime, path) of the files no fingerprint knows, and whether some file was in motion."""
+        found: list[tuple[int, str]] = []
+        unsettled = False
+        for p in cands:
+            if p in taken or p == live_path:
+                continue
+            try:
+                st = os.stat(p)
+            except OSError:
+                unsettled = True  # renamed or removed since the listing
+                continue
+            if st.st_mtime_ns < since_ns or st.st_size == 0 or (st.st_dev, st.st_ino) in ids:
+                continue
+            got = read_head(p)
+            if got is None:
+                unsettled = unsettled or p.endswith(COMPRESSED)
+                continue
+            if any(holds(p, got[0], k) for k in known):
+                continue
+            if p.endswith(COMPRESSED) and len(got[0]) < FP_MAX:
+                # Maybe being compressed right now: a short head cannot be told apart until the
+                # archive is whole.
+                if not complete(p):
+                    unsettled = True
+                    continue
+                got = read_head(p)
+                if got is None or any(holds(p, got[0], k) for k in known):
+                    continue
+            found.append((st.st_mtime_ns, p))
+        return found, unsettled
 
     def history(self, live_path: str) -> list[Known]:
         """At a first start, what is already rotated is history: the files never to read."""
@@ -172,7 +247,11 @@ class LogFiles:
                 dated.append((os.stat(p).st_mtime_ns, p))
         out = []
         for _, p in sorted(dated)[-DONE_HISTORY:]:
-            got = read_head(p)
-            if got is not None and got[0]:
-                out.append(Known(fingerprint(got[0]), len(got[0])))
+            with contextlib.suppress(*COMPRESS_ERRORS):
+                s = self.open(p, 0)
+                try:
+                    if s.fp_len:
+                        out.append(whole(s))
+                finally:
+                    s.src.close()
         return out

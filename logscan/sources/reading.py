@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-from logscan.sources.identity import FP_MAX, fingerprint
+from logscan.sources.identity import FP_MAX, Known, fingerprint
 
 READ_CHUNK: Final = 1 << 20
 COMPRESSED: Final = (".gz", ".bz2", ".xz")
@@ -102,11 +102,28 @@ class Stream:
     eof: bool = False  # compressed files only
     current: bool = False
     stalled: tuple[int, int | None] = (-1, None)  # (offset, size) where only a partial line was left
+    saved_offset: int = -1  # offset in the last checkpoint known to be on disk
+    tail: bytes = b""  # the (up to FP_MAX) bytes just before `offset`: what proves a position
+
+    def advance(self, chunk: bytes) -> None:
+        """`chunk` was consumed: move the offset past it."""
+        self.offset += len(chunk)
+        self.tail = (self.tail + chunk[-FP_MAX:])[-FP_MAX:]
+
+    def known(self) -> Known:
+        """This file's content up to the offset, as an identity (identity.py)."""
+        return Known(self.fp, self.fp_len, self.offset, fingerprint(self.tail))
 
     def record(self) -> dict[str, Any]:
         return {"path": self.path, "dev": self.dev, "ino": self.ino, "offset": self.offset,
                 "fp": self.fp, "fp_len": self.fp_len, "skipping": self.skipping, "current": self.current,
-                "mtime_ns": self.mtime_ns}
+                "mtime_ns": self.mtime_ns, "end_fp": fingerprint(self.tail)}
+
+    def seek(self, offset: int) -> None:
+        """Go to `offset` (a restart, or start_at = end), reading the bytes before it as `tail`."""
+        n = min(offset, FP_MAX)
+        self.offset = offset
+        self.tail = self.src.read_at(offset - n, n) if n else b""
 
 
 def open_stream(path: str, offset: int | None, now: float, max_line: int) -> Stream:
@@ -118,27 +135,90 @@ def open_stream(path: str, offset: int | None, now: float, max_line: int) -> Str
                    fp_len=len(head), size=None if src.compressed else st.st_size,
                    mtime_ns=st.st_mtime_ns, last_growth=now)
         if offset is None:
-            s.offset, s.skipping = end_offset(src, st.st_size, max_line)
-        else:
-            s.offset = offset
+            at, s.skipping = end_offset(src, st.st_size, max_line)
+            s.seek(at)
+        elif offset:
+            s.seek(offset)
     except BaseException:
         src.close()
         raise
     return s
 
 
-def read_head(path: str) -> tuple[bytes, os.stat_result] | None:
-    """The first FP_MAX bytes of `path` (decompressed) and its stat; None when unreadable."""
+def head_of(path: str) -> tuple[bytes, os.stat_result]:
+    """The first FP_MAX bytes of `path` (decompressed) and its stat; raises what opening raised."""
+    src, st = open_source(path)
+    try:
+        return src.read_at(0, FP_MAX), st
+    finally:
+        src.close()
+
+
+def holds(path: str, head: bytes, k: Known) -> bool:
+    """True when the file at `path` (first bytes `head`) is the content `k` describes, or begins with it.
+
+    The head must match, and the bytes just before `k.size` too (identity.py says why both).
+    """
+    if not k.matches(head):
+        return False
+    if k.size < 0 or not k.end_fp:
+        return True  # an identity saved by an older version: the head alone
+    n = min(k.size, FP_MAX)
     try:
         src, st = open_source(path)
     except OSError:
-        return None
+        return False
     try:
-        return src.read_at(0, FP_MAX), st
+        if not src.compressed and st.st_size < k.size:
+            return False
+        return fingerprint(src.read_at(k.size - n, n)) == k.end_fp
     except COMPRESS_ERRORS:
-        return None
+        return False
     finally:
         src.close()
+
+
+def whole(s: Stream) -> Known:
+    """The identity of all of `s` as it is now (a compressed file is read through once)."""
+    if s.size is not None:
+        size = s.src.fstat().st_size
+    else:
+        size = 0
+        while chunk := s.src.read_at(size, READ_CHUNK):
+            size += len(chunk)
+    n = min(size, FP_MAX)
+    return Known(s.fp, s.fp_len, size, fingerprint(s.src.read_at(size - n, n)))
+
+
+def identity(s: Stream) -> Known:
+    """An open plain file is known by all of its bytes, so that only a whole copy of it (compressed
+    by logrotate) matches, never a new file that starts alike; a compressed one up to the offset."""
+    return whole(s) if s.size is not None else s.known()
+
+
+def read_head(path: str) -> tuple[bytes, os.stat_result] | None:
+    """The first FP_MAX bytes of `path` (decompressed) and its stat; None when unreadable."""
+    try:
+        return head_of(path)
+    except COMPRESS_ERRORS:
+        return None
+
+
+def complete(path: str) -> bool:
+    """True when a compressed file decompresses to its end (not still being written)."""
+    try:
+        src, _ = open_source(path)
+    except OSError:
+        return False
+    try:
+        offset = 0
+        while chunk := src.read_at(offset, READ_CHUNK):
+            offset += len(chunk)
+    except COMPRESS_ERRORS:
+        return False
+    finally:
+        src.close()
+    return True
 
 
 def end_offset(src: FileSource, size: int, max_line: int) -> tuple[int, bool]:
@@ -180,7 +260,7 @@ def read_lines(s: Stream, budget: int, out: list[bytes], now: float, max_line: i
             i = data.find(b"\n")
             step = len(data) if i < 0 else i + 1
             s.skipping = i < 0
-            s.offset += step
+            s.advance(data[:step])
             consumed += step
             continue
         end = data.rfind(b"\n")
@@ -188,7 +268,7 @@ def read_lines(s: Stream, budget: int, out: list[bytes], now: float, max_line: i
             if len(data) > max_line:
                 out.append(data[:max_line] + b"\n" if blocks else data[:max_line])
                 oversized += 1
-                s.offset += max_line
+                s.advance(data[:max_line])
                 consumed += max_line
                 s.skipping = True
                 continue
@@ -196,15 +276,16 @@ def read_lines(s: Stream, budget: int, out: list[bytes], now: float, max_line: i
             if finished and len(data) < want:
                 # An old file that ends without a newline will never get one: its last line is whole.
                 out.append(strip_cr(data) + b"\n" if blocks else strip_cr(data))
-                s.offset += len(data)
+                s.advance(data)
                 consumed += len(data)
             elif len(data) < want:
                 s.stalled = (s.offset, s.size)  # only a partial line is left at the end
             # else: the budget ran out inside a line; the next poll goes on from here
             break
         if blocks and b"\r" not in data and _short_lines(data, end, max_line):
-            out.append(data[: end + 1] if end + 1 < len(data) else data)
-            s.offset += end + 1
+            run = data[: end + 1] if end + 1 < len(data) else data
+            out.append(run)
+            s.advance(run)  # never `offset +=` alone: the identity of the read part follows the offset
             consumed += end + 1
             continue
         block = data[:end]
@@ -218,7 +299,7 @@ def read_lines(s: Stream, budget: int, out: list[bytes], now: float, max_line: i
             out.append(b"\n".join(lines) + b"\n")
         else:
             out += lines
-        s.offset += end + 1
+        s.advance(data[: end + 1])
         consumed += end + 1
     return consumed, oversized
 

@@ -13,19 +13,28 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from logscan.sources.identity import CHECKPOINT_VERSION, FP_MAX, Known, fingerprint, remember, same_inode
+from logscan.sources.identity import (
+    CHECKPOINT_VERSION,
+    FP_MAX,
+    Known,
+    fingerprint,
+    remember,
+    same_inode,
+)
 from logscan.sources.logfiles import LogFiles
-from logscan.sources.reading import COMPRESS_ERRORS, COMPRESSED, Stream, read_head
+from logscan.sources.reading import COMPRESS_ERRORS, Stream, head_of, holds, identity, read_head
 
 
 class Rotations:
     """The open files of one log and the transitions between them; the Follower reads them."""
 
     def __init__(self, files: LogFiles, note: Callable[..., None], clock: Callable[[], float],
-                 start_at: Literal["end", "beginning"], retire_after: float) -> None:
+                 start_at: Literal["end", "beginning"], retire_after: float,
+                 hold_until_saved: bool = False) -> None:
         self.files = files
         self.cur: Stream | None = None
         self.old: list[Stream] = []  # retiring files, oldest first; drained before cur
@@ -37,6 +46,7 @@ class Rotations:
         self._clock = clock
         self._start_at = start_at
         self._retire_after = retire_after
+        self._hold = hold_until_saved
 
     def streams(self) -> list[Stream]:
         """Every open file, in reading order."""
@@ -116,7 +126,8 @@ class Rotations:
         cur_loc = next((s for r, s in located if r is saved_cur), None)
         live_path = live[-1] if live and os.path.exists(live[-1]) else None
         streams = [s for _, s in located]
-        known = [Known(str(r["fp"]), int(r["fp_len"])) for r in records] + self.done
+        # A position names only its own file, not one that starts alike: known = done + found, whole.
+        known = self.done + [identity(s) for s in streams]
         cur = cur_loc if live_path is not None and cur_loc is not None and cur_loc.path == live_path else None
         if saved_cur is not None and live_path is not None:
             # Files written after our last look that we never saw (rotated twice, or copied by
@@ -126,38 +137,38 @@ class Rotations:
                 since = min(since, cur_loc.mtime_ns)
             streams += self._intermediates(cands, taken, known, since, live_path, opened)
         if cur is None and live_path is not None:
-            got = read_head(live_path)
-            if got is None:
-                raise FileNotFoundError(errno.ENOENT, "live file vanished", live_path)
-            head, live_st = got
+            # Raises what opening raised: a live file we may not read is unreadable, not missing.
+            head, live_st = head_of(live_path)
             same = [s for s in streams if (s.dev, s.ino) == (live_st.st_dev, live_st.st_ino)]
             if same:
                 # Already open under an older record (an empty file found by its inode): go on there.
                 cur = same[0]
-            elif any(k.matches(head) for k in known):
+            elif any(holds(live_path, head, k) for k in known):
                 # Already counted under another name (moved back?): never read it twice.
                 self._note("state_mismatch", reason="live file matches a file already read", path=live_path)
                 cur = self.files.open(live_path, None)
             else:
                 cur = self.files.open(live_path, 0)
-            if not any(s is cur for s in streams):
-                opened.append(cur)
+            opened += [] if any(s is cur for s in streams) else [cur]
             if saved_cur is not None:
                 self.count += 1
                 self._note("log_rotated", how=self.files.restart_how(saved_cur, cur_loc, live_st),
                            path=live_path, old_path=str(saved_cur.get("path")), while_down=True)
             else:
                 self._note("log_opened", path=live_path, offset=cur.offset, how="appeared")
+        wall, mono = time.time(), self._clock()
         for s in streams:
             s.current = s is cur
+            # An old file idle since long before the restart retires as soon as it is drained.
+            s.last_growth = min(s.last_growth, mono - max(0.0, wall - s.mtime_ns / 1e9))
         self.old = [s for s in streams if s is not cur]
         if cur is not None:
             cur.current = True
             self.cur = cur
 
-    def _intermediates(self, cands: list[str], taken: set[str], known: list[Known], since_ns: int,
-                       live_path: str, opened: list[Stream]) -> list[Stream]:
-        found = self.files.intermediates(cands, taken, known, since_ns, live_path, opened)
+    def _intermediates(self, *args: Any) -> list[Stream]:
+        """LogFiles.intermediates, each file found noted."""
+        found = self.files.intermediates(*args)
         for s in found:
             self._note("log_found_rotated", saved_path="", path=s.path, offset=0)
         return found
@@ -245,6 +256,8 @@ class Rotations:
         cur.size, cur.mtime_ns = st.st_size, st.st_mtime_ns
         head = cur.src.read_at(0, FP_MAX)
         same = len(head) >= cur.fp_len and fingerprint(head[: cur.fp_len]) == cur.fp
+        if same and st.st_size >= cur.offset and cur.tail:  # files may start alike (identity.py)
+            same = cur.src.read_at(cur.offset - len(cur.tail), len(cur.tail)) == cur.tail
         if same and st.st_size >= cur.offset:
             if len(head) > cur.fp_len:
                 cur.fp, cur.fp_len = fingerprint(head), len(head)
@@ -256,7 +269,7 @@ class Rotations:
         self._copytruncated(cur, head, since)
 
     def _copytruncated(self, cur: Stream, head: bytes, since_ns: int) -> None:
-        old = Known(cur.fp, cur.fp_len)
+        old = cur.known()
         unread_from = cur.offset
         copy = None
         if old.fp_len > 0:
@@ -264,7 +277,7 @@ class Rotations:
                 got = read_head(p)
                 if got is None or (got[1].st_dev, got[1].st_ino) == (cur.dev, cur.ino):
                     continue
-                if old.matches(got[0]) and (p.endswith(COMPRESSED) or got[1].st_size >= unread_from):
+                if holds(p, got[0], old):
                     try:
                         copy = self.files.open(p, unread_from)
                     except COMPRESS_ERRORS:
@@ -274,8 +287,9 @@ class Rotations:
         if copy is not None:
             copy.last_growth = self._clock()
             self.old.append(copy)
-        remember(self.done, old)
-        cur.offset, cur.skipping = 0, False
+        if copy is None:
+            remember(self.done, old)  # else the copy is remembered whole once read
+        cur.offset, cur.skipping, cur.tail = 0, False, b""
         cur.fp, cur.fp_len = fingerprint(head), len(head)
         # Truncated more than once since the last poll: the copies in between are read whole.
         self.old += self._unseen(since_ns, cur.path)
@@ -287,14 +301,19 @@ class Rotations:
         """Rotated files written since `since_ns` that are neither open nor known: read them whole."""
         cands = self.files.candidates()
         open_now = self.streams()
-        known = self.done + [Known(s.fp, s.fp_len) for s in open_now]
+        known = self.done + [identity(s) for s in open_now]
         ids = {(s.dev, s.ino) for s in open_now}
         taken = {p for p in cands if same_inode(p, ids)}
-        return self._intermediates(cands, taken, known, since_ns, live_path, [])
+        return self._intermediates(cands, taken, known, since_ns, live_path, [], ids)
 
     def _remember_history(self, live_path: str) -> None:
         for k in self.files.history(live_path):
             remember(self.done, k)
+
+    def saved(self) -> None:
+        """A checkpoint of every open file at its present offset is on disk."""
+        for s in self.streams():
+            s.saved_offset = s.offset
 
     def reap(self, now: float) -> None:
         """Close old files that are drained and idle; remember them so they are never read again."""
@@ -302,9 +321,10 @@ class Rotations:
         for s in self.old:
             idle = now - s.last_growth >= self._retire_after
             drained = s.eof if s.size is None else s.offset >= s.size
-            if drained and (idle or s.size is None):
+            held = self._hold and s.saved_offset != s.offset  # the state on disk still reads it
+            if drained and (idle or s.size is None) and not held:
                 s.src.close()
-                remember(self.done, Known(s.fp, s.fp_len))
+                remember(self.done, s.known())
                 self._note("log_closed", path=s.path, offset=s.offset)
             else:
                 keep.append(s)

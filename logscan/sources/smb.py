@@ -103,6 +103,8 @@ class SmbSource:
     """Follows a glob of daily-named, append-only files in a folder of an SMB share.
 
     The same public face as Follower: poll(), checkpoint(), close(), up, error, counters, notes.
+    Why one class: that face is one object per log, and the share's state (session, listing,
+    open offsets) is what every method of it reads.
     """
 
     def __init__(self, name: str, url: str, *, credentials_file: str,
@@ -182,6 +184,17 @@ class SmbSource:
     def drain_notes(self) -> list[tuple[str, dict[str, Any]]]:
         notes, self._notes = self._notes, []
         return notes
+
+    @property
+    def epoch(self) -> int:
+        """Always 0: a position here is one cursor or offset, saved on the interval like counts."""
+        return 0
+
+    def open(self) -> None:
+        """Nothing to open ahead of reading: the first poll() starts from the saved position."""
+
+    def saved(self) -> None:
+        """Nothing is held open for a save to release."""
 
     def poll(self, max_bytes: int = 4 << 20, *, blocks: bool = False) -> list[bytes]:
         """Complete new lines, in file order; never raises on share or network trouble.
