@@ -24,7 +24,7 @@ from typing import IO, Any, Final, Literal
 
 import msgspec
 
-from logscan.sources.reading import as_block
+from logscan.sources.polled import PolledSource
 
 JOURNALCTL: Final = "journalctl"
 CHECKPOINT_VERSION: Final = 1
@@ -87,7 +87,7 @@ def _cursor_seq(cursor: str) -> tuple[str, int] | None:
         return None
 
 
-class JournalSource:
+class JournalSource(PolledSource):
     """Follows SYSLOG_IDENTIFIER-selected entries of the local journal or a journal directory.
 
     The same public face as Follower: poll(), checkpoint(), close(), up, error, counters, notes.
@@ -121,7 +121,7 @@ class JournalSource:
         self._error = ""
         self._outage = False
         self._next_try = 0.0
-        self._notes: list[tuple[str, dict[str, Any]]] = []
+        super().__init__()
         self.finished = False  # follow=False: journalctl reached the end
         if saved is not None:
             problem = _saved_problem(saved)
@@ -190,29 +190,6 @@ class JournalSource:
                 out.add(str(p.resolve()))
                 out.update(str(c.resolve()) for c in p.iterdir() if c.is_dir())
         return out
-
-    def drain_notes(self) -> list[tuple[str, dict[str, Any]]]:
-        """State changes since the last call, as (event, fields); never entry content."""
-        notes, self._notes = self._notes, []
-        return notes
-
-    @property
-    def epoch(self) -> int:
-        """Always 0: a position here is one cursor or offset, saved on the interval like counts."""
-        return 0
-
-    def open(self) -> None:
-        """Nothing to open ahead of reading: the first poll() starts from the saved position."""
-
-    def saved(self) -> None:
-        """Nothing is held open for a save to release."""
-
-    def poll(self, max_bytes: int = 4 << 20, *, blocks: bool = False) -> list[bytes]:
-        """Rendered lines of new matching entries, in journal order; never raises on reader trouble.
-
-        With `blocks`: the same lines as one run, each ending in "\n" (as Follower.poll)."""
-        lines = self._poll(max_bytes)
-        return as_block(lines) if blocks else lines
 
     def _poll(self, max_bytes: int) -> list[bytes]:
         if self.directory and not Path(self.directory).is_dir():

@@ -24,7 +24,7 @@ import smbclient
 from smbprotocol.exceptions import SMBException
 
 from logscan.sources.identity import DONE_HISTORY, FP_MAX, fingerprint
-from logscan.sources.reading import as_block
+from logscan.sources.polled import PolledSource
 
 CHECKPOINT_VERSION: Final = 1
 _READ: Final = 1 << 20
@@ -99,7 +99,7 @@ class _Cur:
     fp_len: int = 0
 
 
-class SmbSource:
+class SmbSource(PolledSource):
     """Follows a glob of daily-named, append-only files in a folder of an SMB share.
 
     The same public face as Follower: poll(), checkpoint(), close(), up, error, counters, notes.
@@ -133,7 +133,7 @@ class SmbSource:
         self._error = ""
         self._outage = False
         self._next_try = 0.0
-        self._notes: list[tuple[str, dict[str, Any]]] = []
+        super().__init__()
         if saved is not None:
             problem = _saved_problem(saved)
             if problem:
@@ -180,28 +180,6 @@ class SmbSource:
     def watch_dirs(self) -> set[str]:
         """None: a share is polled, inotify sees nothing of it."""
         return set()
-
-    def drain_notes(self) -> list[tuple[str, dict[str, Any]]]:
-        notes, self._notes = self._notes, []
-        return notes
-
-    @property
-    def epoch(self) -> int:
-        """Always 0: a position here is one cursor or offset, saved on the interval like counts."""
-        return 0
-
-    def open(self) -> None:
-        """Nothing to open ahead of reading: the first poll() starts from the saved position."""
-
-    def saved(self) -> None:
-        """Nothing is held open for a save to release."""
-
-    def poll(self, max_bytes: int = 4 << 20, *, blocks: bool = False) -> list[bytes]:
-        """Complete new lines, in file order; never raises on share or network trouble.
-
-        With `blocks`: the same lines as one run, each ending in "\n" (as Follower.poll)."""
-        lines = self._poll(max_bytes)
-        return as_block(lines) if blocks else lines
 
     def _poll(self, max_bytes: int) -> list[bytes]:
         out: list[bytes] = []
