@@ -99,13 +99,11 @@ class JournalSource(PolledSource):
                  start_at: Literal["end", "beginning"] = "end", saved: Mapping[str, Any] | None = None,
                  since: str = "", follow: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
         """`since`: a journalctl --since time for the first start; `follow=False` stops at the end."""
-        self.name = name
         self.directory = directory
         self.identifiers = tuple(identifiers)
         self._start_at = start_at
         self._since = since
         self._follow = follow
-        self._clock = clock
         self._cursor = ""
         self._entries = 0  # entries read, matched or not
         self._bytes = 0
@@ -117,11 +115,7 @@ class JournalSource(PolledSource):
         self._buf = b""
         self._more = False
         self._eof = False
-        self._up = False
-        self._error = ""
-        self._outage = False
-        self._next_try = 0.0
-        super().__init__()
+        super().__init__(name, clock)
         self.finished = False  # follow=False: journalctl reached the end
         if saved is not None:
             problem = _saved_problem(saved)
@@ -135,14 +129,6 @@ class JournalSource(PolledSource):
                 self._bytes = int(saved["bytes_read"])
 
     # ----------------------------------------------------------------- public API
-
-    @property
-    def up(self) -> bool:
-        return self._up
-
-    @property
-    def error(self) -> str:
-        return self._error
 
     @property
     def bytes_read(self) -> int:
@@ -371,26 +357,6 @@ class JournalSource(PolledSource):
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
-
-    # ----------------------------------------------------------------- errors and notes
-
-    def _note(self, event: str, **fields: Any) -> None:
-        self._notes.append((event, {"log": self.name, **fields}))
-
-    def _fail(self, error: str) -> None:
-        self._up = False
-        self._error = error
-        self._next_try = self._clock() + 2.0
-        if not self._outage:
-            self._outage = True
-            self._note("log_unreadable", path=self.current_path, error=error)
-
-    def _recover(self) -> None:
-        if self._outage:
-            self._note("log_recovered", path=self.current_path, after="unreadable")
-            self._outage = False
-        self._up = True
-        self._error = ""
 
 
 def _unreadable_system_journal() -> str:

@@ -28,7 +28,6 @@ from logscan.sources.polled import PolledSource
 
 CHECKPOINT_VERSION: Final = 1
 _READ: Final = 1 << 20
-_RETRY_S: Final = 2.0
 # A share that went away shows as any of these: socket errors, SMB status errors, a dropped session.
 _SMB_ERRORS: Final = (OSError, SMBException, ValueError, EOFError)
 
@@ -110,13 +109,11 @@ class SmbSource(PolledSource):
     def __init__(self, name: str, url: str, *, credentials_file: str,
                  start_at: Literal["end", "beginning"] = "end", saved: Mapping[str, Any] | None = None,
                  max_line: int = 65536, clock: Callable[[], float] = time.monotonic) -> None:
-        self.name = name
         self.pattern = url
         self._url = ShareUrl.parse(url)
         self._cred_path = credentials_file
         self._start_at = start_at
         self._max_line = max_line
-        self._clock = clock
         self._cache: dict[str, Any] = {}  # this source's own SMB connections
         self._connected = False
         self._cur: _Cur | None = None
@@ -129,11 +126,7 @@ class SmbSource(PolledSource):
         self._stalled: tuple[str, int, int] | None = None  # (name, offset, size) at an unfinished row
         self._bytes_read = 0
         self._rotations = 0  # day changes: a newer file taken up
-        self._up = False
-        self._error = ""
-        self._outage = False
-        self._next_try = 0.0
-        super().__init__()
+        super().__init__(name, clock)
         if saved is not None:
             problem = _saved_problem(saved)
             if problem:
@@ -145,14 +138,6 @@ class SmbSource(PolledSource):
                 self._done = [(d["fp"], int(d["fp_len"])) for d in saved["done"]]
 
     # ----------------------------------------------------------------- public API
-
-    @property
-    def up(self) -> bool:
-        return self._up
-
-    @property
-    def error(self) -> str:
-        return self._error
 
     @property
     def bytes_read(self) -> int:
@@ -361,26 +346,6 @@ class SmbSource(PolledSource):
         if cur.fp_len < FP_MAX:
             self._fill_fp(cur)
         return end
-
-    # ----------------------------------------------------------------- errors and notes
-
-    def _note(self, event: str, **fields: Any) -> None:
-        self._notes.append((event, {"log": self.name, **fields}))
-
-    def _fail(self, error: str) -> None:
-        self._up = False
-        self._error = error
-        self._next_try = self._clock() + _RETRY_S
-        if not self._outage:
-            self._outage = True
-            self._note("log_unreadable", path=self.current_path, error=error)
-
-    def _recover(self) -> None:
-        if self._outage:
-            self._note("log_recovered", path=self.current_path, after="unreadable")
-            self._outage = False
-        self._up = True
-        self._error = ""
 
 
 def _record(cur: _Cur | None) -> dict[str, Any] | None:
