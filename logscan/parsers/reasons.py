@@ -17,7 +17,7 @@ bounded amount; the text is never kept (a parser memoises the answer by its key 
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 Reason = Literal[
     "auth_required",
@@ -32,19 +32,7 @@ Reason = Literal[
     "auth_failed",
     "other",
 ]
-REASONS: Final[tuple[Reason, ...]] = (
-    "auth_required",
-    "sender_mismatch",
-    "relay_denied",
-    "unknown_recipient",
-    "blocklisted",
-    "mailbox_full",
-    "greylisted",
-    "rate_limited",
-    "spam_content",
-    "auth_failed",
-    "other",
-)
+REASONS: Final[tuple[Reason, ...]] = get_args(Reason)  # in this order
 MAX_TEXT: Final = 400
 
 # (phrase, reason), checked in this order against the lower-cased text; the first found wins.
