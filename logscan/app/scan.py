@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from logscan.core.aggregate import OTHER, Aggregate, Snapshot
-from logscan.core.diagnosis import FIX
 from logscan.core.pipeline import LineCounts, Observer, Pipeline
 from logscan.events import DELIVERY_STATUSES
 from logscan.parsers import make_parser
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.detect import SAMPLE_LINES, detect
-from logscan.parsers.reasons import runbook
 
 GZIP_MAGIC = b"\x1f\x8b"
 PROGRESS_MIN_BYTES = 32 << 20
@@ -279,24 +277,8 @@ def why(agg: Aggregate, snap: Snapshot, n: int = 5) -> list[dict[str, Any]]:
     for (direction, code), by in sorted(
         groups.items(), key=lambda g: (g[0][0], -sum(g[1].values()), g[0][1])
     ):
-        total = sum(by.values())
-        reasons = []
-        for reason, k in sorted(by.items(), key=lambda kv: (-kv[1], kv[0])):
-            offenders = agg.diagnosis.offenders(None, direction, code, reason, n)
-            reasons.append(
-                {
-                    "reason": reason,
-                    "count": k,
-                    "share": round(k / total, 4),
-                    "fix": FIX.get((reason, direction), ""),
-                    "runbook": runbook(reason),
-                    "offenders": {
-                        kind: [{"value": v, "count": c} for v, c in items]
-                        for kind, items in offenders.items()
-                    },
-                }
-            )
-        out.append({"direction": direction, "code": code, "count": total, "reasons": reasons})
+        reasons = agg.diagnosis.reason_rows(None, direction, code, by, n)
+        out.append({"direction": direction, "code": code, "count": sum(by.values()), "reasons": reasons})
     return out
 
 

@@ -290,6 +290,27 @@ class Diagnosis:
             runbook=runbook(reason),
         )
 
+    def reason_rows(
+        self, log: str | None, direction: str, code: str, by_reason: Mapping[str, int], n: int
+    ) -> list[dict[str, Any]]:
+        """Each reason of one code, most frequent first: count, share, fix, runbook and top
+        offenders (of `log`, or of every log when None)."""
+        total = sum(by_reason.values())
+        return [
+            {
+                "reason": reason,
+                "count": k,
+                "share": round(k / total, 4),
+                "fix": FIX.get((reason, direction), ""),
+                "runbook": runbook(reason),
+                "offenders": {
+                    kind: [{"value": v, "count": c} for v, c in items]
+                    for kind, items in self.offenders(log, direction, code, reason, n).items()
+                },
+            }
+            for reason, k in sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+
     def document(self, n: int = DEFAULT_TOP) -> dict[str, Any]:
         """The /diagnosis JSON document: per (log, direction, code), each reason with its count,
         share of that code, fix, runbook and top offenders, over the kept window."""
@@ -307,20 +328,7 @@ class Diagnosis:
                     "direction": direction,
                     "code": code,
                     "count": total,
-                    "reasons": [
-                        {
-                            "reason": reason,
-                            "count": k,
-                            "share": round(k / total, 4),
-                            "fix": FIX.get((reason, direction), ""),
-                            "runbook": runbook(reason),
-                            "offenders": {
-                                kind: [{"value": v, "count": c} for v, c in items]
-                                for kind, items in self.offenders(log, direction, code, reason, n).items()
-                            },
-                        }
-                        for reason, k in sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
-                    ],
+                    "reasons": self.reason_rows(log, direction, code, by_reason, n),
                 }
             )
         newest = self._newest * 60 if self.window_s and self._minutes else None
