@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from logscan import __version__
+from logscan.parsers import scan_paths_text
 from tests.test_daemon import Writer, postfix_line
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,7 +29,9 @@ def logscan(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 def test_version_and_help() -> None:
     out = logscan("--version")
     assert out.returncode == 0
-    assert out.stdout.strip() == f"logscan {__version__} (Postfix C scanner built)"
+    assert out.stdout.strip() == f"logscan {__version__} ({scan_paths_text()})"
+    assert "postfix: C" in scan_paths_text()
+    assert "Python bulk" not in scan_paths_text()
     helped = logscan("--help")
     assert helped.returncode == 0
     for word in ("run", "scan", "parse", "check-config", "exit codes"):

@@ -29,6 +29,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import logscan
+from logscan.parsers import scan_paths_text
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_LOG = REPO / "tests" / "data" / "mailenable-9.76-SMTP-Activity.log"
@@ -209,7 +210,9 @@ def test_install_run_scrape_upgrade_remove_purge(deb: Path, tmp_path_factory: py
 
     # --- what the package put on the machine --------------------------------------------
     done = run("/usr/bin/logscan", "--version")
-    assert done.stdout.strip() == f"logscan {logscan.__version__} (Postfix C scanner built)"
+    assert done.stdout.strip() == f"logscan {logscan.__version__} ({scan_paths_text()})"
+    assert "postfix: C" in scan_paths_text()
+    assert "Python bulk" not in scan_paths_text()
     assert "OK" in run("logscan", "check-config", "--config", CONF).stdout
     verify = run("systemd-analyze", "verify", UNIT, check=False)
     assert (verify.returncode, verify.stdout, verify.stderr) == (0, "", "")

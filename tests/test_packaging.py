@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import logscan
+from logscan.parsers import scan_paths_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,6 +65,8 @@ def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
 
     # cwd is tmp_path, so the checkout is not on sys.path: this is the installed copy.
     done = run(env_dir / "bin" / "logscan", "--version", cwd=tmp_path)
-    assert done.stdout.strip() == f"logscan {logscan.__version__} (Postfix C scanner built)"
+    assert done.stdout.strip() == f"logscan {logscan.__version__} ({scan_paths_text()})"
+    assert "postfix: C" in scan_paths_text()
+    assert "Python bulk" not in scan_paths_text()
     where = run(python, "-c", "import logscan; print(logscan.__file__)", cwd=tmp_path)
     assert where.stdout.strip().startswith(str(env_dir))

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     ap.add_argument(
-        "--version", action=_Version, nargs=0, help="show the version and whether the C scanner is built"
+        "--version", action=_Version, nargs=0, help="show the version and each format's scan path (C or not)"
     )
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -109,13 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Version(argparse.Action):
-    """--version, with whether the C scanner for Postfix logs is built (docs/decisions/0008)."""
+    """--version, with the path each format's lines take: C scanner or not (docs/decisions/0008)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        from logscan.parsers.postfix_bulk import c_scanner_built  # noqa: PLC0415 - only --version asks
+        from logscan.parsers import scan_paths_text  # noqa: PLC0415 - only --version asks
 
-        built = "Postfix C scanner built" if c_scanner_built() else "no C scanner: Postfix logs scan slower"
-        print(f"logscan {__version__} ({built})")
+        print(f"logscan {__version__} ({scan_paths_text()})")
         parser.exit()
 
 

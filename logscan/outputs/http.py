@@ -49,6 +49,7 @@ from prometheus_client.openmetrics import exposition as om_exposition
 from logscan import __version__
 from logscan.core.diagnosis import diagnosis_html
 from logscan.outputs.metrics import LogscanRegistry
+from logscan.parsers import scan_paths_text
 
 DEFAULT_LISTEN: Final = "127.0.0.1:9551"
 Ready = Callable[[], tuple[bool, str]]
@@ -368,10 +369,12 @@ _LANDING: Final = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>logscan</title></head>
 <body><h1>logscan {version}</h1>
 <p>Mail-log analyzer: SMTP replies and delivery outcomes as Prometheus metrics.</p>
+<p>Scan path per format: {paths}.</p>
 <ul><li><a href="metrics">metrics</a></li><li><a href="healthz">healthz</a></li>
 <li><a href="ready">ready</a></li><li><a href="diagnosis">diagnosis</a> (why refusals happen)</li></ul>
 {diagnosis}</body></html>
 """
+_PATHS: Final = html.escape(scan_paths_text())
 
 
 DEFAULT_HEAD_TIMEOUT_S: Final = 10.0
@@ -603,7 +606,7 @@ class _Core:
         self.scrapes = ThreadPoolExecutor(_SCRAPE_THREADS, thread_name_prefix="logscan-scrape")
         self.bcrypt = ThreadPoolExecutor(1, thread_name_prefix="logscan-bcrypt")
         self.auth = _BasicAuth()
-        self.landing = _LANDING.format(version=html.escape(__version__), diagnosis="").encode()
+        self.landing = _LANDING.format(version=html.escape(__version__), paths=_PATHS, diagnosis="").encode()
         self._aio: web.Server | None = None
         self.listener: asyncio.AbstractServer | None = None
         self._kwargs: dict[str, Any] = {
@@ -745,7 +748,7 @@ class _Core:
         """The landing page with the diagnosis of the last hour; runs on a scrape thread."""
         assert self.server.diagnosis is not None
         part = diagnosis_html(json.loads(self.server.diagnosis()))
-        return _LANDING.format(version=html.escape(__version__), diagnosis=part).encode()
+        return _LANDING.format(version=html.escape(__version__), paths=_PATHS, diagnosis=part).encode()
 
     async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         accept = request.headers.get("Accept", "")

@@ -17,6 +17,8 @@ _CLASSES: Final = {
 # Formats with a bulk reader (docs/decisions/0008-bulk-scan.md): it reads many lines at once
 # and shares its parser's state, so it is made from the parser.
 _BULK: Final = {"postfix": ("logscan.parsers.postfix_bulk", "PostfixBulk")}
+# The optional C extension behind each bulk reader (setup.py builds it where a compiler exists).
+_C_SCANNERS: Final = {"postfix": "logscan.parsers._postfix_scan"}
 
 
 def make_parser(fmt: str, options: ParserOptions) -> Parser:
@@ -33,3 +35,24 @@ def bulk_reader_of(parser: Parser) -> BulkReader | None:
         return None
     reader: BulkReader = getattr(import_module(where[0]), where[1])(parser)
     return reader
+
+
+def scan_paths() -> dict[str, str]:
+    """Per format, the path its lines take: "C", "Python bulk" (no compiler at install) or "line by line"."""
+    paths = {}
+    for fmt in FORMATS:
+        if fmt not in _BULK:
+            paths[fmt] = "line by line"
+            continue
+        try:
+            import_module(_C_SCANNERS[fmt])
+        except (ImportError, KeyError):
+            paths[fmt] = "Python bulk"
+        else:
+            paths[fmt] = "C"
+    return paths
+
+
+def scan_paths_text() -> str:
+    """scan_paths() in one line, for --version and the landing page."""
+    return ", ".join(f"{fmt}: {path}" for fmt, path in scan_paths().items())

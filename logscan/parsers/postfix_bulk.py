@@ -155,11 +155,6 @@ def _native() -> Callable[[str, bool], tuple[int, list[Item]] | None] | None:
 _scan: Final = _native()
 
 
-def c_scanner_built() -> bool:
-    """Whether the optional C scanner was compiled at install (docs/decisions/0008-bulk-scan.md)."""
-    return _scan is not None
-
-
 class PostfixBulk:
     """Reads a chunk's candidate lines into rows, and runs of rows into EventBatches.
 
