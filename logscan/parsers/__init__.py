@@ -18,7 +18,7 @@ _CLASSES: Final = {
 # and shares its parser's state, so it is made from the parser.
 _BULK: Final = {"postfix": ("logscan.parsers.postfix_bulk", "PostfixBulk")}
 # The optional C extension behind each bulk reader (setup.py builds it where a compiler exists).
-_C_SCANNERS: Final = {"postfix": "logscan.parsers._postfix_scan"}
+C_SCANNERS: Final = {"postfix": "logscan.parsers._postfix_scan"}
 
 
 def make_parser(fmt: str, options: ParserOptions) -> Parser:
@@ -45,7 +45,7 @@ def scan_paths() -> dict[str, str]:
             paths[fmt] = "line by line"
             continue
         try:
-            import_module(_C_SCANNERS[fmt])
+            import_module(C_SCANNERS[fmt])
         except (ImportError, KeyError):
             paths[fmt] = "Python bulk"
         else:
