@@ -17,8 +17,10 @@ _CLASSES: Final = {
 # Formats with a bulk reader (docs/decisions/0008-bulk-scan.md): it reads many lines at once
 # and shares its parser's state, so it is made from the parser.
 _BULK: Final = {"postfix": ("logscan.parsers.postfix_bulk", "PostfixBulk")}
+_BULK["mailenable"] = ("logscan.parsers.mailenable_bulk", "MailEnableBulk")
 # The optional C extension behind each bulk reader (setup.py builds it where a compiler exists).
 _C_SCANNERS: Final = {"postfix": "logscan.parsers._postfix_scan"}
+_C_SCANNERS["mailenable"] = "logscan.parsers._mailenable_scan"
 
 
 def make_parser(fmt: str, options: ParserOptions) -> Parser:

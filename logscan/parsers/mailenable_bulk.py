@@ -1,0 +1,352 @@
+"""Runs of usual MailEnable rows → grouped counts: the scan hot path for MailEnable.
+
+docs/decisions/0019-mailenable-bulk.md. `MailEnableParser.parse()` stays the definition.
+item() reads a line, without state, into a row of the fields the counts depend on, or skips
+it (parse() gives NOTHING and changes no state), or leaves it to parse(). batch() then walks
+a run of rows in order through the parser's own per-message state (walk()), exactly as
+parse() would, and groups their events into an EventBatch with C-level passes. The optional
+C extension (logscan/parsers/_mailenable_scan.c) does item() over a whole chunk and walk();
+tests/test_mailenable_bulk.py holds all of it to parse(), with and without the extension.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from itertools import compress, islice, repeat
+from operator import add, floordiv, itemgetter, le
+from typing import Final, NamedTuple
+
+from logscan.events import Direction, EventBatch, Status
+from logscan.parsers.base import MAX_LINE, Item, domain_of, reply_codes
+from logscan.parsers.mailenable import (
+    CARRY,
+    DELIVERY_STAGES,
+    MAIL,
+    MANY,
+    MAX_ID,
+    MAX_IP,
+    OTHER_AGENTS,
+    RCPT,
+    RESET,
+    ROLES,
+    SECONDS,
+    STAGES,
+    MailEnableParser,
+    remember,
+)
+from logscan.parsers.reasons import MAX_TEXT, classify, refusal_reason
+
+# A row: the stamp's minute `MM/DD/YY hh:mm` and seconds `ss`; the key `<i|o><verb>\t<code>\t
+# <enhanced>` (what decides every count but the domains); the message file without `.MAI`
+# ("" when over MAX_ID); for MAIL and RCPT rows the address from its last "@" on (what
+# domain_of reads; "" without one); the remote IP ("" when over MAX_IP); the reply of a
+# 4xx/5xx row ("" otherwise); then the line itself.
+MINUTE, SECS, KEY, QID, ADDR, IP, REPLY, LINE = range(8)
+
+# Bits of a key's kind, as walk() reads them (the C walk reads the same): its role in the
+# low three bits, then these.
+OK_2XX: Final = 8  # the reply is 2xx
+OUTBOUND: Final = 16
+REFUSAL: Final = 32  # 4xx/5xx
+
+_DIGITS: Final = re.compile(r"[0-9]+\Z")  # str.isdigit() takes other digits too: those go to parse()
+_STAMP: Final = re.compile(r"[0-9]{2}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}:(?:[0-5][0-9]|60)\Z")
+_CODE: Final = re.compile(r"[2-5][0-9][0-9](?:[ -]|\Z)")  # what parse()'s _CODES lookups accept
+_ENHANCED_START: Final = frozenset("245(#")
+_MDAYS: Final = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_FINAL: Final = {"sent": 0, "bounced": 1}  # a bounce-ratio bucket's cell per outcome (2: none)
+_MEMO: Final = 1 << 14  # domains and reasons kept between batches (a few MB at most)
+_MEMO_LEN: Final = 300  # a longer ADDR is junk to domain_of(): computed, never kept
+
+
+def valid_minute(text: str) -> bool:
+    """Whether parse() dates a `MM/DD/YY hh:mm` minute (MailEnableParser.minute is not None)."""
+    mo, day, yy, hh, mi = int(text[:2]), int(text[3:5]), int(text[6:8]), int(text[9:11]), int(text[12:14])
+    if not (1 <= mo <= 12 and 1 <= day <= _MDAYS[mo] and hh < 24 and mi < 60):
+        return False
+    return mo != 2 or day < 29 or yy % 4 == 0  # 2000-2099: every fourth year is a leap year
+
+
+def item(line: str) -> Item | None:
+    """The row of a usual line (see LINE); the line when parse() must read it; None when
+    parse() gives NOTHING for it and changes no state, so it is skipped (counted as ignored)."""
+    if len(line) > MAX_LINE:
+        return line  # parse() cuts it first
+    cols = line.split("\t", 11)
+    if len(cols) != 12:
+        return line  # markers, short rows
+    ts, agent, file, _, ip, verb, command, reply, sent, received, _, rest = cols
+    if agent == "SMTP-IN":
+        if _DIGITS.match(sent) is None or _DIGITS.match(received) is None or "\t" in rest:
+            return line  # misaligned-columns, or digits only str.isdigit() knows
+        direction = "i"
+    elif agent == "SMTP-OU":
+        direction = "o"
+    elif agent.startswith(OTHER_AGENTS):
+        return None
+    else:
+        return line
+    if _STAMP.match(ts) is None or verb not in STAGES:
+        return line  # and so verb.upper() never decides the stage here
+    role = ROLES.get(STAGES[verb], 0)
+    if not reply:
+        # A RESET row forgets its transaction even without a reply: parse() must see it.
+        return None if role != RESET and valid_minute(ts[:14]) else line
+    if _CODE.match(reply) is None:
+        return line
+    code = reply[:3]
+    enhanced = reply_codes(reply)[1] if reply[4:5] in _ENHANCED_START else ""
+    addr = ""
+    if role in (MAIL, RCPT):
+        lt = command.find("<")
+        if lt < 0:
+            return line  # a path without "<": _address() strips Unicode spaces, left to it
+        gt = command.find(">", lt)
+        address = command[lt + 1 : gt] if gt >= 0 else command[lt + 1 :]
+        at = address.rfind("@")
+        if at >= 0:
+            addr = address[at:]
+    qid = file[:-4] if file.endswith(".MAI") else file
+    return (
+        ts[:14],
+        ts[15:],
+        f"{direction}{verb}\t{code}\t{enhanced}",
+        qid if len(qid) <= MAX_ID else "",
+        addr,
+        ip if len(ip) <= MAX_IP else "",
+        reply if code[0] in "45" else "",
+        line,
+    )
+
+
+def walk(
+    rows: list[tuple[str, ...]],
+    kinds: dict[str, int],
+    tx: dict[str, tuple[str, str]],
+    memo: dict[str, str],
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """parse()'s state steps for `rows` in order, on the parser's state `tx`: the domain each
+    row's event is counted under (recipient outbound, sender inbound), and (sender, recipient)
+    of each 4xx/5xx row. `kinds`: each row key's kind (role and bits); `memo`: ADDR → domain."""
+    labels: list[str] = []
+    pairs: list[tuple[str, str]] = []
+    for row in rows:
+        kind = kinds[row[KEY]]
+        role = kind & 7
+        sender = recipient = ""
+        if role:
+            qid = row[QID]
+            if role == RCPT:
+                recipient = _domain(memo, row[ADDR])
+                known = tx.get(qid)
+                if known is not None:
+                    sender = known[0]
+                if kind & OK_2XX and qid and recipient:
+                    if known is None:
+                        remember(tx, qid, ("", recipient))
+                    elif known[1] != recipient:
+                        tx[qid] = (known[0], recipient if not known[1] else MANY)
+            elif role == MAIL:
+                sender = _domain(memo, row[ADDR])
+                if kind & OK_2XX and qid:
+                    remember(tx, qid, (sender, ""))
+                else:
+                    tx.pop(qid, None)
+            elif role == CARRY:
+                known = tx.get(qid)
+                if known is not None:
+                    sender = known[0]
+                    recipient = known[1] if known[1] != MANY else ""
+            else:
+                tx.pop(qid, None)
+        labels.append(recipient if kind & OUTBOUND else sender)
+        if kind & REFUSAL:
+            pairs.append((sender, recipient))
+    return labels, pairs
+
+
+def _domain(memo: dict[str, str], addr: str) -> str:
+    domain = memo.get(addr)
+    if domain is None:
+        domain = domain_of(addr)
+        if len(addr) <= _MEMO_LEN:
+            if len(memo) >= _MEMO:
+                memo.clear()
+            memo[addr] = domain
+    return domain
+
+
+class Kind(NamedTuple):
+    """What a row key means: its event's reply, status and stage, and its kind for walk()."""
+
+    reply: tuple[Direction, str, str]
+    status: Status
+    stage: str
+    klass: tuple[Direction, str]
+    final: int  # the bounce-ratio cell (_FINAL), 2 for none
+    bits: int
+
+
+def kind_of(key: str) -> Kind:
+    """parse()'s reading of a row key (direction, verb, code, enhanced)."""
+    head, code, enhanced = key.split("\t")
+    direction: Direction = "inbound" if head[0] == "i" else "outbound"
+    stage = STAGES[head[1:]]
+    first = code[0]
+    status: Status = ""
+    if direction == "inbound":
+        if first in "45":
+            status = "rejected"
+    elif first == "2":
+        if stage == "end-of-data":
+            status = "sent"
+    elif first != "3" and stage in DELIVERY_STAGES:
+        status = "bounced" if first == "5" else "deferred"
+    bits = ROLES.get(stage, 0) | (OK_2XX if first == "2" else 0) | (OUTBOUND if head[0] == "o" else 0)
+    bits |= REFUSAL if first in "45" else 0
+    klass = (direction, first + "xx")
+    return Kind((direction, code, enhanced), status, stage, klass, _FINAL.get(status, 2), bits)
+
+
+Scan = Callable[[str, bool], tuple[int, list[Item]] | None]
+Walk = Callable[
+    [list[tuple[str, ...]], dict[str, int], dict[str, tuple[str, str]], dict[str, str]],
+    tuple[list[str], list[tuple[str, str]]],
+]
+
+
+def _native() -> tuple[Scan, Walk] | None:
+    try:
+        from logscan.parsers._mailenable_scan import scan, walk  # noqa: PLC0415
+    except ImportError:  # installed without a C compiler (Windows): the Python code does the same
+        return None
+    return scan, walk
+
+
+_c: Final = _native()
+_scan: Scan | None = _c[0] if _c is not None else None
+_walk: Walk | None = _c[1] if _c is not None else None
+
+
+class MailEnableBulk:
+    """Reads a chunk's lines into rows, and runs of rows into EventBatches.
+
+    Shares the parser's per-message state and minute clock, so both give the same events.
+    """
+
+    __slots__ = ("_domains", "_kinds", "_parser", "_reasons")
+
+    def __init__(self, parser: MailEnableParser) -> None:
+        self._parser = parser
+        self._kinds: dict[str, Kind] = {}
+        self._domains: dict[str, str] = {"": ""}  # ADDR → domain_of()
+        self._reasons: dict[tuple[str, str, str], str] = {}
+
+    def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
+        """Every line of the chunk that is not skipped, in order: a row (with `rows`) or the line."""
+        if _scan is not None:
+            got = _scan(chunk, rows)
+            if got is not None:
+                return got
+        lines = chunk.split("\n")
+        lines.pop()
+        items = list(map(item, lines))
+        if rows:
+            return len(lines), [i for i in items if i is not None]
+        return len(lines), list(compress(lines, map((None).__ne__, items)))
+
+    def rows(self, lines: list[str]) -> list[Item] | None:
+        """An item per line: its row, or the line (a skipped line too: the caller counts it)."""
+        return [line if i is None else i for line, i in zip(lines, map(item, lines), strict=True)]
+
+    def batch(self, rows: list[tuple[str, ...]], each_reply: bool = False) -> EventBatch | None:
+        """The events of `rows` (none empty) grouped; None when they must go line by line.
+
+        `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules."""
+        p = self._parser
+        kinds = self._kinds
+        keys = list(map(itemgetter(KEY), rows))
+        counts = Counter(keys)
+        for key in counts.keys() - kinds.keys():
+            kinds[key] = kind_of(key)
+
+        # Times: parse() adds the seconds to its minute's start. A start that is not a whole
+        # second (no zone since 1972 has one) would make EventBatch.times wrong: parse() those.
+        minute_texts = list(map(itemgetter(MINUTE), rows))
+        starts: dict[str, float] = {}
+        for text in dict.fromkeys(minute_texts):
+            start = p.minute(text)
+            if start is None or start % 1:
+                return None
+            starts[text] = start
+        seconds = map(SECONDS.__getitem__, map(itemgetter(SECS), rows))
+        times = list(map(add, map(starts.__getitem__, minute_texts), seconds))
+        finals = list(map({k: kinds[k].final for k in counts}.__getitem__, keys))
+        marks = list(map((2).__gt__, finals))
+        buckets = list(map(int, map(floordiv, compress(times, marks), repeat(60))))
+        if not all(map(le, buckets, islice(buckets, 1, None))):
+            return None  # add_batch() fills each minute's bucket at once: minutes must not go back
+        minutes: dict[int, list[int]] = {}
+        for (bucket, cell), n in Counter(zip(buckets, compress(finals, marks), strict=True)).items():
+            minutes.setdefault(bucket, [0, 0, 0])[cell] += n
+
+        # From here on the parser's state changes. A batch with bounce-ratio minutes may still
+        # be refused by Aggregate.add_batch(); its lines then reach parse() from the first,
+        # which must find the state as it was.
+        tx = p.transactions
+        p.undo_from(rows[0][LINE], dict(tx) if minutes else None)
+        bits = {k: kinds[k].bits for k in counts}
+        labels, pairs = (_walk or walk)(rows, bits, tx, self._domains)
+
+        replies: dict[tuple[Direction, str, str], int] = {}
+        deliveries: dict[Status, int] = {}
+        rejections: dict[tuple[str, str], int] = {}
+        for key, n in counts.items():
+            k = kinds[key]
+            replies[k.reply] = replies.get(k.reply, 0) + n
+            if k.status == "rejected":
+                rkey = (k.stage, k.reply[1])
+                rejections[rkey] = rejections.get(rkey, 0) + n
+            elif k.status:
+                deliveries[k.status] = deliveries.get(k.status, 0) + n
+
+        # 4xx/5xx rows: their reason and offenders, in order (the offender sketches depend on it).
+        reasons: dict[tuple[Direction, str, str], int] = {}
+        refusals: list[tuple[int, Direction, str, str, str, str, str]] = []
+        if pairs:
+            refused = list(map((REFUSAL).__and__, map(bits.__getitem__, keys)))
+            memo = self._reasons
+            if len(memo) >= _MEMO // 4:
+                memo.clear()
+            refusing = zip(compress(rows, refused), compress(times, refused), pairs, strict=True)
+            for row, t, (sender, recipient) in refusing:
+                direction, code, enhanced = kinds[row[KEY]].reply
+                # classify() reads only the first MAX_TEXT characters of the reply.
+                rkey3 = (code, enhanced, row[REPLY][:MAX_TEXT])
+                reason = memo.get(rkey3)
+                if reason is None:
+                    # As Aggregate.add(): a refusal without a reason is classified by its codes.
+                    reason = refusal_reason(code, enhanced, row[REPLY], 0) or classify(code, enhanced, "")
+                    memo[rkey3] = reason
+                rskey = (direction, code, reason)
+                reasons[rskey] = reasons.get(rskey, 0) + 1
+                refusals.append((int(t // 60), direction, code, reason, sender, row[IP], recipient))
+        return EventBatch(
+            "mailenable",
+            p.log,
+            len(rows),
+            replies,
+            deliveries,
+            rejections,
+            labels,
+            list(map({k: kinds[k].klass for k in counts}.__getitem__, keys)),
+            {},
+            minutes,
+            max(times),
+            reasons,
+            refusals,
+            times if each_reply else [],  # whole seconds already: a whole start plus seconds
+            list(map({k: kinds[k].reply for k in counts}.__getitem__, keys)) if each_reply else [],
+        )
