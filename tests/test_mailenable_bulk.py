@@ -21,7 +21,7 @@ from benchmarks.gen_logs import generate
 from logscan.core.aggregate import Aggregate
 from logscan.core.pipeline import LineCounts, Pipeline
 from logscan.events import EventBatch
-from logscan.parsers import mailenable_bulk, make_parser
+from logscan.parsers import mailenable_bulk, make_parser, scan_paths
 from logscan.parsers.base import Item, ParserOptions
 from logscan.parsers.mailenable import STATE_CAP, MailEnableParser
 
@@ -92,6 +92,14 @@ def c_item(line: str) -> Item | None:
     assert total == 1
     assert len(items) <= 1
     return items[0] if items else None
+
+
+def test_the_c_scanner_is_built() -> None:
+    # setup.py builds it where a C compiler exists; without it the tests here would still
+    # pass on the Python reader alone, so its absence is a failure, not a skip.
+    assert C_SCAN is not None
+    assert C_WALK is not None
+    assert scan_paths()["mailenable"] == "C"
 
 
 def test_without_the_extension_the_python_bulk_reader_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -316,3 +324,21 @@ def test_a_skipped_line_parses_to_nothing_and_changes_no_state(line: str) -> Non
 @given(lines=st.lists(mailenable_line(), min_size=1, max_size=60), size=st.integers(1, 60))
 def test_random_chunks_count_the_same(lines: list[str], size: int, monkeypatch: pytest.MonkeyPatch) -> None:
     assert_same(chunked(lines, size), monkeypatch)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(line=mailenable_line())
+def test_c_items_equal_python_items(line: str) -> None:
+    if max(map(ord, line), default=0) > 0xFF:
+        return  # the C scanner leaves such chunks to Python
+    assert c_item(line) == mailenable_bulk.item(line)
+
+
+
+def test_c_items_equal_python_items_on_every_cut_of_every_sample_line() -> None:
+    for log in LOGS:
+        for line in dict.fromkeys(read_lines(log)):
+            if max(map(ord, line), default=0) > 0xFF:
+                continue
+            for end in range(len(line) + 1):
+                assert c_item(line[:end]) == mailenable_bulk.item(line[:end]), line[:end]
