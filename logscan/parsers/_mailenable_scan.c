@@ -12,6 +12,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
+#include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 typedef const Py_UCS1 *P;
@@ -32,22 +35,28 @@ typedef struct {
     Py_ssize_t len;
 } Span;
 
-/* The verbs STAGES knows, with their role. */
+/* The verbs STAGES knows (but ""), with their role: all of 4 characters but STARTTLS. */
+#define V(verb, role) {verb, sizeof(verb) - 1, role}
 static const struct {
     const char *verb;
+    Py_ssize_t len;
     int role;
 } VERBS[] = {
-    {"", RESET},    {"CONN", RESET}, {"EHLO", 0},     {"HELO", 0},     {"MAIL", MAIL},     {"RCPT", RCPT},
-    {"DATA", CARRY}, {"BDAT", CARRY}, {"DATE", CARRY}, {"AUTH", 0},     {"STARTTLS", 0},    {"RSET", RESET},
-    {"QUIT", RESET}, {"NOOP", 0},     {"VRFY", 0},     {"EXPN", 0},     {"HELP", 0},        {"ETRN", 0},
-    {"TURN", 0},
+    V("MAIL", MAIL), V("RCPT", RCPT), V("EHLO", 0), V("QUIT", RESET), V("AUTH", 0), V("DATA", CARRY),
+    V("DATE", CARRY), V("CONN", RESET), V("HELO", 0), V("BDAT", CARRY), V("STARTTLS", 0), V("RSET", RESET),
+    V("NOOP", 0), V("VRFY", 0), V("EXPN", 0), V("HELP", 0), V("ETRN", 0), V("TURN", 0),
 };
+#undef V
 
 /* The role of a verb STAGES knows; -1 for any other. */
 static int role_of(Span v)
 {
+    if (v.len == 0)
+        return RESET;
+    if (v.len != 4 && v.len != 8)
+        return -1;
     for (size_t i = 0; i < sizeof(VERBS) / sizeof(VERBS[0]); i++)
-        if ((Py_ssize_t)strlen(VERBS[i].verb) == v.len && memcmp(v.at, VERBS[i].verb, (size_t)v.len) == 0)
+        if (VERBS[i].len == v.len && memcmp(v.at, VERBS[i].verb, (size_t)v.len) == 0)
             return VERBS[i].role;
     return -1;
 }
@@ -231,11 +240,49 @@ static PyObject *cached(PyObject **last, Span s)
 
 enum { LAST_MINUTE, LAST_QID, LAST_IP, NLAST };
 
-/* The row tuple of mailenable_bulk.item(); steals `line`. Keys are shared through `keys`. */
-static PyObject *make_row(const Row *w, PyObject *line, PyObject **last, PyObject *keys)
+/* The row tuple of mailenable_bulk.item(); steals `line`. */
+/* The few distinct row keys, kept as str objects: a row then costs no new str and no
+ * hashing for its key, here or in the dicts that read it (a str caches its hash). */
+#define KEYS 1024
+static struct {
+    Py_ssize_t len;
+    char text[32];
+    PyObject *key;
+} KEY_CACHE[KEYS];
+static int KEY_COUNT;
+
+static PyObject *key_of(const char *text, Py_ssize_t n)
 {
-    char buf[64];
-    PyObject *row = PyTuple_New(8), *key;
+    uint32_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ (Py_UCS1)text[i]) * 16777619u;
+    for (uint32_t i = h;; i++) {
+        int k = (int)(i & (KEYS - 1));
+        if (!KEY_CACHE[k].key) {
+            PyObject *key = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, n);
+            if (!key)
+                return NULL;
+            if (KEY_COUNT >= KEYS / 2) { /* a hostile log's many enhanced codes: start over */
+                for (int j = 0; j < KEYS; j++)
+                    Py_CLEAR(KEY_CACHE[j].key);
+                KEY_COUNT = 0;
+                k = (int)(h & (KEYS - 1));
+            }
+            KEY_CACHE[k].len = n;
+            memcpy(KEY_CACHE[k].text, text, (size_t)n);
+            KEY_CACHE[k].key = Py_NewRef(key);
+            KEY_COUNT++;
+            return key;
+        }
+        if (KEY_CACHE[k].len == n && memcmp(KEY_CACHE[k].text, text, (size_t)n) == 0)
+            return Py_NewRef(KEY_CACHE[k].key);
+    }
+}
+
+static PyObject *make_row(const Row *w, PyObject *line, PyObject **last)
+{
+    char buf[32];
+    PyObject *row = PyTuple_New(8);
     if (!row) {
         Py_DECREF(line);
         return NULL;
@@ -254,15 +301,9 @@ static PyObject *make_row(const Row *w, PyObject *line, PyObject **last, PyObjec
     *b++ = '\t';
     if (w->enh.len)
         memcpy(b, w->enh.at, (size_t)w->enh.len);
-    if (!(key = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, buf, n)))
+    PyObject *shared = key_of(buf, n);
+    if (!shared)
         goto fail;
-    PyObject *shared = PyDict_SetDefault(keys, key, key); /* borrowed */
-    if (!shared) {
-        Py_DECREF(key);
-        goto fail;
-    }
-    Py_INCREF(shared);
-    Py_DECREF(key);
     PyTuple_SET_ITEM(row, 2, shared);
     PyObject *fields[7] = {
         cached(&last[LAST_MINUTE], w->minute), Py_NewRef(SECS[two(w->secs.at)]), NULL,
@@ -278,6 +319,8 @@ static PyObject *make_row(const Row *w, PyObject *line, PyObject **last, PyObjec
         }
         PyTuple_SET_ITEM(row, i, fields[i]);
     }
+    /* Only str inside: it can be in no cycle, and the cyclic GC need not walk the many rows. */
+    PyObject_GC_UnTrack(row);
     return row;
 fail:
     Py_DECREF(row);
@@ -286,7 +329,7 @@ fail:
 
 static PyObject *scan(PyObject *self, PyObject *args)
 {
-    PyObject *chunk, *out, *keys;
+    PyObject *chunk, *out;
     int want_rows;
     (void)self;
     if (!PyArg_ParseTuple(args, "Up", &chunk, &want_rows))
@@ -297,13 +340,9 @@ static PyObject *scan(PyObject *self, PyObject *args)
     P data = PyUnicode_1BYTE_DATA(chunk), end = data + n;
     if (!(out = PyList_New(0)))
         return NULL;
-    if (!(keys = PyDict_New())) {
-        Py_DECREF(out);
-        return NULL;
-    }
     Py_ssize_t lines = 0;
     PyObject *last[NLAST] = {NULL};
-    Row w;
+    Row w = {0};
     for (P s = data; s < end;) {
         P e = memchr(s, '\n', (size_t)(end - s));
         Py_ssize_t so = s - data, eo = e - data;
@@ -314,7 +353,7 @@ static PyObject *scan(PyObject *self, PyObject *args)
             continue;
         PyObject *it = PyUnicode_Substring(chunk, so, eo);
         if (it && kind == ROW && want_rows)
-            it = make_row(&w, it, last, keys);
+            it = make_row(&w, it, last);
         if (!it || PyList_Append(out, it) < 0) {
             Py_XDECREF(it);
             Py_CLEAR(out);
@@ -324,7 +363,6 @@ static PyObject *scan(PyObject *self, PyObject *args)
     }
     for (int i = 0; i < NLAST; i++)
         Py_XDECREF(last[i]);
-    Py_DECREF(keys);
     return out ? Py_BuildValue("(nN)", lines, out) : NULL;
 }
 
@@ -384,6 +422,7 @@ static int remember(PyObject *tx, PyObject *key, PyObject *a, PyObject *b)
     PyObject *value = PyTuple_Pack(2, a, b);
     if (!value)
         return -1;
+    PyObject_GC_UnTrack(value); /* two str: in no cycle (so for every tuple made here) */
     int rc = PyDict_SetItem(tx, key, value);
     Py_DECREF(value);
     return rc;
@@ -434,6 +473,8 @@ static int step(PyObject *row, long kind, PyObject *tx, PyObject *memo, PyObject
                     rc = -1;
                 else if (ne) {
                     PyObject *v = PyTuple_Pack(2, PyTuple_GET_ITEM(known, 0), PyUnicode_GET_LENGTH(k1) ? MANY : r);
+                    if (v)
+                        PyObject_GC_UnTrack(v);
                     rc = v ? PyDict_SetItem(tx, qid, v) : -1;
                     Py_XDECREF(v);
                 }
@@ -500,6 +541,8 @@ static PyObject *walk(PyObject *self, PyObject *args)
             rc = PyList_Append(labels, kind & OUTBOUND ? recipient : sender);
         if (rc == 0 && (kind & REFUSAL)) {
             PyObject *pair = PyTuple_Pack(2, sender, recipient);
+            if (pair)
+                PyObject_GC_UnTrack(pair);
             rc = pair ? PyList_Append(pairs, pair) : -1;
             Py_XDECREF(pair);
         }
@@ -515,11 +558,258 @@ fail:
     return NULL;
 }
 
+
+/* Python's int(t // 60) for a float t (CPython's float floor division, then int()). */
+static long minute_of(double t)
+{
+    double mod = fmod(t, 60.0), div = (t - mod) / 60.0, fl;
+    if (mod && mod < 0)
+        div -= 1.0;
+    if (div) {
+        fl = floor(div);
+        if (div - fl > 0.5)
+            fl += 1.0;
+    } else {
+        fl = 0.0;
+    }
+    return (long)fl;
+}
+
+/* The two digits of a row's seconds, whatever the str's kind (rows made in Python too). */
+static int seconds_of(PyObject *secs)
+{
+    if (!PyUnicode_Check(secs) || PyUnicode_GET_LENGTH(secs) != 2)
+        return -1;
+    Py_UCS4 a = PyUnicode_READ_CHAR(secs, 0), b = PyUnicode_READ_CHAR(secs, 1);
+    if (a < '0' || a > '9' || b < '0' || b > '9')
+        return -1;
+    return (int)(a - '0') * 10 + (int)(b - '0');
+}
+
+/* counts[key] += n (0 when missing). */
+static int add_count(PyObject *counts, PyObject *key, long n)
+{
+    PyObject *had = PyDict_GetItemWithError(counts, key);
+    long before = 0;
+    if (had) {
+        if (!n)
+            return 0;
+        before = PyLong_AsLong(had);
+        if (before == -1 && PyErr_Occurred())
+            return -1;
+    } else if (PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *v = PyLong_FromLong(before + n);
+    int rc = v ? PyDict_SetItem(counts, key, v) : -1;
+    Py_XDECREF(v);
+    return rc;
+}
+
+/* tally(rows, kinds, starts, tx, memo, each_reply): MailEnableBulk.batch()'s per-row work in
+ * one call; see there. kinds: key -> (bits, class, cell, reply); starts: minute -> its start.
+ * Returns (missing keys, missing minutes) when some are not in those dicts yet (nothing done),
+ * None when the bounce-ratio minutes go back (nothing done), else (counts, labels, classes,
+ * codes, times, minutes, last, refusals, saved): refusals as (row, minute, sender, recipient),
+ * saved a copy of tx from before the walk when there are minutes (else None). */
+static PyObject *tally(PyObject *self, PyObject *args)
+{
+    PyObject *rows, *kinds, *starts, *tx, *memo;
+    int each;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!p", &PyList_Type, &rows, &PyDict_Type, &kinds, &PyDict_Type, &starts,
+                          &PyDict_Type, &tx, &PyDict_Type, &memo, &each))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    PyObject *mkeys = PyList_New(0), *mmins = PyList_New(0), *result = NULL;
+    PyObject *counts = NULL, *labels = NULL, *classes = NULL, *codes = NULL, *times = NULL, *minutes = NULL;
+    PyObject *refusals = NULL, *saved = NULL;
+    double *tv = NULL;
+    if (!mkeys || !mmins)
+        goto done;
+    /* Pass 1, changing nothing: every key and minute known, the times, minutes in order. */
+    if (!(tv = PyMem_Malloc(sizeof(double) * (size_t)(n ? n : 1)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* Row keys and minutes are mostly shared objects (scan() makes them so): a lookup by
+     * pointer first saves most dict lookups. The dicts do not change during this call. */
+    PyObject *ck[64] = {NULL}, *cv[64] = {NULL}, *last_minute = NULL, *last_start = NULL;
+#define KIND_OF(key, out)                                                                              \
+    do {                                                                                               \
+        int slot_ = (int)(((uintptr_t)(key) >> 4) & 63);                                               \
+        if (ck[slot_] == (key)) {                                                                      \
+            (out) = cv[slot_];                                                                         \
+        } else if (((out) = PyDict_GetItemWithError(kinds, (key)))) {                                  \
+            ck[slot_] = (key);                                                                         \
+            cv[slot_] = (out);                                                                         \
+        }                                                                                              \
+    } while (0)
+    long last_bucket = LONG_MIN;
+    int back = 0, any_final = 0;
+    double last = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 8) {
+            PyErr_SetString(PyExc_TypeError, "tally: a row is not mailenable_bulk.item()'s tuple");
+            goto done;
+        }
+        PyObject *key = PyTuple_GET_ITEM(row, 2), *minute = PyTuple_GET_ITEM(row, 0);
+        PyObject *kind, *start;
+        KIND_OF(key, kind);
+        if (!kind) {
+            if (PyErr_Occurred() || PyList_Append(mkeys, key) < 0)
+                goto done;
+        }
+        if (minute == last_minute) {
+            start = last_start;
+        } else if ((start = PyDict_GetItemWithError(starts, minute))) {
+            last_minute = minute;
+            last_start = start;
+        } else if (PyErr_Occurred() || PyList_Append(mmins, minute) < 0) {
+            goto done;
+        }
+        if (!kind || !start)
+            continue;
+        int sec = seconds_of(PyTuple_GET_ITEM(row, 1));
+        if (sec < 0 || !PyFloat_Check(start) || !PyTuple_Check(kind) || PyTuple_GET_SIZE(kind) != 4) {
+            PyErr_SetString(PyExc_TypeError, "tally: bad seconds, start or kind");
+            goto done;
+        }
+        double t = PyFloat_AS_DOUBLE(start) + (double)sec;
+        tv[i] = t;
+        if (i == 0 || t > last)
+            last = t;
+        long cell = PyLong_AsLong(PyTuple_GET_ITEM(kind, 2));
+        if (cell == -1 && PyErr_Occurred())
+            goto done;
+        if (cell < 2) {
+            long b = minute_of(t);
+            if (b < last_bucket)
+                back = 1;
+            last_bucket = b;
+            any_final = 1;
+        }
+    }
+    if (PyList_GET_SIZE(mkeys) || PyList_GET_SIZE(mmins)) {
+        result = PyTuple_Pack(2, mkeys, mmins);
+        goto done;
+    }
+    if (back) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    /* Pass 2: parse()'s state steps, and the per-row lists. */
+    if (any_final && !(saved = PyDict_Copy(tx)))
+        goto done;
+    if (!(counts = PyDict_New()) || !(labels = PyList_New(n)) || !(classes = PyList_New(n)) ||
+        !(codes = PyList_New(each ? n : 0)) || !(times = PyList_New(each ? n : 0)) || !(minutes = PyDict_New()) ||
+        !(refusals = PyList_New(0)))
+        goto done;
+    /* counts, in the order keys first occur (as Counter), added up per pointer slot first. */
+    PyObject *sk[64] = {NULL};
+    long sn[64] = {0};
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (i == n) {
+            for (int j = 0; j < 64; j++)
+                if (sk[j] && add_count(counts, sk[j], sn[j]) < 0)
+                    goto done;
+            break;
+        }
+        PyObject *row = PyList_GET_ITEM(rows, i), *key = PyTuple_GET_ITEM(row, 2);
+        int slot = (int)(((uintptr_t)key >> 4) & 63);
+        if (sk[slot] == key) {
+            sn[slot]++;
+        } else {
+            if (sk[slot] && add_count(counts, sk[slot], sn[slot]) < 0)
+                goto done;
+            if (add_count(counts, key, 0) < 0) /* first seen: its place in the order */
+                goto done;
+            sk[slot] = key;
+            sn[slot] = 1;
+        }
+        PyObject *kind;
+        KIND_OF(key, kind); /* present: pass 1 */
+        if (!kind) {
+            PyErr_SetString(PyExc_RuntimeError, "tally: a key went missing");
+            goto done;
+        }
+        long bits = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
+        if (bits == -1 && PyErr_Occurred())
+            goto done;
+        PyObject *sender, *recipient;
+        if (step(row, bits, tx, memo, &sender, &recipient) < 0)
+            goto done;
+        PyList_SET_ITEM(labels, i, Py_NewRef(bits & OUTBOUND ? recipient : sender));
+        PyList_SET_ITEM(classes, i, Py_NewRef(PyTuple_GET_ITEM(kind, 1)));
+        int rc = 0;
+        double t = tv[i];
+        if (each) {
+            PyObject *tf = PyFloat_FromDouble(t);
+            if (!tf)
+                rc = -1;
+            else {
+                PyList_SET_ITEM(times, i, tf);
+                PyList_SET_ITEM(codes, i, Py_NewRef(PyTuple_GET_ITEM(kind, 3)));
+            }
+        }
+        long cell = PyLong_AsLong(PyTuple_GET_ITEM(kind, 2));
+        if (rc == 0 && cell < 2) {
+            PyObject *b = PyLong_FromLong(minute_of(t)), *counts3;
+            if (!b)
+                rc = -1;
+            else if ((counts3 = PyDict_GetItemWithError(minutes, b))) {
+                long c = PyLong_AsLong(PyList_GET_ITEM(counts3, cell));
+                PyObject *c1 = c == -1 && PyErr_Occurred() ? NULL : PyLong_FromLong(c + 1);
+                if (c1)
+                    PyList_SetItem(counts3, cell, c1);
+                else
+                    rc = -1;
+            } else if (PyErr_Occurred()) {
+                rc = -1;
+            } else {
+                counts3 = Py_BuildValue("[iii]", cell == 0, cell == 1, 0);
+                rc = counts3 ? PyDict_SetItem(minutes, b, counts3) : -1;
+                Py_XDECREF(counts3);
+            }
+            Py_XDECREF(b);
+        }
+        if (rc == 0 && (bits & REFUSAL)) {
+            PyObject *r = Py_BuildValue("(OlOO)", row, minute_of(t), sender, recipient);
+            if (r)
+                PyObject_GC_UnTrack(r);
+            rc = r ? PyList_Append(refusals, r) : -1;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(sender);
+        Py_DECREF(recipient);
+        if (rc < 0)
+            goto done;
+    }
+    result = Py_BuildValue("(OOOOOOdOO)", counts, labels, classes, codes, times, minutes, last, refusals,
+                           saved ? saved : Py_None);
+done:
+    PyMem_Free(tv);
+    Py_XDECREF(mkeys);
+    Py_XDECREF(mmins);
+    Py_XDECREF(counts);
+    Py_XDECREF(labels);
+    Py_XDECREF(classes);
+    Py_XDECREF(codes);
+    Py_XDECREF(times);
+    Py_XDECREF(minutes);
+    Py_XDECREF(refusals);
+    Py_XDECREF(saved);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(chunk, rows) -> (lines, items) | None: mailenable_bulk.item() of every line of a chunk."},
     {"walk", walk, METH_VARARGS,
      "walk(rows, kinds, tx, memo) -> (labels, pairs): mailenable_bulk.walk(), parse()'s state steps."},
+    {"tally", tally, METH_VARARGS,
+     "tally(rows, kinds, starts, tx, memo, each_reply): MailEnableBulk.batch()'s per-row work."},
     {NULL, NULL, 0, NULL},
 };
 

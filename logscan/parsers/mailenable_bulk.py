@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from itertools import compress, islice, repeat
 from operator import add, floordiv, itemgetter, le
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from logscan.events import Direction, EventBatch, Status
 from logscan.parsers.base import MAX_LINE, Item, domain_of, reply_codes
@@ -217,17 +217,31 @@ Walk = Callable[
 ]
 
 
-def _native() -> tuple[Scan, Walk] | None:
+def _native() -> tuple[Scan, Walk, Callable[..., Any]] | None:
     try:
-        from logscan.parsers._mailenable_scan import scan, walk  # noqa: PLC0415
+        from logscan.parsers._mailenable_scan import scan, tally, walk  # noqa: PLC0415
     except ImportError:  # installed without a C compiler (Windows): the Python code does the same
         return None
-    return scan, walk
+    return scan, walk, tally
 
 
 _c: Final = _native()
 _scan: Scan | None = _c[0] if _c is not None else None
 _walk: Walk | None = _c[1] if _c is not None else None
+_tally: Callable[..., Any] | None = _c[2] if _c is not None else None
+
+
+# What batch() needs of a run of rows (see MailEnableBulk._tally_python).
+Tally = tuple[
+    dict[str, int],
+    list[str],
+    list[tuple[Direction, str]],
+    list[tuple[Direction, str, str]],
+    list[float],
+    dict[int, list[int]],
+    float,
+    list[tuple[tuple[str, ...], int, str, str]],
+]
 
 
 class MailEnableBulk:
@@ -236,13 +250,15 @@ class MailEnableBulk:
     Shares the parser's per-message state and minute clock, so both give the same events.
     """
 
-    __slots__ = ("_domains", "_kinds", "_parser", "_reasons")
+    __slots__ = ("_domains", "_info", "_kinds", "_parser", "_reasons", "_starts")
 
     def __init__(self, parser: MailEnableParser) -> None:
         self._parser = parser
         self._kinds: dict[str, Kind] = {}
         self._domains: dict[str, str] = {"": ""}  # ADDR → domain_of()
         self._reasons: dict[tuple[str, str, str], str] = {}
+        self._info: dict[str, tuple[int, tuple[Direction, str], int, tuple[Direction, str, str]]] = {}
+        self._starts: dict[str, float] = {}  # minute → its start, for the C tally
 
     def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
         """Every line of the chunk that is not skipped, in order: a row (with `rows`) or the line."""
@@ -265,20 +281,122 @@ class MailEnableBulk:
         """The events of `rows` (none empty) grouped; None when they must go line by line.
 
         `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules."""
+        got = (self._tally if _tally is not None else self._tally_python)(rows, each_reply)
+        if got is None:
+            return None
+        counts, labels, classes, codes, times, minutes, last, refused = got
+        kinds = self._kinds
+        replies: dict[tuple[Direction, str, str], int] = {}
+        deliveries: dict[Status, int] = {}
+        rejections: dict[tuple[str, str], int] = {}
+        for key, n in counts.items():
+            k = kinds[key]
+            replies[k.reply] = replies.get(k.reply, 0) + n
+            if k.status == "rejected":
+                rkey = (k.stage, k.reply[1])
+                rejections[rkey] = rejections.get(rkey, 0) + n
+            elif k.status:
+                deliveries[k.status] = deliveries.get(k.status, 0) + n
+
+        # 4xx/5xx rows: their reason and offenders, in order (the offender sketches depend on it).
+        reasons: dict[tuple[Direction, str, str], int] = {}
+        refusals: list[tuple[int, Direction, str, str, str, str, str]] = []
+        if refused:
+            memo = self._reasons
+            if len(memo) >= _MEMO // 4:
+                memo.clear()
+            for row, minute, sender, recipient in refused:
+                direction, code, enhanced = kinds[row[KEY]].reply
+                # classify() reads only the first MAX_TEXT characters of the reply.
+                rkey3 = (code, enhanced, row[REPLY][:MAX_TEXT])
+                reason = memo.get(rkey3)
+                if reason is None:
+                    # As Aggregate.add(): a refusal without a reason is classified by its codes.
+                    reason = refusal_reason(code, enhanced, row[REPLY], 0) or classify(code, enhanced, "")
+                    memo[rkey3] = reason
+                rskey = (direction, code, reason)
+                reasons[rskey] = reasons.get(rskey, 0) + 1
+                refusals.append((minute, direction, code, reason, sender, row[IP], recipient))
+        return EventBatch(
+            "mailenable",
+            self._parser.log,
+            len(rows),
+            replies,
+            deliveries,
+            rejections,
+            labels,
+            classes,
+            {},
+            minutes,
+            last,
+            reasons,
+            refusals,
+            times,  # whole seconds already: a whole start plus seconds
+            codes,
+        )
+
+    def _kind(self, key: str) -> Kind:
+        kinds = self._kinds
+        if len(kinds) >= _MEMO:
+            kinds.clear()
+            self._info.clear()
+        k = kinds[key] = kind_of(key)
+        self._info[key] = (k.bits, k.klass, k.final, k.reply)
+        return k
+
+    def _start(self, text: str) -> float | None:
+        """The start of a minute, if a whole second (no zone since 1972 has another): parse()
+        adds the seconds to it, and EventBatch.times must be whole seconds."""
+        start = self._parser.minute(text)
+        return None if start is None or start % 1 else start
+
+    def _tally(self, rows: list[tuple[str, ...]], each_reply: bool) -> Tally | None:
+        """_tally_python() in C (tally() of logscan/parsers/_mailenable_scan.c)."""
+        assert _tally is not None
+        starts, info = self._starts, self._info
+        p = self._parser
+        tx = p.transactions
+        got = _tally(rows, info, starts, tx, self._domains, each_reply)
+        if got is not None and len(got) == 2:
+            # Keys and minutes met for the first time: learn them, then the real call.
+            if len(starts) >= _MEMO:
+                starts.clear()
+            for text in dict.fromkeys(map(itemgetter(MINUTE), rows)):
+                start = self._start(text)
+                if start is None:
+                    return None
+                starts[text] = start
+            for key in dict.fromkeys(map(itemgetter(KEY), rows)):
+                if key not in info:
+                    self._kind(key)
+            got = _tally(rows, info, starts, tx, self._domains, each_reply)
+        if got is None:
+            return None
+        if len(got) == 2:
+            raise RuntimeError("tally: keys or minutes still missing")
+        counts, labels, classes, codes, times, minutes, last, refused, saved = got
+        p.undo_from(rows[0][LINE], saved)
+        return counts, labels, classes, codes, times, minutes, last, refused
+
+    def _tally_python(self, rows: list[tuple[str, ...]], each_reply: bool) -> Tally | None:
+        """Each row's share of the batch, walking the parser's state; None: parse() the lines.
+
+        Returns the count of each row key, the domain label, class, reply (each_reply) and
+        time (each_reply) of each row, the bounce-ratio minutes, the latest time, and each
+        4xx/5xx row with its minute, sender and recipient domain."""
         p = self._parser
         kinds = self._kinds
         keys = list(map(itemgetter(KEY), rows))
         counts = Counter(keys)
         for key in counts.keys() - kinds.keys():
-            kinds[key] = kind_of(key)
+            self._kind(key)
 
-        # Times: parse() adds the seconds to its minute's start. A start that is not a whole
-        # second (no zone since 1972 has one) would make EventBatch.times wrong: parse() those.
+        # Times: parse() adds the seconds to its minute's start.
         minute_texts = list(map(itemgetter(MINUTE), rows))
         starts: dict[str, float] = {}
         for text in dict.fromkeys(minute_texts):
-            start = p.minute(text)
-            if start is None or start % 1:
+            start = self._start(text)
+            if start is None:
                 return None
             starts[text] = start
         seconds = map(SECONDS.__getitem__, map(itemgetter(SECS), rows))
@@ -299,54 +417,22 @@ class MailEnableBulk:
         p.undo_from(rows[0][LINE], dict(tx) if minutes else None)
         bits = {k: kinds[k].bits for k in counts}
         labels, pairs = (_walk or walk)(rows, bits, tx, self._domains)
-
-        replies: dict[tuple[Direction, str, str], int] = {}
-        deliveries: dict[Status, int] = {}
-        rejections: dict[tuple[str, str], int] = {}
-        for key, n in counts.items():
-            k = kinds[key]
-            replies[k.reply] = replies.get(k.reply, 0) + n
-            if k.status == "rejected":
-                rkey = (k.stage, k.reply[1])
-                rejections[rkey] = rejections.get(rkey, 0) + n
-            elif k.status:
-                deliveries[k.status] = deliveries.get(k.status, 0) + n
-
-        # 4xx/5xx rows: their reason and offenders, in order (the offender sketches depend on it).
-        reasons: dict[tuple[Direction, str, str], int] = {}
-        refusals: list[tuple[int, Direction, str, str, str, str, str]] = []
-        if pairs:
-            refused = list(map((REFUSAL).__and__, map(bits.__getitem__, keys)))
-            memo = self._reasons
-            if len(memo) >= _MEMO // 4:
-                memo.clear()
-            refusing = zip(compress(rows, refused), compress(times, refused), pairs, strict=True)
-            for row, t, (sender, recipient) in refusing:
-                direction, code, enhanced = kinds[row[KEY]].reply
-                # classify() reads only the first MAX_TEXT characters of the reply.
-                rkey3 = (code, enhanced, row[REPLY][:MAX_TEXT])
-                reason = memo.get(rkey3)
-                if reason is None:
-                    # As Aggregate.add(): a refusal without a reason is classified by its codes.
-                    reason = refusal_reason(code, enhanced, row[REPLY], 0) or classify(code, enhanced, "")
-                    memo[rkey3] = reason
-                rskey = (direction, code, reason)
-                reasons[rskey] = reasons.get(rskey, 0) + 1
-                refusals.append((int(t // 60), direction, code, reason, sender, row[IP], recipient))
-        return EventBatch(
-            "mailenable",
-            p.log,
-            len(rows),
-            replies,
-            deliveries,
-            rejections,
+        marked = list(map((REFUSAL).__and__, map(bits.__getitem__, keys)))
+        refused_rows = zip(
+            compress(rows, marked),
+            map(int, map(floordiv, compress(times, marked), repeat(60))),
+            pairs,
+            strict=True,
+        )
+        refusals = [(row, minute, sender, recipient) for row, minute, (sender, recipient) in refused_rows]
+        klass = {k: kinds[k].klass for k in counts}
+        return (
+            dict(counts),
             labels,
-            list(map({k: kinds[k].klass for k in counts}.__getitem__, keys)),
-            {},
+            list(map(klass.__getitem__, keys)),
+            list(map({k: kinds[k].reply for k in counts}.__getitem__, keys)) if each_reply else [],
+            times if each_reply else [],
             minutes,
             max(times),
-            reasons,
             refusals,
-            times if each_reply else [],  # whole seconds already: a whole start plus seconds
-            list(map({k: kinds[k].reply for k in counts}.__getitem__, keys)) if each_reply else [],
         )
