@@ -268,7 +268,7 @@ ME_LOGS = (
     ROOT / "sample_logs" / "mailenable" / "SMTP-Activity-261128.log",
     ROOT / "tests" / "data" / "mailenable-9.76-SMTP-Activity.log",
 )
-ME_C = (mailenable_bulk._scan, mailenable_bulk._walk, mailenable_bulk._tally)
+ME_C = (mailenable_bulk._scan, mailenable_bulk._tally)
 
 
 def me_feed(
@@ -277,8 +277,7 @@ def me_feed(
     """feed() for MailEnable: modes "each" (parse() per line), "python" (no C extension), "c"."""
     c = mode == "c"
     monkeypatch.setattr(mailenable_bulk, "_scan", ME_C[0] if c else None)
-    monkeypatch.setattr(mailenable_bulk, "_walk", ME_C[1] if c else None)
-    monkeypatch.setattr(mailenable_bulk, "_tally", ME_C[2] if c else None)
+    monkeypatch.setattr(mailenable_bulk, "_tally", ME_C[1] if c else None)
     parser = make_parser("mailenable", ParserOptions(log="x.log", tz=UTC))
     agg = Aggregate(top_domains=3, windows=(60, 300))
     batched = 0

@@ -39,7 +39,7 @@ LOGS = (
 )
 MODES = ("general", "python", "c")
 C_SCAN = mailenable_bulk._scan
-C_WALK = mailenable_bulk._walk
+C_TALLY = mailenable_bulk._tally
 
 
 def parser() -> MailEnableParser:
@@ -51,7 +51,7 @@ def parser() -> MailEnableParser:
 def use(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The C extension on (mode "c") or off (as if it was never built)."""
     monkeypatch.setattr(mailenable_bulk, "_scan", C_SCAN if mode == "c" else None)
-    monkeypatch.setattr(mailenable_bulk, "_walk", C_WALK if mode == "c" else None)
+    monkeypatch.setattr(mailenable_bulk, "_tally", C_TALLY if mode == "c" else None)
 
 
 def run(mode: str, chunks: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[LineCounts, dict[str, Any]]:
@@ -104,7 +104,7 @@ def test_the_c_scanner_is_built() -> None:
     # setup.py builds it where a C compiler exists; without it the tests here would still
     # pass on the Python reader alone, so its absence is a failure, not a skip.
     assert C_SCAN is not None
-    assert C_WALK is not None
+    assert C_TALLY is not None
     assert scan_paths()["mailenable"] == "C"
 
 
@@ -351,7 +351,7 @@ def test_c_items_equal_python_items_on_every_cut_of_every_sample_line() -> None:
 
 
 def test_the_c_scanner_stays_in_bounds_under_addresssanitizer(tmp_path: Path) -> None:
-    # Built with ASan and UBSan, scan(), tally() and walk() read every cut of the sample rows,
+    # Built with ASan and UBSan, scan() and tally() read every cut of the sample rows,
     # 10,000 mutated lines and 300 mutated chunks through a real Pipeline (alerts' per-reply
     # lists too) without a finding, and count what the normal build counts.
     asan = subprocess.run(
@@ -376,7 +376,7 @@ from logscan.parsers.base import ParserOptions
 spec = importlib.util.spec_from_file_location("asan._mailenable_scan", {str(so)!r},
     loader=importlib.machinery.ExtensionFileLoader("asan._mailenable_scan", {str(so)!r}))
 m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
-normal = (mailenable_bulk._scan, mailenable_bulk._walk, mailenable_bulk._tally)
+normal = (mailenable_bulk._scan, mailenable_bulk._tally)
 lines = json.load(open({str(tmp_path / "corpus.json")!r}))
 for line in lines:
     for end in range(len(line) + 1):
@@ -394,7 +394,7 @@ for _ in range(10000):
     assert m.scan(text, True) == normal[0](text, True), text
 chunks = ["".join(mutated() + "\\n" for _ in range(rnd.randrange(1, 80))) for _ in range(300)]
 def run(fns, each):
-    mailenable_bulk._scan, mailenable_bulk._walk, mailenable_bulk._tally = fns
+    mailenable_bulk._scan, mailenable_bulk._tally = fns
     agg = Aggregate(top_domains=3, windows=(60, 300))
     class Seen:
         def observe(self, ev): pass
@@ -406,7 +406,7 @@ def run(fns, each):
         pipe.feed_text(chunk)
     return agg.to_dict(), pipe.counts
 for each in (False, True):
-    assert run((m.scan, m.walk, m.tally), each) == run(normal, each)
+    assert run((m.scan, m.tally), each) == run(normal, each)
 print("ok")
 """
     env = {**os.environ, "LD_PRELOAD": asan, "ASAN_OPTIONS": "detect_leaks=0"}

@@ -3,8 +3,8 @@
  * scan(chunk, rows) does for every line of `chunk` (a str of whole lines, each ending in "\n")
  * what item() in logscan/parsers/mailenable_bulk.py does: a row of a usual line, the line
  * itself for parse(), or nothing for a line parse() reads as NOTHING without changing state.
- * walk(rows, kinds, tx, memo) is that file's walk(): parse()'s transaction steps, on the
- * parser's own state dict. The Python code is the definition: tests/test_mailenable_bulk.py
+ * tally(...) is that file's MailEnableBulk._tally_python(): parse()'s transaction steps (walk())
+ * on the parser's own state dict, and the per-row lists and counts of an EventBatch. The Python code is the definition: tests/test_mailenable_bulk.py
  * checks this file against it line for line, and under AddressSanitizer.
  *
  * Only 1-byte-kind strings (all characters below U+0100) are read; for any other chunk scan()
@@ -22,8 +22,10 @@ typedef const Py_UCS1 *P;
 #define MAX_LINE 65536
 #define MAX_ID 64
 #define MAX_IP 45
-#define MEMO 16384   /* mailenable_bulk._MEMO */
+#define MEMO 16384   /* mailenable_bulk._DOMAINS */
 #define MEMO_LEN 300 /* mailenable_bulk._MEMO_LEN */
+#define MAX_TEXT 400 /* reasons.MAX_TEXT: replies up to this long are kept in the reasons memo */
+#define REASONS 4096 /* mailenable_bulk._MEMO */
 enum { SKIP, LINE, ROW };
 enum { RCPT = 1, MAIL = 2, CARRY = 3, RESET = 4 };   /* mailenable.py's roles */
 enum { OK_2XX = 8, OUTBOUND = 16, REFUSAL = 32 };    /* mailenable_bulk's kind bits */
@@ -509,56 +511,6 @@ static int step(PyObject *row, long kind, PyObject *tx, PyObject *memo, PyObject
     return forget(tx, qid);
 }
 
-static PyObject *walk(PyObject *self, PyObject *args)
-{
-    PyObject *rows, *kinds, *tx, *memo;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!", &PyList_Type, &rows, &PyDict_Type, &kinds, &PyDict_Type, &tx,
-                          &PyDict_Type, &memo))
-        return NULL;
-    PyObject *labels = PyList_New(0), *pairs = PyList_New(0);
-    if (!labels || !pairs)
-        goto fail;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rows); i++) {
-        PyObject *row = PyList_GET_ITEM(rows, i);
-        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 8 || !PyUnicode_Check(PyTuple_GET_ITEM(row, 3)) ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(row, 4))) {
-            PyErr_SetString(PyExc_TypeError, "walk: a row is not mailenable_bulk.item()'s tuple");
-            goto fail;
-        }
-        PyObject *k = PyDict_GetItemWithError(kinds, PyTuple_GET_ITEM(row, 2));
-        if (!k) {
-            if (!PyErr_Occurred())
-                PyErr_SetObject(PyExc_KeyError, PyTuple_GET_ITEM(row, 2));
-            goto fail;
-        }
-        long kind = PyLong_AsLong(k);
-        if (kind == -1 && PyErr_Occurred())
-            goto fail;
-        PyObject *sender, *recipient;
-        int rc = step(row, kind, tx, memo, &sender, &recipient);
-        if (rc == 0)
-            rc = PyList_Append(labels, kind & OUTBOUND ? recipient : sender);
-        if (rc == 0 && (kind & REFUSAL)) {
-            PyObject *pair = PyTuple_Pack(2, sender, recipient);
-            if (pair)
-                PyObject_GC_UnTrack(pair);
-            rc = pair ? PyList_Append(pairs, pair) : -1;
-            Py_XDECREF(pair);
-        }
-        Py_DECREF(sender);
-        Py_DECREF(recipient);
-        if (rc < 0)
-            goto fail;
-    }
-    return Py_BuildValue("(NN)", labels, pairs);
-fail:
-    Py_XDECREF(labels);
-    Py_XDECREF(pairs);
-    return NULL;
-}
-
-
 /* Python's int(t // 60) for a float t (CPython's float floor division, then int()). */
 static long minute_of(double t)
 {
@@ -606,34 +558,75 @@ static int add_count(PyObject *counts, PyObject *key, long n)
     return rc;
 }
 
-/* tally(rows, kinds, starts, tx, memo, each_reply): MailEnableBulk.batch()'s per-row work in
- * one call; see there. kinds: key -> (bits, class, cell, reply); starts: minute -> its start.
- * Returns (missing keys, missing minutes) when some are not in those dicts yet (nothing done),
- * None when the bounce-ratio minutes go back (nothing done), else (counts, labels, classes,
- * codes, times, minutes, last, refusals, saved): refusals as (row, minute, sender, recipient),
- * saved a copy of tx from before the walk when there are minutes (else None). */
+/* A 4xx/5xx row's reason (reasons memo, else reason_of(reply)), counted into `reasons` and
+ * its offenders appended to `refusals`, as MailEnableBulk._refusals() does. */
+static int refusal(PyObject *row, PyObject *reply_key, long minute, PyObject *sender, PyObject *recipient,
+                   PyObject *memo, PyObject *reason_of, PyObject *reasons, PyObject *refusals)
+{
+    PyObject *reply = PyTuple_GET_ITEM(row, 6), *reason;
+    int keep = PyUnicode_Check(reply) && PyUnicode_GET_LENGTH(reply) <= MAX_TEXT;
+    if (!PyTuple_Check(reply_key) || PyTuple_GET_SIZE(reply_key) != 3) {
+        PyErr_SetString(PyExc_TypeError, "tally: a reply is not (direction, code, enhanced)");
+        return -1;
+    }
+    if (keep && (reason = PyDict_GetItemWithError(memo, reply))) {
+        Py_INCREF(reason);
+    } else {
+        if (PyErr_Occurred() || !(reason = PyObject_CallOneArg(reason_of, reply)))
+            return -1;
+        if (keep) {
+            if (PyDict_GET_SIZE(memo) >= REASONS)
+                PyDict_Clear(memo);
+            if (PyDict_SetItem(memo, reply, reason) < 0) {
+                Py_DECREF(reason);
+                return -1;
+            }
+        }
+    }
+    PyObject *direction = PyTuple_GET_ITEM(reply_key, 0), *code = PyTuple_GET_ITEM(reply_key, 1);
+    PyObject *rkey = PyTuple_Pack(3, direction, code, reason), *r = NULL;
+    int rc = -1;
+    if (rkey && add_count(reasons, rkey, 1) == 0 &&
+        (r = Py_BuildValue("(lOOOOOO)", minute, direction, code, reason, sender, PyTuple_GET_ITEM(row, 5),
+                           recipient))) {
+        PyObject_GC_UnTrack(r);
+        rc = PyList_Append(refusals, r);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(rkey);
+    Py_DECREF(reason);
+    return rc;
+}
+
+/* tally(rows, kinds, starts, tx, memo, each_reply, learn_key, learn_minute, reasons_memo,
+ * reason_of): MailEnableBulk._tally_python() in one call. kinds: key -> (bits, class, cell,
+ * reply), learn_key(key) adds a missing one; starts: minute -> its start, learn_minute(minute)
+ * adds a missing one or gives None (then tally gives None). None also when the bounce-ratio
+ * minutes go back; in both cases nothing has changed. Else (counts, labels, classes, codes,
+ * times, minutes, last, reasons, refusals, saved): saved is a copy of tx from before the walk
+ * when there are minutes (Aggregate.add_batch may refuse those; else None). */
 static PyObject *tally(PyObject *self, PyObject *args)
 {
-    PyObject *rows, *kinds, *starts, *tx, *memo;
+    PyObject *rows, *kinds, *starts, *tx, *memo, *learn_key, *learn_minute, *reasons_memo, *reason_of;
     int each;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!p", &PyList_Type, &rows, &PyDict_Type, &kinds, &PyDict_Type, &starts,
-                          &PyDict_Type, &tx, &PyDict_Type, &memo, &each))
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!pOOO!O", &PyList_Type, &rows, &PyDict_Type, &kinds, &PyDict_Type,
+                          &starts, &PyDict_Type, &tx, &PyDict_Type, &memo, &each, &learn_key, &learn_minute,
+                          &PyDict_Type, &reasons_memo, &reason_of))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(rows);
-    PyObject *mkeys = PyList_New(0), *mmins = PyList_New(0), *result = NULL;
+    PyObject *result = NULL;
     PyObject *counts = NULL, *labels = NULL, *classes = NULL, *codes = NULL, *times = NULL, *minutes = NULL;
-    PyObject *refusals = NULL, *saved = NULL;
+    PyObject *refusals = NULL, *saved = NULL, *reasons = NULL;
     double *tv = NULL;
-    if (!mkeys || !mmins)
-        goto done;
     /* Pass 1, changing nothing: every key and minute known, the times, minutes in order. */
     if (!(tv = PyMem_Malloc(sizeof(double) * (size_t)(n ? n : 1)))) {
         PyErr_NoMemory();
         goto done;
     }
     /* Row keys and minutes are mostly shared objects (scan() makes them so): a lookup by
-     * pointer first saves most dict lookups. The dicts do not change during this call. */
+     * pointer first saves most dict lookups. The dicts only grow during this call (learn_key
+     * and learn_minute add to them), so what they hold stays alive. */
     PyObject *ck[64] = {NULL}, *cv[64] = {NULL}, *last_minute = NULL, *last_start = NULL;
 #define KIND_OF(key, out)                                                                              \
     do {                                                                                               \
@@ -657,20 +650,41 @@ static PyObject *tally(PyObject *self, PyObject *args)
         PyObject *key = PyTuple_GET_ITEM(row, 2), *minute = PyTuple_GET_ITEM(row, 0);
         PyObject *kind, *start;
         KIND_OF(key, kind);
-        if (!kind) {
-            if (PyErr_Occurred() || PyList_Append(mkeys, key) < 0)
+        if (!kind) { /* a key met for the first time: learn_key() reads it and keeps it in kinds */
+            PyObject *got;
+            if (PyErr_Occurred() || !(got = PyObject_CallOneArg(learn_key, key)))
                 goto done;
+            Py_DECREF(got);
+            KIND_OF(key, kind);
+            if (!kind) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_RuntimeError, "tally: learn_key did not keep the key");
+                goto done;
+            }
         }
         if (minute == last_minute) {
             start = last_start;
         } else if ((start = PyDict_GetItemWithError(starts, minute))) {
             last_minute = minute;
             last_start = start;
-        } else if (PyErr_Occurred() || PyList_Append(mmins, minute) < 0) {
-            goto done;
+        } else { /* likewise a minute: learn_minute() gives None for one parse() must date */
+            PyObject *got;
+            if (PyErr_Occurred() || !(got = PyObject_CallOneArg(learn_minute, minute)))
+                goto done;
+            int none = got == Py_None;
+            Py_DECREF(got);
+            if (none) {
+                result = Py_NewRef(Py_None);
+                goto done;
+            }
+            if (!(start = PyDict_GetItemWithError(starts, minute))) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_RuntimeError, "tally: learn_minute did not keep the minute");
+                goto done;
+            }
+            last_minute = minute;
+            last_start = start;
         }
-        if (!kind || !start)
-            continue;
         int sec = seconds_of(PyTuple_GET_ITEM(row, 1));
         if (sec < 0 || !PyFloat_Check(start) || !PyTuple_Check(kind) || PyTuple_GET_SIZE(kind) != 4) {
             PyErr_SetString(PyExc_TypeError, "tally: bad seconds, start or kind");
@@ -691,10 +705,6 @@ static PyObject *tally(PyObject *self, PyObject *args)
             any_final = 1;
         }
     }
-    if (PyList_GET_SIZE(mkeys) || PyList_GET_SIZE(mmins)) {
-        result = PyTuple_Pack(2, mkeys, mmins);
-        goto done;
-    }
     if (back) {
         result = Py_NewRef(Py_None);
         goto done;
@@ -704,7 +714,7 @@ static PyObject *tally(PyObject *self, PyObject *args)
         goto done;
     if (!(counts = PyDict_New()) || !(labels = PyList_New(n)) || !(classes = PyList_New(n)) ||
         !(codes = PyList_New(each ? n : 0)) || !(times = PyList_New(each ? n : 0)) || !(minutes = PyDict_New()) ||
-        !(refusals = PyList_New(0)))
+        !(refusals = PyList_New(0)) || !(reasons = PyDict_New()))
         goto done;
     /* counts, in the order keys first occur (as Counter), added up per pointer slot first. */
     PyObject *sk[64] = {NULL};
@@ -774,24 +784,19 @@ static PyObject *tally(PyObject *self, PyObject *args)
             }
             Py_XDECREF(b);
         }
-        if (rc == 0 && (bits & REFUSAL)) {
-            PyObject *r = Py_BuildValue("(OlOO)", row, minute_of(t), sender, recipient);
-            if (r)
-                PyObject_GC_UnTrack(r);
-            rc = r ? PyList_Append(refusals, r) : -1;
-            Py_XDECREF(r);
-        }
+        if (rc == 0 && (bits & REFUSAL))
+            rc = refusal(row, PyTuple_GET_ITEM(kind, 3), minute_of(t), sender, recipient, reasons_memo, reason_of,
+                         reasons, refusals);
         Py_DECREF(sender);
         Py_DECREF(recipient);
         if (rc < 0)
             goto done;
     }
-    result = Py_BuildValue("(OOOOOOdOO)", counts, labels, classes, codes, times, minutes, last, refusals,
+    result = Py_BuildValue("(OOOOOOdOOO)", counts, labels, classes, codes, times, minutes, last, reasons, refusals,
                            saved ? saved : Py_None);
 done:
     PyMem_Free(tv);
-    Py_XDECREF(mkeys);
-    Py_XDECREF(mmins);
+    Py_XDECREF(reasons);
     Py_XDECREF(counts);
     Py_XDECREF(labels);
     Py_XDECREF(classes);
@@ -806,10 +811,9 @@ done:
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(chunk, rows) -> (lines, items) | None: mailenable_bulk.item() of every line of a chunk."},
-    {"walk", walk, METH_VARARGS,
-     "walk(rows, kinds, tx, memo) -> (labels, pairs): mailenable_bulk.walk(), parse()'s state steps."},
     {"tally", tally, METH_VARARGS,
-     "tally(rows, kinds, starts, tx, memo, each_reply): MailEnableBulk.batch()'s per-row work."},
+     "tally(rows, kinds, starts, tx, memo, each_reply, learn_key, learn_minute, reasons_memo, reason_of): "
+     "MailEnableBulk._tally_python() in C."},
     {NULL, NULL, 0, NULL},
 };
 

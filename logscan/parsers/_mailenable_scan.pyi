@@ -1,11 +1,6 @@
+from collections.abc import Callable
+
 def scan(chunk: str, rows: bool, /) -> tuple[int, list[str | tuple[str, ...]]] | None: ...
-def walk(
-    rows: list[tuple[str, ...]],
-    kinds: dict[str, int],
-    tx: dict[str, tuple[str, str]],
-    memo: dict[str, str],
-    /,
-) -> tuple[list[str], list[tuple[str, str]]]: ...
 def tally(
     rows: list[tuple[str, ...]],
     kinds: dict[str, tuple[int, tuple[str, str], int, tuple[str, str, str]]],
@@ -13,5 +8,9 @@ def tally(
     tx: dict[str, tuple[str, str]],
     memo: dict[str, str],
     each_reply: bool,
+    learn_key: Callable[[str], object],
+    learn_minute: Callable[[str], float | None],
+    reasons_memo: dict[str, str],
+    reason_of: Callable[[str], str],
     /,
 ) -> tuple[object, ...] | None: ...

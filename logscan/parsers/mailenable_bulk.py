@@ -5,8 +5,9 @@ item() reads a line, without state, into a row of the fields the counts depend o
 it (parse() gives NOTHING and changes no state), or leaves it to parse(). batch() then walks
 a run of rows in order through the parser's own per-message state (walk()), exactly as
 parse() would, and groups their events into an EventBatch with C-level passes. The optional
-C extension (logscan/parsers/_mailenable_scan.c) does item() over a whole chunk and walk();
-tests/test_mailenable_bulk.py holds all of it to parse(), with and without the extension.
+C extension (logscan/parsers/_mailenable_scan.c) does item() over a whole chunk, and batch()'s
+per-row work, walk() included (_tally_python), in one call per run; tests/test_mailenable_bulk.py
+holds all of it to parse(), with and without the extension.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from itertools import compress, islice, repeat
 from operator import add, floordiv, itemgetter, le
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 from logscan.events import Direction, EventBatch, Status
 from logscan.parsers.base import MAX_LINE, Item, domain_of, reply_codes
@@ -45,7 +46,7 @@ from logscan.parsers.reasons import MAX_TEXT, classify, refusal_reason
 # 4xx/5xx row ("" otherwise); then the line itself.
 MINUTE, SECS, KEY, QID, ADDR, IP, REPLY, LINE = range(8)
 
-# Bits of a key's kind, as walk() reads them (the C walk reads the same): its role in the
+# Bits of a key's kind, as walk() reads them (and the C tally): its role in the
 # low three bits, then these.
 OK_2XX: Final = 8  # the reply is 2xx
 OUTBOUND: Final = 16
@@ -57,7 +58,8 @@ _CODE: Final = re.compile(r"[2-5][0-9][0-9](?:[ -]|\Z)")  # what parse()'s _CODE
 _ENHANCED_START: Final = frozenset("245(#")
 _MDAYS: Final = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _FINAL: Final = {"sent": 0, "bounced": 1}  # a bounce-ratio bucket's cell per outcome (2: none)
-_MEMO: Final = 1 << 14  # domains and reasons kept between batches (a few MB at most)
+_MEMO: Final = 1 << 12  # keys, minutes and reasons kept between batches (a few MB at most)
+_DOMAINS: Final = 1 << 14  # domains kept between batches
 _MEMO_LEN: Final = 300  # a longer ADDR is junk to domain_of(): computed, never kept
 
 
@@ -172,7 +174,7 @@ def _domain(memo: dict[str, str], addr: str) -> str:
     if domain is None:
         domain = domain_of(addr)
         if len(addr) <= _MEMO_LEN:
-            if len(memo) >= _MEMO:
+            if len(memo) >= _DOMAINS:
                 memo.clear()
             memo[addr] = domain
     return domain
@@ -211,24 +213,19 @@ def kind_of(key: str) -> Kind:
 
 
 Scan = Callable[[str, bool], tuple[int, list[Item]] | None]
-Walk = Callable[
-    [list[tuple[str, ...]], dict[str, int], dict[str, tuple[str, str]], dict[str, str]],
-    tuple[list[str], list[tuple[str, str]]],
-]
 
 
-def _native() -> tuple[Scan, Walk, Callable[..., Any]] | None:
+def _native() -> tuple[Scan, Callable[..., Any]] | None:
     try:
-        from logscan.parsers._mailenable_scan import scan, tally, walk  # noqa: PLC0415
+        from logscan.parsers._mailenable_scan import scan, tally  # noqa: PLC0415
     except ImportError:  # installed without a C compiler (Windows): the Python code does the same
         return None
-    return scan, walk, tally
+    return scan, tally
 
 
 _c: Final = _native()
 _scan: Scan | None = _c[0] if _c is not None else None
-_walk: Walk | None = _c[1] if _c is not None else None
-_tally: Callable[..., Any] | None = _c[2] if _c is not None else None
+_tally: Callable[..., Any] | None = _c[1] if _c is not None else None
 
 
 # What batch() needs of a run of rows (see MailEnableBulk._tally_python).
@@ -240,7 +237,8 @@ Tally = tuple[
     list[float],
     dict[int, list[int]],
     float,
-    list[tuple[tuple[str, ...], int, str, str]],
+    dict[tuple[Direction, str, str], int],
+    list[tuple[int, Direction, str, str, str, str, str]],
 ]
 
 
@@ -256,7 +254,7 @@ class MailEnableBulk:
         self._parser = parser
         self._kinds: dict[str, Kind] = {}
         self._domains: dict[str, str] = {"": ""}  # ADDR → domain_of()
-        self._reasons: dict[tuple[str, str, str], str] = {}
+        self._reasons: dict[str, str] = {}  # a 4xx/5xx reply (up to MAX_TEXT long) → its reason
         self._info: dict[str, tuple[int, tuple[Direction, str], int, tuple[Direction, str, str]]] = {}
         self._starts: dict[str, float] = {}  # minute → its start, for the C tally
 
@@ -281,10 +279,17 @@ class MailEnableBulk:
         """The events of `rows` (none empty) grouped; None when they must go line by line.
 
         `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules."""
+        # The memos are cleared between calls only: the C tally keeps pointers into them.
+        if len(self._kinds) >= _MEMO:
+            self._kinds.clear()
+            self._info.clear()
+        for memo in (self._starts, self._reasons):
+            if len(memo) >= _MEMO:
+                memo.clear()
         got = (self._tally if _tally is not None else self._tally_python)(rows, each_reply)
         if got is None:
             return None
-        counts, labels, classes, codes, times, minutes, last, refused = got
+        counts, labels, classes, codes, times, minutes, last, reasons, refusals = got
         kinds = self._kinds
         replies: dict[tuple[Direction, str, str], int] = {}
         deliveries: dict[Status, int] = {}
@@ -297,26 +302,6 @@ class MailEnableBulk:
                 rejections[rkey] = rejections.get(rkey, 0) + n
             elif k.status:
                 deliveries[k.status] = deliveries.get(k.status, 0) + n
-
-        # 4xx/5xx rows: their reason and offenders, in order (the offender sketches depend on it).
-        reasons: dict[tuple[Direction, str, str], int] = {}
-        refusals: list[tuple[int, Direction, str, str, str, str, str]] = []
-        if refused:
-            memo = self._reasons
-            if len(memo) >= _MEMO // 4:
-                memo.clear()
-            for row, minute, sender, recipient in refused:
-                direction, code, enhanced = kinds[row[KEY]].reply
-                # classify() reads only the first MAX_TEXT characters of the reply.
-                rkey3 = (code, enhanced, row[REPLY][:MAX_TEXT])
-                reason = memo.get(rkey3)
-                if reason is None:
-                    # As Aggregate.add(): a refusal without a reason is classified by its codes.
-                    reason = refusal_reason(code, enhanced, row[REPLY], 0) or classify(code, enhanced, "")
-                    memo[rkey3] = reason
-                rskey = (direction, code, reason)
-                reasons[rskey] = reasons.get(rskey, 0) + 1
-                refusals.append((minute, direction, code, reason, sender, row[IP], recipient))
         return EventBatch(
             "mailenable",
             self._parser.log,
@@ -336,54 +321,53 @@ class MailEnableBulk:
         )
 
     def _kind(self, key: str) -> Kind:
-        kinds = self._kinds
-        if len(kinds) >= _MEMO:
-            kinds.clear()
-            self._info.clear()
-        k = kinds[key] = kind_of(key)
+        """kind_of(key), kept (with its C form, for the C tally)."""
+        k = self._kinds[key] = kind_of(key)
         self._info[key] = (k.bits, k.klass, k.final, k.reply)
         return k
 
     def _start(self, text: str) -> float | None:
-        """The start of a minute, if a whole second (no zone since 1972 has another): parse()
-        adds the seconds to it, and EventBatch.times must be whole seconds."""
+        """The start of a minute, kept, if parse() dates it and it is a whole second (no zone
+        since 1972 has another): parse() adds the seconds to it, and EventBatch.times must be
+        whole seconds."""
         start = self._parser.minute(text)
-        return None if start is None or start % 1 else start
+        if start is None or start % 1:
+            return None
+        self._starts[text] = start
+        return start
+
+    def _reason(self, reply: str) -> str:
+        """The reason of a 4xx/5xx reply, kept when it is short (classify() reads MAX_TEXT)."""
+        reason = self._reasons.get(reply)
+        if reason is None:
+            code = reply[:3]
+            enhanced = reply_codes(reply)[1] if reply[4:5] in _ENHANCED_START else ""
+            # As Aggregate.add(): a refusal without a reason is classified by its codes.
+            reason = refusal_reason(code, enhanced, reply, 0) or classify(code, enhanced, "")
+            if len(reply) <= MAX_TEXT:
+                self._reasons[reply] = reason
+        return reason
 
     def _tally(self, rows: list[tuple[str, ...]], each_reply: bool) -> Tally | None:
         """_tally_python() in C (tally() of logscan/parsers/_mailenable_scan.c)."""
         assert _tally is not None
-        starts, info = self._starts, self._info
         p = self._parser
-        tx = p.transactions
-        got = _tally(rows, info, starts, tx, self._domains, each_reply)
-        if got is not None and len(got) == 2:
-            # Keys and minutes met for the first time: learn them, then the real call.
-            if len(starts) >= _MEMO:
-                starts.clear()
-            for text in dict.fromkeys(map(itemgetter(MINUTE), rows)):
-                start = self._start(text)
-                if start is None:
-                    return None
-                starts[text] = start
-            for key in dict.fromkeys(map(itemgetter(KEY), rows)):
-                if key not in info:
-                    self._kind(key)
-            got = _tally(rows, info, starts, tx, self._domains, each_reply)
+        got = _tally(
+            rows, self._info, self._starts, p.transactions, self._domains, each_reply,
+            self._kind, self._start, self._reasons, self._reason,
+        )  # fmt: skip
         if got is None:
             return None
-        if len(got) == 2:
-            raise RuntimeError("tally: keys or minutes still missing")
-        counts, labels, classes, codes, times, minutes, last, refused, saved = got
+        *tally, saved = got
         p.undo_from(rows[0][LINE], saved)
-        return counts, labels, classes, codes, times, minutes, last, refused
+        return cast(Tally, tuple(tally))
 
     def _tally_python(self, rows: list[tuple[str, ...]], each_reply: bool) -> Tally | None:
         """Each row's share of the batch, walking the parser's state; None: parse() the lines.
 
         Returns the count of each row key, the domain label, class, reply (each_reply) and
-        time (each_reply) of each row, the bounce-ratio minutes, the latest time, and each
-        4xx/5xx row with its minute, sender and recipient domain."""
+        time (each_reply) of each row, the bounce-ratio minutes, the latest time, and the
+        reasons and offenders of the 4xx/5xx rows, in order."""
         p = self._parser
         kinds = self._kinds
         keys = list(map(itemgetter(KEY), rows))
@@ -393,12 +377,10 @@ class MailEnableBulk:
 
         # Times: parse() adds the seconds to its minute's start.
         minute_texts = list(map(itemgetter(MINUTE), rows))
-        starts: dict[str, float] = {}
+        starts = self._starts
         for text in dict.fromkeys(minute_texts):
-            start = self._start(text)
-            if start is None:
+            if text not in starts and self._start(text) is None:
                 return None
-            starts[text] = start
         seconds = map(SECONDS.__getitem__, map(itemgetter(SECS), rows))
         times = list(map(add, map(starts.__getitem__, minute_texts), seconds))
         finals = list(map({k: kinds[k].final for k in counts}.__getitem__, keys))
@@ -416,15 +398,19 @@ class MailEnableBulk:
         tx = p.transactions
         p.undo_from(rows[0][LINE], dict(tx) if minutes else None)
         bits = {k: kinds[k].bits for k in counts}
-        labels, pairs = (_walk or walk)(rows, bits, tx, self._domains)
+        labels, pairs = walk(rows, bits, tx, self._domains)
+
+        # 4xx/5xx rows: their reason and offenders, in order (the offender sketches depend on it).
+        reasons: dict[tuple[Direction, str, str], int] = {}
+        refusals: list[tuple[int, Direction, str, str, str, str, str]] = []
         marked = list(map((REFUSAL).__and__, map(bits.__getitem__, keys)))
-        refused_rows = zip(
-            compress(rows, marked),
-            map(int, map(floordiv, compress(times, marked), repeat(60))),
-            pairs,
-            strict=True,
-        )
-        refusals = [(row, minute, sender, recipient) for row, minute, (sender, recipient) in refused_rows]
+        refused = zip(compress(rows, marked), compress(times, marked), pairs, strict=True)
+        for row, t, (sender, recipient) in refused:
+            direction, code, _ = kinds[row[KEY]].reply
+            reason = self._reason(row[REPLY])
+            rskey = (direction, code, reason)
+            reasons[rskey] = reasons.get(rskey, 0) + 1
+            refusals.append((int(t // 60), direction, code, reason, sender, row[IP], recipient))
         klass = {k: kinds[k].klass for k in counts}
         return (
             dict(counts),
@@ -434,5 +420,6 @@ class MailEnableBulk:
             times if each_reply else [],
             minutes,
             max(times),
+            reasons,
             refusals,
         )
