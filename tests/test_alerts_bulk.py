@@ -276,6 +276,7 @@ def me_feed(
 ) -> tuple[list[Transition], int]:
     """feed() for MailEnable: modes "each" (parse() per line), "python" (no C extension), "c"."""
     c = mode == "c"
+    monkeypatch.setattr(mailenable_bulk, "python_rows", True)
     monkeypatch.setattr(mailenable_bulk, "_scan", ME_C[0] if c else None)
     monkeypatch.setattr(mailenable_bulk, "_tally", ME_C[1] if c else None)
     parser = make_parser("mailenable", ParserOptions(log="x.log", tz=UTC))

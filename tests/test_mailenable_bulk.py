@@ -49,7 +49,8 @@ def parser() -> MailEnableParser:
 
 
 def use(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The C extension on (mode "c") or off (as if it was never built)."""
+    """The C extension on (mode "c") or off (as if it was never built), the Python reader on."""
+    monkeypatch.setattr(mailenable_bulk, "python_rows", True)
     monkeypatch.setattr(mailenable_bulk, "_scan", C_SCAN if mode == "c" else None)
     monkeypatch.setattr(mailenable_bulk, "_tally", C_TALLY if mode == "c" else None)
 
@@ -108,22 +109,33 @@ def test_the_c_scanner_is_built() -> None:
     assert scan_paths()["mailenable"] == "C"
 
 
-def test_without_the_extension_the_python_bulk_reader_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The Windows install: no compiler, no extension. The bulk path must still batch.
-    use("python", monkeypatch)
-    agg = Aggregate()
-    batched: list[int] = []
-    add_batch = agg.add_batch
+def test_without_the_extension_lines_go_one_by_one_and_the_python_reader_still_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The Windows install: no compiler, no extension. MailEnable then reads line by line (the
+    # Python reader would be slower) and --version says so; the Python reader, turned on,
+    # still batches nearly every event (the other tests hold it to parse()).
+    def batched_share(python_rows: bool) -> float:
+        use("python", monkeypatch)
+        monkeypatch.setattr(mailenable_bulk, "python_rows", python_rows)
+        agg = Aggregate()
+        batched: list[int] = []
+        add_batch = agg.add_batch
 
-    def counted(b: EventBatch) -> bool:
-        batched.append(b.events)
-        return add_batch(b)
+        def counted(b: EventBatch) -> bool:
+            batched.append(b.events)
+            return add_batch(b)
 
-    monkeypatch.setattr(agg, "add_batch", counted)
-    pipe = Pipeline("x.log", parser(), agg)
-    lines = read_lines(LOGS[2])
-    pipe.feed_text("".join(line + "\n" for line in lines))
-    assert sum(batched) >= 0.95 * pipe.counts.parsed > 4000
+        monkeypatch.setattr(agg, "add_batch", counted)
+        pipe = Pipeline("x.log", parser(), agg)
+        pipe.feed_text("".join(line + "\n" for line in read_lines(LOGS[2])))
+        assert pipe.counts.parsed > 4000
+        return sum(batched) / pipe.counts.parsed
+
+    assert batched_share(False) == 0
+    assert batched_share(True) >= 0.95
+    monkeypatch.setitem(sys.modules, "logscan.parsers._mailenable_scan", None)  # as if never built
+    assert scan_paths()["mailenable"] == "line by line"
 
 
 @pytest.mark.parametrize("log", LOGS, ids=lambda p: p.name)

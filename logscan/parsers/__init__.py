@@ -21,6 +21,9 @@ _BULK["mailenable"] = ("logscan.parsers.mailenable_bulk", "MailEnableBulk")
 # The optional C extension behind each bulk reader (setup.py builds it where a compiler exists).
 _C_SCANNERS: Final = {"postfix": "logscan.parsers._postfix_scan"}
 _C_SCANNERS["mailenable"] = "logscan.parsers._mailenable_scan"
+# Formats whose bulk reader steps aside without its C extension (the Python one would be slower
+# than parse() there: docs/decisions/0019-mailenable-bulk.md): their lines then go one by one.
+_WITHOUT_C: Final = {"mailenable": "line by line"}
 
 
 def make_parser(fmt: str, options: ParserOptions) -> Parser:
@@ -49,7 +52,7 @@ def scan_paths() -> dict[str, str]:
         try:
             import_module(_C_SCANNERS[fmt])
         except (ImportError, KeyError):
-            paths[fmt] = "Python bulk"
+            paths[fmt] = _WITHOUT_C.get(fmt, "Python bulk")
         else:
             paths[fmt] = "C"
     return paths
