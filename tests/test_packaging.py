@@ -55,6 +55,9 @@ def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
     # The C scanner, compiled (this machine has a compiler), with its type stub.
     assert any(name.startswith("logscan/parsers/_postfix_scan.") and name.endswith(".so") for name in packed)
     assert "logscan/parsers/_postfix_scan.pyi" in packed
+    me_scan = "logscan/parsers/_mailenable_scan."
+    assert any(name.startswith(me_scan) and name.endswith(".so") for name in packed)
+    assert "logscan/parsers/_mailenable_scan.pyi" in packed
     assert not any(name.startswith("tests/") for name in packed)
 
     env_dir = tmp_path / "venv"
@@ -67,6 +70,7 @@ def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
     done = run(env_dir / "bin" / "logscan", "--version", cwd=tmp_path)
     assert done.stdout.strip() == f"logscan {logscan.__version__} ({scan_paths_text()})"
     assert "postfix: C" in scan_paths_text()
+    assert "mailenable: C" in scan_paths_text()
     assert "Python bulk" not in scan_paths_text()
     where = run(python, "-c", "import logscan; print(logscan.__file__)", cwd=tmp_path)
     assert where.stdout.strip().startswith(str(env_dir))

@@ -291,8 +291,10 @@ static PyObject *make_row(const Row *w, PyObject *line, PyObject **last)
     }
     PyTuple_SET_ITEM(row, 7, line);
     Py_ssize_t n = 1 + w->verb.len + 1 + 3 + 1 + w->enh.len;
-    if (n > (Py_ssize_t)sizeof(buf)) /* verbs are at most 8 characters, enhanced codes 9 */
+    if (n > (Py_ssize_t)sizeof(buf)) { /* cannot be: verbs have at most 8 characters, enhanced codes 9 */
+        PyErr_SetString(PyExc_SystemError, "_mailenable_scan: row key too long");
         goto fail;
+    }
     char *b = buf;
     *b++ = w->dir;
     memcpy(b, w->verb.at, (size_t)w->verb.len);

@@ -221,7 +221,7 @@ Scan = Callable[[str, bool], tuple[int, list[Item]] | None]
 def _native() -> tuple[Scan, Callable[..., Any]] | None:
     try:
         from logscan.parsers._mailenable_scan import scan, tally  # noqa: PLC0415
-    except ImportError:  # installed without a C compiler (Windows): the Python code does the same
+    except ImportError:  # installed without a C compiler (Windows): parse() reads line by line
         return None
     return scan, tally
 
@@ -282,7 +282,7 @@ class MailEnableBulk:
         items = list(map(item, lines))
         if rows:
             return len(lines), [i for i in items if i is not None]
-        return len(lines), list(compress(lines, map((None).__ne__, items)))
+        return len(lines), [line for line, i in zip(lines, items, strict=True) if i is not None]
 
     def rows(self, lines: list[str]) -> list[Item] | None:
         """An item per line: its row, or the line (a skipped line too: the caller counts it)."""
