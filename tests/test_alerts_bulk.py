@@ -22,7 +22,7 @@ from logscan.core.aggregate import Aggregate
 from logscan.core.alerts import DEFAULT_RULES, AlertEngine, AlertPeriod, Replay, Rule, Transition
 from logscan.core.pipeline import Pipeline
 from logscan.events import Event, EventBatch
-from logscan.parsers import make_parser, postfix_bulk
+from logscan.parsers import mailenable_bulk, make_parser, postfix_bulk
 from logscan.parsers.base import ParserOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,3 +259,91 @@ def test_exim_and_mailenable_fire_the_same_from_lists_of_events(fmt: str, tmp_pa
         fired += each_and_lists(fmt, generated, RULES, size)
     fired += each_and_lists(fmt, generated, PER_DOMAIN, 4096)
     assert fired >= 20
+
+
+# --- MailEnable (docs/decisions/0019-mailenable-bulk.md): the same, from its bulk reader
+
+ME_LOGS = (
+    ROOT / "tests" / "samples" / "mailenable.log",
+    ROOT / "sample_logs" / "mailenable" / "SMTP-Activity-261128.log",
+    ROOT / "tests" / "data" / "mailenable-9.76-SMTP-Activity.log",
+)
+ME_C = (mailenable_bulk._scan, mailenable_bulk._tally)
+
+
+def me_feed(
+    engine: AlertEngine, chunks: list[str], mode: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Transition], int]:
+    """feed() for MailEnable: modes "each" (parse() per line), "python" (no C extension), "c"."""
+    c = mode == "c"
+    monkeypatch.setattr(mailenable_bulk, "python_rows", True)
+    monkeypatch.setattr(mailenable_bulk, "_scan", ME_C[0] if c else None)
+    monkeypatch.setattr(mailenable_bulk, "_tally", ME_C[1] if c else None)
+    parser = make_parser("mailenable", ParserOptions(log="x.log", tz=UTC))
+    agg = Aggregate(top_domains=3, windows=(60, 300))
+    batched = 0
+
+    class Counting:
+        def observe(self, ev: Any) -> None:
+            engine.observe(ev)
+
+        def observe_batch(self, batch: EventBatch) -> None:
+            nonlocal batched
+            batched += len(batch.times)
+            engine.observe_batch(batch)
+
+        def observe_events(self, events: list[Event]) -> None:
+            for ev in events:
+                engine.observe(ev)
+
+    pipe = Pipeline("x.log", parser, agg, (Counting(),))
+    if mode == "each":
+        pipe.bulk = None
+    out: list[Transition] = []
+    for chunk in chunks:
+        pipe.feed_text(chunk)
+        out += engine.advance()
+    out += engine.advance(agg.last_event.get("x.log", 0.0) + 7200)
+    return out, batched
+
+
+def me_assert_same(chunks: list[str], rules: tuple[Rule, ...], monkeypatch: pytest.MonkeyPatch) -> int:
+    want_engine = AlertEngine(rules)
+    want, none = me_feed(want_engine, chunks, "each", monkeypatch)
+    assert none == 0
+    for mode in ("c", "python"):
+        engine = AlertEngine(rules)
+        got, batched = me_feed(engine, chunks, mode, monkeypatch)
+        assert batched > 0, mode
+        assert got == want, mode
+        assert engine.to_dict() == want_engine.to_dict(), mode
+    return len(want)
+
+
+@pytest.fixture(scope="module")
+def me_generated(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    path = tmp_path_factory.mktemp("gen") / "mailenable.log"
+    generate("mailenable", 20_000, path, seed=16, hours=2.0, ndomains=200)
+    return read_lines(path)
+
+
+@pytest.mark.parametrize("log", ME_LOGS, ids=lambda p: p.name)
+def test_mailenable_sample_logs_fire_the_same_from_batches(
+    log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = read_lines(log)
+    for size in (1, 7, 1000, len(lines)):
+        me_assert_same(chunked(lines, size), RULES, monkeypatch)
+
+
+@pytest.mark.parametrize("size", [333, 4096, 20_000])
+def test_a_generated_mailenable_log_fires_the_same_from_batches(
+    me_generated: list[str], size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert me_assert_same(chunked(me_generated, size), RULES, monkeypatch) >= 20
+
+
+def test_mailenable_per_domain_rules_fire_the_same_from_batches(
+    me_generated: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert me_assert_same(chunked(me_generated, 4096), PER_DOMAIN, monkeypatch) >= 20

@@ -31,6 +31,7 @@ def test_version_and_help() -> None:
     assert out.returncode == 0
     assert out.stdout.strip() == f"logscan {__version__} ({scan_paths_text()})"
     assert "postfix: C" in scan_paths_text()
+    assert "mailenable: C" in scan_paths_text()
     assert "Python bulk" not in scan_paths_text()
     helped = logscan("--help")
     assert helped.returncode == 0

@@ -137,6 +137,7 @@ def test_contents(deb: Path) -> None:
         assert wanted in paths, wanted
     assert not any("__pycache__" in p or p.endswith(".pyc") for p in paths)
     assert any(p.startswith("/usr/lib/logscan/lib/python3.") and "_postfix_scan" in p for p in paths)
+    assert any(p.startswith("/usr/lib/logscan/lib/python3.") and "_mailenable_scan" in p for p in paths)
     # Owned by root in the archive, whoever built it.
     assert {line.split()[1] for line in listing.splitlines()} == {"root/root"}
     assert run("dpkg-deb", "--field", deb, "Architecture").stdout.strip() != "all"

@@ -127,6 +127,8 @@ class TopDomains:
             elif est is not None and len(labelled) >= limit and est + 1 <= 2 * floor + 10:
                 sketch[domain] = est + 1  # too light to displace the weakest labelled domain
                 append(OTHER)
+            elif not domain:
+                append(OTHER)  # as label(""): no domain (most MailEnable replies) is never counted
             else:
                 append(self.label(domain))
                 sketch, floor = self.sketch, self._floor  # both may change

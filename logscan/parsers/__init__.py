@@ -16,9 +16,18 @@ _CLASSES: Final = {
 
 # Formats with a bulk reader (docs/decisions/0008-bulk-scan.md): it reads many lines at once
 # and shares its parser's state, so it is made from the parser.
-_BULK: Final = {"postfix": ("logscan.parsers.postfix_bulk", "PostfixBulk")}
+_BULK: Final = {
+    "postfix": ("logscan.parsers.postfix_bulk", "PostfixBulk"),
+    "mailenable": ("logscan.parsers.mailenable_bulk", "MailEnableBulk"),
+}
 # The optional C extension behind each bulk reader (setup.py builds it where a compiler exists).
-C_SCANNERS: Final = {"postfix": "logscan.parsers._postfix_scan"}
+C_SCANNERS: Final = {
+    "postfix": "logscan.parsers._postfix_scan",
+    "mailenable": "logscan.parsers._mailenable_scan",
+}
+# Formats whose bulk reader steps aside without its C extension (the Python one would be slower
+# than parse() there: docs/decisions/0019-mailenable-bulk.md): their lines then go one by one.
+_WITHOUT_C: Final = {"mailenable": "line by line"}
 
 
 def make_parser(fmt: str, options: ParserOptions) -> Parser:
@@ -47,7 +56,7 @@ def scan_paths() -> dict[str, str]:
         try:
             import_module(C_SCANNERS[fmt])
         except (ImportError, KeyError):
-            paths[fmt] = "Python bulk"
+            paths[fmt] = _WITHOUT_C.get(fmt, "Python bulk")
         else:
             paths[fmt] = "C"
     return paths

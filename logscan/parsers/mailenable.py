@@ -70,28 +70,29 @@ STAGES: Final[dict[str, str]] = {
 
 # Outbound failures at these stages decide a delivery. A failed EHLO is followed by HELO and
 # a failed QUIT comes after the message was taken, so neither is a bounce or a deferral.
-_DELIVERY_STAGES: Final = frozenset({"connect", "mail", "rcpt", "data", "end-of-data"})
+DELIVERY_STAGES: Final = frozenset({"connect", "mail", "rcpt", "data", "end-of-data"})
 # What a stage does to the per-message state: nothing (0), or one of these.
-_RCPT, _MAIL, _CARRY, _RESET = 1, 2, 3, 4
-_ROLES: Final = {
-    "rcpt": _RCPT,
-    "mail": _MAIL,
-    "data": _CARRY,
-    "end-of-data": _CARRY,
-    "connect": _RESET,
-    "rset": _RESET,
-    "quit": _RESET,
+RCPT, MAIL, CARRY, RESET = 1, 2, 3, 4
+ROLES: Final = {
+    "rcpt": RCPT,
+    "mail": MAIL,
+    "data": CARRY,
+    "end-of-data": CARRY,
+    "connect": RESET,
+    "rset": RESET,
+    "quit": RESET,
 }
 
 _MINUTE = re.compile(r"([0-9][0-9])/([0-9][0-9])/([0-9][0-9]) ([0-9][0-9]):([0-9][0-9])\Z")
 _SECONDS: Final = {f":{n:02d}": n for n in range(61)}  # 60: a leap second, as Clock allows
+SECONDS: Final = {f"{n:02d}": n for n in range(61)}  # the same, without the colon (bulk rows)
 _MINUTE_CACHE: Final = 4096
 _DOMAIN_CACHE: Final = 4096
 _MAX_DOMAIN: Final = 255  # longer "domains" are junk: computed, never cached
-_MANY: Final = "\x00many"  # more than one recipient domain in one transaction
-_MAX_ID = 64  # a message file name is 36 characters; anything much longer is junk
-_MAX_IP = 45  # longest textual IPv6 address
-_OTHER_AGENTS: Final = ("IMAP", "POP")
+MANY: Final = "\x00many"  # more than one recipient domain in one transaction
+MAX_ID: Final = 64  # a message file name is 36 characters; anything much longer is junk
+MAX_IP: Final = 45  # longest textual IPv6 address
+OTHER_AGENTS: Final = ("IMAP", "POP")
 
 # Every reply prefix reply_codes() accepts ("550 ", "250-", or a bare "221"), mapped to its code.
 _CODES: Final = {code + end: code for code in map(str, range(200, 600)) for end in ("", " ", "-")}
@@ -117,6 +118,14 @@ def _address(command: str) -> str:
     return rest.split(" ", 1)[0] if rest else ""
 
 
+def remember(tx: dict[str, tuple[str, str]], key: str, value: tuple[str, str]) -> None:
+    """tx[key] = value, dropping the oldest tenth first when STATE_CAP transactions are kept."""
+    if key not in tx and len(tx) >= STATE_CAP:
+        for old in list(islice(tx, STATE_CAP // 10)):
+            del tx[old]
+    tx[key] = value
+
+
 def _hint(text: str) -> str:
     """A short, printable excerpt for Unparsed.detail."""
     return text[:24].encode("ascii", "backslashreplace").decode("ascii")[:40]
@@ -127,7 +136,7 @@ class MailEnableParser:
 
     mta: ClassVar[MTA] = "mailenable"
 
-    __slots__ = ("_clock", "_domains", "_last_epoch", "_last_ts", "_log", "_minutes", "_tx")
+    __slots__ = ("_clock", "_domains", "_last_epoch", "_last_ts", "_log", "_minutes", "_tx", "_undo")
 
     def __init__(self, options: ParserOptions) -> None:
         self._log = options.log
@@ -137,25 +146,41 @@ class MailEnableParser:
         self._minutes: dict[str, float] = {}
         self._domains: dict[str, str] = {}
         self._tx: dict[str, tuple[str, str]] = {}
+        self._undo: tuple[str, dict[str, tuple[str, str]]] | None = None
 
     @property
     def open_transactions(self) -> int:
         """How many transactions the parser remembers domains for (at most STATE_CAP)."""
         return len(self._tx)
 
+    @property
+    def log(self) -> str:
+        """The log's name, as its Events carry it."""
+        return self._log
+
+    @property
+    def transactions(self) -> dict[str, tuple[str, str]]:
+        """The per-message state itself (message file -> (sender, recipient domain)), shared
+        with the bulk reader (logscan/parsers/mailenable_bulk.py), which updates it as parse() does."""
+        return self._tx
+
+    def undo_from(self, line: str, saved: dict[str, tuple[str, str]] | None) -> None:
+        """If parse() is next given this very `line` object, first put back `saved` as the state.
+
+        The bulk reader has then applied a batch's rows to the state, but the aggregate refused
+        the batch, so the pipeline parses its lines one by one, from the first: they must find
+        the state as it was before the batch (docs/decisions/0019-mailenable-bulk.md)."""
+        self._undo = None if saved is None else (line, saved)
+
     def set_reference_time(self, t: float) -> None:
         """Rows carry a full date, so this only keeps the interface of the other parsers."""
         self._clock.set_reference(t)
 
-    def _epoch(self, ts: str) -> float | None:
-        """Epoch seconds of `MM/DD/YY hh:mm:ss`; None if it is not one. Cached per minute."""
-        sec = _SECONDS.get(ts[14:])
-        if sec is None:
-            return None
-        minute = ts[:14]
-        base = self._minutes.get(minute)
+    def minute(self, text: str) -> float | None:
+        """Epoch seconds of a `MM/DD/YY hh:mm` minute's start; None if it is not one. Cached."""
+        base = self._minutes.get(text)
         if base is None:
-            m = _MINUTE.match(minute)
+            m = _MINUTE.match(text)
             if m is None:
                 return None
             mo, day, yy, hh, mi = m.groups()
@@ -166,7 +191,17 @@ class MailEnableParser:
                 return None
             if len(self._minutes) >= _MINUTE_CACHE:
                 self._minutes.clear()
-            self._minutes[minute] = base
+            self._minutes[text] = base
+        return base
+
+    def _epoch(self, ts: str) -> float | None:
+        """Epoch seconds of `MM/DD/YY hh:mm:ss`; None if it is not one. Cached per minute."""
+        sec = _SECONDS.get(ts[14:])
+        if sec is None:
+            return None
+        base = self.minute(ts[:14])
+        if base is None:
+            return None
         t = base + sec
         self._last_ts = ts
         self._last_epoch = t
@@ -188,15 +223,14 @@ class MailEnableParser:
                 self._domains[raw] = domain
         return domain
 
-    def _remember(self, key: str, value: tuple[str, str]) -> None:
-        tx = self._tx
-        if key not in tx and len(tx) >= STATE_CAP:
-            for old in list(islice(tx, STATE_CAP // 10)):
-                del tx[old]
-        tx[key] = value
-
     def parse(self, line: str) -> ParseResult:
         """One row of the log (without its newline) -> one Event per reply, NOTHING, or Unparsed."""
+        undo = self._undo
+        if undo is not None:
+            self._undo = None
+            if line is undo[0]:
+                self._tx.clear()
+                self._tx.update(undo[1])
         if len(line) > MAX_LINE:
             line = line[:MAX_LINE]
         cols = line.split("\t", 11)
@@ -221,7 +255,7 @@ class MailEnableParser:
                 return Unparsed("misaligned-columns")
         elif agent == "SMTP-OU":
             direction = "outbound"
-        elif agent.startswith(_OTHER_AGENTS):
+        elif agent.startswith(OTHER_AGENTS):
             return NOTHING
         else:
             return Unparsed("unknown-agent", _hint(agent))
@@ -245,16 +279,16 @@ class MailEnableParser:
         stage = STAGES.get(verb)
         if stage is None:
             stage = STAGES.get(verb.upper(), "other")
-        role = _ROLES.get(stage, 0)
+        role = ROLES.get(stage, 0)
         qid = cols[2]
         if qid.endswith(".MAI"):
             qid = qid[:-4]
-        if len(qid) > _MAX_ID:
+        if len(qid) > MAX_ID:
             qid = ""
         reply = cols[7]
         if not reply:
             # A dropped connection, or the TLS handshake row that comes before `STARTTLS`.
-            if role == _RESET:
+            if role == RESET:
                 self._tx.pop(qid, None)
             return NOTHING
         # Most replies are "NNN text" without an enhanced code: a dict lookup answers them;
@@ -266,7 +300,7 @@ class MailEnableParser:
 
         sender = recipient = ""
         if role:  # most rows (greeting, EHLO, AUTH, ...) touch no state
-            if role == _RCPT:
+            if role == RCPT:
                 recipient = self._domain(cols[6])
                 known = self._tx.get(qid)
                 if known is not None:
@@ -274,21 +308,21 @@ class MailEnableParser:
                 if code[0] == "2" and qid and recipient:
                     # Only accepted recipients go on to DATA; note them for its reply.
                     if known is None:
-                        self._remember(qid, ("", recipient))
+                        remember(self._tx, qid, ("", recipient))
                     elif known[1] != recipient:
-                        self._tx[qid] = (known[0], recipient if not known[1] else _MANY)
-            elif role == _MAIL:
+                        self._tx[qid] = (known[0], recipient if not known[1] else MANY)
+            elif role == MAIL:
                 sender = self._domain(cols[6])
                 # A new transaction starts only if MAIL was accepted.
                 if code[0] == "2" and qid:
-                    self._remember(qid, (sender, ""))
+                    remember(self._tx, qid, (sender, ""))
                 else:
                     self._tx.pop(qid, None)
-            elif role == _CARRY:
+            elif role == CARRY:
                 known = self._tx.get(qid)
                 if known is not None:
                     sender = known[0]
-                    recipient = known[1] if known[1] != _MANY else ""
+                    recipient = known[1] if known[1] != MANY else ""
             else:
                 self._tx.pop(qid, None)
 
@@ -300,11 +334,11 @@ class MailEnableParser:
         elif first == "2":
             if stage == "end-of-data":
                 status = "sent"
-        elif first != "3" and stage in _DELIVERY_STAGES:
+        elif first != "3" and stage in DELIVERY_STAGES:
             status = "bounced" if first == "5" else "deferred"
 
         ip = cols[4]
-        if len(ip) > _MAX_IP:
+        if len(ip) > MAX_IP:
             ip = ""
         return (
             _event(
@@ -325,7 +359,7 @@ class MailEnableParser:
 
     def _short_row(self, cols: list[str]) -> ParseResult:
         """A row cut before column 8: IMAP/POP rows carry nothing anyway, others are broken."""
-        if cols[1].startswith(_OTHER_AGENTS):
+        if cols[1].startswith(OTHER_AGENTS):
             return NOTHING
         if cols[1] in ("SMTP-IN", "SMTP-OU"):
             return Unparsed("too-few-columns", f"{len(cols)} columns")
