@@ -775,6 +775,7 @@ Prefixes = dict[str, dict[Labels, str]]
 # Series per block: a changed value re-renders and re-compresses the ~512 lines around it,
 # not the whole ~1 MB of 10k series.
 _BLOCK: Final = 512
+_SEGMENT: Final = 16_384  # bytes of text at least per deflate segment: short ones compress badly
 # Level 1: ~1 MB of repetitive text shrinks ~15x at level 1 or 6; level 6 costs 3-4x the CPU.
 _GZIP_LEVEL: Final = 1
 _GZIP_HEAD: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime
@@ -794,19 +795,16 @@ def _deflate(data: bytes) -> bytes:
 
 
 class _Piece:
-    """A run of exposition bytes, the inputs it was rendered from, and its deflate segment."""
+    """A run of exposition bytes and the inputs it was rendered from."""
 
-    __slots__ = ("data", "inputs", "packed")
+    __slots__ = ("data", "inputs")
 
     def __init__(self, data: bytes, inputs: object = None) -> None:
         self.data = data
         self.inputs = inputs
-        self.packed: bytes | None = None
 
-    def deflated(self) -> bytes:
-        if self.packed is None:
-            self.packed = _deflate(self.data)
-        return self.packed
+
+Group = tuple[list[_Piece], bytes]  # consecutive pieces (kept alive, so ids stay theirs), deflated
 
 
 class _Renderer:
@@ -817,10 +815,11 @@ class _Renderer:
     Blocks carry no format: text and OpenMetrics differ only in the HELP/TYPE heads.
     """
 
-    __slots__ = ("blocks", "heads", "memo", "prefixes")
+    __slots__ = ("blocks", "groups", "heads", "memo", "prefixes")
 
     def __init__(self) -> None:
         self.blocks: dict[tuple[str, int], _Piece] = {}
+        self.groups: dict[bool, dict[tuple[int, ...], Group]] = {}  # per format
         self.heads: dict[tuple[str, str, str, bool], _Piece] = {}
         self.prefixes: Prefixes = {}  # each series' `name{labels} `, the same in both formats
         self.memo: dict[float, str] = {}  # most values repeat (0, 1, small counts)
@@ -865,6 +864,30 @@ class _Renderer:
                 out.append(old)
         self.blocks = blocks
         return out
+
+    def deflated(self, pieces: list[_Piece], *, openmetrics: bool) -> bytes:
+        """`pieces` as concatenated deflate segments, each of at least `_BLOCK` series' worth
+        of bytes (heads and small families go together); a run of the same pieces as last
+        time (by identity: unchanged blocks are the same objects) reuses its segment."""
+        kept = self.groups.get(openmetrics, {})
+        groups: dict[tuple[int, ...], Group] = {}
+        out: list[bytes] = []
+        run: list[_Piece] = []
+        size = 0
+        for i, piece in enumerate(pieces):
+            run.append(piece)
+            size += len(piece.data)
+            if size < _SEGMENT and i < len(pieces) - 1:
+                continue
+            key = tuple(map(id, run))
+            group = kept.get(key)
+            if group is None:
+                group = (run, _deflate(b"".join(p.data for p in run)))
+            groups[key] = group
+            out.append(group[1])
+            run, size = [], 0
+        self.groups[openmetrics] = groups
+        return b"".join(out)
 
     def samples(self, fam: Family, total: int, keys: list[Labels], values: list[float]) -> str:
         known = self.prefixes.get(fam.name)
@@ -956,7 +979,7 @@ class LogscanRegistry(CollectorRegistry):
                 families = exported(exp, self._plans)
                 entry = _Body(exp, self._renderer.pieces(families, openmetrics=openmetrics))
                 self._bodies[openmetrics] = entry
-            packed = entry.packed() if gzipped else b""
+            packed = entry.packed(self._renderer, openmetrics) if gzipped else b""
         if openmetrics:
             tail = _om_latest(self._process) if self._process is not None else b"# EOF\n"
         else:
@@ -981,11 +1004,11 @@ class _Body:
         self.gzipped: bytes | None = None
         self.crc = 0
 
-    def packed(self) -> bytes:
-        """The deflate segments of the body, joined (called under the registry's lock)."""
+    def packed(self, renderer: _Renderer, openmetrics: bool) -> bytes:
+        """The body as deflate segments (called under the registry's lock)."""
         if self.gzipped is None:
             self.crc = zlib.crc32(self.body)
-            self.gzipped = b"".join(p.deflated() for p in self.pieces)
+            self.gzipped = renderer.deflated(self.pieces, openmetrics=openmetrics)
         return self.gzipped
 
 
