@@ -180,6 +180,8 @@ def latency_for(logs: int, domains: int, scrapes: int, tree: str | None) -> None
     pool = urllib3.PoolManager(retries=False)  # keep-alive, as Prometheus does
     server = Server(logs, domains, tree)
     try:
+        health = server.url + "/healthz"  # answered on the event loop: the floor of this machine
+        report("HTTP /healthz (no scrape: the floor)", timed(scrapes, lambda: pool.request("GET", health)), 3)
         url = server.url + "/metrics"
         for mode, what in CHANGES.items():
             server.change(mode)

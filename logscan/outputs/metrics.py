@@ -2,8 +2,9 @@
 
 The daemon hands `make_registry` a callable returning an `Exposition`; it is called on the
 HTTP thread at every scrape, so it must copy shared state under the daemon's lock and
-return quickly. Nothing here keeps state between scrapes: label hygiene is a pure function
-of the snapshot, which is what keeps every exported counter monotonic.
+return quickly. Label hygiene is a pure function of the snapshot, which is what keeps every
+exported counter monotonic; what the registry keeps between scrapes (decisions per key,
+rendered blocks, deflate segments) only caches that function and is checked every scrape.
 """
 
 from __future__ import annotations
