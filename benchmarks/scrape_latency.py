@@ -5,20 +5,27 @@ Run (after `make setup`; apt-get install prometheus-postfix-exporter for the pee
   .venv/bin/python benchmarks/scrape_latency.py latency [--scrapes 200]
   .venv/bin/python benchmarks/scrape_latency.py attack [--idle 1000 --slow 100 --scrapes 100]
   .venv/bin/python benchmarks/scrape_latency.py attack --target 127.0.0.1:9551 --pid PID  (any server)
-`latency` prints p50/p99 per variant over a real socket with keep-alive, as Prometheus scrapes:
-"unchanged" scrapes find the same snapshot (the cached body), "changing" ones add an event
-between scrapes (every scrape renders). `attack` starts a 10k-series server in a child
-process (or targets --target) and reports scrapes answered, their p50/p99, connections
-closed by the head deadline, the server's RSS with the connections open, and the status
-answered to a 1 MB header and to a bad request line.
+Add `--tree DIR` to serve the logscan of another source tree with the same harness, for a
+before/after in one session: `mkdir /tmp/base && git archive BASE | tar -x -C /tmp/base`.
+
+The server runs in a child process (Prometheus is another process too). `latency` prints
+p50/p99 per format over a real socket with keep-alive, as Prometheus scrapes, for three
+cases: one new event between scrapes (the snapshot changed a little: every scrape
+renders), a new event in every log between scrapes (what a 15 s scrape interval of a busy
+server sees), and unchanged (the cached body); and the child's own CPU per render.
+`attack` reports scrapes answered, their p50/p99, connections closed by the head deadline,
+the server's RSS with the connections open, and the status answered to a 1 MB header and
+to a bad request line.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import http.client
 import logging
+import os
 import resource
 import shutil
 import socket
@@ -90,21 +97,19 @@ def percentiles(times: list[float]) -> tuple[float, float]:
     return statistics.median(times) * 1000, p99 * 1000
 
 
-def timed(n: int, fn: Callable[[], object], between: Callable[[], object] | None = None) -> list[float]:
+def timed(n: int, fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> list[float]:
     fn()  # warm-up
     out = []
     for _ in range(n):
-        if between is not None:
-            between()
-        t = time.perf_counter()
+        t = clock()
         fn()
-        out.append(time.perf_counter() - t)
+        out.append(clock() - t)
     return out
 
 
 def report(name: str, times: list[float], size: int) -> None:
     p50, p99 = percentiles(times)
-    print(f"{name:<52} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   {size:>9,} bytes", flush=True)
+    print(f"{name:<86} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   {size:>9,} bytes", flush=True)
 
 
 def series_count(text: bytes) -> int:
@@ -117,58 +122,91 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def latency_for(logs: int, domains: int, scrapes: int) -> None:
-    agg, statuses = build(logs, domains)
-    lock = threading.Lock()
+class Server:
+    """A MetricsServer with `logs` logs in a child process, from `tree` when given (another checkout).
 
-    def source() -> Exposition:
-        with lock:  # the daemon's lock: the tail loop waits for this copy, and only for it
-            snap = agg.snapshot(T0 + 300)
-        return Exposition(snap, logs=statuses)
+    A child, as in production: Prometheus is another process, so the client's own Python
+    work never competes with the server for the GIL. Its stdin switches what changes
+    between two scrapes: "none", "one" (one event), "all" (one event in every log).
+    """
 
-    tick = [0]
+    def __init__(self, logs: int, domains: int, tree: str | None, web_config: Path | None = None) -> None:
+        env = dict(os.environ)
+        if tree:
+            env["PYTHONPATH"] = tree  # this script's folder comes first, then the tree's logscan
+        cmd = [sys.executable, __file__, "serve", "--logs", str(logs), "--domains", str(domains)]
+        if web_config is not None:
+            cmd += ["--web-config", str(web_config)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("the server did not start")
+            if line.startswith("serving "):
+                self.url = line.split()[1]
+                break
+            print(line, end="", flush=True)
 
-    def change() -> None:  # one new event: the next scrape must render again
-        tick[0] += 1
-        with lock:
-            agg.add(Event("postfix", "log0", T0 + tick[0], "outbound", code="250"))
+    def change(self, mode: str) -> None:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(mode + "\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "ok"
 
-    registry = make_registry(source)
-    text = generate_latest(registry)
-    print(f"\n== logscan, {series_count(text):,} series ({logs} logs)", flush=True)
-    report(
-        "in-process prometheus_client generate_latest",
-        timed(scrapes // 4, lambda: generate_latest(registry), change),
-        len(text),
-    )
-    report(
-        "in-process direct render (changing)",
-        timed(scrapes, lambda: registry.exposition(openmetrics=False), change),
-        len(text),
-    )
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+VARIANTS: list[tuple[str, dict[str, str]]] = [
+    ("text/plain 0.0.4", {}),
+    ("text/plain 0.0.4 + gzip", {"Accept-Encoding": "gzip"}),
+    ("OpenMetrics 1.0.0", {"Accept": "application/openmetrics-text; version=1.0.0"}),
+    (
+        "OpenMetrics 1.0.0 + gzip (Prometheus' default)",
+        {"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"},
+    ),
+]
+CHANGES = {
+    "one": "one new event between scrapes",
+    "all": "a new event in every log between scrapes",
+    "none": "unchanged",
+}
+
+
+def latency_for(logs: int, domains: int, scrapes: int, tree: str | None) -> None:
     pool = urllib3.PoolManager(retries=False)  # keep-alive, as Prometheus does
-    with MetricsServer("127.0.0.1:0", registry, lambda: (True, "")) as server:
+    server = Server(logs, domains, tree)
+    try:
+        health = server.url + "/healthz"  # answered on the event loop: the floor of this machine
+        report("HTTP /healthz (no scrape: the floor)", timed(scrapes, lambda: pool.request("GET", health)), 3)
         url = server.url + "/metrics"
-        variants: list[tuple[str, dict[str, str]]] = [
-            ("HTTP text/plain 0.0.4", {}),
-            (
-                "HTTP OpenMetrics + gzip (Prometheus' default)",
-                {"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"},
-            ),
-        ]
-        for name, headers in variants:
-            size = len(pool.request("GET", url, headers=headers, decode_content=False).data)
+        for mode, what in CHANGES.items():
+            server.change(mode)
+            for name, headers in VARIANTS:
+                size = len(pool.request("GET", url, headers=headers, decode_content=False).data)
 
-            def scrape(h: dict[str, str] = headers) -> object:
-                return pool.request("GET", url, headers=h)
+                def scrape(h: dict[str, str] = headers) -> object:
+                    return pool.request("GET", url, headers=h, decode_content=False)
 
-            report(f"{name}, changing", timed(scrapes, scrape, change), size)
-            report(f"{name}, unchanged", timed(scrapes, scrape), size)
+                report(f"HTTP {name}, {what}", timed(scrapes, scrape), size)
+        packed = pool.request("GET", url, headers={"Accept-Encoding": "gzip"}, decode_content=False).data
+        report("client-side gunzip of that body (not in the lines above)",
+               timed(scrapes, lambda: gzip.decompress(packed)), len(packed))  # fmt: skip
+    finally:
+        server.close()
 
+
+def basic_auth_latency(logs: int, domains: int, scrapes: int, tree: str | None) -> None:
+    pool = urllib3.PoolManager(retries=False)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "web.yml"
         cfg.write_text(f"basic_auth_users:\n  prom: '{bcrypt.hashpw(b'pw', bcrypt.gensalt(10)).decode()}'\n")
-        with MetricsServer("127.0.0.1:0", registry, lambda: (True, ""), load_web_config(cfg)) as server:
+        server = Server(logs, domains, tree, cfg)
+        try:
+            server.change("one")
             headers = urllib3.make_headers(basic_auth="prom:pw")
             url = server.url + "/metrics"
             first = time.perf_counter()
@@ -176,10 +214,12 @@ def latency_for(logs: int, domains: int, scrapes: int) -> None:
             print(f"first basic-auth scrape (bcrypt cost 10): {(time.perf_counter() - first) * 1000:.1f} ms")
             size = len(pool.request("GET", url, headers=headers).data)
             report(
-                "HTTP text + basic auth (cached), changing",
-                timed(scrapes, lambda: pool.request("GET", url, headers=headers), change),
+                "HTTP text + basic auth (cached), one new event",
+                timed(scrapes, lambda: pool.request("GET", url, headers=headers)),
                 size,
             )
+        finally:
+            server.close()
 
 
 def postfix_exporter(scrapes: int) -> None:
@@ -210,10 +250,14 @@ def postfix_exporter(scrapes: int) -> None:
                         raise
                     time.sleep(0.1)
             print(f"\n== prometheus-postfix-exporter, {series_count(body):,} series", flush=True)
-            report("HTTP text/plain", timed(scrapes, lambda: pool.request("GET", url)), len(body))
-            gz = {"Accept-Encoding": "gzip"}
-            size = len(pool.request("GET", url, headers=gz, decode_content=False).data)
-            report("HTTP text + gzip", timed(scrapes, lambda: pool.request("GET", url, headers=gz)), size)
+            for name, headers in VARIANTS:
+                got = pool.request("GET", url, headers=headers, decode_content=False)
+
+                def scrape(h: dict[str, str] = headers) -> object:
+                    return pool.request("GET", url, headers=h, decode_content=False)
+
+                kind = got.headers.get("Content-Type", "").split(";")[0]
+                report(f"HTTP {name} (answers {kind})", timed(scrapes, scrape), len(got.data))
         finally:
             proc.terminate()
             proc.wait(10)
@@ -315,22 +359,73 @@ def attack(host: str, port: int, pid: int | None, idle: int, slow: int, scrapes:
         s.close()
 
 
-def serve(logs: int, port: int) -> None:
-    """A MetricsServer with ~10k series and the default limits, for `attack` to hit."""
-    agg, statuses = build(logs, 300)
+def serve(logs: int, domains: int, port: int, web_config: str | None) -> None:
+    """A MetricsServer with ~10k series (21 logs) and the default limits, driven by `Server`."""
+    agg, statuses = build(logs, domains)
     lock = threading.Lock()
+    mode = ["second"]  # the attack's default: ingestion goes on, an event a second
+    tick = [0]
+
+    def change() -> None:
+        tick[0] += 1
+        if mode[0] == "one":
+            agg.add(Event("postfix", "log0", T0 + tick[0], "outbound", code="250"))
+        elif mode[0] == "all":
+            for li in range(logs):
+                agg.add(
+                    Event(
+                        ("postfix", "exim", "mailenable")[li % 3],
+                        f"log{li}",
+                        T0 + tick[0],
+                        ("inbound", "outbound")[tick[0] % 2],
+                        code="551",
+                        enhanced="5.1.1",
+                        status="bounced",
+                        delay_s=3.0,
+                        recipient_domain=f"d{tick[0] % domains}.example",
+                    )
+                )
 
     def source() -> Exposition:
-        with lock:
+        with lock:  # the daemon's lock: the tail loop waits for this copy, and only for it
+            change()
             snap = agg.snapshot(T0 + 300)
         return Exposition(snap, logs=statuses)
 
-    with MetricsServer(f"127.0.0.1:{port}", make_registry(source), lambda: (True, "")):
-        print("serving", flush=True)
+    registry = make_registry(source)
+    text = generate_latest(registry)
+    print(f"\n== logscan {Path(sys.modules[make_registry.__module__].__file__ or '').parents[2]}, "
+          f"{series_count(text):,} series ({logs} logs)", flush=True)  # fmt: skip
+    mode[0] = "one"
+    cpu = timed(20, lambda: generate_latest(registry), clock=time.process_time)
+    report("in-process CPU, prometheus_client generate_latest", cpu, len(text))
+    for change_mode in ("one", "all"):
+        mode[0] = change_mode
+        for om, gz in ((False, False), (True, True)):
+
+            def scrape(o: bool = om, g: bool = gz) -> bytes:
+                return registry.exposition(openmetrics=o, gzipped=g)
+
+            cpu = timed(100, scrape, clock=time.process_time)
+            name = f"in-process CPU, exposition(om={om:d}, gzip={gz:d}), {CHANGES[change_mode]}"
+            report(name, cpu, len(text))
+    mode[0] = "second"
+    config = load_web_config(Path(web_config)) if web_config else None
+    with MetricsServer(f"127.0.0.1:{port}", registry, lambda: (True, ""), config) as server:
+        print(f"serving {server.url}", flush=True)
+        commands = threading.Thread(target=lambda: read_modes(mode), daemon=True)
+        commands.start()
         while True:
             time.sleep(1)
-            with lock:  # ingestion goes on: scrapes render, not only hit the cache
-                agg.add(Event("postfix", "log0", time.time(), "outbound", code="250"))
+            if mode[0] == "second":
+                with lock:
+                    agg.add(Event("postfix", "log0", time.time(), "outbound", code="250"))
+
+
+def read_modes(mode: list[str]) -> None:
+    for line in sys.stdin:
+        mode[0] = line.strip()
+        print("ok", flush=True)
 
 
 def main() -> None:
@@ -338,36 +433,36 @@ def main() -> None:
     ap.add_argument("mode", nargs="?", choices=("latency", "attack", "serve"), default="latency")
     ap.add_argument("--scrapes", type=int, default=200)
     ap.add_argument("--domains", type=int, default=300)
+    ap.add_argument("--logs", type=int, default=21)
     ap.add_argument("--idle", type=int, default=1000)
     ap.add_argument("--slow", type=int, default=100)
     ap.add_argument("--hold", type=float, default=12.0, help="seconds before counting closed connections")
+    ap.add_argument("--tree", help="serve logscan from this source tree (`git archive` of a base)")
     ap.add_argument("--target", help="host:port of a running server to attack instead of a child")
     ap.add_argument("--pid", type=int, help="its pid, for RSS")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--web-config", help=argparse.SUPPRESS)
     args = ap.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1,100 client sockets
     if args.mode == "serve":
-        serve(21, args.port)
+        serve(args.logs, args.domains, args.port, args.web_config)
         return
     if args.mode == "latency":
-        for logs, domains in ((2, 10), (21, args.domains)):  # ~1k and ~10k series
-            latency_for(logs, domains, args.scrapes)
+        for logs, domains in ((2, 10), (args.logs, args.domains)):  # ~1k and ~10k series
+            latency_for(logs, domains, args.scrapes, args.tree)
+        basic_auth_latency(args.logs, args.domains, args.scrapes, args.tree)
         postfix_exporter(args.scrapes)
         return
-    child = None
+    server = None
     if args.target:
         host, _, port_s = args.target.rpartition(":")
         port, pid = int(port_s), args.pid
     else:
-        host, port = "127.0.0.1", free_port()
-        child = subprocess.Popen(
-            [sys.executable, __file__, "serve", "--port", str(port)], stdout=subprocess.PIPE
-        )
-        assert child.stdout is not None
-        child.stdout.readline()
-        pid = child.pid
+        server = Server(args.logs, args.domains, args.tree)  # ingesting an event a second
+        host, _, port_s = server.url.removeprefix("http://").rpartition(":")
+        port, pid = int(port_s), server.proc.pid
     try:
         print(f"target {host}:{port}, {args.scrapes} scrapes per scenario, each on a new connection")
         for idle, slow in ((args.idle, 0), (0, args.slow), (args.idle, args.slow)):
@@ -378,9 +473,8 @@ def main() -> None:
         print(f"bad request line: {first_line(host, port, garbage)}")
         print(f"afterwards: {'answers' if one_scrape(host, port) else 'NO ANSWER'}")
     finally:
-        if child is not None:
-            child.terminate()
-            child.wait(10)
+        if server is not None:
+            server.close()
 
 
 if __name__ == "__main__":

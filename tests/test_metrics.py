@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import tracemalloc
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 import pytest
@@ -690,3 +690,124 @@ def test_a_flood_of_invented_enhanced_codes_never_blinds_a_standard_one() -> Non
     assert len(STANDARD_ENHANCED) == 147
     assert "5.7.1" in STANDARD_ENHANCED
     assert "5.9.0" not in STANDARD_ENHANCED
+
+
+# Hostile and ordinary label values for the kept export decisions (replies, reasons, domains).
+kept_key = st.one_of(
+    st.tuples(
+        st.just("replies"),
+        st.tuples(
+            st.sampled_from(["postfix", "exim", "qmail"]),
+            st.sampled_from(["mx1", "me", "bad log"]),
+            st.sampled_from(["inbound", "outbound", "up"]),
+            st.sampled_from(["250", "550", "551", "5x0"]),
+            st.sampled_from(["", "5.1.1", "2.0.0", "5.9.1", "5.9.2", '5.1.1"', "4.7.1"]),
+        ),
+    ),
+    st.tuples(
+        st.just("reasons"),
+        st.tuples(
+            st.sampled_from(["postfix", "mailenable", "qmail"]),
+            st.sampled_from(["mx1", "me", "a/b"]),
+            st.sampled_from(["inbound", "outbound", "sideways"]),
+            st.sampled_from(["551", "451", "250", "55"]),
+            st.sampled_from(["user-unknown", "other", "not-a-reason"]),
+        ),
+    ),
+    st.tuples(
+        st.just("domains"),
+        st.tuples(
+            st.sampled_from(["a.example", "B.Example", "b.example", "other", "bad domain", "-x"]),
+            st.sampled_from(["inbound", "outbound", "up"]),
+            st.sampled_from(["2xx", "5xx", "6xx", "5x"]),
+        ),
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(st.tuples(kept_key, st.integers(1, 50)), max_size=12), st.booleans()),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_kept_decisions_and_blocks_match_a_fresh_export_whatever_arrives(
+    batches: list[tuple[list[tuple[tuple[str, tuple[str, ...]], int]], bool]],
+) -> None:
+    counts: dict[str, dict[tuple[str, ...], int]] = {"replies": {}, "reasons": {}, "domains": {}}
+    current = [exposition(Aggregate())]
+    reg = make_registry(lambda: current[0], process_metrics=False)
+    last: tuple[bytes, bytes] = (reg.exposition(openmetrics=False), reg.exposition(openmetrics=True))
+    for batch, reorder in batches:
+        for (kind, key), n in batch:
+            counts[kind][key] = counts[kind].get(key, 0) + n
+        if reorder:  # not an extension of the last keys: the kept decisions must start afresh
+            counts = {kind: dict(reversed(d.items())) for kind, d in counts.items()}
+        fields = {kind: dict(d) for kind, d in counts.items()}
+        snap = replace(Aggregate().snapshot(T0), **fields)  # type: ignore[arg-type]  # keys of any length
+        same = snap == current[0].snapshot  # equal dicts, maybe in another order: the kept bodies
+        current[0] = replace(current[0], snapshot=snap)
+        now = (reg.exposition(openmetrics=False), reg.exposition(openmetrics=True))
+        assert now == (last if same else (generate_latest(reg), generate_openmetrics(reg)))
+        last = now
+
+
+def big_aggregate(logs: int = 21) -> Aggregate:
+    """About 10k series: every log at the cap of distinct enhanced codes, in both directions."""
+    agg = Aggregate(top_domains=300)
+    for li in range(logs):
+        for direction in ("inbound", "outbound"):
+            for i in range(MAX_ENHANCED_PER_LOG):
+                code = ("250", "450", "550", "551", "554")[i % 5]
+                enhanced = f"{code[0]}.{i % 8}.{i // 8}"
+                agg.add(ev(log=f"log{li}", direction=direction, code=code, enhanced=enhanced,
+                           status="sent", recipient_domain=f"d{i}.example"))  # fmt: skip
+    return agg
+
+
+def unpack(body: bytes) -> bytes:
+    """The body of one complete gzip member, checked by zlib and by the gzip program."""
+    reader = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    text = reader.decompress(body)
+    assert reader.eof
+    assert reader.unused_data == b""
+    gunzip = subprocess.run(["gzip", "-dc"], input=body, capture_output=True, check=True)
+    assert gunzip.stdout == text
+    return text
+
+
+def test_10k_series_in_every_format_follow_every_change_and_promtool_accepts_them() -> None:
+    agg = big_aggregate()
+    logs = tuple(LogStatus(f"log{li}", "postfix", True) for li in range(21))
+    reg = make_registry(lambda: exposition(agg, logs=logs), process_metrics=False)
+    # i = 98 of log10 inbound in big_aggregate: in the middle of the replies, not its first block
+    series = {"mta": "postfix", "log": "log10", "direction": "inbound", "code": "551", "enhanced": "5.2.12"}
+
+    def every_log() -> None:
+        for li in range(21):
+            agg.add(ev(log=f"log{li}", code="551", enhanced="5.1.1", status="bounced"))
+
+    steps: list[Callable[[], None]] = [
+        lambda: None,  # unchanged: the kept bodies
+        lambda: agg.add(ev(log="log10", direction="inbound", code="551", enhanced="5.2.12")),  # one block
+        every_log,
+        lambda: agg.add(ev(log="log20", code="421", enhanced="4.4.2", recipient_domain="new.example")),
+    ]
+    seen = []
+    for step in steps:
+        step()
+        text, om = generate_latest(reg), generate_openmetrics(reg)
+        seen.append(value(text.decode(), "logscan_smtp_replies_total", **series))
+        for gz in (False, True):
+            for openmetrics, reference in ((False, text), (True, om)):
+                body = reg.exposition(openmetrics=openmetrics, gzipped=gz)
+                assert (unpack(body) if gz else body) == reference
+    assert seen == [1, 2, 2, 2]
+    assert len(samples(text.decode())) > 9000
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool not found: apt-get install prometheus"
+    done = subprocess.run([promtool, "check", "metrics"], input=reg.exposition(openmetrics=False),
+                          capture_output=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
