@@ -55,8 +55,8 @@ CFLAGS=$(dpkg-buildflags --get CFLAGS) CPPFLAGS=$(dpkg-buildflags --get CPPFLAGS
 LDFLAGS=$(dpkg-buildflags --get LDFLAGS) \
 $PIP --python "$VENV/bin/python" install --quiet --disable-pip-version-check --no-compile \
   --no-warn-script-location "$WORK/src"
-"$VENV/bin/python" -c 'from logscan.parsers.postfix_bulk import c_scanner_built; assert c_scanner_built()' \
-  || { echo "build-deb: the C scanner did not build" >&2; exit 1; }
+"$VENV/bin/python" -c 'from logscan.parsers import C_SCANNERS, scan_paths; assert all(scan_paths()[f] == "C" for f in C_SCANNERS)' \
+  || { echo "build-deb: a C scanner did not build" >&2; exit 1; }
 
 # Relocate: from $VENV to $PREFIX. Only the console script, pyvenv.cfg and the activate
 # scripts name the venv's path; the activate scripts and the dependencies' own console
