@@ -17,6 +17,7 @@ _CLASSES: Final = {
 # Formats with a bulk reader (docs/decisions/0008-bulk-scan.md): it reads many lines at once
 # and shares its parser's state, so it is made from the parser.
 _BULK: Final = {"postfix": ("logscan.parsers.postfix_bulk", "PostfixBulk")}
+_BULK["exim"] = ("logscan.parsers.exim_bulk", "EximBulk")
 # The optional C extension behind each bulk reader (setup.py builds it where a compiler exists).
 _C_SCANNERS: Final = {"postfix": "logscan.parsers._postfix_scan"}
 
