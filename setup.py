@@ -6,5 +6,6 @@ setup(
     ext_modules=[
         # optional: without a compiler logscan installs all the same and scans in pure Python.
         Extension("logscan.parsers._postfix_scan", ["logscan/parsers/_postfix_scan.c"], optional=True),
+        Extension("logscan.parsers._exim_scan", ["logscan/parsers/_exim_scan.c"], optional=True),
     ]
 )

@@ -1,14 +1,21 @@
 """The Exim bulk reader (docs/decisions/0018-exim-bulk.md) counts exactly what parse() line
 by line counts.
 
-The general path (parse() and Aggregate.add() per event) and the regex bulk reader must leave
-identical aggregates and line counts on real, generated, combined and fuzzed Exim lines, in
-chunks of several sizes; and the rows must carry the usual event lines, or the comparison
-would hold trivially.
+Three readers of the same chunks must leave identical aggregates and line counts on real,
+generated, combined and fuzzed Exim lines, in chunks of several sizes: the general path
+(parse() and Aggregate.add() per event), the regex bulk reader and the C scanner. The rows
+must carry the usual event lines, or the comparison would hold trivially. The C scanner's
+rows must also equal the regex's line by line, and it must stay inside its buffers (checked
+under AddressSanitizer).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import sysconfig
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -22,12 +29,15 @@ from logscan.core.aggregate import Aggregate
 from logscan.core.pipeline import LineCounts, Pipeline
 from logscan.events import EventBatch
 from logscan.parsers import bulk_reader_of, exim_bulk, make_parser
-from logscan.parsers.base import ParserOptions
+from logscan.parsers.base import Item, ParserOptions, prefilter_of
 from logscan.parsers.exim import EximParser
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = 1_796_000_000.0  # 2026-11-29
 LOGS = (ROOT / "tests" / "samples" / "exim.log", ROOT / "sample_logs" / "exim" / "mainlog")
+MODES = ("general", "regex", "c")
+C_SCAN = exim_bulk._scan
+SOURCE = ROOT / "logscan" / "parsers" / "_exim_scan.c"
 
 
 def parser() -> EximParser:
@@ -44,16 +54,19 @@ def run(mode: str, chunks: list[str]) -> tuple[LineCounts, dict[str, Any]]:
         pipe.bulk = None
     else:
         assert isinstance(pipe.bulk, exim_bulk.EximBulk)
-    for chunk in chunks:
-        pipe.feed_text(chunk)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(exim_bulk, "_scan", C_SCAN if mode == "c" else None)
+        for chunk in chunks:
+            pipe.feed_text(chunk)
     return pipe.counts, {**agg.to_dict(), "diagnosis": agg.diagnosis.document()}
 
 
 def assert_same(chunks: list[str]) -> None:
     want = run("general", chunks)
-    got = run("regex", chunks)
-    assert got[0] == want[0]
-    assert got[1] == want[1]  # order of rows included
+    for mode in MODES[1:]:
+        got = run(mode, chunks)
+        assert got[0] == want[0], mode
+        assert got[1] == want[1], mode  # order of rows included
 
 
 def chunked(lines: list[str], size: int) -> list[str]:
@@ -65,8 +78,10 @@ def read_lines(path: Path) -> list[str]:
         return f.read().splitlines()
 
 
-def batched_events(chunks: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
-    """(events counted in batches, events in all) on the bulk path."""
+def batched_events(
+    chunks: list[str], monkeypatch: pytest.MonkeyPatch, mode: str = "regex"
+) -> tuple[int, int]:
+    """(events counted in batches, events in all) on a bulk path."""
     batched = 0
     add_batch = Aggregate.add_batch
 
@@ -77,8 +92,38 @@ def batched_events(chunks: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[
         return done
 
     monkeypatch.setattr(Aggregate, "add_batch", counted)
-    counts = run("regex", chunks)[0]
+    counts = run(mode, chunks)[0]
     return batched, counts.parsed
+
+
+def c_item(line: str) -> Item | None:
+    """What the C scanner makes of one line: None when it skips it."""
+    assert C_SCAN is not None
+    got = C_SCAN(line + "\n", True)
+    assert got is not None
+    total, items = got
+    assert total == 1
+    assert len(items) <= 1
+    return items[0] if items else None
+
+
+READER = exim_bulk.EximBulk(parser())  # rows() keeps no state between calls
+PREFILTER = prefilter_of(parser())
+
+
+def regex_item(line: str) -> Item | None:
+    """What the Python prefilter and the regex reader make of one line."""
+    assert PREFILTER is not None
+    if PREFILTER.skips(line):
+        return None
+    items = READER.rows([line])
+    return line if items is None else items[0]
+
+
+def test_the_c_scanner_is_built() -> None:
+    # setup.py builds it where a C compiler exists; without it every test here would still
+    # pass on the regex reader alone, so its absence is a failure, not a skip.
+    assert C_SCAN is not None
 
 
 def test_exim_has_a_bulk_reader() -> None:
@@ -121,9 +166,10 @@ def test_a_generated_log_counts_the_same_and_mostly_in_batches(
     p = parser()
     results = [p.parse(line) for line in generated]
     refusals = sum(ev.code[:1] in ("4", "5") for r in results if isinstance(r, tuple) for ev in r)
-    batched, parsed = batched_events(chunked(generated, 4096), monkeypatch)
-    assert refusals > 0.2 * parsed
-    assert batched >= 0.95 * parsed
+    for mode in MODES[1:]:
+        batched, parsed = batched_events(chunked(generated, 4096), monkeypatch, mode)
+        assert refusals > 0.2 * parsed
+        assert batched >= 0.95 * parsed
 
 
 # Lines built from the pieces the readers branch on, so that random draws reach every branch.
@@ -255,8 +301,12 @@ def test_every_combination_of_the_branch_pieces_counts_the_same(monkeypatch: pyt
     lines = deliveries + refusals
     assert_same(chunked(lines, 5000))
     # The pieces reach the rows, not only parse(): most of the events are counted in batches.
-    batched, parsed = batched_events(chunked(lines, 5000), monkeypatch)
-    assert batched >= 0.5 * parsed
+    for mode in MODES[1:]:
+        batched, parsed = batched_events(chunked(lines, 5000), monkeypatch, mode)
+        assert batched >= 0.5 * parsed
+    # And the C scanner makes each line's row exactly as the regex does.
+    for line in lines:
+        assert c_item(line) == regex_item(line), line
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -282,3 +332,86 @@ def test_a_stamp_parse_rejects_goes_line_by_line() -> None:
     counts = run("regex", [good + "\n" + bad + "\n"])[0]
     assert counts.parsed == 1
     assert counts.reasons == {"bad-timestamp": 1}
+
+
+def test_c_rows_equal_regex_rows_on_every_cut_of_every_sample_line() -> None:
+    for log in LOGS:
+        for line in read_lines(log):
+            if "\r" in line or max(map(ord, line), default=0) > 0xFF:
+                continue  # the C scanner leaves such chunks to Python
+            for end in range(len(line) + 1):
+                cut = line[:end]
+                assert c_item(cut) == regex_item(cut), cut
+
+
+def test_c_rows_equal_regex_rows_with_a_nul_or_delimiter_anywhere_in_an_event_line() -> None:
+    # A NUL byte is an ordinary character to the regex; C string functions must not stop at it.
+    for log in LOGS:
+        for line in read_lines(log):
+            if "\r" in line or max(map(ord, line), default=0) > 0xFF:
+                continue
+            if not isinstance(regex_item(line), tuple):
+                continue
+            for i in range(len(line) + 1):
+                for piece in ("\x00", "@", " ", '"', ":", "]", ">"):
+                    odd = line[:i] + piece + line[i:]
+                    assert c_item(odd) == regex_item(odd), odd
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(line=exim_line())
+def test_c_rows_equal_regex_rows_on_random_lines(line: str) -> None:
+    if "\r" in line or "\n" in line or max(map(ord, line), default=0) > 0xFF:
+        return  # the C scanner leaves such chunks to Python; the tests above cover them
+    assert c_item(line) == regex_item(line)
+
+
+def test_the_c_scanner_stays_in_bounds_under_addresssanitizer(tmp_path: Path) -> None:
+    # Built with ASan and UBSan, it must read every cut and mutated line and chunk without a
+    # finding, and give the same results as the installed build.
+    asan = subprocess.run(
+        ["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert Path(asan).exists(), "gcc's libasan is missing"
+    so = tmp_path / "_exim_scan.so"
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fsanitize=address,undefined",
+         "-fno-omit-frame-pointer", "-fno-sanitize-recover=all",
+         f"-I{sysconfig.get_paths()['include']}", "-o", str(so), str(SOURCE)],
+        check=True,
+    )  # fmt: skip
+    corpus = [line for log in LOGS for line in read_lines(log) if isinstance(regex_item(line), tuple)]
+    (tmp_path / "corpus.json").write_text(json.dumps(corpus))
+    pieces = [*' :;,<>@[]()/.=-"\'(#5\x00', " H=", ' C="', " DT=", "rejected ", "F=", "\r", " <", ": ",
+              "SMTP error from remote mail server after ", "RCPT ", "temporarily "]  # fmt: skip
+    (tmp_path / "pieces.json").write_text(json.dumps(pieces))
+    probe = f"""
+import importlib.machinery, importlib.util, json, random
+from logscan.parsers._exim_scan import scan as installed
+spec = importlib.util.spec_from_file_location("asan._exim_scan", {str(so)!r},
+    loader=importlib.machinery.ExtensionFileLoader("asan._exim_scan", {str(so)!r}))
+a = importlib.util.module_from_spec(spec); spec.loader.exec_module(a)
+PIECES = json.load(open({str(tmp_path / "pieces.json")!r}))
+def check(text, rows):
+    assert a.scan(text, rows) == installed(text, rows), text
+lines = json.load(open({str(tmp_path / "corpus.json")!r}))
+rnd = random.Random(5)
+for line in lines:
+    for end in range(len(line) + 1):
+        check(line[:end] + "\\n", True)
+        check(line[end:] + "\\n", True)
+def mutated():
+    line = rnd.choice(lines)
+    i = rnd.randrange(len(line) + 1)
+    junk = "".join(rnd.choice(PIECES) for _ in range(rnd.randrange(4)))
+    return line[:i] + junk + line[i:]
+for _ in range(20000):
+    check(mutated() + "\\n", rnd.random() < 0.9)
+for _ in range(500):
+    check("".join(mutated() + "\\n" for _ in range(rnd.randrange(1, 60))), True)
+print("ok")
+"""
+    env = {**os.environ, "LD_PRELOAD": asan, "ASAN_OPTIONS": "detect_leaks=0"}
+    got = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=600)
+    assert got.returncode == 0, got.stderr[-3000:]
+    assert got.stdout.strip() == "ok"

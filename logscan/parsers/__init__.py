@@ -20,6 +20,7 @@ _BULK: Final = {"postfix": ("logscan.parsers.postfix_bulk", "PostfixBulk")}
 _BULK["exim"] = ("logscan.parsers.exim_bulk", "EximBulk")
 # The optional C extension behind each bulk reader (setup.py builds it where a compiler exists).
 _C_SCANNERS: Final = {"postfix": "logscan.parsers._postfix_scan"}
+_C_SCANNERS["exim"] = "logscan.parsers._exim_scan"
 
 
 def make_parser(fmt: str, options: ParserOptions) -> Parser:

@@ -6,14 +6,15 @@ shapes — a delivery, a bounce or deferral, an RCPT refusal, an authenticator f
 reading is unambiguous, and reads from them exactly what the aggregate counts into a row.
 Every other line stays a line, for parse(). Such a line changes no parser state that another
 line's result depends on (syslog `[n/m]` parts never have this shape), so rows and lines may
-be counted apart. tests/test_exim_bulk.py holds it to parse(). A C scanner making the same rows
-(as logscan/parsers/_postfix_scan.c does for Postfix) is the next step: see the decision.
+be counted apart. The C scanner (logscan/parsers/_exim_scan.c) makes the same rows faster;
+tests/test_exim_bulk.py holds all three readers to each other.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from functools import cache
 from itertools import compress, islice
 from operator import itemgetter, le
@@ -91,7 +92,7 @@ _SYNC: Final = (
 )
 # `DRIVER authenticator failed for HOST: REPLY` with a code. Groups: IP, code, enhanced, text.
 _AUTH: Final = (
-    _NO_QID + r"(?!H=|U=|F=|re|SMTP )[^ \n]{1,255} authenticator failed for "
+    _NO_QID + r"(?!H=|U=|F=|re|SMTP |\[)[^ \n]{1,255} authenticator failed for "
     r"(?:[^ \n\[(][^ \n]{0,254} )?(?:\([^ \n]{0,255}\) )?"
     r"\[((?=[^\]\n]*[.:])[0-9A-Fa-f.:]{1,45})\](?::[0-9]{1,5})?: (?=" + _CODE + r")([^\n]*)"
 )
@@ -165,23 +166,35 @@ def _row(g: tuple[str, ...], line: str) -> Item:
     return stamp, f"S|{d_code}|{d_enh}", dom, "o" + d_code[0] if d_code else "", dt, "", "", line
 
 
+def _native() -> Callable[[str, bool], tuple[int, list[Item]] | None] | None:
+    try:
+        from logscan.parsers._exim_scan import scan  # noqa: PLC0415
+    except ImportError:  # installed without a C compiler: the regex does the same, slower
+        return None
+    return scan
+
+
+_scan: Final = _native()
+
+
 class EximBulk:
     """Reads a chunk's candidate lines into rows, and runs of rows into EventBatches.
 
     Shares the parser's memo tables and time arithmetic, so both give the same floats.
     """
 
-    __slots__ = ("_delays", "_domains", "_parser", "_times")
+    __slots__ = ("_buckets", "_delays", "_domains", "_parser", "_times")
 
     def __init__(self, parser: EximParser) -> None:
         self._parser = parser
         self._delays: dict[str, float | None] = {}
         self._domains: dict[str, str] = {}  # a row's domain key → the domain parse() gives
         self._times: dict[str, float | None] = {}  # stamp → its time
+        self._buckets: dict[str, int] = {}  # stamp → its bounce-ratio minute
 
     def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
-        """None: no C scanner for Exim yet, so the pipeline's prefilter picks the lines for rows()."""
-        return None
+        """The prefilter and rows() over a whole chunk in C (logscan/parsers/_exim_scan.c), if built."""
+        return None if _scan is None else _scan(chunk, rows)
 
     def rows(self, lines: list[str]) -> list[Item] | None:
         """Each line's row (see _row) or, when it is left to parse(), the line itself."""
@@ -199,20 +212,22 @@ class EximBulk:
         `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules."""
         p = self._parser
         stamps = list(map(itemgetter(_STAMP), rows))
-        memo_t = self._times
+        memo_t, memo_b = self._times, self._buckets
         missing_t = set(stamps).difference(memo_t)
         if len(memo_t) + len(missing_t) > _MEMO:
             memo_t.clear()
+            memo_b.clear()
             missing_t = set(stamps)
         for stamp in missing_t:
-            memo_t[stamp] = p.stamp_time(stamp)
+            t = memo_t[stamp] = p.stamp_time(stamp)
+            memo_b[stamp] = -1 if t is None else int(t // 60)
         got = list(map(memo_t.__getitem__, stamps))
         if None in got:
             return None
         times: list[float] = got  # type: ignore[assignment]
         if not all(map(le, times, islice(times, 1, None))):
             return None  # add_batch() fills each minute at once only when minutes never decrease
-        buckets = [int(t // 60) for t in times]
+        buckets = list(map(memo_b.__getitem__, stamps))
 
         replies: dict[tuple[Direction, str, str], int] = {}
         deliveries: dict[Status, int] = {}
