@@ -513,15 +513,15 @@ static int row(P s, P e, Row *w)
     }
     if (f) {
         /* `DT=`: the last ` DT=` after the message id, its value cut at 20 characters. */
-        for (P d = e - 4; d >= f; d--) {
-            if (d[0] == ' ' && d[1] == 'D' && d[2] == 'T' && d[3] == '=') {
-                w->dt0 = d + 4;
-                P v = w->dt0, lim = e - v > 20 ? v + 20 : e;
-                while (v < lim && *v != ' ')
-                    v++;
-                w->dt1 = v;
-                break;
-            }
+        P d = NULL;
+        for (P h = FIND(f, e, " DT="); h; h = FIND(h + 1, e, " DT="))
+            d = h;
+        if (d) {
+            w->dt0 = d + 4;
+            P v = w->dt0, lim = e - v > 20 ? v + 20 : e;
+            while (v < lim && *v != ' ')
+                v++;
+            w->dt1 = v;
         }
         if (e - f >= 3 && f[2] == ' ' && ((f[0] == '=' && f[1] == '>') || (f[0] == '-' && f[1] == '>') ||
                                           (f[0] == '>' && f[1] == '>')))
