@@ -557,6 +557,38 @@ static PyObject *text(P a, P b)
     return a && b > a ? PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, a, b - a) : Py_NewRef(EMPTY);
 }
 
+/* exim_bulk._reply(): the first 400 characters, each `<[^<>]{0,320}>` (leftmost first, as
+ * re.sub) made a space; the cut text itself when a "<" is left after that one pass. */
+#define MAX_TEXT 400
+static PyObject *reply(P a, P b)
+{
+    if (!a || b <= a)
+        return Py_NewRef(EMPTY);
+    if (b - a > MAX_TEXT)
+        b = a + MAX_TEXT;
+    if (!memchr(a, '<', (size_t)(b - a)))
+        return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, a, b - a);
+    Py_UCS1 buf[MAX_TEXT];
+    Py_ssize_t n = 0;
+    int left = 0;
+    for (P p = a; p < b;) {
+        if (*p == '<') {
+            P q = p + 1, lim = b - q > 320 ? q + 320 : b;
+            while (q < lim && *q != '<' && *q != '>')
+                q++;
+            if (q < b && *q == '>') {
+                buf[n++] = ' ';
+                p = q + 1;
+                continue;
+            }
+            left = 1;
+        }
+        buf[n++] = *p++;
+    }
+    return left ? PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, a, b - a)
+                : PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, buf, n);
+}
+
 enum { LAST_STAMP, LAST_KEY, LAST_DOMAIN, NLAST };
 
 /* The row batch() reads (exim_bulk.py, _row): stamp, key, domain key, class, DT= value,
@@ -620,7 +652,7 @@ static PyObject *make_row(Row *w, PyObject *line, PyObject **last)
         dom,
         Py_NewRef(has_code ? CLASSES[inbound][code[0] - '2'] : EMPTY),
         text(w->dt0, w->dt1),
-        (refusal || w->kind == 'R' || w->kind == 'H') ? text(w->text0, w->text1) : Py_NewRef(EMPTY),
+        (refusal || w->kind == 'R' || w->kind == 'H') ? reply(w->text0, w->text1) : Py_NewRef(EMPTY),
         text(w->ip0, w->ip1),
         Py_NewRef(line),
     };

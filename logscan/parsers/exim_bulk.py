@@ -16,14 +16,14 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from functools import cache
-from itertools import compress, islice, repeat
+from itertools import compress, islice
 from operator import itemgetter, le, mul, not_
 from typing import Final
 
 from logscan.events import Direction, EventBatch, Status
 from logscan.parsers.base import MAX_LINE, Item
 from logscan.parsers.exim import EximParser, duration
-from logscan.parsers.reasons import refusal_reason
+from logscan.parsers.reasons import MAX_TEXT, refusal_reason
 
 # The stamp parse() reads at a line's start, then an optional `[pid]`; no zone (a zone-shaped
 # word, `+`/`-`, never starts a body below). Group: the stamp.
@@ -124,6 +124,24 @@ _NOT_REACHED: Final = "retry time not reached"
 # Both bounded so that peak RSS stays well under the 60 MB limit (issue 16 part 5).
 _STAMP_MEMO: Final = 1 << 13
 _DOMAIN_MEMO: Final = 1 << 14
+_REASON_MEMO: Final = 1 << 12
+
+
+# What classify() reads of a reply is its first MAX_TEXT characters with every `<address>`
+# made a space (reasons.py). Doing that here, in the row, makes the texts of one reply to
+# different recipients the same, so batch() classifies each wording once (memo) instead of
+# once per refusal. When a "<" is left (nested or unclosed brackets) classify() could strip
+# again what one pass left, so the text stays as it was cut.
+_BRACKETED: Final = re.compile(r"<[^<>]{0,320}>")
+
+
+def _reply(text: str) -> str:
+    """A refusal's reply text as classify() will read it: cut, addresses made spaces."""
+    cut = text[:MAX_TEXT]
+    if "<" not in cut:
+        return cut
+    stripped = _BRACKETED.sub(" ", cut)
+    return cut if "<" in stripped else stripped
 
 
 @cache
@@ -152,7 +170,7 @@ def _row(g: tuple[str, ...], line: str) -> Item:
         refusal = f_code[:1] in ("4", "5")
         return (
             stamp, f"{kind}|{f_code}|{f_enh}", dom, "o" + f_code[0] if f_code else "", dt,
-            f_text if refusal else "", "", line,
+            _reply(f_text) if refusal else "", "", line,
         )  # fmt: skip
     if r_ip:
         # Exim sends 550 (451 when `temporarily`); an ACL's code of the same class replaces it.
@@ -160,12 +178,13 @@ def _row(g: tuple[str, ...], line: str) -> Item:
         if r_code and r_code[0] == code[0]:
             code, enh = r_code, r_enh
         kind = "R" if r_what == "RCPT" else "H"
-        return stamp, f"{kind}|{code}|{enh}", r_dom, "i" + code[0], "", r_text, r_ip, line
+        return stamp, f"{kind}|{code}|{enh}", r_dom, "i" + code[0], "", _reply(r_text), r_ip, line
     if a_ip:
         refusal = a_code[0] in "45"
-        return stamp, f"A|{a_code}|{a_enh}", "", "i" + a_code[0], "", a_text if refusal else "", a_ip, line
+        reply = _reply(a_text) if refusal else ""
+        return stamp, f"A|{a_code}|{a_enh}", "", "i" + a_code[0], "", reply, a_ip, line
     if s_ip:
-        return stamp, "P|554|", "", "i5", "", s_text, s_ip, line
+        return stamp, "P|554|", "", "i5", "", _reply(s_text), s_ip, line
     dom = d_dom + "\n" + d_alt if d_alt else d_dom
     return stamp, f"S|{d_code}|{d_enh}", dom, "o" + d_code[0] if d_code else "", dt, "", "", line
 
@@ -187,7 +206,7 @@ class EximBulk:
     Shares the parser's memo tables and time arithmetic, so both give the same floats.
     """
 
-    __slots__ = ("_buckets", "_delays", "_domains", "_parser", "_times")
+    __slots__ = ("_buckets", "_delays", "_domains", "_parser", "_reasons", "_times")
 
     def __init__(self, parser: EximParser) -> None:
         self._parser = parser
@@ -195,6 +214,7 @@ class EximBulk:
         self._domains: dict[str, str] = {}  # a row's domain key → the domain parse() gives
         self._times: dict[str, float | None] = {}  # stamp → its time
         self._buckets: dict[str, int] = {}  # stamp → its bounce-ratio minute
+        self._reasons: dict[tuple[tuple[Direction, str, str], str], str] = {}  # (reply, text) → reason
 
     def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
         """The prefilter and rows() over a whole chunk in C (logscan/parsers/_exim_scan.c), if built."""
@@ -275,8 +295,16 @@ class EximBulk:
         replied = list(map(reply_of.__getitem__, map(itemgetter(_KEY), refused)))
         directions = list(map(itemgetter(0), replied))
         rcodes = list(map(itemgetter(1), replied))
-        texts = map(itemgetter(_TEXT), refused)
-        why = list(map(refusal_reason, rcodes, map(itemgetter(2), replied), texts, repeat(0)))
+        memo_r = self._reasons
+        asked = list(zip(replied, map(itemgetter(_TEXT), refused), strict=True))
+        unknown = set(asked).difference(memo_r)
+        if len(memo_r) + len(unknown) > _REASON_MEMO:
+            memo_r.clear()
+            unknown = set(asked)
+        for asking in unknown:
+            (_, code, enhanced), reply = asking
+            memo_r[asking] = refusal_reason(code, enhanced, reply, 0)
+        why = list(map(memo_r.__getitem__, asked))
         remote = list(map(memo.__getitem__, map(itemgetter(_DOMAIN), refused)))
         ours = list(map("inbound".__eq__, directions))  # the remote is the sender, else the recipient
         theirs = list(map(not_, ours))
