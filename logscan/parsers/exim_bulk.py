@@ -122,9 +122,9 @@ _NOT_REACHED: Final = "retry time not reached"
 # Memo sizes: stamps only move forward, so their memo need hold little more than one run of
 # rows (a 1 MiB chunk holds at most a few thousand seconds); domains repeat across chunks.
 # Both bounded so that peak RSS stays well under the 60 MB limit (issue 16 part 5).
-_STAMP_MEMO: Final = 1 << 13
-_DOMAIN_MEMO: Final = 1 << 14
-_REASON_MEMO: Final = 1 << 12
+_STAMP_MEMO: Final = 1 << 12
+_DOMAIN_MEMO: Final = 1 << 12
+_REASON_MEMO: Final = 1 << 10
 
 
 # What classify() reads of a reply is its first MAX_TEXT characters with every `<address>`
