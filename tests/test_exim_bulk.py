@@ -46,8 +46,11 @@ def parser() -> EximParser:
     return p
 
 
-def run(mode: str, chunks: list[str]) -> tuple[LineCounts, dict[str, Any]]:
-    """Feed the chunks through one reader; the line counts and the whole aggregate state."""
+def run(mode: str, chunks: list[str], min_run: int = 1) -> tuple[LineCounts, dict[str, Any]]:
+    """Feed the chunks through one reader; the line counts and the whole aggregate state.
+
+    `min_run`: the shortest run of rows batch() takes (1: every run, so that short ones are
+    compared too; the reader's own default in production)."""
     agg = Aggregate(top_domains=3, windows=(60, 300))
     pipe = Pipeline("x.log", parser(), agg, keep_examples=True)
     if mode == "general":
@@ -56,6 +59,7 @@ def run(mode: str, chunks: list[str]) -> tuple[LineCounts, dict[str, Any]]:
         assert isinstance(pipe.bulk, exim_bulk.EximBulk)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(exim_bulk, "_scan", C_SCAN if mode == "c" else None)
+        mp.setattr(exim_bulk, "_MIN_RUN", min_run)
         for chunk in chunks:
             pipe.feed_text(chunk)
     return pipe.counts, {**agg.to_dict(), "diagnosis": agg.diagnosis.document()}
@@ -107,16 +111,16 @@ def c_item(line: str) -> Item | None:
     return items[0] if items else None
 
 
-READER = exim_bulk.EximBulk(parser())  # rows() keeps no state between calls
 PREFILTER = prefilter_of(parser())
 
 
 def regex_item(line: str) -> Item | None:
-    """What the Python prefilter and the regex reader make of one line."""
+    """What the Python prefilter and the regex reader make of one line (before short runs of
+    rows are made lines again, which the C scanner's caller does too)."""
     assert PREFILTER is not None
     if PREFILTER.skips(line):
         return None
-    items = READER.rows([line])
+    items = exim_bulk._rows([line])
     return line if items is None else items[0]
 
 
@@ -135,6 +139,15 @@ def test_sample_logs_count_the_same(log: Path) -> None:
     lines = read_lines(log)
     for size in (1, 7, 1000, len(lines)):
         assert_same(chunked(lines, size))
+
+
+@pytest.mark.parametrize("log", LOGS, ids=lambda p: p.name)
+def test_short_runs_of_rows_go_to_parse_and_count_the_same(log: Path) -> None:
+    # With the production threshold, runs shorter than _MIN_RUN are parsed line by line.
+    lines = read_lines(log)
+    want = run("general", chunked(lines, 1000))
+    for mode in MODES[1:]:
+        assert run(mode, chunked(lines, 1000), exim_bulk._MIN_RUN) == want, mode
 
 
 def test_the_sample_log_goes_through_batches_with_reasons_and_offenders(

@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from functools import cache
-from itertools import compress, islice
+from itertools import compress, groupby, islice
 from operator import itemgetter, le, mul, not_
 from typing import Final
 
@@ -125,6 +125,9 @@ _NOT_REACHED: Final = "retry time not reached"
 _STAMP_MEMO: Final = 1 << 12
 _DOMAIN_MEMO: Final = 1 << 12
 _REASON_MEMO: Final = 1 << 10
+# A batch costs about as much as parse() of ten lines before its first row (tests set 1, so
+# that every run of rows goes through batch()).
+_MIN_RUN: Final = 8
 
 
 # What classify() reads of a reply is its first MAX_TEXT characters with every `<address>`
@@ -200,6 +203,32 @@ def _native() -> Callable[[str, bool], tuple[int, list[Item]] | None] | None:
 _scan: Final = _native()
 
 
+def _rows(lines: list[str]) -> list[Item] | None:
+    """Each line's row, or the line when _ROW leaves it to parse(); None: parse() them all."""
+    text = "\n".join(lines)
+    if "\r" in text or max(map(len, lines), default=0) > MAX_LINE:
+        return None  # parse() strips a CR and cuts long lines; the regex does neither
+    found: list[tuple[str, ...]] = _row_regex().findall(text + "\n")
+    if len(found) != len(lines):
+        return None
+    return [_row(row, line) if row[0] else line for row, line in zip(found, lines, strict=True)]
+
+
+def _short_runs_as_lines(items: list[Item]) -> list[Item]:
+    """The items with each run of fewer than _MIN_RUN rows made lines again: batch() would
+    refuse it, and one run of lines costs the pipeline less than several."""
+    if _MIN_RUN <= 1:
+        return items
+    out: list[Item] = []
+    for kind, run in groupby(items, type):
+        if kind is str:
+            out.extend(run)
+            continue
+        got = list(run)
+        out.extend(got if len(got) >= _MIN_RUN else map(itemgetter(-1), got))
+    return out
+
+
 class EximBulk:
     """Reads a chunk's candidate lines into rows, and runs of rows into EventBatches.
 
@@ -218,22 +247,22 @@ class EximBulk:
 
     def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
         """The prefilter and rows() over a whole chunk in C (logscan/parsers/_exim_scan.c), if built."""
-        return None if _scan is None else _scan(chunk, rows)
+        if _scan is None:
+            return None
+        got = _scan(chunk, rows)
+        return None if got is None else (got[0], _short_runs_as_lines(got[1]))
 
     def rows(self, lines: list[str]) -> list[Item] | None:
         """Each line's row (see _row) or, when it is left to parse(), the line itself."""
-        text = "\n".join(lines)
-        if "\r" in text or max(map(len, lines), default=0) > MAX_LINE:
-            return None  # parse() strips a CR and cuts long lines; the regex does neither
-        found: list[tuple[str, ...]] = _row_regex().findall(text + "\n")
-        if len(found) != len(lines):
-            return None
-        return [_row(row, line) if row[0] else line for row, line in zip(found, lines, strict=True)]
+        items = _rows(lines)
+        return None if items is None else _short_runs_as_lines(items)
 
     def batch(self, rows: list[tuple[str, ...]], each_reply: bool = False) -> EventBatch | None:
         """The events of `rows` (none empty) grouped; None when they must go line by line.
 
         `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules."""
+        if len(rows) < _MIN_RUN:
+            return None  # parse() is cheaper than a batch's fixed cost for a few lines
         p = self._parser
         stamps = list(map(itemgetter(_STAMP), rows))
         memo_t, memo_b = self._times, self._buckets
