@@ -1,4 +1,4 @@
-"""Only the optional C scanner lives here; everything else is in pyproject.toml."""
+"""Only the optional C scanners live here; everything else is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
@@ -6,6 +6,7 @@ setup(
     ext_modules=[
         # optional: without a compiler logscan installs all the same and scans in pure Python.
         Extension("logscan.parsers._postfix_scan", ["logscan/parsers/_postfix_scan.c"], optional=True),
+        Extension("logscan.parsers._exim_scan", ["logscan/parsers/_exim_scan.c"], optional=True),
         Extension("logscan.parsers._mailenable_scan", ["logscan/parsers/_mailenable_scan.c"], optional=True),
     ]
 )

@@ -22,7 +22,7 @@ from logscan.core.aggregate import Aggregate
 from logscan.core.alerts import DEFAULT_RULES, AlertEngine, AlertPeriod, Replay, Rule, Transition
 from logscan.core.pipeline import Pipeline
 from logscan.events import Event, EventBatch
-from logscan.parsers import mailenable_bulk, make_parser, postfix_bulk
+from logscan.parsers import exim_bulk, mailenable_bulk, make_parser, postfix_bulk
 from logscan.parsers.base import ParserOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -347,3 +347,65 @@ def test_mailenable_per_domain_rules_fire_the_same_from_batches(
     me_generated: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert me_assert_same(chunked(me_generated, 4096), PER_DOMAIN, monkeypatch) >= 20
+
+
+# --- Exim (docs/decisions/0018-exim-bulk.md): the same, from its bulk reader
+
+@pytest.fixture(scope="module")
+def generated_exim(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    path = tmp_path_factory.mktemp("gen") / "exim.log"
+    generate("exim", 20_000, path, seed=16, hours=2.0, ndomains=200)
+    return read_lines(path)
+
+
+def feed_exim(rules: tuple[Rule, ...], chunks: list[str], mode: str) -> tuple[list[Transition], int, Any]:
+    """Exim through a real Pipeline, event by event ("each") or with the bulk reader (EximBulk,
+    "c" or "regex"): every transition, how many replies reached the engine in batches, and
+    the engine's state."""
+    engine = AlertEngine(rules)
+    batched = 0
+
+    class Counting:
+        def observe(self, ev: Any) -> None:
+            engine.observe(ev)
+
+        def observe_batch(self, batch: EventBatch) -> None:
+            nonlocal batched
+            batched += len(batch.times)
+            engine.observe_batch(batch)
+
+        def observe_events(self, events: list[Event]) -> None:
+            for ev in events:
+                engine.observe(ev)
+
+    parser = make_parser("exim", ParserOptions(log="x.log", tz=UTC, reference_time=REFERENCE))
+    agg = Aggregate(top_domains=3, windows=(60, 300))
+    pipe = Pipeline("x.log", parser, agg, (Counting(),))
+    if mode == "each":
+        pipe.bulk = None
+    out: list[Transition] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(exim_bulk, "_scan", exim_bulk._scan if mode == "c" else None)
+        for chunk in chunks:
+            pipe.feed_text(chunk)
+            out += engine.advance()
+    out += engine.advance(agg.last_event.get("x.log", REFERENCE) + 7200)
+    return out, batched, engine.to_dict()
+
+
+@pytest.mark.parametrize("size", [333, 4096])
+@pytest.mark.parametrize("rules", [RULES, PER_DOMAIN], ids=["rules", "per_domain"])
+def test_exim_fires_the_same_from_batches(
+    generated_exim: list[str], size: int, rules: tuple[Rule, ...]
+) -> None:
+    sample = read_lines(ROOT / "sample_logs" / "exim" / "mainlog")
+    assert exim_bulk._scan is not None
+    for lines in (sample, generated_exim):
+        want, none, want_state = feed_exim(rules, chunked(lines, size), "each")
+        assert none == 0
+        for mode in ("c", "regex"):
+            got, batched, got_state = feed_exim(rules, chunked(lines, size), mode)
+            assert batched > 0, mode  # the batches did feed the engine
+            assert got == want, mode
+            assert got_state == want_state, mode
+    assert len(want) >= 20  # pending, firing, resolved on the generated log

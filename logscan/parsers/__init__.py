@@ -18,11 +18,13 @@ _CLASSES: Final = {
 # and shares its parser's state, so it is made from the parser.
 _BULK: Final = {
     "postfix": ("logscan.parsers.postfix_bulk", "PostfixBulk"),
+    "exim": ("logscan.parsers.exim_bulk", "EximBulk"),
     "mailenable": ("logscan.parsers.mailenable_bulk", "MailEnableBulk"),
 }
 # The optional C extension behind each bulk reader (setup.py builds it where a compiler exists).
 C_SCANNERS: Final = {
     "postfix": "logscan.parsers._postfix_scan",
+    "exim": "logscan.parsers._exim_scan",
     "mailenable": "logscan.parsers._mailenable_scan",
 }
 # Formats whose bulk reader steps aside without its C extension (the Python one would be slower

@@ -123,7 +123,7 @@ _BORING: Final = (
 )
 
 
-def _duration(text: str) -> float | None:
+def duration(text: str) -> float | None:
     """Seconds of an Exim time like `0.004s`, `2m42s`, `1d3h`; None if it is not one."""
     m = _DURATION.match(text)
     if m is None or not text:
@@ -241,6 +241,11 @@ class EximParser:
         self._pending: dict[str, _Pending] = {}
         self._domains: dict[str, str] = {}  # what follows "@" → domain_of() of it: domains repeat
         self._durations: dict[str, float | None] = {}  # "DT=" values repeat too
+
+    @property
+    def log(self) -> str:
+        """The log name its events carry."""
+        return self._log
 
     def set_reference_time(self, t: float) -> None:
         """Date year-less syslog prefixes against this moment (file mtime, or now)."""
@@ -533,6 +538,16 @@ class EximParser:
             return self._after_syslog(line, b, t)
         return NOTHING
 
+    def domain(self, address: str) -> str:
+        """domain_of(address) as parse() reads it (the bulk reader's way in)."""
+        return self._domain(address)
+
+    def stamp_time(self, stamp: str) -> float | None:
+        """Epoch of a bare Exim stamp `YYYY-MM-DD hh:mm:ss[.mmm]` as parse() dates a line
+        starting with it (the same arithmetic); None when parse() would call it bad."""
+        t, j = self._exim_time(stamp, 0)
+        return t if j == len(stamp) else None
+
     def _domain(self, address: str) -> str:
         """domain_of(address), cached on the part after the last "@"; a trailing ":" is no part of it."""
         at = address.rfind("@")
@@ -613,7 +628,7 @@ class EximParser:
         text = line[d + 4 : sp if sp >= 0 else d + 24]
         if text in self._durations:
             return self._durations[text]
-        value = _duration(text)
+        value = duration(text)
         if len(self._durations) > 1024:
             self._durations.clear()
         self._durations[text] = value
