@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -18,9 +18,13 @@ from logscan.outputs.metrics import LogStatus
 from logscan.parsers import make_parser
 from logscan.parsers.base import ParserOptions
 from logscan.parsers.detect import SAMPLE_LINES, detect
+from logscan.sources.follower import Follower
 from logscan.sources.journal import JournalSource
 
 log = structlog.get_logger("logscan.daemon")
+# One poll of a follower: decoded and counted before the next is read, while it is still in
+# the CPU cache, so the daemon holds one read at a time, never a whole pass's budget.
+READ_BYTES = 1 << 20
 _WARN_EVENTS = ("log_unreadable", "log_missing", "state_mismatch")
 
 
@@ -98,6 +102,29 @@ class LogRuntime:
                 reasons=batch.reasons,
                 hint="wrong format in the config, or a log line shape this version does not know",
             )
+
+
+def drain(source: Source, budget: int, take: Callable[[list[bytes]], None],
+          notes: Callable[[], None] = lambda: None) -> None:
+    """Hand `take` what `source` has, up to about `budget` bytes: a local file one read
+    (READ_BYTES) at a time; the journal and SMB in one poll (each poll of a share lists it).
+
+    Stops early when nothing is left, or once the source's files changed (its epoch): the
+    daemon saves such a change before reading on (docs/decisions/0013). `notes` runs after
+    each poll, so the follower's notes reach the log in order."""
+    step = READ_BYTES if isinstance(source, Follower) else budget
+    epoch = source.epoch
+    while budget > 0:
+        before = source.bytes_read
+        lines = source.poll(min(budget, step), blocks=True)
+        notes()
+        if lines:
+            take(lines)
+        # Bytes skipped inside an over-long line count too; a source that does not count bytes
+        # is charged what it returned, so the loop always ends.
+        budget -= max(source.bytes_read - before, sum(map(len, lines)), 1)
+        if not lines or source.epoch != epoch or source.lag_bytes <= 0:
+            return
 
 
 def head_texts(raw: list[bytes]) -> list[str]:
