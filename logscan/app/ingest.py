@@ -23,8 +23,10 @@ from logscan.sources.journal import JournalSource
 
 log = structlog.get_logger("logscan.daemon")
 # One poll of a follower: decoded and counted before the next is read, while it is still in
-# the CPU cache, so the daemon holds one read at a time, never a whole pass's budget.
-READ_BYTES = 1 << 20
+# the CPU cache, so the daemon holds one read at a time, never a whole pass's budget. 256 KiB
+# rather than 1 MiB: 3-10 MB less peak RSS (the parsers' objects per read), about the same
+# instructions per line (callgrind: -1 % MailEnable, +1 % Postfix).
+READ_BYTES = 1 << 18
 _WARN_EVENTS = ("log_unreadable", "log_missing", "state_mismatch")
 
 
