@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from logscan.app.ingest import READ_BYTES, drain
+from logscan.app.config import parse_config
+from logscan.app.ingest import BULK_READ_BYTES, READ_BYTES, LogRuntime, drain
+from logscan.core.aggregate import Aggregate
 from logscan.sources.follower import Follower
 
 
@@ -79,3 +81,18 @@ def test_a_poll_whose_budget_ends_inside_a_rotated_file_reads_nothing_of_the_new
     assert b"line 0000040" not in first
     rest = b"".join(f.poll(blocks=True))
     assert first + rest == numbered(0, 45)
+
+
+def test_a_log_with_a_bulk_reader_is_read_in_scans_chunk_size_others_in_smaller_reads(tmp_path: Path) -> None:
+    # Line-by-line parsing makes objects per line (memory per read); the bulk path pays per batch.
+    cfg = parse_config(f'[[logs]]\nname = "m"\npath = "{tmp_path / "mail.log"}"\n', "test").logs[0]
+    rt = LogRuntime(cfg, Follower("m", str(tmp_path / "mail.log")))
+    assert rt.read_bytes() == READ_BYTES  # format not known yet
+    rt.set_format("postfix", "UTC", Aggregate(), ())
+    assert rt.pipeline is not None
+    assert rt.pipeline.bulk is not None
+    assert rt.read_bytes() == BULK_READ_BYTES
+    rt.set_format("mailenable", "UTC", Aggregate(), ())
+    assert rt.pipeline is not None
+    assert rt.pipeline.bulk is None
+    assert rt.read_bytes() == READ_BYTES < BULK_READ_BYTES

@@ -188,7 +188,8 @@ class Daemon:
         caught_up: list[str] = []
         wall = time.time()
         for name, rt in list(self.logs.items()):
-            drain(rt.follower, POLL_BYTES, partial(self._ingest, rt, wall=wall), rt.log_notes)
+            drain(rt.follower, POLL_BYTES, partial(self._ingest, rt, wall=wall), rt.log_notes,
+                  step=rt.read_bytes())
             if rt.follower.lag_bytes > 0:
                 busy = True
             else:
