@@ -1,6 +1,6 @@
 #!/bin/sh
 # Every benchmark in docs/benchmarks.md, one after the other (never in parallel: they would
-# share the 2 CPUs). Results land in benchmarks/results/. About 20 minutes on a 2-CPU VM.
+# share the 2 CPUs). Results land in benchmarks/results/. About 35 minutes on a 2-CPU VM.
 #   sh benchmarks/run_all.sh [BIG]      BIG = size of the rss_flat comparison file (default 5M)
 set -eu
 cd "$(dirname "$0")/.."
@@ -16,4 +16,6 @@ date -u
 $PY -m benchmarks.scan_vs_peers --rounds 3
 date -u
 $PY -m benchmarks.rss_flat --big "$BIG" --rounds 2
+date -u
+SIZE=1M sh benchmarks/run_vs_scan.sh                # issue 16: daemon and scan --alerts as shares of scan
 date -u

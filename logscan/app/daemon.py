@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -28,7 +29,7 @@ from logscan.app.config import (
     load_config,
     parse_config,
 )
-from logscan.app.ingest import LogRuntime, head_texts, line_count
+from logscan.app.ingest import LogRuntime, drain, head_texts, line_count
 from logscan.app.logging import configure_logging
 from logscan.app.persistence import StateStore, saved, state_of
 from logscan.app.reload import plan_reload
@@ -187,10 +188,8 @@ class Daemon:
         caught_up: list[str] = []
         wall = time.time()
         for name, rt in list(self.logs.items()):
-            lines = rt.follower.poll(POLL_BYTES, blocks=True)
-            rt.log_notes()
-            if lines:
-                self._ingest(rt, lines, wall)
+            drain(rt.follower, POLL_BYTES, partial(self._ingest, rt, wall=wall), rt.log_notes,
+                  step=rt.read_bytes())
             if rt.follower.lag_bytes > 0:
                 busy = True
             else:
@@ -206,7 +205,7 @@ class Daemon:
         self._announce(transitions)
         return busy
 
-    def _ingest(self, rt: LogRuntime, raw: list[bytes], wall: float) -> None:
+    def _ingest(self, rt: LogRuntime, raw: list[bytes], *, wall: float) -> None:
         if rt.pipeline is None:
             fmt = rt.choose_format(head_texts(raw))
             if not fmt:

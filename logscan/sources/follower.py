@@ -156,6 +156,8 @@ class Follower:
                 break
             try:
                 budget -= self._read(s, budget, out, now, blocks)
+                if _unread(s):
+                    break  # the budget ended inside this file: none of a newer one before its rest
             except COMPRESS_ERRORS as exc:
                 if s.src.compressed:
                     # A damaged or half-written archive: give up on it, say so, go on with the rest.
@@ -229,3 +231,10 @@ class Follower:
             grow_fp(s)
         self._bytes_read += consumed
         return consumed
+
+
+def _unread(s: Stream) -> bool:
+    """True when `s` has complete lines left to read (a partial last line does not count)."""
+    if s.size is None:
+        return not s.eof
+    return s.offset < s.size and s.stalled != (s.offset, s.size)
