@@ -178,6 +178,19 @@ def holds(path: str, head: bytes, k: Known) -> bool:
         src.close()
 
 
+def intact(s: Stream, offset: int, tail: bytes) -> bool:
+    """True when a plain file still holds what we knew of it before a read from `offset`: its first
+    bytes and `tail`, the bytes before `offset`. False: it was truncated (copytruncate) and rewritten
+    since our last look, so what the read returned may be the next file's bytes, not ours."""
+    if s.size is None:
+        return True  # compressed files are never rewritten in place
+    if s.fp_len:
+        head = s.src.read_at(0, s.fp_len)
+        if len(head) < s.fp_len or fingerprint(head) != s.fp:
+            return False
+    return not tail or s.src.read_at(offset - len(tail), len(tail)) == tail
+
+
 def whole(s: Stream) -> Known:
     """The identity of all of `s` as it is now (a compressed file is read through once)."""
     if s.size is not None:

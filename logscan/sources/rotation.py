@@ -245,9 +245,9 @@ class Rotations:
         self._note("log_rotated", how=how, path=cur.path, old_path=old.path, old_unread_bytes=max(
             0, (old.size or 0) - old.offset))
 
-    def check_same(self, cur: Stream, st: os.stat_result) -> None:
+    def check_same(self, cur: Stream, st: os.stat_result, *, force: bool = False) -> None:
         """Same file as before: did it grow, or was it truncated (copytruncate) or rewritten?"""
-        changed = st.st_size != cur.size or st.st_mtime_ns != cur.mtime_ns
+        changed = force or st.st_size != cur.size or st.st_mtime_ns != cur.mtime_ns
         if not changed:
             return  # idle: one stat, no read
         if st.st_size != cur.size:
@@ -266,9 +266,20 @@ class Rotations:
                 # between, the first lines are in a copy that no fingerprint of ours points to.
                 self.old += self._unseen(since, cur.path)
             return
-        self._copytruncated(cur, head, since)
+        self._copytruncated(cur, since)
 
-    def _copytruncated(self, cur: Stream, head: bytes, since_ns: int) -> None:
+    def first_bytes(self, since_ns: int) -> None:
+        """The current file, known empty since `since_ns`, was just read from its start: a copy made
+        by a copytruncate in between holds lines we never saw; read it whole."""
+        if self.cur is not None:
+            self.old += self._unseen(since_ns, self.cur.path)
+
+    def _copytruncated(self, cur: Stream, since_ns: int) -> None:
+        # The head and size we compared may predate the truncation (logrotate runs beside us):
+        # the new identity comes from reads made after we saw it.
+        st = cur.src.fstat()
+        head = cur.src.read_at(0, FP_MAX)
+        cur.size, cur.mtime_ns = st.st_size, st.st_mtime_ns
         old = cur.known()
         unread_from = cur.offset
         copy = None

@@ -1,0 +1,132 @@
+"""Real logrotate acting at the exact moment that used to count lines twice or lose them (issue 12).
+
+Each test lets the follower run up to one read of its file, runs logrotate right there (through a
+hook on FileSource.read_at, the only thing not real here), writes on, and checks that every line
+comes back exactly once. The moments were found in the kill -9 campaign (tests/crash_campaign.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from logscan.sources.follower import Follower
+from logscan.sources.identity import FP_MAX
+from logscan.sources.reading import FileSource
+from tests.helpers_files import LogWriter, drain, run_logrotate
+
+
+def _copytruncate(tmp: Path, log: Path) -> None:
+    run_logrotate(tmp, f"{log} {{\n  rotate 10\n  copytruncate\n}}\n")
+
+
+def _before_read(monkeypatch: pytest.MonkeyPatch, log: Path, when: Callable[[int, int], bool],
+                 action: Callable[[], None], nth: int = 1) -> list[int]:
+    """Run `action` once, just before the `nth` read of the live file (its inode: copytruncate keeps
+    it) whose (offset, size) satisfies `when`."""
+    fired: list[int] = []
+    seen = [0]
+    real = FileSource.read_at
+    ino = log.stat().st_ino
+
+    def read_at(self: FileSource, offset: int, n: int) -> bytes:
+        if not fired and when(offset, n) and self.fstat().st_ino == ino:
+            seen[0] += 1
+            if seen[0] == nth:
+                fired.append(offset)
+                action()
+        return real(self, offset, n)
+
+    monkeypatch.setattr(FileSource, "read_at", read_at)
+    return fired
+
+
+def _follow(f: Follower) -> list[bytes]:
+    """Every line the follower returns until it has nothing more (a poll that drops a read included)."""
+    return drain(f) + drain(f)
+
+
+def test_copytruncate_between_look_and_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The follower checked the file (same head, same bytes before its offset), then logrotate
+    # copied and truncated it and the MTA wrote more than our offset before our read: the read
+    # at the old offset returned the middle of the new file, and the copy was read again whole.
+    log = tmp_path / "mail.log"
+    w = LogWriter(log, tag="ct-look-read")
+    f = Follower("m", str(log), start_at="beginning")
+    first = w.line(20)
+    assert drain(f) == first
+    at = f.checkpoint()["files"][-1]["offset"]
+    unread = w.line(3)
+    fresh: list[bytes] = []
+
+    def rotate() -> None:
+        _copytruncate(tmp_path, log)
+        fresh.extend(w.line(40))  # more bytes than our offset: the stale read finds lines there
+
+    fired = _before_read(monkeypatch, log, lambda off, n: off == at, rotate)
+    got = _follow(f)
+    assert fired == [at]
+    assert got == [*unread, *fresh]
+    assert f.rotations == 1
+
+
+def test_two_copytruncates_of_a_file_known_empty_before_its_first_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lines came to a file we knew empty; logrotate copied and truncated it just before we read
+    # its head (so we still knew it empty: no identity to check a read against), then lines came,
+    # a second copytruncate, more lines, and only then our read. The second copy holds lines
+    # nothing of ours pointed to: they were lost.
+    log = tmp_path / "mail.log"
+    log.touch()
+    w = LogWriter(log, tag="ct-empty")
+    f = Follower("m", str(log), start_at="beginning")
+    assert f.poll() == []
+    first = w.line(5)
+    second: list[bytes] = []
+    third: list[bytes] = []
+
+    def rotate_twice() -> None:
+        second.extend(w.line(4))
+        _copytruncate(tmp_path, log)
+        third.extend(w.line(3))
+
+    head = _before_read(monkeypatch, log, lambda off, n: off == 0 and n == FP_MAX,
+                        lambda: _copytruncate(tmp_path, log))
+    read = _before_read(monkeypatch, log, lambda off, n: off == 0 and n > FP_MAX, rotate_twice)
+    got = _follow(f)
+    assert head == [0]
+    assert read == [0]
+    # The last copy is found once the new file's first lines are read: after them.
+    assert got == [*first, *third, *second]
+    found = [d["path"] for n, d in f.drain_notes() if n == "log_found_rotated"]
+    assert found == [str(tmp_path / "mail.log.1")] * 2  # each copy when it was new
+
+
+def test_copytruncate_between_head_and_tail_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The follower read the head (still the old file), then logrotate truncated, then the bytes
+    # before our offset no longer matched: the copytruncate was seen, but the new file got the
+    # old file's head as its identity, so the next look took it for a second copytruncate and
+    # read the copy again from its start.
+    log = tmp_path / "mail.log"
+    w = LogWriter(log, tag="ct-head-tail")
+    f = Follower("m", str(log), start_at="beginning")
+    first = w.line(20)
+    assert drain(f) == first
+    at = f.checkpoint()["files"][-1]["offset"]
+    assert at > FP_MAX  # the bytes before our offset are read apart from the head
+    unread = w.line(3)
+    fresh: list[bytes] = []
+
+    def rotate() -> None:
+        _copytruncate(tmp_path, log)
+        fresh.extend(w.line(2))
+
+    fired = _before_read(monkeypatch, log, lambda off, n: off == at - FP_MAX and n == FP_MAX, rotate)
+    got = _follow(f)
+    assert fired == [at - FP_MAX]
+    later = w.line(5)
+    got += _follow(f)
+    assert got == [*unread, *fresh, *later]
+    assert f.rotations == 1
