@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from logscan.sources.follower import Follower
 from logscan.sources.identity import FP_MAX
-from logscan.sources.reading import FileSource
+from logscan.sources.logfiles import LogFiles
+from logscan.sources.reading import FileSource, Stream
 from tests.helpers_files import LogWriter, drain, run_logrotate
 
 
@@ -130,3 +132,44 @@ def test_copytruncate_between_head_and_tail_check(tmp_path: Path, monkeypatch: p
     got += _follow(f)
     assert got == [*unread, *fresh, *later]
     assert f.rotations == 1
+
+
+def test_restart_while_logrotate_renames_the_live_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A restart after a rotation while down: the live file holds lines we never saw. logrotate ran
+    # again during the restart scan, after the rotated files were looked at and before the live
+    # file was opened: the scan had skipped it by name as live, the open found the next live file,
+    # and the lines of the one in between were lost.
+    log = tmp_path / "mail.log"
+    conf = f"{log} {{\n  rotate 10\n  create\n}}\n"
+    w = LogWriter(log, tag="restart-race")
+    f = Follower("m", str(log), start_at="beginning")
+    first = w.line(5)
+    assert drain(f) == first
+    unread = w.line(2)
+    saved = f.checkpoint()
+    f.close()
+    run_logrotate(tmp_path, conf)  # while down
+    w.reopen()
+    between = w.line(4)
+    later: list[bytes] = []
+
+    def rotate() -> None:
+        run_logrotate(tmp_path, conf)
+        w.reopen()
+        later.extend(w.line(3))
+
+    real = LogFiles.intermediates
+
+    def intermediates(self: LogFiles, *args: Any, **kw: Any) -> list[Stream]:
+        found = real(self, *args, **kw)
+        rotate()
+        return found
+
+    monkeypatch.setattr(LogFiles, "intermediates", intermediates)
+    g = Follower("m", str(log), saved=saved)
+    got = g.poll()
+    monkeypatch.undo()
+    assert later, "the scan did not run"
+    got += _follow(g)
+    assert got == [*unread, *between, *later]

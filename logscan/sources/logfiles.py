@@ -16,15 +16,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from logscan.sources.identity import DONE_HISTORY, FP_MAX, Known, known_of
+from logscan.sources.identity import DONE_HISTORY, FP_MAX, Known, fingerprint, known_of
 from logscan.sources.reading import (
     COMPRESS_ERRORS,
     COMPRESSED,
     Stream,
     complete,
-    holds,
+    has,
     open_stream,
-    read_head,
     whole,
 )
 
@@ -68,13 +67,13 @@ class LogFiles:
         self.dir = os.path.dirname(pattern) or "."
         self.base = os.path.basename(pattern)
         self.glob = is_glob(pattern)
-        self._max_line = max_line
+        self.max_line = max_line
         self._clock = clock
         self._cache = DirCache()
 
     def open(self, path: str, offset: int | None) -> Stream:
         """Open `path` at `offset` (None: after the last complete line)."""
-        return open_stream(path, offset, self._clock(), self._max_line)
+        return open_stream(path, offset, self._clock(), self.max_line)
 
     def live_paths(self) -> list[str]:
         """Live (uncompressed) files of this log, oldest name first; empty when none exists."""
@@ -138,18 +137,20 @@ class LogFiles:
         for p in sorted(cands, key=order):
             if p in taken:
                 continue
-            got = read_head(p)
-            if got is None:
-                continue
-            head, st = got
-            compressed = p.endswith(COMPRESSED)
-            if not compressed and st.st_size < offset:
-                continue
-            if not holds(p, head, known):
+            # Matched on the open file, then read from it: logrotate may rename or replace the
+            # name while we look, but what matched is what is read.
+            try:
+                s = self.open(p, 0)
+            except COMPRESS_ERRORS:
                 continue
             try:
-                s = self.open(p, offset)
+                ok = (s.size is None or s.size >= offset) and has(s, known)
+                if ok:
+                    s.seek(offset)
             except COMPRESS_ERRORS:
+                ok = False
+            if not ok:
+                s.src.close()
                 continue
             s.skipping = bool(rec.get("skipping", False))
             taken.add(p)
@@ -175,21 +176,19 @@ class LogFiles:
         file that vanished or an archive still being written makes us look again (up to ~0.75 s).
         """
         ids = set(open_ids or ()) | {(s.dev, s.ino) for s in opened}
-        found: list[tuple[int, str]] = []
+        found: list[Stream] = []
         for pause in RELOOK_S:
             if pause:
                 time.sleep(pause)
                 cands = self.candidates()
+            for s in found:
+                s.src.close()
             before = _dir_mtime(self.dir)
             found, unsettled = self._unknown(cands, taken, known, since_ns, live_path, ids)
             if not unsettled and _dir_mtime(self.dir) == before:
                 break
         out = []
-        for _, p in sorted(found):
-            try:
-                s = self.open(p, 0)
-            except COMPRESS_ERRORS:
-                continue
+        for s in sorted(found, key=lambda s: s.mtime_ns):
             try:
                 k = whole(s)
             except COMPRESS_ERRORS:
@@ -199,43 +198,58 @@ class LogFiles:
                 continue
             ids.add((s.dev, s.ino))
             opened.append(s)
-            taken.add(p)
+            taken.add(s.path)
             known.append(k)
             out.append(s)
         return out
 
     def _unknown(self, cands: list[str], taken: set[str], known: list[Known], since_ns: int,
-                 live_path: str, ids: set[tuple[int, int]]) -> tuple[list[tuple[int, str]], bool]:
-        """(mtime, path) of the files no fingerprint knows, and whether some file was in motion."""
-        found: list[tuple[int, str]] = []
+                 live_path: str, ids: set[tuple[int, int]]) -> tuple[list[Stream], bool]:
+        """The files no fingerprint knows, open, and whether some file was in motion.
+
+        Each is judged on the file we opened and later read from that same descriptor, so a name
+        logrotate moves meanwhile cannot swap one file for another."""
+        found: list[Stream] = []
         unsettled = False
         for p in cands:
             if p in taken or p == live_path:
                 continue
             try:
-                st = os.stat(p)
+                st = os.stat(p)  # a cheap first filter; the open file decides
             except OSError:
                 unsettled = True  # renamed or removed since the listing
                 continue
             if st.st_mtime_ns < since_ns or st.st_size == 0 or (st.st_dev, st.st_ino) in ids:
                 continue
-            got = read_head(p)
-            if got is None:
+            try:
+                s = self.open(p, 0)
+            except COMPRESS_ERRORS:
                 unsettled = unsettled or p.endswith(COMPRESSED)
                 continue
-            if any(holds(p, got[0], k) for k in known):
+            if self._is_unknown(s, known, since_ns, ids):
+                found.append(s)
                 continue
-            if p.endswith(COMPRESSED) and len(got[0]) < FP_MAX:
-                # Maybe being compressed right now: a short head cannot be told apart until the
-                # archive is whole.
-                if not complete(p):
-                    unsettled = True
-                    continue
-                got = read_head(p)
-                if got is None or any(holds(p, got[0], k) for k in known):
-                    continue
-            found.append((st.st_mtime_ns, p))
+            s.src.close()
+            # Maybe being compressed right now: a short archive cannot be told apart until whole.
+            unsettled = unsettled or (s.size is None and s.fp_len < FP_MAX and not complete(p))
         return found, unsettled
+
+    @staticmethod
+    def _is_unknown(s: Stream, known: list[Known], since_ns: int, ids: set[tuple[int, int]]) -> bool:
+        if s.mtime_ns < since_ns or s.fp_len == 0 or (s.dev, s.ino) in ids:
+            return False
+        if any(has(s, k) for k in known):
+            return False
+        if s.size is None and s.fp_len < FP_MAX:
+            # A short archive may still be being written: only a whole one is judged, on its whole head.
+            try:
+                whole(s)
+            except COMPRESS_ERRORS:
+                return False
+            head = s.src.read_at(0, FP_MAX)
+            s.fp, s.fp_len = fingerprint(head), len(head)
+            return not any(has(s, kn) for kn in known)
+        return True
 
     def history(self, live_path: str) -> list[Known]:
         """At a first start, what is already rotated is history: the files never to read."""

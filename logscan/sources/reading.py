@@ -178,6 +178,29 @@ def holds(path: str, head: bytes, k: Known) -> bool:
         src.close()
 
 
+def has(s: Stream, k: Known) -> bool:
+    """True when the open file `s` is the content `k` describes, or begins with it: `holds`, asked
+    of a file we keep open, so that what matched is what is read even if logrotate renames, replaces
+    or compresses the name meanwhile. A damaged or half-written archive matches nothing."""
+    try:
+        if not k.matches(s.src.read_at(0, FP_MAX)):
+            return False
+        if k.size < 0 or not k.end_fp:
+            return True  # an identity saved by an older version: the head alone
+        if s.size is not None and s.src.fstat().st_size < k.size:
+            return False
+        n = min(k.size, FP_MAX)
+        return fingerprint(s.src.read_at(k.size - n, n)) == k.end_fp
+    except COMPRESS_ERRORS:
+        return False
+
+
+def to_end(s: Stream, max_line: int) -> None:
+    """Move `s` after its last complete line (start_at = end)."""
+    at, s.skipping = end_offset(s.src, s.src.fstat().st_size, max_line)
+    s.seek(at)
+
+
 def intact(s: Stream, offset: int, tail: bytes) -> bool:
     """True when a plain file still holds what we knew of it before a read from `offset`: its first
     bytes and `tail`, the bytes before `offset`. False: it was truncated (copytruncate) and rewritten

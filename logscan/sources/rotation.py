@@ -26,7 +26,7 @@ from logscan.sources.identity import (
     same_inode,
 )
 from logscan.sources.logfiles import LogFiles
-from logscan.sources.reading import COMPRESS_ERRORS, Stream, head_of, holds, identity, read_head
+from logscan.sources.reading import COMPRESS_ERRORS, Stream, has, identity, to_end
 
 
 class Rotations:
@@ -126,9 +126,20 @@ class Rotations:
         cur_loc = next((s for r, s in located if r is saved_cur), None)
         live_path = live[-1] if live and os.path.exists(live[-1]) else None
         streams = [s for _, s in located]
+        here = None  # the live file
+        if live_path is not None:
+            # Opened before the scan below, judged on this descriptor and read from it: logrotate
+            # renaming it meanwhile can neither hide it nor pass it off as an unknown rotated file.
+            # Raises what opening raised: a live file we may not read is unreadable, not missing.
+            here = self.files.open(live_path, 0)
+            twin = next((s for s in streams if (s.dev, s.ino) == (here.dev, here.ino)), None)
+            if twin is not None:
+                here.src.close()  # already open under a record (or an empty file found by its inode)
+                here = twin
+            else:
+                opened.append(here)
         # A position names only its own file, not one that starts alike: known = done + found, whole.
         known = self.done + [identity(s) for s in streams]
-        cur = cur_loc if live_path is not None and cur_loc is not None and cur_loc.path == live_path else None
         if saved_cur is not None and live_path is not None:
             # Files written after our last look that we never saw (rotated twice, or copied by
             # copytruncate while we knew the log only as empty) are read whole, oldest first.
@@ -136,26 +147,18 @@ class Rotations:
             if cur_loc is not None:
                 since = min(since, cur_loc.mtime_ns)
             streams += self._intermediates(cands, taken, known, since, live_path, opened)
-        if cur is None and live_path is not None:
-            # Raises what opening raised: a live file we may not read is unreadable, not missing.
-            head, live_st = head_of(live_path)
-            same = [s for s in streams if (s.dev, s.ino) == (live_st.st_dev, live_st.st_ino)]
-            if same:
-                # Already open under an older record (an empty file found by its inode): go on there.
-                cur = same[0]
-            elif any(holds(live_path, head, k) for k in known):
+        cur = here
+        if here is not None and here is not cur_loc:
+            if not any(s is here for s in streams) and any(has(here, k) for k in known):
                 # Already counted under another name (moved back?): never read it twice.
                 self._note("state_mismatch", reason="live file matches a file already read", path=live_path)
-                cur = self.files.open(live_path, None)
-            else:
-                cur = self.files.open(live_path, 0)
-            opened += [] if any(s is cur for s in streams) else [cur]
+                to_end(here, self.files.max_line)
             if saved_cur is not None:
                 self.count += 1
-                self._note("log_rotated", how=self.files.restart_how(saved_cur, cur_loc, live_st),
+                self._note("log_rotated", how=self.files.restart_how(saved_cur, cur_loc, here.src.fstat()),
                            path=live_path, old_path=str(saved_cur.get("path")), while_down=True)
             else:
-                self._note("log_opened", path=live_path, offset=cur.offset, how="appeared")
+                self._note("log_opened", path=live_path, offset=here.offset, how="appeared")
         wall, mono = time.time(), self._clock()
         for s in streams:
             s.current = s is cur
@@ -285,16 +288,21 @@ class Rotations:
         copy = None
         if old.fp_len > 0:
             for p in self.files.candidates():
-                got = read_head(p)
-                if got is None or (got[1].st_dev, got[1].st_ino) == (cur.dev, cur.ino):
+                # Matched on the open file and read from it: logrotate may be renaming meanwhile.
+                try:
+                    s = self.files.open(p, 0)
+                except COMPRESS_ERRORS:
                     continue
-                if holds(p, got[0], old):
-                    try:
-                        copy = self.files.open(p, unread_from)
-                    except COMPRESS_ERRORS:
-                        continue
+                try:
+                    if (s.dev, s.ino) != (cur.dev, cur.ino) and has(s, old):
+                        s.seek(unread_from)
+                        copy = s
+                except COMPRESS_ERRORS:
+                    pass
+                if copy is not None:
                     copy.skipping = cur.skipping
                     break
+                s.src.close()
         if copy is not None:
             copy.last_growth = self._clock()
             self.old.append(copy)
