@@ -7,6 +7,8 @@ comes back exactly once. The moments were found in the kill -9 campaign (tests/c
 
 from __future__ import annotations
 
+import gzip
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from logscan.sources.follower import Follower
 from logscan.sources.identity import FP_MAX
 from logscan.sources.logfiles import LogFiles
 from logscan.sources.reading import FileSource, Stream
-from tests.helpers_files import LogWriter, drain, run_logrotate
+from tests.helpers_files import LogWriter, drain, rename_rotate, run_logrotate, shift_numbered
 
 
 def _copytruncate(tmp: Path, log: Path) -> None:
@@ -173,3 +175,35 @@ def test_restart_while_logrotate_renames_the_live_file(
     assert later, "the scan did not run"
     got += _follow(g)
     assert got == [*unread, *between, *later]
+
+
+def test_restart_sees_an_archive_and_its_original_at_once(tmp_path: Path) -> None:
+    # delaycompress while the daemon is down and restarting: logrotate has written mail.log.2.gz
+    # whole and not yet removed mail.log.2. Both are unknown to the saved state, both were read
+    # whole, and the file's lines counted twice.
+    log = tmp_path / "mail.log"
+    w = LogWriter(log, tag="archive-twice")
+    f = Follower("m", str(log), start_at="beginning")
+    first = w.line(5)
+    assert drain(f) == first
+    unread = w.line(2)
+    saved = f.checkpoint()
+    f.close()
+    rename_rotate(log)
+    w.reopen()
+    second = w.line(4)
+    shift_numbered(log)
+    rename_rotate(log)
+    w.reopen()
+    third = w.line(3)
+    shift_numbered(log)
+    rename_rotate(log)
+    w.reopen()
+    fourth = w.line(2)
+    plain = tmp_path / "mail.log.2"
+    archive = tmp_path / "mail.log.2.gz"
+    archive.write_bytes(gzip.compress(plain.read_bytes()))
+    st = plain.stat()
+    os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns))  # as gzip does
+    g = Follower("m", str(log), saved=saved)
+    assert _follow(g) == [*unread, *second, *third, *fourth]

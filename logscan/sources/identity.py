@@ -48,7 +48,7 @@ class Known:
         return {"fp": self.fp, "fp_len": self.fp_len, "size": self.size, "end_fp": self.end_fp}
 
     def matches(self, head: bytes) -> bool:
-        """The head agrees (a first filter; reading.holds also checks the bytes before `size`)."""
+        """The head agrees (a first filter; reading.has also checks the bytes before `size`)."""
         return self.fp_len > 0 and len(head) >= self.fp_len and fingerprint(head[: self.fp_len]) == self.fp
 
 

@@ -21,7 +21,6 @@ from logscan.sources.reading import (
     COMPRESS_ERRORS,
     COMPRESSED,
     Stream,
-    complete,
     has,
     open_stream,
     whole,
@@ -176,25 +175,24 @@ class LogFiles:
         file that vanished or an archive still being written makes us look again (up to ~0.75 s).
         """
         ids = set(open_ids or ()) | {(s.dev, s.ino) for s in opened}
-        found: list[Stream] = []
+        found: list[tuple[Stream, Known]] = []
         for pause in RELOOK_S:
             if pause:
                 time.sleep(pause)
                 cands = self.candidates()
-            for s in found:
+            for s, _ in found:
                 s.src.close()
             before = _dir_mtime(self.dir)
             found, unsettled = self._unknown(cands, taken, known, since_ns, live_path, ids)
             if not unsettled and _dir_mtime(self.dir) == before:
                 break
         out = []
-        for s in sorted(found, key=lambda s: s.mtime_ns):
-            try:
-                k = whole(s)
-            except COMPRESS_ERRORS:
-                k = None  # an archive still being written: its plain original is still there
-            if k is None or (s.dev, s.ino) in ids:
-                s.src.close()  # or the same file under a second name (renamed while we looked)
+        new = len(known)
+        for s, k in sorted(found, key=lambda f: f[0].mtime_ns):
+            if (s.dev, s.ino) in ids or any(has(s, kn) for kn in known[new:]):
+                # The same file under a second name, or a copy of one just taken: logrotate was
+                # compressing, and the listing held both the archive and its original.
+                s.src.close()
                 continue
             ids.add((s.dev, s.ino))
             opened.append(s)
@@ -204,12 +202,11 @@ class LogFiles:
         return out
 
     def _unknown(self, cands: list[str], taken: set[str], known: list[Known], since_ns: int,
-                 live_path: str, ids: set[tuple[int, int]]) -> tuple[list[Stream], bool]:
-        """The files no fingerprint knows, open, and whether some file was in motion.
-
-        Each is judged on the file we opened and later read from that same descriptor, so a name
-        logrotate moves meanwhile cannot swap one file for another."""
-        found: list[Stream] = []
+                 live_path: str, ids: set[tuple[int, int]]) -> tuple[list[tuple[Stream, Known]], bool]:
+        """The files no fingerprint knows, open, each with its whole identity; and whether some file
+        was in motion. Each is judged on the descriptor it is later read from, so a name logrotate
+        moves meanwhile cannot swap one file for another."""
+        found: list[tuple[Stream, Known]] = []
         unsettled = False
         for p in cands:
             if p in taken or p == live_path:
@@ -226,30 +223,34 @@ class LogFiles:
             except COMPRESS_ERRORS:
                 unsettled = unsettled or p.endswith(COMPRESSED)
                 continue
-            if self._is_unknown(s, known, since_ns, ids):
-                found.append(s)
+            k = self._judge(s, known, since_ns, ids)
+            if isinstance(k, Known):
+                found.append((s, k))
                 continue
             s.src.close()
-            # Maybe being compressed right now: a short archive cannot be told apart until whole.
-            unsettled = unsettled or (s.size is None and s.fp_len < FP_MAX and not complete(p))
+            unsettled = unsettled or k
         return found, unsettled
 
     @staticmethod
-    def _is_unknown(s: Stream, known: list[Known], since_ns: int, ids: set[tuple[int, int]]) -> bool:
+    def _judge(s: Stream, known: list[Known], since_ns: int, ids: set[tuple[int, int]]) -> Known | bool:
+        """The whole identity of an open file no identity knows; else whether it is unsettled (an
+        archive still being written, judged again at the next look)."""
         if s.mtime_ns < since_ns or s.fp_len == 0 or (s.dev, s.ino) in ids:
             return False
         if any(has(s, k) for k in known):
             return False
-        if s.size is None and s.fp_len < FP_MAX:
-            # A short archive may still be being written: only a whole one is judged, on its whole head.
-            try:
-                whole(s)
-            except COMPRESS_ERRORS:
-                return False
+        try:
+            k = whole(s)  # an archive is read through: only a whole one is judged
+        except COMPRESS_ERRORS:
+            return True
+        if s.fp_len < FP_MAX and s.size is None:
+            # Its head was short when opened (being written?): judge it again on its whole head.
             head = s.src.read_at(0, FP_MAX)
             s.fp, s.fp_len = fingerprint(head), len(head)
-            return not any(has(s, kn) for kn in known)
-        return True
+            k = Known(s.fp, s.fp_len, k.size, k.end_fp)
+            if any(has(s, kn) for kn in known):
+                return False
+        return k
 
     def history(self, live_path: str) -> list[Known]:
         """At a first start, what is already rotated is history: the files never to read."""

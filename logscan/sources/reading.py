@@ -145,39 +145,6 @@ def open_stream(path: str, offset: int | None, now: float, max_line: int) -> Str
     return s
 
 
-def head_of(path: str) -> tuple[bytes, os.stat_result]:
-    """The first FP_MAX bytes of `path` (decompressed) and its stat; raises what opening raised."""
-    src, st = open_source(path)
-    try:
-        return src.read_at(0, FP_MAX), st
-    finally:
-        src.close()
-
-
-def holds(path: str, head: bytes, k: Known) -> bool:
-    """True when the file at `path` (first bytes `head`) is the content `k` describes, or begins with it.
-
-    The head must match, and the bytes just before `k.size` too (identity.py says why both).
-    """
-    if not k.matches(head):
-        return False
-    if k.size < 0 or not k.end_fp:
-        return True  # an identity saved by an older version: the head alone
-    n = min(k.size, FP_MAX)
-    try:
-        src, st = open_source(path)
-    except OSError:
-        return False
-    try:
-        if not src.compressed and st.st_size < k.size:
-            return False
-        return fingerprint(src.read_at(k.size - n, n)) == k.end_fp
-    except COMPRESS_ERRORS:
-        return False
-    finally:
-        src.close()
-
-
 def has(s: Stream, k: Known) -> bool:
     """True when the open file `s` is the content `k` describes, or begins with it: `holds`, asked
     of a file we keep open, so that what matched is what is read even if logrotate renames, replaces
@@ -230,31 +197,6 @@ def identity(s: Stream) -> Known:
     """An open plain file is known by all of its bytes, so that only a whole copy of it (compressed
     by logrotate) matches, never a new file that starts alike; a compressed one up to the offset."""
     return whole(s) if s.size is not None else s.known()
-
-
-def read_head(path: str) -> tuple[bytes, os.stat_result] | None:
-    """The first FP_MAX bytes of `path` (decompressed) and its stat; None when unreadable."""
-    try:
-        return head_of(path)
-    except COMPRESS_ERRORS:
-        return None
-
-
-def complete(path: str) -> bool:
-    """True when a compressed file decompresses to its end (not still being written)."""
-    try:
-        src, _ = open_source(path)
-    except OSError:
-        return False
-    try:
-        offset = 0
-        while chunk := src.read_at(offset, READ_CHUNK):
-            offset += len(chunk)
-    except COMPRESS_ERRORS:
-        return False
-    finally:
-        src.close()
-    return True
 
 
 def end_offset(src: FileSource, size: int, max_line: int) -> tuple[int, bool]:
