@@ -207,3 +207,40 @@ def test_restart_sees_an_archive_and_its_original_at_once(tmp_path: Path) -> Non
     os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns))  # as gzip does
     g = Follower("m", str(log), saved=saved)
     assert _follow(g) == [*unread, *second, *third, *fourth]
+
+
+def test_restart_while_logrotate_moves_a_new_file_to_a_name_just_taken(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The saved file was found as mail.log.1; then logrotate moved it to mail.log.2 and the file
+    # written while we were down to mail.log.1. The scan for unknown files, working from its
+    # listing, skipped the name mail.log.1 as taken, and that file's lines were lost.
+    log = tmp_path / "mail.log"
+    conf = f"{log} {{\n  rotate 10\n  create\n}}\n"
+    w = LogWriter(log, tag="name-taken")
+    f = Follower("m", str(log), start_at="beginning")
+    first = w.line(5)
+    assert drain(f) == first
+    unread = w.line(2)
+    saved = f.checkpoint()
+    f.close()
+    run_logrotate(tmp_path, conf)  # while down
+    w.reopen()
+    between = w.line(4)
+    later: list[bytes] = []
+    real = LogFiles.locate
+
+    def locate(self: LogFiles, *args: Any, **kw: Any) -> Stream | None:
+        found = real(self, *args, **kw)
+        if not later:
+            run_logrotate(tmp_path, conf)
+            w.reopen()
+            later.extend(w.line(3))
+        return found
+
+    monkeypatch.setattr(LogFiles, "locate", locate)
+    g = Follower("m", str(log), saved=saved)
+    got = g.poll()
+    monkeypatch.undo()
+    assert later, "the scan did not run"
+    got += _follow(g)
+    assert got == [*unread, *between, *later]

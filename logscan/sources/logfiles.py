@@ -105,7 +105,7 @@ class LogFiles:
                 out.append(os.path.join(self.dir, n))
         return out
 
-    def locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[str]) -> Stream | None:
+    def locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[tuple[int, int]]) -> Stream | None:
         """Find the file a saved record describes; logrotate may be renaming or compressing it as we
         look, so a miss looks again at a fresh listing (up to ~0.75 s)."""
         for pause in RELOOK_S:
@@ -117,7 +117,7 @@ class LogFiles:
                 return s
         return None
 
-    def _locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[str]) -> Stream | None:
+    def _locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[tuple[int, int]]) -> Stream | None:
         """Find the file a saved record describes, by fingerprint; its own path is tried first."""
         known = known_of(rec)
         offset = int(rec["offset"])
@@ -134,8 +134,6 @@ class LogFiles:
                     1 if p.endswith(COMPRESSED) else 0, -st.st_mtime)
 
         for p in sorted(cands, key=order):
-            if p in taken:
-                continue
             # Matched on the open file, then read from it: logrotate may rename or replace the
             # name while we look, but what matched is what is read.
             try:
@@ -143,7 +141,10 @@ class LogFiles:
             except COMPRESS_ERRORS:
                 continue
             try:
-                ok = (s.size is None or s.size >= offset) and has(s, known)
+                # Files already taken go by (dev, ino), not by name: logrotate may have moved
+                # another file to a name we took a moment ago.
+                ok = ((s.dev, s.ino) not in taken and (s.size is None or s.size >= offset)
+                      and has(s, known))
                 if ok:
                     s.seek(offset)
             except COMPRESS_ERRORS:
@@ -152,7 +153,7 @@ class LogFiles:
                 s.src.close()
                 continue
             s.skipping = bool(rec.get("skipping", False))
-            taken.add(p)
+            taken.add((s.dev, s.ino))
             return s
         return None
 
@@ -165,7 +166,7 @@ class LogFiles:
             return "new-file"
         return "rename"
 
-    def intermediates(self, cands: list[str], taken: set[str], known: list[Known], since_ns: int,
+    def intermediates(self, cands: list[str], known: list[Known], since_ns: int,
                       live_path: str, opened: list[Stream],
                       open_ids: set[tuple[int, int]] | None = None) -> list[Stream]:
         """Files rotated in while we were down, written after our last look: read them whole.
@@ -183,7 +184,7 @@ class LogFiles:
             for s, _ in found:
                 s.src.close()
             before = _dir_mtime(self.dir)
-            found, unsettled = self._unknown(cands, taken, known, since_ns, live_path, ids)
+            found, unsettled = self._unknown(cands, known, since_ns, live_path, ids)
             if not unsettled and _dir_mtime(self.dir) == before:
                 break
         out = []
@@ -196,12 +197,11 @@ class LogFiles:
                 continue
             ids.add((s.dev, s.ino))
             opened.append(s)
-            taken.add(s.path)
             known.append(k)
             out.append(s)
         return out
 
-    def _unknown(self, cands: list[str], taken: set[str], known: list[Known], since_ns: int,
+    def _unknown(self, cands: list[str], known: list[Known], since_ns: int,
                  live_path: str, ids: set[tuple[int, int]]) -> tuple[list[tuple[Stream, Known]], bool]:
         """The files no fingerprint knows, open, each with its whole identity; and whether some file
         was in motion. Each is judged on the descriptor it is later read from, so a name logrotate
@@ -209,7 +209,9 @@ class LogFiles:
         found: list[tuple[Stream, Known]] = []
         unsettled = False
         for p in cands:
-            if p in taken or p == live_path:
+            # Open files are skipped by (dev, ino), never by name (logrotate moves names under us);
+            # the live name is the current file's, whatever file it names now.
+            if p == live_path:
                 continue
             try:
                 st = os.stat(p)  # a cheap first filter; the open file decides

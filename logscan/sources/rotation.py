@@ -23,7 +23,6 @@ from logscan.sources.identity import (
     Known,
     fingerprint,
     remember,
-    same_inode,
 )
 from logscan.sources.logfiles import LogFiles
 from logscan.sources.reading import COMPRESS_ERRORS, Stream, has, identity, to_end
@@ -106,7 +105,7 @@ class Rotations:
         records = [r for r in saved["files"] if isinstance(r, Mapping)]
         live = self.files.live_paths()
         cands = self.files.candidates()
-        taken: set[str] = set()
+        taken: set[tuple[int, int]] = set()  # (dev, ino) of the files found so far
         located: list[tuple[Mapping[str, Any], Stream]] = []
         for r in records:
             if not r["fp_len"]:
@@ -146,7 +145,7 @@ class Rotations:
             since = int(saved_cur.get("mtime_ns", 0))
             if cur_loc is not None:
                 since = min(since, cur_loc.mtime_ns)
-            streams += self._intermediates(cands, taken, known, since, live_path, opened)
+            streams += self._intermediates(cands, known, since, live_path, opened)
         cur = here
         if here is not None and here is not cur_loc:
             if not any(s is here for s in streams) and any(has(here, k) for k in known):
@@ -322,8 +321,7 @@ class Rotations:
         open_now = self.streams()
         known = self.done + [identity(s) for s in open_now]
         ids = {(s.dev, s.ino) for s in open_now}
-        taken = {p for p in cands if same_inode(p, ids)}
-        return self._intermediates(cands, taken, known, since_ns, live_path, [], ids)
+        return self._intermediates(cands, known, since_ns, live_path, [], ids)
 
     def _remember_history(self, live_path: str) -> None:
         for k in self.files.history(live_path):
