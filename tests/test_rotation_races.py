@@ -244,3 +244,35 @@ def test_restart_while_logrotate_moves_a_new_file_to_a_name_just_taken(
     assert later, "the scan did not run"
     got += _follow(g)
     assert got == [*unread, *between, *later]
+
+
+def test_restart_while_logrotate_copies_the_live_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # copytruncate during the restart scan: the scan found the fresh copy of the live file as an
+    # unknown file and read it whole; the first poll then saw the live file truncated, found the
+    # same copy again and read it a second time.
+    log = tmp_path / "mail.log"
+    w = LogWriter(log, tag="copy-during-scan")
+    f = Follower("m", str(log), start_at="beginning")
+    first = w.line(5)
+    assert drain(f) == first
+    unread = w.line(2)
+    saved = f.checkpoint()
+    f.close()
+    _copytruncate(tmp_path, log)  # while down
+    between = w.line(4)
+    later: list[bytes] = []
+    real = LogFiles.intermediates
+
+    def intermediates(self: LogFiles, *args: Any, **kw: Any) -> list[Stream]:
+        _copytruncate(tmp_path, log)
+        later.extend(w.line(3))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(LogFiles, "intermediates", intermediates)
+    g = Follower("m", str(log), saved=saved)
+    got = g.poll()
+    monkeypatch.undo()
+    assert later, "the scan did not run"
+    got += _follow(g)
+    assert got == [*unread, *between, *later]

@@ -284,27 +284,16 @@ class Rotations:
         cur.size, cur.mtime_ns = st.st_size, st.st_mtime_ns
         old = cur.known()
         unread_from = cur.offset
-        copy = None
-        if old.fp_len > 0:
-            for p in self.files.candidates():
-                # Matched on the open file and read from it: logrotate may be renaming meanwhile.
-                try:
-                    s = self.files.open(p, 0)
-                except COMPRESS_ERRORS:
-                    continue
-                try:
-                    if (s.dev, s.ino) != (cur.dev, cur.ino) and has(s, old):
-                        s.seek(unread_from)
-                        copy = s
-                except COMPRESS_ERRORS:
-                    pass
-                if copy is not None:
-                    copy.skipping = cur.skipping
-                    break
-                s.src.close()
+        copy, held = self._copy_of(cur, old) if old.fp_len > 0 else (None, False)
         if copy is not None:
+            if copy.offset <= unread_from:
+                # What we read of it before the truncation is not read again.
+                if copy.offset < unread_from:
+                    copy.seek(unread_from)
+                copy.skipping = cur.skipping
             copy.last_growth = self._clock()
-            self.old.append(copy)
+            if not held:
+                self.old.append(copy)
         if copy is None:
             remember(self.done, old)  # else the copy is remembered whole once read
         cur.offset, cur.skipping, cur.tail = 0, False, b""
@@ -314,6 +303,30 @@ class Rotations:
         self.count += 1
         self._note("log_rotated", how="copytruncate", path=cur.path, old_offset=unread_from,
                    tail_from=copy.path if copy is not None else "")
+
+    def _copy_of(self, cur: Stream, old: Known) -> tuple[Stream | None, bool]:
+        """The file logrotate copied `cur` to (it holds `old`), and whether we hold it open already.
+
+        Matched on the open file and read from it, as logrotate may be renaming meanwhile. A copy
+        already open (found by a scan while logrotate copied) is the one to go on with: opening
+        it a second time read it twice."""
+        held = {(s.dev, s.ino): s for s in self.old if s is not cur}
+        for p in self.files.candidates():
+            try:
+                s = self.files.open(p, 0)
+            except COMPRESS_ERRORS:
+                continue
+            try:
+                match = (s.dev, s.ino) != (cur.dev, cur.ino) and has(s, old)
+            except COMPRESS_ERRORS:
+                match = False
+            twin = held.get((s.dev, s.ino))
+            if match and twin is None:
+                return s, False
+            s.src.close()
+            if match:
+                return twin, True
+        return None, False
 
     def _unseen(self, since_ns: int, live_path: str) -> list[Stream]:
         """Rotated files written since `since_ns` that are neither open nor known: read them whole."""
