@@ -139,19 +139,26 @@ class Rotations:
                 opened.append(here)
         # A position names only its own file, not one that starts alike: known = done + found, whole.
         known = self.done + [identity(s) for s in streams]
-        if saved_cur is not None and live_path is not None:
+        read_before = list(known)
+        if saved_cur is not None and here is not None:
             # Files written after our last look that we never saw (rotated twice, or copied by
             # copytruncate while we knew the log only as empty) are read whole, oldest first.
             since = int(saved_cur.get("mtime_ns", 0))
             if cur_loc is not None:
                 since = min(since, cur_loc.mtime_ns)
-            streams += self._intermediates(cands, known, since, live_path, opened)
+            found = self.files.intermediates(cands, known, since, str(live_path), opened)
+            streams += self._noted(self._not_copies_of(here, found, known[len(read_before):], opened))
         cur = here
         if here is not None and here is not cur_loc:
-            if not any(s is here for s in streams) and any(has(here, k) for k in known):
-                # Already counted under another name (moved back?): never read it twice.
+            sizes = [] if any(s is here for s in streams) else [k.size for k in read_before if has(here, k)]
+            if sizes:
+                # Already counted under another name (moved back?): never read that part twice;
+                # what came after it is new.
                 self._note("state_mismatch", reason="live file matches a file already read", path=live_path)
-                to_end(here, self.files.max_line)
+                if min(sizes) < 0:
+                    to_end(here, self.files.max_line)  # an identity of an older version: its size is unknown
+                else:
+                    here.seek(max(sizes))
             if saved_cur is not None:
                 self.count += 1
                 self._note("log_rotated", how=self.files.restart_how(saved_cur, cur_loc, here.src.fstat()),
@@ -170,10 +177,27 @@ class Rotations:
 
     def _intermediates(self, *args: Any) -> list[Stream]:
         """LogFiles.intermediates, each file found noted."""
-        found = self.files.intermediates(*args)
+        return self._noted(self.files.intermediates(*args))
+
+    def _noted(self, found: list[Stream]) -> list[Stream]:
         for s in found:
             self._note("log_found_rotated", saved_path="", path=s.path, offset=0)
         return found
+
+    @staticmethod
+    def _not_copies_of(live: Stream, found: list[Stream], ids: list[Known],
+                       opened: list[Stream]) -> list[Stream]:
+        """`found` (with their whole identities `ids`) less the copies logrotate is making of the
+        live file right now (copytruncate during the scan): the live file itself is read, and the
+        copy takes over where we are once the truncation is seen, as while running."""
+        keep = []
+        for s, k in zip(found, ids, strict=True):
+            if has(live, k):
+                s.src.close()
+                opened.remove(s)
+            else:
+                keep.append(s)
+        return keep
 
     # ----------------------------------------------------------------- running: rotation checks
 
