@@ -321,3 +321,24 @@ def test_restart_between_logrotate_copy_and_truncate(
     later = w.line(3)
     got = _follow(g)
     assert got == [*unread, *between, *later]
+
+
+def test_lines_read_between_logrotate_copy_and_truncate(tmp_path: Path) -> None:
+    # The MTA wrote between logrotate's copy and its truncate, and we read those lines before the
+    # truncate (built by hand: no hook can stop logrotate there). The copy then ends before our
+    # position, so no identity of ours matched it, and it was read whole: counted twice.
+    log = tmp_path / "mail.log"
+    w = LogWriter(log, tag="read-in-between")
+    f = Follower("m", str(log), start_at="beginning")
+    first = w.line(5)
+    assert drain(f) == first
+    unread = w.line(3)
+    copy_of(log)
+    after_copy = w.line(2)
+    got = drain(f)
+    with log.open("r+b") as fh:
+        fh.truncate(0)
+    later = w.line(2)
+    got += _follow(f)
+    assert got == [*unread, *after_copy, *later]
+    assert f.rotations == 1

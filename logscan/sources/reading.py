@@ -22,6 +22,7 @@ from typing import Any, Final, TypeAlias
 from logscan.sources.identity import FP_MAX, Known, fingerprint
 
 READ_CHUNK: Final = 1 << 20
+RECENT: Final = 1 << 16  # bytes kept of what was read last: recognises a copy ending a little before us
 COMPRESSED: Final = (".gz", ".bz2", ".xz")
 COMPRESS_ERRORS: Final = (OSError, EOFError, zlib.error, lzma.LZMAError)
 
@@ -104,11 +105,13 @@ class Stream:
     stalled: tuple[int, int | None] = (-1, None)  # (offset, size) where only a partial line was left
     saved_offset: int = -1  # offset in the last checkpoint known to be on disk
     tail: bytes = b""  # the (up to FP_MAX) bytes just before `offset`: what proves a position
+    recent: bytes = b""  # the (up to RECENT) bytes just before `offset` (see ends_within)
 
     def advance(self, chunk: bytes) -> None:
         """`chunk` was consumed: move the offset past it."""
         self.offset += len(chunk)
         self.tail = (self.tail + chunk[-FP_MAX:])[-FP_MAX:]
+        self.recent = (self.recent + chunk[-RECENT:])[-RECENT:]
 
     def known(self) -> Known:
         """This file's content up to the offset, as an identity (identity.py)."""
@@ -123,7 +126,7 @@ class Stream:
         """Go to `offset` (a restart, or start_at = end), reading the bytes before it as `tail`."""
         n = min(offset, FP_MAX)
         self.offset = offset
-        self.tail = self.src.read_at(offset - n, n) if n else b""
+        self.tail = self.recent = self.src.read_at(offset - n, n) if n else b""
 
 
 def open_stream(path: str, offset: int | None, now: float, max_line: int) -> Stream:
@@ -160,6 +163,24 @@ def has(s: Stream, k: Known) -> bool:
         return fingerprint(s.src.read_at(k.size - n, n)) == k.end_fp
     except COMPRESS_ERRORS:
         return False
+
+
+def ends_within(s: Stream, cur: Stream) -> bool:
+    """True when the open plain file `s` starts as `cur` did and ends inside the bytes `cur` read
+    last: a copy logrotate made a moment before we read on (copytruncate), already read by us."""
+    if s.size is None or not cur.fp_len:
+        return False
+    size = s.src.fstat().st_size
+    start = cur.offset - len(cur.recent)
+    i = size - start
+    m = min(i, FP_MAX)
+    if size >= cur.offset or m <= 0:
+        return False
+    if size < cur.fp_len:  # shorter than our head: compared whole, if we still have its start
+        return start == 0 and s.src.read_at(0, size) == cur.recent[:size]
+    if fingerprint(s.src.read_at(0, cur.fp_len)) != cur.fp:
+        return False
+    return s.src.read_at(size - m, m) == cur.recent[i - m:i]
 
 
 def to_end(s: Stream, max_line: int) -> None:

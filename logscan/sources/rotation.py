@@ -25,7 +25,7 @@ from logscan.sources.identity import (
     remember,
 )
 from logscan.sources.logfiles import LogFiles
-from logscan.sources.reading import COMPRESS_ERRORS, Stream, has, identity, to_end
+from logscan.sources.reading import COMPRESS_ERRORS, Stream, ends_within, has, identity, to_end, whole
 
 
 class Rotations:
@@ -347,6 +347,10 @@ class Rotations:
             twin = held.get((s.dev, s.ino))
             if match and twin is None:
                 return s, False
+            if not match and ends_within(s, cur):
+                # The MTA wrote between logrotate's copy and its truncate, and we read that too:
+                # the copy holds only what we read. Known whole, it is never read as unknown.
+                remember(self.done, whole(s))
             s.src.close()
             if match:
                 return twin, True
