@@ -342,3 +342,36 @@ def test_lines_read_between_logrotate_copy_and_truncate(tmp_path: Path) -> None:
     got += _follow(f)
     assert got == [*unread, *after_copy, *later]
     assert f.rotations == 1
+
+
+def test_rename_racing_the_switch_to_the_new_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The follower saw a rename and opened the new mail.log; before it looked for files rotated in
+    # between, logrotate renamed that new file to mail.log.1. The look took it for an unknown
+    # rotated file and read it whole, besides reading it as the current file.
+    log = tmp_path / "mail.log"
+    conf = f"{log} {{\n  rotate 10\n  create\n}}\n"
+    w = LogWriter(log, tag="switch-race")
+    f = Follower("m", str(log), start_at="beginning")
+    first = w.line(5)
+    assert drain(f) == first
+    unread = w.line(2)
+    run_logrotate(tmp_path, conf)
+    w.reopen()
+    second = w.line(3)
+    later: list[bytes] = []
+    real = LogFiles.intermediates
+
+    def intermediates(self: LogFiles, *args: Any, **kw: Any) -> list[Stream]:
+        if not later:
+            run_logrotate(tmp_path, conf)
+            w.reopen()
+            later.extend(w.line(2))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(LogFiles, "intermediates", intermediates)
+    got = f.poll()
+    monkeypatch.undo()
+    assert later, "the look for files rotated in between did not run"
+    got += _follow(f)
+    assert got == [*unread, *second, *later]

@@ -263,7 +263,8 @@ class Rotations:
         *between, cur = new
         if not self.files.glob:
             # Rotated twice since the last poll? The file in between is read whole.
-            self.old += self._unseen(old.mtime_ns, cur.path)
+            # The new files count as open: logrotate may have renamed them already (racing us).
+            self.old += self._unseen(old.mtime_ns, cur.path, new)
         self.old.extend(between)
         cur.current = True
         self.cur = cur
@@ -356,10 +357,11 @@ class Rotations:
                 return twin, True
         return None, False
 
-    def _unseen(self, since_ns: int, live_path: str) -> list[Stream]:
-        """Rotated files written since `since_ns` that are neither open nor known: read them whole."""
+    def _unseen(self, since_ns: int, live_path: str, also: list[Stream] | None = None) -> list[Stream]:
+        """Rotated files written since `since_ns` that are neither open (nor in `also`) nor known:
+        read them whole."""
         cands = self.files.candidates()
-        open_now = self.streams()
+        open_now = self.streams() + (also or [])
         known = self.done + [identity(s) for s in open_now]
         ids = {(s.dev, s.ino) for s in open_now}
         return self._intermediates(cands, known, since_ns, live_path, [], ids)
