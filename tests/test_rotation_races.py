@@ -375,3 +375,34 @@ def test_rename_racing_the_switch_to_the_new_file(
     assert later, "the look for files rotated in between did not run"
     got += _follow(f)
     assert got == [*unread, *second, *later]
+
+
+def test_rename_racing_the_switch_from_a_file_known_empty(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As above, but the old file was known only empty: bringing its identity up to date looks
+    # for copies made meanwhile, and that look ran before the new file counted as open.
+    log = tmp_path / "mail.log"
+    conf = f"{log} {{\n  rotate 10\n  create\n}}\n"
+    w = LogWriter(log, tag="switch-empty")
+    f = Follower("m", str(log), start_at="beginning")
+    assert f.poll() == []
+    first = w.line(3)
+    run_logrotate(tmp_path, conf)
+    w.reopen()
+    second = w.line(3)
+    later: list[bytes] = []
+    real = LogFiles.intermediates
+
+    def intermediates(self: LogFiles, *args: Any, **kw: Any) -> list[Stream]:
+        if not later:
+            run_logrotate(tmp_path, conf)
+            w.reopen()
+            later.extend(w.line(2))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(LogFiles, "intermediates", intermediates)
+    got = f.poll()
+    monkeypatch.undo()
+    assert later, "the look for copies did not run"
+    got += _follow(f)
+    assert got == [*first, *second, *later]

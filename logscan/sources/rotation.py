@@ -46,6 +46,7 @@ class Rotations:
         self._start_at = start_at
         self._retire_after = retire_after
         self._hold = hold_until_saved
+        self._opening: list[Stream] = []  # files _switch has opened but not yet placed: open too
 
     def streams(self) -> list[Stream]:
         """Every open file, in reading order."""
@@ -255,16 +256,21 @@ class Rotations:
         old.last_growth = self._clock()
         self.old.append(old)
         self.cur = None
-        # Bring the old file's identity up to date first (it may have been truncated before the
-        # rename); _unseen must recognise its compressed copy by that identity.
-        self.check_same(old, old.src.fstat())
-        if not new:
-            return
-        *between, cur = new
-        if not self.files.glob:
-            # Rotated twice since the last poll? The file in between is read whole.
-            # The new files count as open: logrotate may have renamed them already (racing us).
-            self.old += self._unseen(old.mtime_ns, cur.path, new)
+        # The new files count as open in every look for unseen files below: logrotate may have
+        # renamed them already (racing us), and they must not be taken for rotated files.
+        self._opening = new
+        try:
+            # Bring the old file's identity up to date first (it may have been truncated before
+            # the rename); _unseen must recognise its compressed copy by that identity.
+            self.check_same(old, old.src.fstat())
+            if not new:
+                return
+            *between, cur = new
+            if not self.files.glob:
+                # Rotated twice since the last poll? The file in between is read whole.
+                self.old += self._unseen(old.mtime_ns, cur.path)
+        finally:
+            self._opening = []
         self.old.extend(between)
         cur.current = True
         self.cur = cur
@@ -357,11 +363,10 @@ class Rotations:
                 return twin, True
         return None, False
 
-    def _unseen(self, since_ns: int, live_path: str, also: list[Stream] | None = None) -> list[Stream]:
-        """Rotated files written since `since_ns` that are neither open (nor in `also`) nor known:
-        read them whole."""
+    def _unseen(self, since_ns: int, live_path: str) -> list[Stream]:
+        """Rotated files written since `since_ns` that are neither open nor known: read them whole."""
         cands = self.files.candidates()
-        open_now = self.streams() + (also or [])
+        open_now = self.streams() + self._opening
         known = self.done + [identity(s) for s in open_now]
         ids = {(s.dev, s.ino) for s in open_now}
         return self._intermediates(cands, known, since_ns, live_path, [], ids)
