@@ -29,7 +29,11 @@ from logscan.sources.reading import COMPRESS_ERRORS, Stream, ends_within, has, i
 
 
 class Rotations:
-    """The open files of one log and the transitions between them; the Follower reads them."""
+    """The open files of one log and the transitions between them; the Follower reads them.
+
+    Why one class: every transition (restart, rename, copytruncate, a copy found) changes the same
+    few fields together (current file, old files, files read), and each must see the others' open
+    files at once, or logrotate racing us makes one file count twice."""
 
     def __init__(self, files: LogFiles, note: Callable[..., None], clock: Callable[[], float],
                  start_at: Literal["end", "beginning"], retire_after: float,
