@@ -172,8 +172,8 @@ def campaign(tmp: Path, mode: str, kills: int, *, seed: int = 12, max_life: floa
         die_at = time.monotonic() + rng.uniform(0.0, max_life)
         while time.monotonic() < die_at:
             w.lines(rng.randint(1, 40))
-            # Rotations while it runs wait for its first save: a rotation racing the restart scan
-            # itself is a known limit (docs/decisions/0013), measured apart with `racing=True`.
+            # Rotations while it runs wait for its first save; `racing=True` also rotates while
+            # it restarts and scans the folder (docs/decisions/0013).
             started = racing or _mtime(state) != before
             if started and rng.random() < 0.08 and time.monotonic() - last_rotation >= gap:
                 rotate(down=False)

@@ -2,8 +2,9 @@
 
 Each mode runs KILLS start/kill cycles of the real daemon (forked, see tests/crash_campaign.py):
 kills land 0-0.4 s after a start (mid-start, mid-rotation, mid-save), and some rotations happen
-while the daemon is down (up to three in a row). `python -m tests.crash_campaign MODE KILLS` runs
-more (and with files that all start with the same banner: see docs/decisions/0013).
+while the daemon is down (up to three in a row). The racing runs also rotate while the daemon
+restarts and scans the folder. `python -m tests.crash_campaign MODE KILLS` runs more (and with
+files that all start with the same banner: see docs/decisions/0013).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from tests.crash_campaign import MODES, campaign
 
 KILLS = 50
+RACING_KILLS = 30
 
 
 def test_logrotate_is_installed() -> None:
@@ -29,6 +31,18 @@ def test_random_kills_lose_no_line_and_count_none_twice(tmp_path: Path, mode: st
     assert r.kills == KILLS
     assert r.rotations >= 5
     assert r.rotations_while_down >= 1
+    assert r.exit_codes == [0]
+    log = (tmp_path / "daemon.out").read_text()
+    assert r.counted == r.written, log[-3000:]
+
+
+@pytest.mark.parametrize("mode", ["copytruncate", "delaycompress"])
+def test_rotations_racing_the_restart_scan_lose_no_line_and_count_none_twice(
+        tmp_path: Path, mode: str) -> None:
+    r = campaign(tmp_path, mode, RACING_KILLS, seed=len(mode) + 1, banner=False, racing=True)
+    print(r.line())
+    assert r.kills == RACING_KILLS
+    assert r.rotations >= 5
     assert r.exit_codes == [0]
     log = (tmp_path / "daemon.out").read_text()
     assert r.counted == r.written, log[-3000:]

@@ -29,6 +29,7 @@ from logscan.sources.reading import (
     Stream,
     describe,
     grow_fp,
+    intact,
     read_lines,
 )
 from logscan.sources.rotation import Rotations
@@ -155,9 +156,7 @@ class Follower:
             if budget <= 0:
                 break
             try:
-                budget -= self._read(s, budget, out, now, blocks)
-                if _unread(s):
-                    break  # the budget ended inside this file: none of a newer one before its rest
+                got = self._read(s, budget, out, now, blocks)
             except COMPRESS_ERRORS as exc:
                 if s.src.compressed:
                     # A damaged or half-written archive: give up on it, say so, go on with the rest.
@@ -167,6 +166,11 @@ class Follower:
                 failed = True
                 self._fail(exc)
                 break  # file order: never read a newer file past an unread older one
+            if got < 0:
+                break  # truncated under the read: the next poll reads on, in file order
+            budget -= got
+            if _unread(s):
+                break  # the budget ended inside this file: none of a newer one before its rest
         self._rot.reap(now)
         if not failed and self._rot.cur is not None:
             self._recover()
@@ -221,14 +225,31 @@ class Follower:
     # ----------------------------------------------------------------- reading
 
     def _read(self, s: Stream, budget: int, out: list[bytes], now: float, blocks: bool = False) -> int:
-        """Append complete lines of `s` to `out`, up to about `budget` bytes; returns bytes consumed."""
+        """Append complete lines of `s` to `out`, up to about `budget` bytes; returns bytes consumed,
+        or -1 when the file was truncated under the read (nothing appended)."""
         if not s.current and s.size is not None:
             # An old file can still be truncated or rewritten (two rotations between polls).
             self._rot.check_same(s, s.src.fstat())
+        offset, tail, recent, n = s.offset, s.tail, s.recent, len(out)
+        skipping, stalled = s.skipping, s.stalled
+        # Known only empty: no identity to check this read against (see below).
+        blank, since = s.fp_len == 0 and offset == 0 and s.size is not None, s.mtime_ns
         consumed, oversized = read_lines(s, budget, out, now, self._max_line, self._retire_after, blocks)
+        if consumed and not intact(s, offset, tail):
+            # logrotate copied and truncated the file between our last look and this read: the
+            # bytes may be the new file's, read at our old offset. Forget them and handle the
+            # copytruncate now; the next poll reads the copy, then the new file, each once.
+            del out[n:]
+            s.offset, s.tail, s.recent, s.skipping, s.stalled = offset, tail, recent, skipping, stalled
+            self._rot.check_same(s, s.src.fstat(), force=True)
+            return -1
         self._oversized += oversized
         if consumed and s.fp_len < FP_MAX:
             grow_fp(s)
+        if consumed and blank and s.current:
+            # The first bytes of a file we knew empty: if it was copied and truncated since, the
+            # copy holds lines we never saw, and no identity of ours points to it.
+            self._rot.first_bytes(since)
         self._bytes_read += consumed
         return consumed
 

@@ -14,11 +14,9 @@ copies, compression and reuse; a head hash alone fails on files that start alike
 Files byte-identical up to the saved offset cannot be told apart; the saved inode wins.
 """
 
-# ruff: noqa: PTH116 - identity works on str paths, as the follower does
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
@@ -48,7 +46,7 @@ class Known:
         return {"fp": self.fp, "fp_len": self.fp_len, "size": self.size, "end_fp": self.end_fp}
 
     def matches(self, head: bytes) -> bool:
-        """The head agrees (a first filter; reading.holds also checks the bytes before `size`)."""
+        """The head agrees (a first filter; reading.has also checks the bytes before `size`)."""
         return self.fp_len > 0 and len(head) >= self.fp_len and fingerprint(head[: self.fp_len]) == self.fp
 
 
@@ -62,15 +60,6 @@ def remember(done: list[Known], k: Known) -> None:
     if k.fp_len > 0 and k not in done:  # files that start alike are still different files
         done.append(k)
         del done[:-DONE_HISTORY]
-
-
-def same_inode(path: str, ids: set[tuple[int, int]]) -> bool:
-    """True when `path` is one of the (dev, ino) pairs in `ids`."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return (st.st_dev, st.st_ino) in ids
 
 
 Count = Annotated[int, msgspec.Meta(ge=0)]

@@ -16,15 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from logscan.sources.identity import DONE_HISTORY, FP_MAX, Known, known_of
+from logscan.sources.identity import DONE_HISTORY, FP_MAX, Known, fingerprint, known_of
 from logscan.sources.reading import (
     COMPRESS_ERRORS,
     COMPRESSED,
     Stream,
-    complete,
-    holds,
+    has,
     open_stream,
-    read_head,
     whole,
 )
 
@@ -68,13 +66,13 @@ class LogFiles:
         self.dir = os.path.dirname(pattern) or "."
         self.base = os.path.basename(pattern)
         self.glob = is_glob(pattern)
-        self._max_line = max_line
+        self.max_line = max_line
         self._clock = clock
         self._cache = DirCache()
 
     def open(self, path: str, offset: int | None) -> Stream:
         """Open `path` at `offset` (None: after the last complete line)."""
-        return open_stream(path, offset, self._clock(), self._max_line)
+        return open_stream(path, offset, self._clock(), self.max_line)
 
     def live_paths(self) -> list[str]:
         """Live (uncompressed) files of this log, oldest name first; empty when none exists."""
@@ -107,7 +105,7 @@ class LogFiles:
                 out.append(os.path.join(self.dir, n))
         return out
 
-    def locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[str]) -> Stream | None:
+    def locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[tuple[int, int]]) -> Stream | None:
         """Find the file a saved record describes; logrotate may be renaming or compressing it as we
         look, so a miss looks again at a fresh listing (up to ~0.75 s)."""
         for pause in RELOOK_S:
@@ -119,7 +117,7 @@ class LogFiles:
                 return s
         return None
 
-    def _locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[str]) -> Stream | None:
+    def _locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[tuple[int, int]]) -> Stream | None:
         """Find the file a saved record describes, by fingerprint; its own path is tried first."""
         known = known_of(rec)
         offset = int(rec["offset"])
@@ -136,23 +134,26 @@ class LogFiles:
                     1 if p.endswith(COMPRESSED) else 0, -st.st_mtime)
 
         for p in sorted(cands, key=order):
-            if p in taken:
-                continue
-            got = read_head(p)
-            if got is None:
-                continue
-            head, st = got
-            compressed = p.endswith(COMPRESSED)
-            if not compressed and st.st_size < offset:
-                continue
-            if not holds(p, head, known):
-                continue
+            # Matched on the open file, then read from it: logrotate may rename or replace the
+            # name while we look, but what matched is what is read.
             try:
-                s = self.open(p, offset)
+                s = self.open(p, 0)
             except COMPRESS_ERRORS:
                 continue
+            try:
+                # Files already taken go by (dev, ino), not by name: logrotate may have moved
+                # another file to a name we took a moment ago.
+                ok = ((s.dev, s.ino) not in taken and (s.size is None or s.size >= offset)
+                      and has(s, known))
+                if ok:
+                    s.seek(offset)
+            except COMPRESS_ERRORS:
+                ok = False
+            if not ok:
+                s.src.close()
+                continue
             s.skipping = bool(rec.get("skipping", False))
-            taken.add(p)
+            taken.add((s.dev, s.ino))
             return s
         return None
 
@@ -165,7 +166,7 @@ class LogFiles:
             return "new-file"
         return "rename"
 
-    def intermediates(self, cands: list[str], taken: set[str], known: list[Known], since_ns: int,
+    def intermediates(self, cands: list[str], known: list[Known], since_ns: int,
                       live_path: str, opened: list[Stream],
                       open_ids: set[tuple[int, int]] | None = None) -> list[Stream]:
         """Files rotated in while we were down, written after our last look: read them whole.
@@ -175,67 +176,83 @@ class LogFiles:
         file that vanished or an archive still being written makes us look again (up to ~0.75 s).
         """
         ids = set(open_ids or ()) | {(s.dev, s.ino) for s in opened}
-        found: list[tuple[int, str]] = []
+        found: list[tuple[Stream, Known]] = []
         for pause in RELOOK_S:
             if pause:
                 time.sleep(pause)
                 cands = self.candidates()
+            for s, _ in found:
+                s.src.close()
             before = _dir_mtime(self.dir)
-            found, unsettled = self._unknown(cands, taken, known, since_ns, live_path, ids)
+            found, unsettled = self._unknown(cands, known, since_ns, live_path, ids)
             if not unsettled and _dir_mtime(self.dir) == before:
                 break
         out = []
-        for _, p in sorted(found):
-            try:
-                s = self.open(p, 0)
-            except COMPRESS_ERRORS:
-                continue
-            try:
-                k = whole(s)
-            except COMPRESS_ERRORS:
-                k = None  # an archive still being written: its plain original is still there
-            if k is None or (s.dev, s.ino) in ids:
-                s.src.close()  # or the same file under a second name (renamed while we looked)
+        new = len(known)
+        for s, k in sorted(found, key=lambda f: f[0].mtime_ns):
+            if (s.dev, s.ino) in ids or any(has(s, kn) for kn in known[new:]):
+                # The same file under a second name, or a copy of one just taken: logrotate was
+                # compressing, and the listing held both the archive and its original.
+                s.src.close()
                 continue
             ids.add((s.dev, s.ino))
             opened.append(s)
-            taken.add(p)
             known.append(k)
             out.append(s)
         return out
 
-    def _unknown(self, cands: list[str], taken: set[str], known: list[Known], since_ns: int,
-                 live_path: str, ids: set[tuple[int, int]]) -> tuple[list[tuple[int, str]], bool]:
-        """(mtime, path) of the files no fingerprint knows, and whether some file was in motion."""
-        found: list[tuple[int, str]] = []
+    def _unknown(self, cands: list[str], known: list[Known], since_ns: int,
+                 live_path: str, ids: set[tuple[int, int]]) -> tuple[list[tuple[Stream, Known]], bool]:
+        """The files no fingerprint knows, open, each with its whole identity; and whether some file
+        was in motion. Each is judged on the descriptor it is later read from, so a name logrotate
+        moves meanwhile cannot swap one file for another."""
+        found: list[tuple[Stream, Known]] = []
         unsettled = False
         for p in cands:
-            if p in taken or p == live_path:
+            # Open files are skipped by (dev, ino), never by name (logrotate moves names under us);
+            # the live name is the current file's, whatever file it names now.
+            if p == live_path:
                 continue
             try:
-                st = os.stat(p)
+                st = os.stat(p)  # a cheap first filter; the open file decides
             except OSError:
                 unsettled = True  # renamed or removed since the listing
                 continue
             if st.st_mtime_ns < since_ns or st.st_size == 0 or (st.st_dev, st.st_ino) in ids:
                 continue
-            got = read_head(p)
-            if got is None:
+            try:
+                s = self.open(p, 0)
+            except COMPRESS_ERRORS:
                 unsettled = unsettled or p.endswith(COMPRESSED)
                 continue
-            if any(holds(p, got[0], k) for k in known):
+            k = self._judge(s, known, since_ns, ids)
+            if isinstance(k, Known):
+                found.append((s, k))
                 continue
-            if p.endswith(COMPRESSED) and len(got[0]) < FP_MAX:
-                # Maybe being compressed right now: a short head cannot be told apart until the
-                # archive is whole.
-                if not complete(p):
-                    unsettled = True
-                    continue
-                got = read_head(p)
-                if got is None or any(holds(p, got[0], k) for k in known):
-                    continue
-            found.append((st.st_mtime_ns, p))
+            s.src.close()
+            unsettled = unsettled or k
         return found, unsettled
+
+    @staticmethod
+    def _judge(s: Stream, known: list[Known], since_ns: int, ids: set[tuple[int, int]]) -> Known | bool:
+        """The whole identity of an open file no identity knows; else whether it is unsettled (an
+        archive still being written, judged again at the next look)."""
+        if s.mtime_ns < since_ns or s.fp_len == 0 or (s.dev, s.ino) in ids:
+            return False
+        if any(has(s, k) for k in known):
+            return False
+        try:
+            k = whole(s)  # an archive is read through: only a whole one is judged
+        except COMPRESS_ERRORS:
+            return True
+        if s.fp_len < FP_MAX and s.size is None:
+            # Its head was short when opened (being written?): judge it again on its whole head.
+            head = s.src.read_at(0, FP_MAX)
+            s.fp, s.fp_len = fingerprint(head), len(head)
+            k = Known(s.fp, s.fp_len, k.size, k.end_fp)
+            if any(has(s, kn) for kn in known):
+                return False
+        return k
 
     def history(self, live_path: str) -> list[Known]:
         """At a first start, what is already rotated is history: the files never to read."""

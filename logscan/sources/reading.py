@@ -22,6 +22,7 @@ from typing import Any, Final, TypeAlias
 from logscan.sources.identity import FP_MAX, Known, fingerprint
 
 READ_CHUNK: Final = 1 << 20
+RECENT: Final = 1 << 16  # bytes kept of what was read last: recognises a copy ending a little before us
 COMPRESSED: Final = (".gz", ".bz2", ".xz")
 COMPRESS_ERRORS: Final = (OSError, EOFError, zlib.error, lzma.LZMAError)
 
@@ -104,11 +105,13 @@ class Stream:
     stalled: tuple[int, int | None] = (-1, None)  # (offset, size) where only a partial line was left
     saved_offset: int = -1  # offset in the last checkpoint known to be on disk
     tail: bytes = b""  # the (up to FP_MAX) bytes just before `offset`: what proves a position
+    recent: bytes = b""  # the (up to RECENT) bytes just before `offset` (see ends_within)
 
     def advance(self, chunk: bytes) -> None:
         """`chunk` was consumed: move the offset past it."""
         self.offset += len(chunk)
         self.tail = (self.tail + chunk[-FP_MAX:])[-FP_MAX:]
+        self.recent = (self.recent + chunk[-RECENT:])[-RECENT:]
 
     def known(self) -> Known:
         """This file's content up to the offset, as an identity (identity.py)."""
@@ -123,7 +126,7 @@ class Stream:
         """Go to `offset` (a restart, or start_at = end), reading the bytes before it as `tail`."""
         n = min(offset, FP_MAX)
         self.offset = offset
-        self.tail = self.src.read_at(offset - n, n) if n else b""
+        self.tail = self.recent = self.src.read_at(offset - n, n) if n else b""
 
 
 def open_stream(path: str, offset: int | None, now: float, max_line: int) -> Stream:
@@ -145,37 +148,58 @@ def open_stream(path: str, offset: int | None, now: float, max_line: int) -> Str
     return s
 
 
-def head_of(path: str) -> tuple[bytes, os.stat_result]:
-    """The first FP_MAX bytes of `path` (decompressed) and its stat; raises what opening raised."""
-    src, st = open_source(path)
+def has(s: Stream, k: Known) -> bool:
+    """True when the open file `s` is the content `k` describes, or begins with it: `holds`, asked
+    of a file we keep open, so that what matched is what is read even if logrotate renames, replaces
+    or compresses the name meanwhile. A damaged or half-written archive matches nothing."""
     try:
-        return src.read_at(0, FP_MAX), st
-    finally:
-        src.close()
-
-
-def holds(path: str, head: bytes, k: Known) -> bool:
-    """True when the file at `path` (first bytes `head`) is the content `k` describes, or begins with it.
-
-    The head must match, and the bytes just before `k.size` too (identity.py says why both).
-    """
-    if not k.matches(head):
-        return False
-    if k.size < 0 or not k.end_fp:
-        return True  # an identity saved by an older version: the head alone
-    n = min(k.size, FP_MAX)
-    try:
-        src, st = open_source(path)
-    except OSError:
-        return False
-    try:
-        if not src.compressed and st.st_size < k.size:
+        if not k.matches(s.src.read_at(0, FP_MAX)):
             return False
-        return fingerprint(src.read_at(k.size - n, n)) == k.end_fp
+        if k.size < 0 or not k.end_fp:
+            return True  # an identity saved by an older version: the head alone
+        if s.size is not None and s.src.fstat().st_size < k.size:
+            return False
+        n = min(k.size, FP_MAX)
+        return fingerprint(s.src.read_at(k.size - n, n)) == k.end_fp
     except COMPRESS_ERRORS:
         return False
-    finally:
-        src.close()
+
+
+def ends_within(s: Stream, cur: Stream) -> bool:
+    """True when the open plain file `s` starts as `cur` did and ends inside the bytes `cur` read
+    last: a copy logrotate made a moment before we read on (copytruncate), already read by us."""
+    if s.size is None or not cur.fp_len:
+        return False
+    size = s.src.fstat().st_size
+    start = cur.offset - len(cur.recent)
+    i = size - start
+    m = min(i, FP_MAX)
+    if size >= cur.offset or m <= 0:
+        return False
+    if size < cur.fp_len:  # shorter than our head: compared whole, if we still have its start
+        return start == 0 and s.src.read_at(0, size) == cur.recent[:size]
+    if fingerprint(s.src.read_at(0, cur.fp_len)) != cur.fp:
+        return False
+    return s.src.read_at(size - m, m) == cur.recent[i - m:i]
+
+
+def to_end(s: Stream, max_line: int) -> None:
+    """Move `s` after its last complete line (start_at = end)."""
+    at, s.skipping = end_offset(s.src, s.src.fstat().st_size, max_line)
+    s.seek(at)
+
+
+def intact(s: Stream, offset: int, tail: bytes) -> bool:
+    """True when a plain file still holds what we knew of it before a read from `offset`: its first
+    bytes and `tail`, the bytes before `offset`. False: it was truncated (copytruncate) and rewritten
+    since our last look, so what the read returned may be the next file's bytes, not ours."""
+    if s.size is None:
+        return True  # compressed files are never rewritten in place
+    if s.fp_len:
+        head = s.src.read_at(0, s.fp_len)
+        if len(head) < s.fp_len or fingerprint(head) != s.fp:
+            return False
+    return not tail or s.src.read_at(offset - len(tail), len(tail)) == tail
 
 
 def whole(s: Stream) -> Known:
@@ -194,31 +218,6 @@ def identity(s: Stream) -> Known:
     """An open plain file is known by all of its bytes, so that only a whole copy of it (compressed
     by logrotate) matches, never a new file that starts alike; a compressed one up to the offset."""
     return whole(s) if s.size is not None else s.known()
-
-
-def read_head(path: str) -> tuple[bytes, os.stat_result] | None:
-    """The first FP_MAX bytes of `path` (decompressed) and its stat; None when unreadable."""
-    try:
-        return head_of(path)
-    except COMPRESS_ERRORS:
-        return None
-
-
-def complete(path: str) -> bool:
-    """True when a compressed file decompresses to its end (not still being written)."""
-    try:
-        src, _ = open_source(path)
-    except OSError:
-        return False
-    try:
-        offset = 0
-        while chunk := src.read_at(offset, READ_CHUNK):
-            offset += len(chunk)
-    except COMPRESS_ERRORS:
-        return False
-    finally:
-        src.close()
-    return True
 
 
 def end_offset(src: FileSource, size: int, max_line: int) -> tuple[int, bool]:

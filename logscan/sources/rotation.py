@@ -23,14 +23,17 @@ from logscan.sources.identity import (
     Known,
     fingerprint,
     remember,
-    same_inode,
 )
 from logscan.sources.logfiles import LogFiles
-from logscan.sources.reading import COMPRESS_ERRORS, Stream, head_of, holds, identity, read_head
+from logscan.sources.reading import COMPRESS_ERRORS, Stream, ends_within, has, identity, to_end, whole
 
 
 class Rotations:
-    """The open files of one log and the transitions between them; the Follower reads them."""
+    """The open files of one log and the transitions between them; the Follower reads them.
+
+    Why one class: every transition (restart, rename, copytruncate, a copy found) changes the same
+    few fields together (current file, old files, files read), and each must see the others' open
+    files at once, or logrotate racing us makes one file count twice."""
 
     def __init__(self, files: LogFiles, note: Callable[..., None], clock: Callable[[], float],
                  start_at: Literal["end", "beginning"], retire_after: float,
@@ -47,6 +50,7 @@ class Rotations:
         self._start_at = start_at
         self._retire_after = retire_after
         self._hold = hold_until_saved
+        self._opening: list[Stream] = []  # files _switch has opened but not yet placed: open too
 
     def streams(self) -> list[Stream]:
         """Every open file, in reading order."""
@@ -106,7 +110,7 @@ class Rotations:
         records = [r for r in saved["files"] if isinstance(r, Mapping)]
         live = self.files.live_paths()
         cands = self.files.candidates()
-        taken: set[str] = set()
+        taken: set[tuple[int, int]] = set()  # (dev, ino) of the files found so far
         located: list[tuple[Mapping[str, Any], Stream]] = []
         for r in records:
             if not r["fp_len"]:
@@ -126,36 +130,46 @@ class Rotations:
         cur_loc = next((s for r, s in located if r is saved_cur), None)
         live_path = live[-1] if live and os.path.exists(live[-1]) else None
         streams = [s for _, s in located]
+        here = None  # the live file
+        if live_path is not None:
+            # Opened before the scan below, judged on this descriptor and read from it: logrotate
+            # renaming it meanwhile can neither hide it nor pass it off as an unknown rotated file.
+            # Raises what opening raised: a live file we may not read is unreadable, not missing.
+            here = self.files.open(live_path, 0)
+            twin = next((s for s in streams if (s.dev, s.ino) == (here.dev, here.ino)), None)
+            if twin is not None:
+                here.src.close()  # already open under a record (or an empty file found by its inode)
+                here = twin
+            else:
+                opened.append(here)
         # A position names only its own file, not one that starts alike: known = done + found, whole.
         known = self.done + [identity(s) for s in streams]
-        cur = cur_loc if live_path is not None and cur_loc is not None and cur_loc.path == live_path else None
-        if saved_cur is not None and live_path is not None:
+        read_before = list(known)
+        if saved_cur is not None and here is not None:
             # Files written after our last look that we never saw (rotated twice, or copied by
             # copytruncate while we knew the log only as empty) are read whole, oldest first.
             since = int(saved_cur.get("mtime_ns", 0))
             if cur_loc is not None:
                 since = min(since, cur_loc.mtime_ns)
-            streams += self._intermediates(cands, taken, known, since, live_path, opened)
-        if cur is None and live_path is not None:
-            # Raises what opening raised: a live file we may not read is unreadable, not missing.
-            head, live_st = head_of(live_path)
-            same = [s for s in streams if (s.dev, s.ino) == (live_st.st_dev, live_st.st_ino)]
-            if same:
-                # Already open under an older record (an empty file found by its inode): go on there.
-                cur = same[0]
-            elif any(holds(live_path, head, k) for k in known):
-                # Already counted under another name (moved back?): never read it twice.
+            found = self.files.intermediates(cands, known, since, str(live_path), opened)
+            streams += self._noted(self._not_copies_of(here, found, known[len(read_before):], opened))
+        cur = here
+        if here is not None and here is not cur_loc:
+            sizes = [] if any(s is here for s in streams) else [k.size for k in read_before if has(here, k)]
+            if sizes:
+                # Already counted under another name (moved back?): never read that part twice;
+                # what came after it is new.
                 self._note("state_mismatch", reason="live file matches a file already read", path=live_path)
-                cur = self.files.open(live_path, None)
-            else:
-                cur = self.files.open(live_path, 0)
-            opened += [] if any(s is cur for s in streams) else [cur]
+                if min(sizes) < 0:
+                    to_end(here, self.files.max_line)  # an identity of an older version: its size is unknown
+                else:
+                    here.seek(max(sizes))
             if saved_cur is not None:
                 self.count += 1
-                self._note("log_rotated", how=self.files.restart_how(saved_cur, cur_loc, live_st),
+                self._note("log_rotated", how=self.files.restart_how(saved_cur, cur_loc, here.src.fstat()),
                            path=live_path, old_path=str(saved_cur.get("path")), while_down=True)
             else:
-                self._note("log_opened", path=live_path, offset=cur.offset, how="appeared")
+                self._note("log_opened", path=live_path, offset=here.offset, how="appeared")
         wall, mono = time.time(), self._clock()
         for s in streams:
             s.current = s is cur
@@ -168,10 +182,27 @@ class Rotations:
 
     def _intermediates(self, *args: Any) -> list[Stream]:
         """LogFiles.intermediates, each file found noted."""
-        found = self.files.intermediates(*args)
+        return self._noted(self.files.intermediates(*args))
+
+    def _noted(self, found: list[Stream]) -> list[Stream]:
         for s in found:
             self._note("log_found_rotated", saved_path="", path=s.path, offset=0)
         return found
+
+    @staticmethod
+    def _not_copies_of(live: Stream, found: list[Stream], ids: list[Known],
+                       opened: list[Stream]) -> list[Stream]:
+        """`found` (with their whole identities `ids`) less the copies logrotate is making of the
+        live file right now (copytruncate during the scan): the live file itself is read, and the
+        copy takes over where we are once the truncation is seen, as while running."""
+        keep = []
+        for s, k in zip(found, ids, strict=True):
+            if has(live, k):
+                s.src.close()
+                opened.remove(s)
+            else:
+                keep.append(s)
+        return keep
 
     # ----------------------------------------------------------------- running: rotation checks
 
@@ -229,15 +260,21 @@ class Rotations:
         old.last_growth = self._clock()
         self.old.append(old)
         self.cur = None
-        # Bring the old file's identity up to date first (it may have been truncated before the
-        # rename); _unseen must recognise its compressed copy by that identity.
-        self.check_same(old, old.src.fstat())
-        if not new:
-            return
-        *between, cur = new
-        if not self.files.glob:
-            # Rotated twice since the last poll? The file in between is read whole.
-            self.old += self._unseen(old.mtime_ns, cur.path)
+        # The new files count as open in every look for unseen files below: logrotate may have
+        # renamed them already (racing us), and they must not be taken for rotated files.
+        self._opening = new
+        try:
+            # Bring the old file's identity up to date first (it may have been truncated before
+            # the rename); _unseen must recognise its compressed copy by that identity.
+            self.check_same(old, old.src.fstat())
+            if not new:
+                return
+            *between, cur = new
+            if not self.files.glob:
+                # Rotated twice since the last poll? The file in between is read whole.
+                self.old += self._unseen(old.mtime_ns, cur.path)
+        finally:
+            self._opening = []
         self.old.extend(between)
         cur.current = True
         self.cur = cur
@@ -245,9 +282,9 @@ class Rotations:
         self._note("log_rotated", how=how, path=cur.path, old_path=old.path, old_unread_bytes=max(
             0, (old.size or 0) - old.offset))
 
-    def check_same(self, cur: Stream, st: os.stat_result) -> None:
+    def check_same(self, cur: Stream, st: os.stat_result, *, force: bool = False) -> None:
         """Same file as before: did it grow, or was it truncated (copytruncate) or rewritten?"""
-        changed = st.st_size != cur.size or st.st_mtime_ns != cur.mtime_ns
+        changed = force or st.st_size != cur.size or st.st_mtime_ns != cur.mtime_ns
         if not changed:
             return  # idle: one stat, no read
         if st.st_size != cur.size:
@@ -266,27 +303,32 @@ class Rotations:
                 # between, the first lines are in a copy that no fingerprint of ours points to.
                 self.old += self._unseen(since, cur.path)
             return
-        self._copytruncated(cur, head, since)
+        self._copytruncated(cur, since)
 
-    def _copytruncated(self, cur: Stream, head: bytes, since_ns: int) -> None:
+    def first_bytes(self, since_ns: int) -> None:
+        """The current file, known empty since `since_ns`, was just read from its start: a copy made
+        by a copytruncate in between holds lines we never saw; read it whole."""
+        if self.cur is not None:
+            self.old += self._unseen(since_ns, self.cur.path)
+
+    def _copytruncated(self, cur: Stream, since_ns: int) -> None:
+        # The head and size we compared may predate the truncation (logrotate runs beside us):
+        # the new identity comes from reads made after we saw it.
+        st = cur.src.fstat()
+        head = cur.src.read_at(0, FP_MAX)
+        cur.size, cur.mtime_ns = st.st_size, st.st_mtime_ns
         old = cur.known()
         unread_from = cur.offset
-        copy = None
-        if old.fp_len > 0:
-            for p in self.files.candidates():
-                got = read_head(p)
-                if got is None or (got[1].st_dev, got[1].st_ino) == (cur.dev, cur.ino):
-                    continue
-                if holds(p, got[0], old):
-                    try:
-                        copy = self.files.open(p, unread_from)
-                    except COMPRESS_ERRORS:
-                        continue
-                    copy.skipping = cur.skipping
-                    break
+        copy, held = self._copy_of(cur, old) if old.fp_len > 0 else (None, False)
         if copy is not None:
+            if copy.offset <= unread_from:
+                # What we read of it before the truncation is not read again.
+                if copy.offset < unread_from:
+                    copy.seek(unread_from)
+                copy.skipping = cur.skipping
             copy.last_growth = self._clock()
-            self.old.append(copy)
+            if not held:
+                self.old.append(copy)
         if copy is None:
             remember(self.done, old)  # else the copy is remembered whole once read
         cur.offset, cur.skipping, cur.tail = 0, False, b""
@@ -297,14 +339,41 @@ class Rotations:
         self._note("log_rotated", how="copytruncate", path=cur.path, old_offset=unread_from,
                    tail_from=copy.path if copy is not None else "")
 
+    def _copy_of(self, cur: Stream, old: Known) -> tuple[Stream | None, bool]:
+        """The file logrotate copied `cur` to (it holds `old`), and whether we hold it open already.
+
+        Matched on the open file and read from it, as logrotate may be renaming meanwhile. A copy
+        already open (found by a scan while logrotate copied) is the one to go on with: opening
+        it a second time read it twice."""
+        held = {(s.dev, s.ino): s for s in self.old if s is not cur}
+        for p in self.files.candidates():
+            try:
+                s = self.files.open(p, 0)
+            except COMPRESS_ERRORS:
+                continue
+            try:
+                match = (s.dev, s.ino) != (cur.dev, cur.ino) and has(s, old)
+            except COMPRESS_ERRORS:
+                match = False
+            twin = held.get((s.dev, s.ino))
+            if match and twin is None:
+                return s, False
+            if not match and ends_within(s, cur):
+                # The MTA wrote between logrotate's copy and its truncate, and we read that too:
+                # the copy holds only what we read. Known whole, it is never read as unknown.
+                remember(self.done, whole(s))
+            s.src.close()
+            if match:
+                return twin, True
+        return None, False
+
     def _unseen(self, since_ns: int, live_path: str) -> list[Stream]:
         """Rotated files written since `since_ns` that are neither open nor known: read them whole."""
         cands = self.files.candidates()
-        open_now = self.streams()
+        open_now = self.streams() + self._opening
         known = self.done + [identity(s) for s in open_now]
         ids = {(s.dev, s.ino) for s in open_now}
-        taken = {p for p in cands if same_inode(p, ids)}
-        return self._intermediates(cands, taken, known, since_ns, live_path, [], ids)
+        return self._intermediates(cands, known, since_ns, live_path, [], ids)
 
     def _remember_history(self, live_path: str) -> None:
         for k in self.files.history(live_path):
