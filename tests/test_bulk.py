@@ -10,10 +10,6 @@ cut and mutated lines, and it must stay inside its buffers (checked under Addres
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import sysconfig
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -31,6 +27,7 @@ from logscan.events import EventBatch
 from logscan.parsers import make_parser, postfix_bulk
 from logscan.parsers.base import Item, ParserOptions, prefilter_of
 from logscan.parsers.postfix import PostfixParser
+from tests import sanitized
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = 1_796_000_000.0  # 2026-11-29
@@ -394,21 +391,10 @@ def test_the_c_scanner_stays_in_bounds_under_addresssanitizer(tmp_path: Path) ->
     # Built twice with ASan and UBSan: with the SSE2 trigger search (as installed on x86-64)
     # and with the portable memmem one (other CPUs). Both must read every cut and mutated
     # line and chunk without a finding, and give the same results.
-    asan = subprocess.run(
-        ["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert Path(asan).exists(), "gcc's libasan is missing"
     builds = {}
     for name, flags in (("simd", []), ("portable", ["-DLOGSCAN_NO_SIMD"])):
-        so = tmp_path / name / "_postfix_scan.so"
-        so.parent.mkdir()
-        subprocess.run(
-            ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fsanitize=address,undefined",
-             "-fno-omit-frame-pointer", "-fno-sanitize-recover=all", *flags,
-             f"-I{sysconfig.get_paths()['include']}", "-o", str(so), str(SOURCE)],
-            check=True,
-        )  # fmt: skip
-        builds[name] = str(so)
+        (tmp_path / name).mkdir()
+        builds[name] = sanitized.build(SOURCE, tmp_path / name / "_postfix_scan.so", *flags)
     corpus = [line for log in LOGS for line in read_lines(log) if "status=" in line or "reject: " in line]
     (tmp_path / "corpus.json").write_text(json.dumps(corpus))
     probe = f"""
@@ -440,7 +426,4 @@ for _ in range(500):
     check("".join(mutated() + "\\n" for _ in range(rnd.randrange(1, 60))), True)
 print("ok")
 """
-    env = {**os.environ, "LD_PRELOAD": asan, "ASAN_OPTIONS": "detect_leaks=0"}
-    got = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=600)
-    assert got.returncode == 0, got.stderr[-3000:]
-    assert got.stdout.strip() == "ok"
+    sanitized.run_probe(probe)

@@ -12,11 +12,7 @@ under AddressSanitizer).
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
-import sysconfig
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -32,6 +28,7 @@ from logscan.events import EventBatch
 from logscan.parsers import bulk_reader_of, exim_bulk, make_parser
 from logscan.parsers.base import Item, ParserOptions, prefilter_of
 from logscan.parsers.exim import EximParser
+from tests import sanitized
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = 1_796_000_000.0  # 2026-11-29
@@ -385,28 +382,16 @@ def test_c_rows_equal_regex_rows_on_random_lines(line: str) -> None:
 def test_the_c_scanner_stays_in_bounds_under_addresssanitizer(tmp_path: Path) -> None:
     # Built with ASan and UBSan, it must read every cut and mutated line and chunk without a
     # finding, and give the same results as the installed build.
-    asan = subprocess.run(
-        ["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert Path(asan).exists(), "gcc's libasan is missing"
-    so = tmp_path / "_exim_scan.so"
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fsanitize=address,undefined",
-         "-fno-omit-frame-pointer", "-fno-sanitize-recover=all",
-         f"-I{sysconfig.get_paths()['include']}", "-o", str(so), str(SOURCE)],
-        check=True,
-    )  # fmt: skip
+    so = sanitized.build(SOURCE, tmp_path / "_exim_scan.so")
     corpus = [line for log in LOGS for line in read_lines(log) if isinstance(regex_item(line), tuple)]
     (tmp_path / "corpus.json").write_text(json.dumps(corpus))
     pieces = [*' :;,<>@[]()/.=-"\'(#5\x00', " H=", ' C="', " DT=", "rejected ", "F=", "\r", " <", ": ",
               "SMTP error from remote mail server after ", "RCPT ", "temporarily "]  # fmt: skip
     (tmp_path / "pieces.json").write_text(json.dumps(pieces))
     probe = f"""
-import importlib.machinery, importlib.util, json, random
+{sanitized.loader("asan._exim_scan", so)}a = m
+import json, random
 from logscan.parsers._exim_scan import scan as installed
-spec = importlib.util.spec_from_file_location("asan._exim_scan", {str(so)!r},
-    loader=importlib.machinery.ExtensionFileLoader("asan._exim_scan", {str(so)!r}))
-a = importlib.util.module_from_spec(spec); spec.loader.exec_module(a)
 PIECES = json.load(open({str(tmp_path / "pieces.json")!r}))
 def check(text, rows):
     assert a.scan(text, rows) == installed(text, rows), text
@@ -427,7 +412,4 @@ for _ in range(500):
     check("".join(mutated() + "\\n" for _ in range(rnd.randrange(1, 60))), True)
 print("ok")
 """
-    env = {**os.environ, "LD_PRELOAD": asan, "ASAN_OPTIONS": "detect_leaks=0"}
-    got = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=600)
-    assert got.returncode == 0, got.stderr[-3000:]
-    assert got.stdout.strip() == "ok"
+    sanitized.run_probe(probe)

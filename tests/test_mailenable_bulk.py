@@ -10,10 +10,7 @@ scanner's items must also equal item()'s, line by line, on real, cut and mutated
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import sysconfig
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from logscan.events import EventBatch
 from logscan.parsers import mailenable_bulk, make_parser, scan_paths
 from logscan.parsers.base import Item, ParserOptions
 from logscan.parsers.mailenable import STATE_CAP, MailEnableParser
+from tests import sanitized
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "logscan" / "parsers" / "_mailenable_scan.c"
@@ -366,28 +364,16 @@ def test_the_c_scanner_stays_in_bounds_under_addresssanitizer(tmp_path: Path) ->
     # Built with ASan and UBSan, scan() and tally() read every cut of the sample rows,
     # 10,000 mutated lines and 300 mutated chunks through a real Pipeline (alerts' per-reply
     # lists too) without a finding, and count what the normal build counts.
-    asan = subprocess.run(
-        ["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert Path(asan).exists(), "gcc's libasan is missing"
-    so = tmp_path / "_mailenable_scan.so"
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-         "-fno-sanitize-recover=all", f"-I{sysconfig.get_paths()['include']}", "-o", str(so), str(SOURCE)],
-        check=True,
-    )  # fmt: skip
+    so = sanitized.build(SOURCE, tmp_path / "_mailenable_scan.so")
     corpus = sorted({line for log in LOGS for line in read_lines(log) if line.count("\t") >= 7})[:300]
     (tmp_path / "corpus.json").write_text(json.dumps(corpus))
     probe = f"""
-import importlib.machinery, importlib.util, json, random
+{sanitized.loader("asan._mailenable_scan", so)}import json, random
 from datetime import UTC
 from logscan.core.aggregate import Aggregate
 from logscan.core.pipeline import Pipeline
 from logscan.parsers import make_parser, mailenable_bulk
 from logscan.parsers.base import ParserOptions
-spec = importlib.util.spec_from_file_location("asan._mailenable_scan", {str(so)!r},
-    loader=importlib.machinery.ExtensionFileLoader("asan._mailenable_scan", {str(so)!r}))
-m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
 normal = (mailenable_bulk._scan, mailenable_bulk._tally)
 lines = json.load(open({str(tmp_path / "corpus.json")!r}))
 for line in lines:
@@ -421,7 +407,4 @@ for each in (False, True):
     assert run((m.scan, m.tally), each) == run(normal, each)
 print("ok")
 """
-    env = {**os.environ, "LD_PRELOAD": asan, "ASAN_OPTIONS": "detect_leaks=0"}
-    got = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=600)
-    assert got.returncode == 0, got.stderr[-3000:]
-    assert got.stdout.strip() == "ok"
+    sanitized.run_probe(probe)
