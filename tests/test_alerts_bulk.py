@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = 1_796_000_000.0  # 2026-11-29
 LOGS = (ROOT / "tests" / "samples" / "postfix.log", ROOT / "sample_logs" / "postfix" / "mail.log")
 C_SCAN = postfix_bulk._scan
+EXIM_C = exim_bulk._scan
+ME_C = (mailenable_bulk._scan, mailenable_bulk._tally)
 # A state saved by AlertEngine.to_dict() of commit 6322f4b (before batches fed the engine):
 # RULES over the first half of sample_logs/postfix/mail.log, line by line.
 SAVED = ROOT / "tests" / "samples" / "alert-state-6322f4b.json"
@@ -60,13 +62,26 @@ def chunked(lines: list[str], size: int) -> list[str]:
     return ["".join(line + "\n" for line in lines[i : i + size]) for i in range(0, len(lines), size)]
 
 
+def without_c(fmt: str, c: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fmt`'s bulk reader with its C scanner (`c`) or with its pure-Python rows."""
+    if fmt == "postfix":
+        monkeypatch.setattr(postfix_bulk, "_scan", C_SCAN if c else None)
+    elif fmt == "exim":
+        monkeypatch.setattr(exim_bulk, "_scan", EXIM_C if c else None)
+    else:
+        monkeypatch.setattr(mailenable_bulk, "python_rows", True)
+        monkeypatch.setattr(mailenable_bulk, "_scan", ME_C[0] if c else None)
+        monkeypatch.setattr(mailenable_bulk, "_tally", ME_C[1] if c else None)
+
+
 def feed(
-    engine: AlertEngine, chunks: list[str], mode: str, monkeypatch: pytest.MonkeyPatch
+    engine: AlertEngine, chunks: list[str], mode: str, monkeypatch: pytest.MonkeyPatch, fmt: str = "postfix"
 ) -> tuple[list[Transition], int]:
     """Every transition (collected after each chunk, then 2 h past the end) and how many
-    replies reached the engine in batches."""
-    monkeypatch.setattr(postfix_bulk, "_scan", C_SCAN if mode == "c" else None)
-    parser = make_parser("postfix", ParserOptions(log="x.log", tz=UTC, reference_time=REFERENCE))
+    replies reached the engine in batches. `mode`: "each" (parse() per line), "c" (the bulk
+    reader with its C scanner) or "regex" (the bulk reader's pure-Python rows)."""
+    without_c(fmt, mode == "c", monkeypatch)
+    parser = make_parser(fmt, ParserOptions(log="x.log", tz=UTC, reference_time=REFERENCE))
     agg = Aggregate(top_domains=3, windows=(60, 300))
     batched = 0
 
@@ -95,14 +110,16 @@ def feed(
     return out, batched
 
 
-def assert_same(chunks: list[str], rules: tuple[Rule, ...], monkeypatch: pytest.MonkeyPatch) -> int:
+def assert_same(
+    chunks: list[str], rules: tuple[Rule, ...], monkeypatch: pytest.MonkeyPatch, fmt: str = "postfix"
+) -> int:
     """Both bulk readers against the per-event path; returns the transitions seen."""
     want_engine = AlertEngine(rules)
-    want, none = feed(want_engine, chunks, "each", monkeypatch)
+    want, none = feed(want_engine, chunks, "each", monkeypatch, fmt)
     assert none == 0
     for mode in ("c", "regex"):
         engine = AlertEngine(rules)
-        got, batched = feed(engine, chunks, mode, monkeypatch)
+        got, batched = feed(engine, chunks, mode, monkeypatch, fmt)
         assert batched > 0, mode  # the batches did feed the engine
         assert got == want, mode
         assert engine.to_dict() == want_engine.to_dict(), mode
@@ -268,56 +285,6 @@ ME_LOGS = (
     ROOT / "sample_logs" / "mailenable" / "SMTP-Activity-261128.log",
     ROOT / "tests" / "data" / "mailenable-9.76-SMTP-Activity.log",
 )
-ME_C = (mailenable_bulk._scan, mailenable_bulk._tally)
-
-
-def me_feed(
-    engine: AlertEngine, chunks: list[str], mode: str, monkeypatch: pytest.MonkeyPatch
-) -> tuple[list[Transition], int]:
-    """feed() for MailEnable: modes "each" (parse() per line), "python" (no C extension), "c"."""
-    c = mode == "c"
-    monkeypatch.setattr(mailenable_bulk, "python_rows", True)
-    monkeypatch.setattr(mailenable_bulk, "_scan", ME_C[0] if c else None)
-    monkeypatch.setattr(mailenable_bulk, "_tally", ME_C[1] if c else None)
-    parser = make_parser("mailenable", ParserOptions(log="x.log", tz=UTC))
-    agg = Aggregate(top_domains=3, windows=(60, 300))
-    batched = 0
-
-    class Counting:
-        def observe(self, ev: Any) -> None:
-            engine.observe(ev)
-
-        def observe_batch(self, batch: EventBatch) -> None:
-            nonlocal batched
-            batched += len(batch.times)
-            engine.observe_batch(batch)
-
-        def observe_events(self, events: list[Event]) -> None:
-            for ev in events:
-                engine.observe(ev)
-
-    pipe = Pipeline("x.log", parser, agg, (Counting(),))
-    if mode == "each":
-        pipe.bulk = None
-    out: list[Transition] = []
-    for chunk in chunks:
-        pipe.feed_text(chunk)
-        out += engine.advance()
-    out += engine.advance(agg.last_event.get("x.log", 0.0) + 7200)
-    return out, batched
-
-
-def me_assert_same(chunks: list[str], rules: tuple[Rule, ...], monkeypatch: pytest.MonkeyPatch) -> int:
-    want_engine = AlertEngine(rules)
-    want, none = me_feed(want_engine, chunks, "each", monkeypatch)
-    assert none == 0
-    for mode in ("c", "python"):
-        engine = AlertEngine(rules)
-        got, batched = me_feed(engine, chunks, mode, monkeypatch)
-        assert batched > 0, mode
-        assert got == want, mode
-        assert engine.to_dict() == want_engine.to_dict(), mode
-    return len(want)
 
 
 @pytest.fixture(scope="module")
@@ -333,20 +300,20 @@ def test_mailenable_sample_logs_fire_the_same_from_batches(
 ) -> None:
     lines = read_lines(log)
     for size in (1, 7, 1000, len(lines)):
-        me_assert_same(chunked(lines, size), RULES, monkeypatch)
+        assert_same(chunked(lines, size), RULES, monkeypatch, "mailenable")
 
 
 @pytest.mark.parametrize("size", [333, 4096, 20_000])
 def test_a_generated_mailenable_log_fires_the_same_from_batches(
     me_generated: list[str], size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert me_assert_same(chunked(me_generated, size), RULES, monkeypatch) >= 20
+    assert assert_same(chunked(me_generated, size), RULES, monkeypatch, "mailenable") >= 20
 
 
 def test_mailenable_per_domain_rules_fire_the_same_from_batches(
     me_generated: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert me_assert_same(chunked(me_generated, 4096), PER_DOMAIN, monkeypatch) >= 20
+    assert assert_same(chunked(me_generated, 4096), PER_DOMAIN, monkeypatch, "mailenable") >= 20
 
 
 # --- Exim (docs/decisions/0018-exim-bulk.md): the same, from its bulk reader
@@ -358,54 +325,13 @@ def generated_exim(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return read_lines(path)
 
 
-def feed_exim(rules: tuple[Rule, ...], chunks: list[str], mode: str) -> tuple[list[Transition], int, Any]:
-    """Exim through a real Pipeline, event by event ("each") or with the bulk reader (EximBulk,
-    "c" or "regex"): every transition, how many replies reached the engine in batches, and
-    the engine's state."""
-    engine = AlertEngine(rules)
-    batched = 0
-
-    class Counting:
-        def observe(self, ev: Any) -> None:
-            engine.observe(ev)
-
-        def observe_batch(self, batch: EventBatch) -> None:
-            nonlocal batched
-            batched += len(batch.times)
-            engine.observe_batch(batch)
-
-        def observe_events(self, events: list[Event]) -> None:
-            for ev in events:
-                engine.observe(ev)
-
-    parser = make_parser("exim", ParserOptions(log="x.log", tz=UTC, reference_time=REFERENCE))
-    agg = Aggregate(top_domains=3, windows=(60, 300))
-    pipe = Pipeline("x.log", parser, agg, (Counting(),))
-    if mode == "each":
-        pipe.bulk = None
-    out: list[Transition] = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(exim_bulk, "_scan", exim_bulk._scan if mode == "c" else None)
-        for chunk in chunks:
-            pipe.feed_text(chunk)
-            out += engine.advance()
-    out += engine.advance(agg.last_event.get("x.log", REFERENCE) + 7200)
-    return out, batched, engine.to_dict()
-
-
 @pytest.mark.parametrize("size", [333, 4096])
 @pytest.mark.parametrize("rules", [RULES, PER_DOMAIN], ids=["rules", "per_domain"])
 def test_exim_fires_the_same_from_batches(
-    generated_exim: list[str], size: int, rules: tuple[Rule, ...]
+    generated_exim: list[str], size: int, rules: tuple[Rule, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sample = read_lines(ROOT / "sample_logs" / "exim" / "mainlog")
-    assert exim_bulk._scan is not None
-    for lines in (sample, generated_exim):
-        want, none, want_state = feed_exim(rules, chunked(lines, size), "each")
-        assert none == 0
-        for mode in ("c", "regex"):
-            got, batched, got_state = feed_exim(rules, chunked(lines, size), mode)
-            assert batched > 0, mode  # the batches did feed the engine
-            assert got == want, mode
-            assert got_state == want_state, mode
-    assert len(want) >= 20  # pending, firing, resolved on the generated log
+    assert EXIM_C is not None
+    assert_same(chunked(sample, size), rules, monkeypatch, "exim")
+    # pending, firing, resolved on the generated log
+    assert assert_same(chunked(generated_exim, size), rules, monkeypatch, "exim") >= 20
