@@ -118,6 +118,17 @@ def _address(command: str) -> str:
     return rest.split(" ", 1)[0] if rest else ""
 
 
+def status_of(direction: Direction, stage: str, first: str) -> Status:
+    """The delivery outcome a reply whose code starts with `first` gives at `stage` ("" for none)."""
+    if direction == "inbound":
+        return "rejected" if first in "45" else ""
+    if first == "2":
+        return "sent" if stage == "end-of-data" else ""
+    if first != "3" and stage in DELIVERY_STAGES:
+        return "bounced" if first == "5" else "deferred"
+    return ""
+
+
 def remember(tx: dict[str, tuple[str, str]], key: str, value: tuple[str, str]) -> None:
     """tx[key] = value, dropping the oldest tenth first when STATE_CAP transactions are kept."""
     if key not in tx and len(tx) >= STATE_CAP:
@@ -327,15 +338,7 @@ class MailEnableParser:
                 self._tx.pop(qid, None)
 
         first = code[0]
-        status: Status = ""
-        if direction == "inbound":
-            if first in "45":
-                status = "rejected"
-        elif first == "2":
-            if stage == "end-of-data":
-                status = "sent"
-        elif first != "3" and stage in DELIVERY_STAGES:
-            status = "bounced" if first == "5" else "deferred"
+        status = status_of(direction, stage, first)
 
         ip = cols[4]
         if len(ip) > MAX_IP:

@@ -23,7 +23,6 @@ from logscan.events import Direction, EventBatch, Status
 from logscan.parsers.base import MAX_LINE, Item, domain_of, reply_codes
 from logscan.parsers.mailenable import (
     CARRY,
-    DELIVERY_STAGES,
     MAIL,
     MANY,
     MAX_ID,
@@ -36,6 +35,7 @@ from logscan.parsers.mailenable import (
     STAGES,
     MailEnableParser,
     remember,
+    status_of,
 )
 from logscan.parsers.reasons import MAX_TEXT, classify, refusal_reason
 
@@ -200,15 +200,7 @@ def kind_of(key: str) -> Kind:
     direction: Direction = "inbound" if head[0] == "i" else "outbound"
     stage = STAGES[head[1:]]
     first = code[0]
-    status: Status = ""
-    if direction == "inbound":
-        if first in "45":
-            status = "rejected"
-    elif first == "2":
-        if stage == "end-of-data":
-            status = "sent"
-    elif first != "3" and stage in DELIVERY_STAGES:
-        status = "bounced" if first == "5" else "deferred"
+    status = status_of(direction, stage, first)
     bits = ROLES.get(stage, 0) | (OK_2XX if first == "2" else 0) | (OUTBOUND if head[0] == "o" else 0)
     bits |= REFUSAL if first in "45" else 0
     klass = (direction, first + "xx")
