@@ -55,6 +55,19 @@ def _before_read(monkeypatch: pytest.MonkeyPatch, log: Path, when: Callable[[int
     return fired
 
 
+def _stopped(log: Path, tag: str) -> tuple[LogWriter, list[bytes], dict[str, Any]]:
+    """A follower read 5 lines of `log`, 2 more were written, then it saved and stopped: the writer,
+    the 2 unread lines and the saved position."""
+    w = LogWriter(log, tag=tag)
+    f = Follower("m", str(log), start_at="beginning")
+    first = w.line(5)
+    assert drain(f) == first
+    unread = w.line(2)
+    saved = f.checkpoint()
+    f.close()
+    return w, unread, saved
+
+
 def _follow(f: Follower) -> list[bytes]:
     """Every line the follower returns until it has nothing more (a poll that drops a read included)."""
     return drain(f) + drain(f)
@@ -152,13 +165,7 @@ def test_restart_while_logrotate_renames_the_live_file(
     # and the lines of the one in between were lost.
     log = tmp_path / "mail.log"
     conf = f"{log} {{\n  rotate 10\n  create\n}}\n"
-    w = LogWriter(log, tag="restart-race")
-    f = Follower("m", str(log), start_at="beginning")
-    first = w.line(5)
-    assert drain(f) == first
-    unread = w.line(2)
-    saved = f.checkpoint()
-    f.close()
+    w, unread, saved = _stopped(log, "restart-race")
     run_logrotate(tmp_path, conf)  # while down
     w.reopen()
     between = w.line(4)
@@ -190,13 +197,7 @@ def test_restart_sees_an_archive_and_its_original_at_once(tmp_path: Path) -> Non
     # whole and not yet removed mail.log.2. Both are unknown to the saved state, both were read
     # whole, and the file's lines counted twice.
     log = tmp_path / "mail.log"
-    w = LogWriter(log, tag="archive-twice")
-    f = Follower("m", str(log), start_at="beginning")
-    first = w.line(5)
-    assert drain(f) == first
-    unread = w.line(2)
-    saved = f.checkpoint()
-    f.close()
+    w, unread, saved = _stopped(log, "archive-twice")
     rename_rotate(log)
     w.reopen()
     second = w.line(4)
@@ -224,13 +225,7 @@ def test_restart_while_logrotate_moves_a_new_file_to_a_name_just_taken(
     # listing, skipped the name mail.log.1 as taken, and that file's lines were lost.
     log = tmp_path / "mail.log"
     conf = f"{log} {{\n  rotate 10\n  create\n}}\n"
-    w = LogWriter(log, tag="name-taken")
-    f = Follower("m", str(log), start_at="beginning")
-    first = w.line(5)
-    assert drain(f) == first
-    unread = w.line(2)
-    saved = f.checkpoint()
-    f.close()
+    w, unread, saved = _stopped(log, "name-taken")
     run_logrotate(tmp_path, conf)  # while down
     w.reopen()
     between = w.line(4)
@@ -260,13 +255,7 @@ def test_restart_while_logrotate_copies_the_live_file(
     # unknown file and read it whole; the first poll then saw the live file truncated, found the
     # same copy again and read it a second time.
     log = tmp_path / "mail.log"
-    w = LogWriter(log, tag="copy-during-scan")
-    f = Follower("m", str(log), start_at="beginning")
-    first = w.line(5)
-    assert drain(f) == first
-    unread = w.line(2)
-    saved = f.checkpoint()
-    f.close()
+    w, unread, saved = _stopped(log, "copy-during-scan")
     _copytruncate(tmp_path, log)  # while down
     between = w.line(4)
     later: list[bytes] = []
@@ -294,13 +283,7 @@ def test_restart_between_logrotate_copy_and_truncate(
     # before the first read, and the copy was moved on to where the live file "was": its lines
     # were never read.
     log = tmp_path / "mail.log"
-    w = LogWriter(log, tag="copy-not-truncated")
-    f = Follower("m", str(log), start_at="beginning")
-    first = w.line(5)
-    assert drain(f) == first
-    unread = w.line(2)
-    saved = f.checkpoint()
-    f.close()
+    w, unread, saved = _stopped(log, "copy-not-truncated")
     _copytruncate(tmp_path, log)  # while down
     between = w.line(4)
     real = LogFiles.intermediates
