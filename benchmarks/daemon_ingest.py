@@ -67,6 +67,7 @@ from benchmarks.harness import (
     human,
     measure,
     publish,
+    shown,
     warm,
 )
 
@@ -404,7 +405,8 @@ def main() -> None:
         "that end on line boundaries",
         "- logscan done = sum(logscan_lines_total) == lines; peers done = their metrics stop moving for 3 s",
         f"- logscan [daemon] poll_interval: {args.poll_interval or 'default (2.0 s)'}",
-        f"- logscan measured: {PYTHONPATH[0] if PYTHONPATH else 'this checkout'}",
+        "- logscan measured: "
+        + (f"another checkout, {shown(PYTHONPATH[0])}" if PYTHONPATH else "this checkout"),
         "- daemon: "
         + (
             "started on the whole file (start_at = beginning), timed from process start"

@@ -77,6 +77,13 @@ class Series:
         return float(statistics.median(float(getattr(r, attr)) for r in self.runs))
 
 
+def shown(path: str | Path) -> str:
+    """`path` as a results file may name it: relative to the checkout, else only its last part
+    (results are committed, and no committed file names a path of the machine it ran on)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else f".../{p.name}"
+
+
 def rate(lines: int, seconds: float) -> float:
     return lines / seconds if seconds > 0 else float("inf")
 
@@ -107,7 +114,7 @@ def environment() -> list[str]:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
         f"- host: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}",
-        f"- Python {platform.python_version()} ({sys.executable})",
+        f"- Python {platform.python_version()} ({shown(sys.executable)})",
         f"- logscan: {git_state()}",
         f"- load average at start: {load} (shared machine: other engineers' tests run at the same time)",
     ]

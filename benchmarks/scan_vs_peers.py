@@ -49,6 +49,7 @@ from benchmarks.harness import (
     measure,
     publish,
     rate,
+    shown,
     warm,
 )
 
@@ -185,7 +186,7 @@ def bench(mta: str, path: Path, rounds: int, eximstats: str | None) -> tuple[lis
         head,
         "|" + "---|" * 10,
     ]
-    doc: dict[str, object] = {"file": str(path), "lines": lines, "rounds": rounds, "tools": {}}
+    doc: dict[str, object] = {"file": shown(path), "lines": lines, "rounds": rounds, "tools": {}}
     tools_doc: dict[str, object] = {}
     for tool in tools:
         s = series[tool.name]
@@ -238,7 +239,8 @@ def main() -> None:
         "",
         *environment(),
         f"- command: `{' '.join(['python -m benchmarks.scan_vs_peers', *sys.argv[1:]])}`",
-        f"- mtail program: benchmarks/peers/postfix.mtail; eximstats: {eximstats or 'not found (skipped)'}",
+        "- mtail program: benchmarks/peers/postfix.mtail; eximstats: "
+        + (shown(eximstats) if eximstats else "not found (skipped)"),
         "- prometheus-postfix-exporter: no whole-file mode (tails from EOF); see daemon_ingest results",
         "",
     ]
