@@ -9,9 +9,12 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WALKED = ("tests", "benchmarks", "scripts", "Makefile", ".ci")
+WALKED = ("tests", "benchmarks", "scripts", "Makefile", ".ci", "docs", "README.md")
 # The research folder beside our own checkouts; a clone elsewhere has none.
 OUTSIDE = re.compile(r"\.\./shared|shared/research")
+# Where the checkouts and the interpreter of the machine that wrote the repository live: a
+# benchmark result or a doc naming them is true of that machine only.
+MACHINE = re.compile(r"/work/[a-z]|/root/\.pyenv")
 REAL_LOG = REPO / "tests" / "data" / "mailenable-9.76-SMTP-Activity.log"
 DOC_NETS = [
     ipaddress.ip_network(net) for net in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "127.0.0.0/8")
@@ -45,6 +48,20 @@ def test_nothing_reads_the_research_folder_beside_the_checkout() -> None:
         if OUTSIDE.search(line)
     ]
     assert found == [], "references to the research folder beside the checkout:\n" + "\n".join(found)
+
+
+def test_no_file_names_a_path_of_the_machine_it_was_written_on() -> None:
+    files = walked_files()
+    assert REPO / "docs" / "benchmarks.md" in files
+    found = [
+        f"{path.relative_to(REPO)}:{n}: {line.strip()[:120]}"
+        for path in files
+        for n, line in enumerate(path.read_bytes().decode("utf-8", "replace").splitlines(), 1)
+        if MACHINE.search(line)
+    ]
+    assert found == [], "paths of one machine:\n" + "\n".join(found)
+    assert MACHINE.search("- Python 3.11.7 (/work/" + "main/.venv/bin/python)")
+    assert not MACHINE.search("- Python 3.11.7 (.venv/bin/python)")
 
 
 def test_the_pattern_catches_both_spellings() -> None:
