@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -325,6 +326,32 @@ def test_lines_read_between_logrotate_copy_and_truncate(tmp_path: Path) -> None:
     got += _follow(f)
     assert got == [*unread, *after_copy, *later]
     assert f.rotations == 1
+
+
+def test_a_copy_written_after_our_last_read_is_not_taken_for_lines_we_read(tmp_path: Path) -> None:
+    # Every file starts with the same banner. logrotate copytruncates twice before we look: the
+    # second copy holds only the banner the MTA wrote after the first truncate, byte for byte the
+    # start of what we read. It is a later file's (written after our last read), not ours: the
+    # 64 KiB memory of what we read must not take it for lines already counted.
+    log = tmp_path / "mail.log"
+    banner = [f"banner line {i:02d} {'x' * 60}".encode() for i in range(10)]
+    w = LogWriter(log, tag="banner")
+    w.raw(b"".join(line + b"\n" for line in banner))
+    f = Follower("m", str(log), start_at="beginning")
+    first = w.line(5)
+    assert drain(f) == [*banner, *first]
+    time.sleep(0.05)  # file times may be coarse (a few ms): the copies are after our read
+    copy_of(log)  # rotation 1: mail.log.1 = what we read
+    with log.open("r+b") as fh:
+        fh.truncate(0)
+    w.raw(b"".join(line + b"\n" for line in banner))
+    log.with_name("mail.log.1").unlink()  # `rotate 1`: the copy we read is gone
+    copy_of(log)  # rotation 2: mail.log.1 = the banner alone
+    with log.open("r+b") as fh:
+        fh.truncate(0)
+    w.raw(b"".join(line + b"\n" for line in banner))
+    later = w.line(2)
+    assert _follow(f) == [*banner, *banner, *later]
 
 
 def test_rename_racing_the_switch_to_the_new_file(

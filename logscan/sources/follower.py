@@ -244,6 +244,8 @@ class Follower:
             self._rot.check_same(s, s.src.fstat(), force=True)
             return -1
         self._oversized += oversized
+        if consumed:
+            s.read_ns = time.time_ns()
         if consumed and s.fp_len < FP_MAX:
             grow_fp(s)
         if consumed and blank and s.current:

@@ -106,6 +106,7 @@ class Stream:
     saved_offset: int = -1  # offset in the last checkpoint known to be on disk
     tail: bytes = b""  # the (up to FP_MAX) bytes just before `offset`: what proves a position
     recent: bytes = b""  # the (up to RECENT) bytes just before `offset` (see ends_within)
+    read_ns: int = 0  # wall clock (ns) after the last read that returned bytes (see ends_within)
 
     def advance(self, chunk: bytes) -> None:
         """`chunk` was consumed: move the offset past it."""
@@ -175,6 +176,10 @@ def ends_within(s: Stream, cur: Stream) -> bool:
     i = size - start
     m = min(i, FP_MAX)
     if size >= cur.offset or m <= 0:
+        return False
+    if s.src.fstat().st_mtime_ns > cur.read_ns:
+        # Written after our last read: a copy of a later version of the file (truncated, then
+        # copied again, before we looked), which may start byte for byte as ours did (a banner).
         return False
     if size < cur.fp_len:  # shorter than our head: compared whole, if we still have its start
         return start == 0 and s.src.read_at(0, size) == cur.recent[:size]
