@@ -354,6 +354,27 @@ def test_a_copy_written_after_our_last_read_is_not_taken_for_lines_we_read(tmp_p
     assert _follow(f) == [*banner, *banner, *later]
 
 
+def _rotate_during_the_look(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, conf: str, w: LogWriter,
+                            f: Follower) -> tuple[list[bytes], list[bytes]]:
+    """Poll `f`, with logrotate run (and 2 lines written to the new file) just as the follower looks
+    for files rotated in between; every line it then returns, and those 2 lines."""
+    later: list[bytes] = []
+    real = LogFiles.intermediates
+
+    def intermediates(self: LogFiles, *args: Any, **kw: Any) -> list[Stream]:
+        if not later:
+            run_logrotate(tmp_path, conf)
+            w.reopen()
+            later.extend(w.line(2))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(LogFiles, "intermediates", intermediates)
+    got = f.poll()
+    monkeypatch.undo()
+    assert later, "the look for rotated files or copies did not run"
+    return got + _follow(f), later
+
+
 def test_rename_racing_the_switch_to_the_new_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The follower saw a rename and opened the new mail.log; before it looked for files rotated in
@@ -369,21 +390,7 @@ def test_rename_racing_the_switch_to_the_new_file(
     run_logrotate(tmp_path, conf)
     w.reopen()
     second = w.line(3)
-    later: list[bytes] = []
-    real = LogFiles.intermediates
-
-    def intermediates(self: LogFiles, *args: Any, **kw: Any) -> list[Stream]:
-        if not later:
-            run_logrotate(tmp_path, conf)
-            w.reopen()
-            later.extend(w.line(2))
-        return real(self, *args, **kw)
-
-    monkeypatch.setattr(LogFiles, "intermediates", intermediates)
-    got = f.poll()
-    monkeypatch.undo()
-    assert later, "the look for files rotated in between did not run"
-    got += _follow(f)
+    got, later = _rotate_during_the_look(monkeypatch, tmp_path, conf, w, f)
     assert got == [*unread, *second, *later]
 
 
@@ -400,19 +407,5 @@ def test_rename_racing_the_switch_from_a_file_known_empty(
     run_logrotate(tmp_path, conf)
     w.reopen()
     second = w.line(3)
-    later: list[bytes] = []
-    real = LogFiles.intermediates
-
-    def intermediates(self: LogFiles, *args: Any, **kw: Any) -> list[Stream]:
-        if not later:
-            run_logrotate(tmp_path, conf)
-            w.reopen()
-            later.extend(w.line(2))
-        return real(self, *args, **kw)
-
-    monkeypatch.setattr(LogFiles, "intermediates", intermediates)
-    got = f.poll()
-    monkeypatch.undo()
-    assert later, "the look for copies did not run"
-    got += _follow(f)
+    got, later = _rotate_during_the_look(monkeypatch, tmp_path, conf, w, f)
     assert got == [*first, *second, *later]
