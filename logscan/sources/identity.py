@@ -6,12 +6,18 @@ copies, compression and reuse; a head hash alone fails on files that start alike
 
 - a saved position names the file whose first FP_MAX bytes *and* the FP_MAX bytes just before
   the saved offset (`end_fp`) match, size >= offset; same (dev, ino) first, then the saved path;
-- a file read to the end is known by its size and the hash of its last bytes: another file is
-  "already read" only if it holds all of that content; an open plain file likewise by all its
-  current bytes, so only a whole (compressed) copy matches it, never a file that starts alike;
+- a file read to the end is known by its size, the hash of its last bytes and its (dev, ino):
+  another file is "already read" only if it is that inode, or a compressed file holding all of
+  that content (its archive); a plain file of another inode that starts alike is another file,
+  even when it holds all of those bytes (every file starting with the same banner does);
+- an open plain file is known by all of its current bytes: only a plain copy of exactly those
+  bytes (copytruncate, copy made and truncate pending) or an archive of them matches it;
 - a saved position never declares another file already read.
 
-Files byte-identical up to the saved offset cannot be told apart; the saved inode wins.
+Files byte-identical up to the saved offset cannot be told apart by content: the saved inode
+wins, unless that inode is still the live file and a copy of it made since the save (another
+inode, modified after the saved mtime) also holds the position: then logrotate copied and
+truncated it while we were down, and the earliest such copy continues what we read.
 """
 
 from __future__ import annotations
@@ -41,9 +47,15 @@ class Known:
     fp_len: int
     size: int = -1  # bytes of the file this identity covers; -1: the head alone (older state)
     end_fp: str = ""  # hash of the (up to FP_MAX) bytes before `size`
+    # The file's (dev, ino); -1: content alone (older state, or what we read of a file that
+    # logrotate copied elsewhere, which only content can find).
+    dev: int = -1
+    ino: int = -1
+    exact: bool = False  # an open file's bytes: a plain copy must hold exactly these (never saved)
 
     def record(self) -> dict[str, Any]:
-        return {"fp": self.fp, "fp_len": self.fp_len, "size": self.size, "end_fp": self.end_fp}
+        return {"fp": self.fp, "fp_len": self.fp_len, "size": self.size, "end_fp": self.end_fp,
+                "dev": self.dev, "ino": self.ino}
 
     def matches(self, head: bytes) -> bool:
         """The head agrees (a first filter; reading.has also checks the bytes before `size`)."""
@@ -87,6 +99,8 @@ class DoneRecord(msgspec.Struct):
     fp_len: Annotated[int, msgspec.Meta(ge=0, le=FP_MAX)]
     size: Annotated[int, msgspec.Meta(ge=-1)] = -1
     end_fp: str = ""
+    dev: Annotated[int, msgspec.Meta(ge=-1)] = -1
+    ino: Annotated[int, msgspec.Meta(ge=-1)] = -1
 
 
 class Checkpoint(msgspec.Struct):

@@ -30,14 +30,14 @@ from logscan.sources.reading import (
 _ROTATED_SUFFIX: Final = re.compile(r"[.-][0-9][0-9._-]*(?:\.(?:gz|bz2|xz))?")
 # A folder scan is skipped while the folder's mtime is unchanged, unless that mtime is this recent
 # (coarse timestamps on some file systems could hide a change made in the same tick).
-_DIR_MTIME_SLACK_NS: Final = 2_000_000_000
+DIR_MTIME_SLACK_NS: Final = 2_000_000_000
 
 
 # Pauses between looks at a folder logrotate may be changing (at most 0.75 s in all).
 RELOOK_S: Final = (0.0, 0.05, 0.2, 0.5)
 
 
-def _dir_mtime(path: str) -> int:
+def dir_mtime(path: str) -> int:
     try:
         return os.stat(path).st_mtime_ns
     except OSError:
@@ -80,7 +80,7 @@ class LogFiles:
             return [self.pattern]
         dst = os.stat(self.dir)
         c = self._cache
-        fresh = time.time_ns() - dst.st_mtime_ns < _DIR_MTIME_SLACK_NS
+        fresh = time.time_ns() - dst.st_mtime_ns < DIR_MTIME_SLACK_NS
         if fresh or dst.st_mtime_ns != c.mtime_ns or dst.st_ino != c.ino:
             names = sorted(n for n in os.listdir(self.dir)
                            if fnmatch.fnmatchcase(n, self.base) and not n.endswith(COMPRESSED))
@@ -105,17 +105,66 @@ class LogFiles:
                 out.append(os.path.join(self.dir, n))
         return out
 
-    def locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[tuple[int, int]]) -> Stream | None:
+    def locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[tuple[int, int]],
+               is_read: Callable[[Stream], bool]) -> Stream | None:
         """Find the file a saved record describes; logrotate may be renaming or compressing it as we
-        look, so a miss looks again at a fresh listing (up to ~0.75 s)."""
+        look, so a miss looks again at a fresh listing (up to ~0.75 s). `is_read`: a file read to
+        its end, never a copy of the live file."""
         for pause in RELOOK_S:
             if pause:
                 time.sleep(pause)
                 cands = self.candidates()
             s = self._locate(rec, cands, taken)
             if s is not None:
+                if s.path == rec["path"] and rec.get("current") and not self.glob and s.size is not None:
+                    s = self._copied_since(rec, s, cands, taken, is_read)
+                taken.add((s.dev, s.ino))
                 return s
         return None
+
+    def _copied_since(self, rec: Mapping[str, Any], s: Stream, cands: list[str],
+                      taken: set[tuple[int, int]], is_read: Callable[[Stream], bool]) -> Stream:
+        """The live file `s` holds the saved position, but so may a copy: when every file starts
+        alike (a banner), content cannot tell a copytruncate that happened while we were down. A
+        copy made since the save (another inode, modified at or after the saved mtime) that holds
+        the position is the file we were reading; the earliest such copy, as later ones are copies
+        of later contents of the live file."""
+        known = known_of(rec)
+        offset = int(rec["offset"])
+        since = int(rec.get("mtime_ns", 0))
+        best: Stream | None = None
+        for p in cands:
+            if p == s.path:
+                continue
+            try:
+                st = os.stat(p)
+                if st.st_mtime_ns < since or (st.st_dev, st.st_ino) in taken:
+                    continue
+                c = self.open(p, 0)
+            except COMPRESS_ERRORS:
+                continue
+            try:
+                ok = ((c.dev, c.ino) not in taken and c.mtime_ns >= since
+                      and (c.size is None or c.size >= offset) and has(c, known)
+                      and (best is None or c.mtime_ns < best.mtime_ns) and not is_read(c))
+            except COMPRESS_ERRORS:
+                ok = False
+            if ok:
+                if best is not None:
+                    best.src.close()
+                best = c
+            else:
+                c.src.close()
+        if best is None:
+            return s
+        try:
+            best.seek(offset)
+        except COMPRESS_ERRORS:
+            best.src.close()
+            return s
+        best.skipping = s.skipping
+        s.src.close()
+        return best
 
     def _locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[tuple[int, int]]) -> Stream | None:
         """Find the file a saved record describes, by fingerprint; its own path is tried first."""
@@ -153,7 +202,6 @@ class LogFiles:
                 s.src.close()
                 continue
             s.skipping = bool(rec.get("skipping", False))
-            taken.add((s.dev, s.ino))
             return s
         return None
 
@@ -183,9 +231,9 @@ class LogFiles:
                 cands = self.candidates()
             for s, _ in found:
                 s.src.close()
-            before = _dir_mtime(self.dir)
+            before = dir_mtime(self.dir)
             found, unsettled = self._unknown(cands, known, since_ns, live_path, ids)
-            if not unsettled and _dir_mtime(self.dir) == before:
+            if not unsettled and dir_mtime(self.dir) == before:
                 break
         out = []
         new = len(known)

@@ -16,7 +16,7 @@ import os
 import stat
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, TypeAlias
 
 from logscan.sources.identity import FP_MAX, Known, fingerprint
@@ -114,9 +114,11 @@ class Stream:
         self.tail = (self.tail + chunk[-FP_MAX:])[-FP_MAX:]
         self.recent = (self.recent + chunk[-RECENT:])[-RECENT:]
 
-    def known(self) -> Known:
-        """This file's content up to the offset, as an identity (identity.py)."""
-        return Known(self.fp, self.fp_len, self.offset, fingerprint(self.tail))
+    def known(self, *, inode: bool = False) -> Known:
+        """This file's content up to the offset, as an identity (identity.py); with `inode`, of
+        this file only (one read to its end), else of any file holding that content."""
+        dev, ino = (self.dev, self.ino) if inode else (-1, -1)
+        return Known(self.fp, self.fp_len, self.offset, fingerprint(self.tail), dev, ino)
 
     def record(self) -> dict[str, Any]:
         return {"path": self.path, "dev": self.dev, "ino": self.ino, "offset": self.offset,
@@ -154,6 +156,11 @@ def has(s: Stream, k: Known) -> bool:
     of a file we keep open, so that what matched is what is read even if logrotate renames, replaces
     or compresses the name meanwhile. A damaged or half-written archive matches nothing."""
     try:
+        # Another plain file: a file read to its end is never found again under another inode by
+        # content (files may start alike: a banner); an open file's exact copy is.
+        if (s.size is not None and k.ino >= 0 and (s.dev, s.ino) != (k.dev, k.ino)
+                and (not k.exact or s.src.fstat().st_size != k.size)):
+            return False
         if not k.matches(s.src.read_at(0, FP_MAX)):
             return False
         if k.size < 0 or not k.end_fp:
@@ -216,13 +223,14 @@ def whole(s: Stream) -> Known:
         while chunk := s.src.read_at(size, READ_CHUNK):
             size += len(chunk)
     n = min(size, FP_MAX)
-    return Known(s.fp, s.fp_len, size, fingerprint(s.src.read_at(size - n, n)))
+    return Known(s.fp, s.fp_len, size, fingerprint(s.src.read_at(size - n, n)), s.dev, s.ino)
 
 
 def identity(s: Stream) -> Known:
-    """An open plain file is known by all of its bytes, so that only a whole copy of it (compressed
-    by logrotate) matches, never a new file that starts alike; a compressed one up to the offset."""
-    return whole(s) if s.size is not None else s.known()
+    """An open plain file is known by all of its bytes, so that only a copy of exactly them (plain
+    or compressed by logrotate) matches, never a file that starts alike; a compressed one up to the
+    offset."""
+    return replace(whole(s), exact=True) if s.size is not None else s.known(inode=True)
 
 
 def end_offset(src: FileSource, size: int, max_line: int) -> tuple[int, bool]:

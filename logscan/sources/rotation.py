@@ -15,6 +15,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 from logscan.sources.identity import (
@@ -24,7 +25,7 @@ from logscan.sources.identity import (
     fingerprint,
     remember,
 )
-from logscan.sources.logfiles import LogFiles
+from logscan.sources.logfiles import DIR_MTIME_SLACK_NS, LogFiles, dir_mtime
 from logscan.sources.reading import COMPRESS_ERRORS, Stream, ends_within, has, identity, to_end, whole
 
 
@@ -51,6 +52,7 @@ class Rotations:
         self._retire_after = retire_after
         self._hold = hold_until_saved
         self._opening: list[Stream] = []  # files _switch has opened but not yet placed: open too
+        self._dir_seen = -1  # the folder's mtime when _copied_away last looked
 
     def streams(self) -> list[Stream]:
         """Every open file, in reading order."""
@@ -117,7 +119,7 @@ class Rotations:
                 # A file that was empty has no identity (its inode may belong to another file by
                 # now); whatever it received since is found below among the unknown newer files.
                 continue
-            s = self.files.locate(r, cands, taken)
+            s = self.files.locate(r, cands, taken, self._is_read)
             if s is None:
                 self._note("state_mismatch", path=str(r.get("path")), offset=int(r.get("offset", 0)),
                            reason="no file has the saved fingerprint; its unread tail is lost")
@@ -155,7 +157,8 @@ class Rotations:
             streams += self._noted(self._not_copies_of(here, found, known[len(read_before):], opened))
         cur = here
         if here is not None and here is not cur_loc:
-            sizes = [] if any(s is here for s in streams) else [k.size for k in read_before if has(here, k)]
+            # Files read to the end only: the files found above are other inodes, however alike.
+            sizes = [] if any(s is here for s in streams) else [k.size for k in self.done if has(here, k)]
             if sizes:
                 # Already counted under another name (moved back?): never read that part twice;
                 # what came after it is new.
@@ -197,7 +200,7 @@ class Rotations:
         copy takes over where we are once the truncation is seen, as while running."""
         keep = []
         for s, k in zip(found, ids, strict=True):
-            if has(live, k):
+            if has(live, replace(k, dev=-1, ino=-1)):  # a copy: by content, of another inode
                 s.src.close()
                 opened.remove(s)
             else:
@@ -295,6 +298,8 @@ class Rotations:
         same = len(head) >= cur.fp_len and fingerprint(head[: cur.fp_len]) == cur.fp
         if same and st.st_size >= cur.offset and cur.tail:  # files may start alike (identity.py)
             same = cur.src.read_at(cur.offset - len(cur.tail), len(cur.tail)) == cur.tail
+        if same and st.st_size >= cur.offset and cur is self.cur and cur.offset:
+            same = not self._copied_away(cur, since)
         if same and st.st_size >= cur.offset:
             if len(head) > cur.fp_len:
                 cur.fp, cur.fp_len = fingerprint(head), len(head)
@@ -304,6 +309,43 @@ class Rotations:
                 self.old += self._unseen(since, cur.path)
             return
         self._copytruncated(cur, since)
+
+    def _copied_away(self, cur: Stream, since_ns: int) -> bool:
+        """True when logrotate copied and truncated `cur` and the MTA wrote it past our offset
+        again, all since our last look, with the same first bytes (a banner): a rotated file
+        modified since then holds what we read, and more that `cur` does not hold. Looked for
+        only when the folder changed (a copy is a new file), so growth alone costs one stat."""
+        if self.files.glob:
+            return False
+        now = dir_mtime(self.files.dir)
+        if now == self._dir_seen:
+            return False
+        # A folder changed a moment ago may change again within the same file-time tick.
+        if time.time_ns() - now >= DIR_MTIME_SLACK_NS:
+            self._dir_seen = now
+        ours = cur.known()
+        open_ids = {(s.dev, s.ino) for s in self.streams()}
+        for p in self.files.candidates():
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            if p == cur.path or st.st_mtime_ns < since_ns or (st.st_dev, st.st_ino) in open_ids:
+                continue
+            try:
+                c = self.files.open(p, 0)
+            except COMPRESS_ERRORS:
+                continue
+            try:
+                # A copy whose every byte the live file still holds is a copy in progress
+                # (truncate pending), or holds nothing we could tell apart from it.
+                if has(c, ours) and not self._is_read(c) and not has(cur, replace(whole(c), dev=-1, ino=-1)):
+                    return True
+            except COMPRESS_ERRORS:
+                continue
+            finally:
+                c.src.close()
+        return False
 
     def first_bytes(self, since_ns: int) -> None:
         """The current file, known empty since `since_ns`, was just read from its start: a copy made
@@ -319,7 +361,7 @@ class Rotations:
         cur.size, cur.mtime_ns = st.st_size, st.st_mtime_ns
         old = cur.known()
         unread_from = cur.offset
-        copy, held = self._copy_of(cur, old) if old.fp_len > 0 else (None, False)
+        copy, held = self._copy_of(cur, old, since_ns) if old.fp_len > 0 else (None, False)
         if copy is not None:
             if copy.offset <= unread_from:
                 # What we read of it before the truncation is not read again.
@@ -339,33 +381,44 @@ class Rotations:
         self._note("log_rotated", how="copytruncate", path=cur.path, old_offset=unread_from,
                    tail_from=copy.path if copy is not None else "")
 
-    def _copy_of(self, cur: Stream, old: Known) -> tuple[Stream | None, bool]:
+    def _copy_of(self, cur: Stream, old: Known, since_ns: int) -> tuple[Stream | None, bool]:
         """The file logrotate copied `cur` to (it holds `old`), and whether we hold it open already.
 
         Matched on the open file and read from it, as logrotate may be renaming meanwhile. A copy
         already open (found by a scan while logrotate copied) is the one to go on with: opening
-        it a second time read it twice."""
+        it a second time read it twice. When files start alike, older copies hold `old` too: the
+        copy is the earliest made since `since_ns` (our last look at `cur`), never a file read."""
         held = {(s.dev, s.ino): s for s in self.old if s is not cur}
+        best: tuple[tuple[int, int], Stream] | None = None
         for p in self.files.candidates():
             try:
                 s = self.files.open(p, 0)
             except COMPRESS_ERRORS:
                 continue
+            ident = (s.dev, s.ino)
             try:
-                match = (s.dev, s.ino) != (cur.dev, cur.ino) and has(s, old)
+                match = ident != (cur.dev, cur.ino) and has(s, old) and not self._is_read(s)
             except COMPRESS_ERRORS:
                 match = False
-            twin = held.get((s.dev, s.ino))
-            if match and twin is None:
-                return s, False
             if not match and ends_within(s, cur):
                 # The MTA wrote between logrotate's copy and its truncate, and we read that too:
                 # the copy holds only what we read. Known whole, it is never read as unknown.
                 remember(self.done, whole(s))
-            s.src.close()
-            if match:
-                return twin, True
-        return None, False
+            rank = (0, s.mtime_ns) if s.mtime_ns >= since_ns else (1, -s.mtime_ns)
+            if match and (best is None or rank < best[0]):
+                if best is not None and held.get((best[1].dev, best[1].ino)) is not best[1]:
+                    best[1].src.close()
+                twin = held.get(ident)
+                if twin is not None:
+                    s.src.close()
+                    s = twin
+                best = (rank, s)
+            else:
+                s.src.close()
+        if best is None:
+            return None, False
+        s = best[1]
+        return s, held.get((s.dev, s.ino)) is s
 
     def _unseen(self, since_ns: int, live_path: str) -> list[Stream]:
         """Rotated files written since `since_ns` that are neither open nor known: read them whole."""
@@ -374,6 +427,10 @@ class Rotations:
         known = self.done + [identity(s) for s in open_now]
         ids = {(s.dev, s.ino) for s in open_now}
         return self._intermediates(cands, known, since_ns, live_path, [], ids)
+
+    def _is_read(self, s: Stream) -> bool:
+        """`s` is a file we read to its end (its inode and content): never a copy of another."""
+        return any(k.ino == s.ino and k.dev == s.dev and has(s, k) for k in self.done)
 
     def _remember_history(self, live_path: str) -> None:
         for k in self.files.history(live_path):
@@ -393,7 +450,7 @@ class Rotations:
             held = self._hold and s.saved_offset != s.offset  # the state on disk still reads it
             if drained and (idle or s.size is None) and not held:
                 s.src.close()
-                remember(self.done, s.known())
+                remember(self.done, s.known(inode=True))
                 self._note("log_closed", path=s.path, offset=s.offset)
             else:
                 keep.append(s)

@@ -1,0 +1,119 @@
+"""Every file of the log starts with the same banner: content alone cannot tell the files apart.
+
+Found by the kill -9 campaign (`python -m tests.crash_campaign copytruncate 200 SEED banner`): a
+file holding only the banner, or a position inside it, matched every later file. Each test builds
+one such moment with real logrotate and checks that every line comes back exactly once; each
+failed before inodes joined content in the identity of files read (sources/identity.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from logscan.sources.follower import Follower
+from tests.helpers_files import LogWriter, drain, run_logrotate
+
+BANNER = [f"banner line {i:02d} {'x' * 60}".encode() for i in range(10)]  # 890 bytes: over FP_MAX
+
+
+class BannerWriter(LogWriter):
+    """An MTA that writes the banner at the start of every file."""
+
+    def banner(self) -> list[bytes]:
+        self.raw(b"".join(line + b"\n" for line in BANNER))
+        self.written += BANNER
+        return list(BANNER)
+
+
+def _rotate(tmp: Path, log: Path, how: str) -> None:
+    run_logrotate(tmp, f"{log} {{\n  rotate 10\n  {how}\n}}\n")
+
+
+def _follow(f: Follower) -> list[bytes]:
+    return drain(f) + drain(f)
+
+
+def test_restart_after_a_copytruncate_of_a_file_read_up_to_its_banner(tmp_path: Path) -> None:
+    # Saved inside the banner; while down the MTA wrote on, logrotate copied and truncated, and
+    # the MTA wrote the banner again. The live file (same inode) holds the saved position too: it
+    # was taken for ours, so the copy's lines and the new banner were lost.
+    log = tmp_path / "mail.log"
+    w = BannerWriter(log)
+    first = w.banner()
+    f = Follower("m", str(log), start_at="beginning")
+    assert _follow(f) == first
+    saved = f.checkpoint()
+    f.close()
+    down = w.line(4)
+    _rotate(tmp_path, log, "copytruncate")
+    again = w.banner() + w.line(2)
+    g = Follower("m", str(log), start_at="beginning", saved=saved)
+    assert _follow(g) == [*down, *again]
+
+
+def test_a_copy_holding_the_banner_and_two_lines_is_read(tmp_path: Path) -> None:
+    # A copy of the banner alone was read to its end. Later logrotate copied twice before we
+    # looked; the second copy holds the banner and two lines. It held every byte of that
+    # banner-only file, so it was taken for it: twelve lines lost.
+    log = tmp_path / "mail.log"
+    w = BannerWriter(log)
+    expected = w.banner()
+    f = Follower("m", str(log), start_at="beginning", retire_after=0.0)
+    got = _follow(f)
+    _rotate(tmp_path, log, "copytruncate")  # mail.log.1: the banner alone, already read
+    got += _follow(f)
+    expected += w.banner() + w.line(3)
+    got += _follow(f)
+    _rotate(tmp_path, log, "copytruncate")
+    expected += w.banner() + w.line(2)
+    _rotate(tmp_path, log, "copytruncate")  # mail.log.1: a banner and two lines, never seen
+    expected += w.banner() + w.line(1)
+    got += _follow(f)
+    assert sorted(got) == sorted(expected)
+
+
+def test_copytruncate_and_rewrite_past_our_offset_between_two_looks(tmp_path: Path) -> None:
+    # We had read the banner; before our next look the MTA wrote, logrotate copied and truncated,
+    # and the MTA wrote the banner and more: the live file is longer than our offset and holds
+    # the same bytes before it, so it looked like growth. Only the copy tells: it holds what we
+    # read and lines the live file does not.
+    log = tmp_path / "mail.log"
+    w = BannerWriter(log)
+    expected = w.banner()
+    f = Follower("m", str(log), start_at="beginning")
+    got = _follow(f)
+    expected += w.line(3)
+    _rotate(tmp_path, log, "copytruncate")
+    expected += w.banner() + w.line(2)
+    got += _follow(f)
+    assert got == expected
+    assert f.rotations == 1
+
+
+def test_restart_after_a_rename_reads_a_new_file_holding_only_the_banner(tmp_path: Path) -> None:
+    # A file of the banner alone was read to its end; while we were down logrotate renamed the
+    # live file and the MTA wrote the banner into the new one. It held every byte of the file
+    # already read, so it was taken for it (`live file matches a file already read`): its banner
+    # was skipped.
+    log = tmp_path / "mail.log"
+    w = BannerWriter(log)
+    f = Follower("m", str(log), start_at="beginning", retire_after=0.0)
+    expected = w.banner() + w.line(2)
+    got = _follow(f)
+    _rotate(tmp_path, log, "create")
+    w.reopen()
+    expected += w.banner()
+    got += _follow(f)
+    _rotate(tmp_path, log, "create")  # the banner-only file is read to its end
+    w.reopen()
+    expected += w.banner() + w.line(1)
+    got += _follow(f)
+    assert got == expected
+    saved = f.checkpoint()
+    assert any(d["size"] == len(b"".join(line + b"\n" for line in BANNER)) for d in saved["done"])
+    f.close()
+    _rotate(tmp_path, log, "create")
+    w.reopen()
+    down = w.banner()
+    g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=0.0)
+    assert _follow(g) == down
