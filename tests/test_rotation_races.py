@@ -328,6 +328,29 @@ def test_lines_read_between_logrotate_copy_and_truncate(tmp_path: Path) -> None:
     assert f.rotations == 1
 
 
+def test_restart_after_reading_lines_written_between_logrotate_copy_and_truncate(tmp_path: Path) -> None:
+    # As above, but the daemon was killed before it saw the truncate: the copy ends before the
+    # saved position, so no saved identity matched it and the restart read it whole (counted
+    # twice). The saved line ends before the position know it.
+    log = tmp_path / "mail.log"
+    w = LogWriter(log, tag="killed-in-between")
+    f = Follower("m", str(log), start_at="beginning")
+    first = w.line(5)
+    assert drain(f) == first
+    unread = w.line(3)
+    copy_of(log)
+    after_copy = w.line(2)
+    assert drain(f) == [*unread, *after_copy]
+    saved = f.checkpoint()
+    f.close()
+    with log.open("r+b") as fh:
+        fh.truncate(0)
+    later = w.line(2)
+    g = Follower("m", str(log), start_at="beginning", saved=saved)
+    assert _follow(g) == later
+    assert "state_mismatch" not in [event for event, _ in g.drain_notes()]
+
+
 def test_a_copy_written_after_our_last_read_is_not_taken_for_lines_we_read(tmp_path: Path) -> None:
     # Every file starts with the same banner. logrotate copytruncates twice before we look: the
     # second copy holds only the banner the MTA wrote after the first truncate, byte for byte the

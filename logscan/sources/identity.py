@@ -52,6 +52,7 @@ class Known:
     dev: int = -1
     ino: int = -1
     exact: bool = False  # an open file's bytes: a plain copy must hold exactly these (never saved)
+    before_ns: int = 0  # a copy of them was written no later than this (0: any time; never saved)
 
     def record(self) -> dict[str, Any]:
         return {"fp": self.fp, "fp_len": self.fp_len, "size": self.size, "end_fp": self.end_fp,
@@ -65,6 +66,18 @@ class Known:
 def known_of(rec: Mapping[str, Any]) -> Known:
     """The identity a checkpoint's file record gives: its head, and the bytes before its offset."""
     return Known(str(rec["fp"]), int(rec["fp_len"]), int(rec["offset"]), str(rec.get("end_fp", "")))
+
+
+def ends_of(rec: Mapping[str, Any]) -> list[Known]:
+    """Copies of a file record's content that end at one of its saved line ends before the offset
+    (reading.line_ends), written before our last read of it: logrotate's copy of lines we read."""
+    fp, fp_len, read_ns = str(rec["fp"]), int(rec["fp_len"]), int(rec.get("read_ns", 0))
+    if not read_ns:
+        return []
+    # An end within the head: its hash covers the copy's every byte, so it is the head's too.
+    return [Known(fp, fp_len, e, h, exact=True, before_ns=read_ns) if e >= fp_len
+            else Known(h, e, e, h, exact=True, before_ns=read_ns)
+            for e, h in ((int(e), str(h)) for e, h in rec.get("ends", ())) if e > 0]
 
 
 def remember(done: list[Known], k: Known) -> None:
@@ -90,6 +103,8 @@ class FileRecord(msgspec.Struct):
     current: bool
     mtime_ns: int
     end_fp: str = ""
+    ends: list[tuple[Count, str]] = []  # of the current file: (offset, hash before it) of line ends
+    read_ns: int = 0  # wall clock of the last read that returned bytes
 
 
 class DoneRecord(msgspec.Struct):

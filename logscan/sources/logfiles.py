@@ -205,6 +205,24 @@ class LogFiles:
             return s
         return None
 
+    def any_holds(self, cands: list[str], known: list[Known]) -> bool:
+        """True when some candidate file holds one of `known`."""
+        if not known:
+            return False
+        for p in cands:
+            try:
+                s = self.open(p, 0)
+            except COMPRESS_ERRORS:
+                continue
+            try:
+                if any(has(s, k) for k in known):
+                    return True
+            except COMPRESS_ERRORS:
+                continue
+            finally:
+                s.src.close()
+        return False
+
     def restart_how(self, rec: Mapping[str, Any], loc: Stream | None, live_st: os.stat_result) -> str:
         if self.glob:
             return "new-file"

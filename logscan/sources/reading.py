@@ -23,6 +23,7 @@ from logscan.sources.identity import FP_MAX, Known, fingerprint
 
 READ_CHUNK: Final = 1 << 20
 RECENT: Final = 1 << 16  # bytes kept of what was read last: recognises a copy ending a little before us
+ENDS_SAVED: Final = 64  # line ends of the current file saved with its position (see line_ends)
 COMPRESSED: Final = (".gz", ".bz2", ".xz")
 COMPRESS_ERRORS: Final = (OSError, EOFError, zlib.error, lzma.LZMAError)
 
@@ -121,9 +122,12 @@ class Stream:
         return Known(self.fp, self.fp_len, self.offset, fingerprint(self.tail), dev, ino)
 
     def record(self) -> dict[str, Any]:
-        return {"path": self.path, "dev": self.dev, "ino": self.ino, "offset": self.offset,
-                "fp": self.fp, "fp_len": self.fp_len, "skipping": self.skipping, "current": self.current,
-                "mtime_ns": self.mtime_ns, "end_fp": fingerprint(self.tail)}
+        rec = {"path": self.path, "dev": self.dev, "ino": self.ino, "offset": self.offset,
+               "fp": self.fp, "fp_len": self.fp_len, "skipping": self.skipping, "current": self.current,
+               "mtime_ns": self.mtime_ns, "end_fp": fingerprint(self.tail)}
+        if self.current and self.size is not None:
+            rec["ends"], rec["read_ns"] = line_ends(self), self.read_ns
+        return rec
 
     def seek(self, offset: int) -> None:
         """Go to `offset` (a restart, or start_at = end), reading the bytes before it as `tail`."""
@@ -156,11 +160,13 @@ def has(s: Stream, k: Known) -> bool:
     of a file we keep open, so that what matched is what is read even if logrotate renames, replaces
     or compresses the name meanwhile. A damaged or half-written archive matches nothing."""
     try:
-        # Another plain file: a file read to its end is never found again under another inode by
-        # content (files may start alike: a banner); an open file's exact copy is.
-        if (s.size is not None and k.ino >= 0 and (s.dev, s.ino) != (k.dev, k.ino)
-                and (not k.exact or s.src.fstat().st_size != k.size)):
-            return False
+        if s.size is not None and (s.dev, s.ino) != (k.dev, k.ino):
+            # Another plain file: a file read to its end is never found again under another inode
+            # by content (files may start alike: a banner); an exact copy of known bytes is.
+            if k.exact and (s.src.fstat().st_size != k.size or (k.before_ns and s.mtime_ns > k.before_ns)):
+                return False
+            if not k.exact and k.ino >= 0:
+                return False
         if not k.matches(s.src.read_at(0, FP_MAX)):
             return False
         if k.size < 0 or not k.end_fp:
@@ -193,6 +199,24 @@ def ends_within(s: Stream, cur: Stream) -> bool:
     if fingerprint(s.src.read_at(0, cur.fp_len)) != cur.fp:
         return False
     return s.src.read_at(size - m, m) == cur.recent[i - m:i]
+
+
+def line_ends(s: Stream) -> list[list[int | str]]:
+    """[offset, hash of the FP_MAX bytes before it] of the last ENDS_SAVED line ends before the
+    offset, from what we read last: where a copytruncate copy of lines we read can end, saved so
+    that a restart knows that copy as read (ends_within does this while running)."""
+    recent = s.recent[len(s.recent) - min(s.offset, len(s.recent)):]
+    base = s.offset - len(recent)
+    out: list[list[int | str]] = []
+    pos = recent.rfind(b"\n", 0, len(recent) - 1)
+    while pos >= 0 and len(out) < ENDS_SAVED:
+        e = pos + 1
+        n = min(base + e, FP_MAX)
+        if e < n:
+            break  # the bytes before this end are no longer in `recent`
+        out.append([base + e, fingerprint(recent[e - n:e])])
+        pos = recent.rfind(b"\n", 0, pos)
+    return out
 
 
 def to_end(s: Stream, max_line: int) -> None:

@@ -22,6 +22,7 @@ from logscan.sources.identity import (
     CHECKPOINT_VERSION,
     FP_MAX,
     Known,
+    ends_of,
     fingerprint,
     remember,
 )
@@ -114,6 +115,10 @@ class Rotations:
         cands = self.files.candidates()
         taken: set[tuple[int, int]] = set()  # (dev, ino) of the files found so far
         located: list[tuple[Mapping[str, Any], Stream]] = []
+        saved_cur = next((r for r in reversed(records) if r.get("current")), None)
+        # Where a copytruncate copy of lines we had read may end (the kill came before we saw the
+        # truncate): such a copy is known as read, never read again as an unknown file.
+        copied = ends_of(saved_cur) if saved_cur is not None else []
         for r in records:
             if not r["fp_len"]:
                 # A file that was empty has no identity (its inode may belong to another file by
@@ -121,14 +126,14 @@ class Rotations:
                 continue
             s = self.files.locate(r, cands, taken, self._is_read)
             if s is None:
-                self._note("state_mismatch", path=str(r.get("path")), offset=int(r.get("offset", 0)),
-                           reason="no file has the saved fingerprint; its unread tail is lost")
+                if r is not saved_cur or not self.files.any_holds(cands, copied):
+                    self._note("state_mismatch", path=str(r.get("path")), offset=int(r.get("offset", 0)),
+                               reason="no file has the saved fingerprint; its unread tail is lost")
                 continue
             opened.append(s)
             located.append((r, s))
             if s.path != r.get("path"):
                 self._note("log_found_rotated", saved_path=str(r.get("path")), path=s.path, offset=s.offset)
-        saved_cur = next((r for r in reversed(records) if r.get("current")), None)
         cur_loc = next((s for r, s in located if r is saved_cur), None)
         live_path = live[-1] if live and os.path.exists(live[-1]) else None
         streams = [s for _, s in located]
@@ -145,7 +150,7 @@ class Rotations:
             else:
                 opened.append(here)
         # A position names only its own file, not one that starts alike: known = done + found, whole.
-        known = self.done + [identity(s) for s in streams]
+        known = self.done + [identity(s) for s in streams] + copied
         read_before = list(known)
         if saved_cur is not None and here is not None:
             # Files written after our last look that we never saw (rotated twice, or copied by
@@ -373,7 +378,7 @@ class Rotations:
                 self.old.append(copy)
         if copy is None:
             remember(self.done, old)  # else the copy is remembered whole once read
-        cur.offset, cur.skipping, cur.tail = 0, False, b""
+        cur.offset, cur.skipping, cur.tail, cur.recent = 0, False, b"", b""
         cur.fp, cur.fp_len = fingerprint(head), len(head)
         # Truncated more than once since the last poll: the copies in between are read whole.
         self.old += self._unseen(since_ns, cur.path)
