@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from logscan.sources.follower import Follower
+from logscan.sources.identity import FP_MAX
 from tests.helpers_files import LogWriter, drain, run_logrotate
+from tests.test_rotation_races import _before_read
 
 BANNER = [f"banner line {i:02d} {'x' * 60}".encode() for i in range(10)]  # 890 bytes: over FP_MAX
 
@@ -117,3 +121,30 @@ def test_restart_after_a_rename_reads_a_new_file_holding_only_the_banner(tmp_pat
     down = w.banner()
     g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=0.0)
     assert _follow(g) == down
+
+
+def test_copytruncate_between_opening_the_live_file_and_its_first_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A restart opened the live file to read it from its start; logrotate copied and truncated it
+    # and the MTA wrote the banner and a line before that first read. From offset 0 nothing read
+    # can tell (every file starts with the banner): the new file was read and the copy, the
+    # file we had opened, was lost. What the file held when opened tells.
+    log = tmp_path / "mail.log"
+    w = BannerWriter(log)
+    expected = w.banner() + w.line(3)
+    f = Follower("m", str(log), start_at="beginning")
+    got = _follow(f)
+    saved = f.checkpoint()
+    f.close()
+    _rotate(tmp_path, log, "copytruncate")  # while down: the restart reads the live file from 0
+    expected += w.banner() + w.line(2)
+
+    def rotate() -> None:
+        _rotate(tmp_path, log, "copytruncate")
+        expected.extend(w.banner() + w.line(1))
+
+    fired = _before_read(monkeypatch, log, lambda off, n: off == 0 and n > FP_MAX, rotate)
+    g = Follower("m", str(log), start_at="beginning", saved=saved)
+    got += _follow(g)
+    assert fired == [0]
+    assert sorted(got) == sorted(expected)

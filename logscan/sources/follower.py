@@ -246,6 +246,8 @@ class Follower:
         self._oversized += oversized
         if consumed:
             s.read_ns = time.time_ns()
+            if s.offset >= s.opened_size:
+                s.opened_size, s.opened_tail = -1, b""  # read past it: `tail` proves the position now
         if consumed and s.fp_len < FP_MAX:
             grow_fp(s)
         if consumed and blank and s.current:

@@ -108,6 +108,10 @@ class Stream:
     tail: bytes = b""  # the (up to FP_MAX) bytes just before `offset`: what proves a position
     recent: bytes = b""  # the (up to RECENT) bytes just before `offset` (see ends_within)
     read_ns: int = 0  # wall clock (ns) after the last read that returned bytes (see ends_within)
+    # Size and last (up to FP_MAX) bytes when opened at 0 and not yet read that far: until we
+    # have read past them, they are what tells a copytruncate from growth (see intact).
+    opened_size: int = -1
+    opened_tail: bytes = b""
 
     def advance(self, chunk: bytes) -> None:
         """`chunk` was consumed: move the offset past it."""
@@ -134,6 +138,14 @@ class Stream:
         n = min(offset, FP_MAX)
         self.offset = offset
         self.tail = self.recent = self.src.read_at(offset - n, n) if n else b""
+        if offset >= self.opened_size:
+            self.opened_size, self.opened_tail = -1, b""
+
+    def mark_opened(self) -> None:
+        """Remember what the (plain) file holds now, none of it read yet (see intact)."""
+        size = self.src.fstat().st_size
+        n = min(size, FP_MAX)
+        self.opened_size, self.opened_tail = (size, self.src.read_at(size - n, n)) if n else (-1, b"")
 
 
 def open_stream(path: str, offset: int | None, now: float, max_line: int) -> Stream:
@@ -149,6 +161,8 @@ def open_stream(path: str, offset: int | None, now: float, max_line: int) -> Str
             s.seek(at)
         elif offset:
             s.seek(offset)
+        elif not src.compressed:
+            s.mark_opened()
     except BaseException:
         src.close()
         raise
@@ -235,7 +249,12 @@ def intact(s: Stream, offset: int, tail: bytes) -> bool:
         head = s.src.read_at(0, s.fp_len)
         if len(head) < s.fp_len or fingerprint(head) != s.fp:
             return False
-    return not tail or s.src.read_at(offset - len(tail), len(tail)) == tail
+    if tail and s.src.read_at(offset - len(tail), len(tail)) != tail:
+        return False
+    # Nothing read before `offset` can tell (a file read from its start whose first bytes every
+    # file shares, a banner): the bytes it held when we opened it can.
+    n = len(s.opened_tail)
+    return s.opened_size <= offset or s.src.read_at(s.opened_size - n, n) == s.opened_tail
 
 
 def whole(s: Stream) -> Known:

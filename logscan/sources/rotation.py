@@ -303,6 +303,9 @@ class Rotations:
         same = len(head) >= cur.fp_len and fingerprint(head[: cur.fp_len]) == cur.fp
         if same and st.st_size >= cur.offset and cur.tail:  # files may start alike (identity.py)
             same = cur.src.read_at(cur.offset - len(cur.tail), len(cur.tail)) == cur.tail
+        if same and cur.opened_size > cur.offset:  # not read that far yet: what it held when opened
+            n = len(cur.opened_tail)
+            same = cur.src.read_at(cur.opened_size - n, n) == cur.opened_tail
         if same and st.st_size >= cur.offset and cur is self.cur and cur.offset:
             same = not self._copied_away(cur, since)
         if same and st.st_size >= cur.offset:
@@ -365,6 +368,9 @@ class Rotations:
         head = cur.src.read_at(0, FP_MAX)
         cur.size, cur.mtime_ns = st.st_size, st.st_mtime_ns
         old = cur.known()
+        if cur.opened_size > cur.offset:
+            # Opened and not read that far: its copy holds at least what it held then.
+            old = Known(cur.fp, cur.fp_len, cur.opened_size, fingerprint(cur.opened_tail))
         unread_from = cur.offset
         copy, held = self._copy_of(cur, old, since_ns) if old.fp_len > 0 else (None, False)
         if copy is not None:
@@ -380,6 +386,7 @@ class Rotations:
             remember(self.done, old)  # else the copy is remembered whole once read
         cur.offset, cur.skipping, cur.tail, cur.recent = 0, False, b"", b""
         cur.fp, cur.fp_len = fingerprint(head), len(head)
+        cur.mark_opened()
         # Truncated more than once since the last poll: the copies in between are read whole.
         self.old += self._unseen(since_ns, cur.path)
         self.count += 1
