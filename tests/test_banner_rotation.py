@@ -148,3 +148,34 @@ def test_copytruncate_between_opening_the_live_file_and_its_first_read(
     got += _follow(g)
     assert fired == [0]
     assert sorted(got) == sorted(expected)
+
+
+def test_restart_finds_a_file_saved_unread_after_another_took_its_name(tmp_path: Path) -> None:
+    # Two renames came before we read the first new file (offset 0: its banner is all its position
+    # says). While down it was compressed and its plain file removed, and a newer file, banner
+    # first, had the name it was saved under: it held the saved position, so it was taken for it,
+    # and the file itself (now an archive) was never read. What it held past the offset tells.
+    log = tmp_path / "mail.log"
+    conf = "create\n  compress\n  delaycompress"
+    w = BannerWriter(log)
+    expected = w.banner() + w.line(5)
+    f = Follower("m", str(log), start_at="beginning", retire_after=3600.0)
+    got = f.poll()
+    rest = w.line(40)
+    expected += rest
+    unread = len(b"".join(line + b"\n" for line in rest))
+    for n in (3, 2):
+        _rotate(tmp_path, log, conf)
+        w.reopen()
+        expected += w.banner() + w.line(n)
+    got += f.poll(max_bytes=unread)  # the oldest file's rest: the two new ones are opened, not read
+    saved = f.checkpoint()
+    assert [r["offset"] for r in saved["files"]][-2:] == [0, 0]
+    f.close()
+    for n in (4, 1):
+        _rotate(tmp_path, log, conf)
+        w.reopen()
+        expected += w.banner() + w.line(n)
+    g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=3600.0)
+    got += _follow(g)
+    assert sorted(got) == sorted(expected)

@@ -68,6 +68,14 @@ def known_of(rec: Mapping[str, Any]) -> Known:
     return Known(str(rec["fp"]), int(rec["fp_len"]), int(rec["offset"]), str(rec.get("end_fp", "")))
 
 
+def seen_of(rec: Mapping[str, Any]) -> Known | None:
+    """What a file record's file held past its offset when saved (None: nothing known)."""
+    size, fp = int(rec.get("seen_size", 0)), str(rec.get("seen_fp", ""))
+    if size <= int(rec["offset"]) or not fp:
+        return None
+    return Known(str(rec["fp"]), int(rec["fp_len"]), size, fp)
+
+
 def ends_of(rec: Mapping[str, Any]) -> list[Known]:
     """Copies of a file record's content that end at one of its saved line ends before the offset
     (reading.line_ends), written before our last read of it: logrotate's copy of lines we read."""
@@ -104,6 +112,8 @@ class FileRecord(msgspec.Struct):
     mtime_ns: int
     end_fp: str = ""
     ends: list[tuple[Count, str]] = []  # of the current file: (offset, hash before it) of line ends
+    seen_size: Count = 0  # a size it had past the offset, and the hash of the bytes before it
+    seen_fp: str = ""
     read_ns: int = 0  # wall clock of the last read that returned bytes
 
 

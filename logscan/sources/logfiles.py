@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from logscan.sources.identity import DONE_HISTORY, FP_MAX, Known, fingerprint, known_of
+from logscan.sources.identity import DONE_HISTORY, FP_MAX, Known, fingerprint, known_of, seen_of
 from logscan.sources.reading import (
     COMPRESS_ERRORS,
     COMPRESSED,
@@ -110,11 +110,15 @@ class LogFiles:
         """Find the file a saved record describes; logrotate may be renaming or compressing it as we
         look, so a miss looks again at a fresh listing (up to ~0.75 s). `is_read`: a file read to
         its end, never a copy of the live file."""
-        for pause in RELOOK_S:
+        seen = seen_of(rec)
+        for pause in (*RELOOK_S, None):
             if pause:
                 time.sleep(pause)
                 cands = self.candidates()
-            s = self._locate(rec, cands, taken)
+            # A file that also holds what the saved one held past the offset, while logrotate may
+            # still be moving it; at last, one holding the position alone (those bytes may have
+            # been read after a truncate we had not seen yet).
+            s = self._locate(rec, cands, taken, seen if pause is not None else None)
             if s is not None:
                 if s.path == rec["path"] and rec.get("current") and not self.glob and s.size is not None:
                     s = self._copied_since(rec, s, cands, taken, is_read)
@@ -134,7 +138,9 @@ class LogFiles:
         since = int(rec.get("mtime_ns", 0))
         best: Stream | None = None
         for p in cands:
-            if p == s.path:
+            # Plain copies only: an archive newer than the save may be logrotate compressing an
+            # older file (delaycompress), and it too starts with the banner.
+            if p == s.path or p.endswith(COMPRESSED):
                 continue
             try:
                 st = os.stat(p)
@@ -145,7 +151,7 @@ class LogFiles:
                 continue
             try:
                 ok = ((c.dev, c.ino) not in taken and c.mtime_ns >= since
-                      and (c.size is None or c.size >= offset) and has(c, known)
+                      and c.size is not None and c.size >= offset and has(c, known)
                       and (best is None or c.mtime_ns < best.mtime_ns) and not is_read(c))
             except COMPRESS_ERRORS:
                 ok = False
@@ -166,8 +172,10 @@ class LogFiles:
         s.src.close()
         return best
 
-    def _locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[tuple[int, int]]) -> Stream | None:
-        """Find the file a saved record describes, by fingerprint; its own path is tried first."""
+    def _locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[tuple[int, int]],
+                seen: Known | None) -> Stream | None:
+        """Find the file a saved record describes, by fingerprint (and `seen`, what it held past the
+        offset); its own path is tried first."""
         known = known_of(rec)
         offset = int(rec["offset"])
         path = str(rec["path"])
@@ -193,7 +201,7 @@ class LogFiles:
                 # Files already taken go by (dev, ino), not by name: logrotate may have moved
                 # another file to a name we took a moment ago.
                 ok = ((s.dev, s.ino) not in taken and (s.size is None or s.size >= offset)
-                      and has(s, known))
+                      and has(s, known) and (seen is None or has(s, seen)))
                 if ok:
                     s.seek(offset)
             except COMPRESS_ERRORS:

@@ -131,6 +131,12 @@ class Stream:
                "mtime_ns": self.mtime_ns, "end_fp": fingerprint(self.tail)}
         if self.current and self.size is not None:
             rec["ends"], rec["read_ns"] = line_ends(self), self.read_ns
+        if self.size is not None and self.size > self.offset:
+            # Bytes we know it held past the offset: a file that starts alike and took its inode
+            # or name (inode reuse, a banner) does not hold them (LogFiles.locate).
+            n = min(self.size, FP_MAX)
+            with contextlib.suppress(OSError):
+                rec["seen_fp"], rec["seen_size"] = fingerprint(self.src.read_at(self.size - n, n)), self.size
         return rec
 
     def seek(self, offset: int) -> None:
