@@ -14,10 +14,12 @@ copies, compression and reuse; a head hash alone fails on files that start alike
   bytes (copytruncate, copy made and truncate pending) or an archive of them matches it;
 - a saved position never declares another file already read.
 
-Files byte-identical up to the saved offset cannot be told apart by content: the saved inode
-wins, unless that inode is still the live file and a copy of it made since the save (another
-inode, modified after the saved mtime) also holds the position: then logrotate copied and
-truncated it while we were down, and the earliest such copy continues what we read.
+A saved position also holds what its file held past the offset when saved; a file that starts
+alike and took the name or inode does not. Files byte-identical up to the saved offset cannot
+be told apart by content: the saved inode wins, unless that inode is still the live file and a
+plain copy of it made since the save (another inode, modified after the saved mtime) also holds
+the position: then logrotate copied and truncated it while we were down, and the earliest such
+copy continues what we read.
 """
 
 from __future__ import annotations

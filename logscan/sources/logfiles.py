@@ -313,7 +313,7 @@ class LogFiles:
         archive still being written, judged again at the next look)."""
         if s.mtime_ns < since_ns or s.fp_len == 0 or (s.dev, s.ino) in ids:
             return False
-        if any(has(s, k) for k in known):
+        if s.size is not None and any(has(s, k) for k in known):
             return False
         try:
             k = whole(s)  # an archive is read through: only a whole one is judged
@@ -324,8 +324,10 @@ class LogFiles:
             head = s.src.read_at(0, FP_MAX)
             s.fp, s.fp_len = fingerprint(head), len(head)
             k = Known(s.fp, s.fp_len, k.size, k.end_fp)
-            if any(has(s, kn) for kn in known):
-                return False
+        # An archive is of a file known only if it holds all of that file and nothing more: an open
+        # archive known up to its offset (a banner, at offset 0) is held by every archive.
+        if s.size is None and any(has(s, kn) and kn.size in (-1, k.size) for kn in known):
+            return False
         return k
 
     def history(self, live_path: str) -> list[Known]:
