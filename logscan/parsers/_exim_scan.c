@@ -18,6 +18,7 @@
 #define _GNU_SOURCE /* memmem */
 #endif
 #include <Python.h>
+#include <math.h>
 #include <string.h>
 
 typedef const Py_UCS1 *P;
@@ -591,29 +592,33 @@ static PyObject *reply(P a, P b)
 
 enum { LAST_STAMP, LAST_KEY, LAST_DOMAIN, NLAST };
 
-/* The row batch() reads (exim_bulk.py, _row): stamp, key, domain key, class, DT= value,
- * reply text, client IP, line. */
-static PyObject *make_row(Row *w, PyObject *line, PyObject **last)
+/* The reply a row counts (exim_bulk._row): for our refusals Exim sends 550 (451 when
+ * `temporarily`), and an ACL's code of the same class replaces it; else the code read.
+ * Returns whether there is one. */
+static int reply_code(const Row *w, char code[3], P *enh, P *enh_end)
 {
-    char code[3] = {0, 0, 0};
-    int has_code = 0, inbound = w->kind == 'R' || w->kind == 'H' || w->kind == 'A' || w->kind == 'P';
-    P enh = NULL, enh_end = NULL;
+    *enh = *enh_end = NULL;
     if (w->kind == 'R' || w->kind == 'H') {
-        /* Exim sends 550 (451 when `temporarily`); an ACL's code of the same class replaces it. */
         memcpy(code, w->tmp ? "451" : "550", 3);
         if (w->code && w->code[0] == code[0]) {
             memcpy(code, w->code, 3);
-            enh = w->enh;
-            enh_end = w->enh_end;
+            *enh = w->enh;
+            *enh_end = w->enh_end;
         }
-        has_code = 1;
-    } else if (w->code) {
-        memcpy(code, w->code, 3);
-        enh = w->enh;
-        enh_end = w->enh_end;
-        has_code = 1;
+        return 1;
     }
-    Py_UCS1 kbuf[32];
+    if (w->code) {
+        memcpy(code, w->code, 3);
+        *enh = w->enh;
+        *enh_end = w->enh_end;
+        return 1;
+    }
+    return 0;
+}
+
+/* A row's key `kind|code|enhanced` into kbuf (an enhanced code is at most 9 characters). */
+static Py_ssize_t row_key(const Row *w, int has_code, const char code[3], P enh, P enh_end, Py_UCS1 kbuf[32])
+{
     Py_ssize_t kn = 0;
     kbuf[kn++] = (Py_UCS1)w->kind;
     kbuf[kn++] = '|';
@@ -626,30 +631,44 @@ static PyObject *make_row(Row *w, PyObject *line, PyObject **last)
         memcpy(kbuf + kn, enh, (size_t)(enh_end - enh));
         kn += enh_end - enh;
     }
-    int refusal = has_code && (code[0] == '4' || code[0] == '5');
-    PyObject *dom;
-    if (w->alt0) {
-        Py_ssize_t a = w->dom1 - w->dom0, b = w->alt1 - w->alt0;
-        if (b == 0) {
-            dom = text(w->dom0, w->dom1);
-        } else {
-            PyObject *o = PyUnicode_New(a + 1 + b, 255);
-            if (o) {
-                Py_UCS1 *d = PyUnicode_1BYTE_DATA(o);
-                if (a)
-                    memcpy(d, w->dom0, (size_t)a);
-                d[a] = '\n';
-                memcpy(d + a + 1, w->alt0, (size_t)b);
-            }
-            dom = o;
-        }
-    } else {
-        dom = cached(&last[LAST_DOMAIN], w->dom0, w->dom0 ? w->dom1 - w->dom0 : 0);
+    return kn;
+}
+
+/* The row's domain key: the text after the address's last "@", then for `=> user <user@dom>`
+ * "\n" and the same of the `<...>`. */
+static PyObject *domain_key(const Row *w, PyObject **last)
+{
+    if (!w->alt0)
+        return cached(&last[LAST_DOMAIN], w->dom0, w->dom0 ? w->dom1 - w->dom0 : 0);
+    Py_ssize_t a = w->dom1 - w->dom0, b = w->alt1 - w->alt0;
+    if (b == 0)
+        return text(w->dom0, w->dom1);
+    PyObject *o = PyUnicode_New(a + 1 + b, 255);
+    if (o) {
+        Py_UCS1 *d = PyUnicode_1BYTE_DATA(o);
+        if (a)
+            memcpy(d, w->dom0, (size_t)a);
+        d[a] = '\n';
+        memcpy(d + a + 1, w->alt0, (size_t)b);
     }
+    return o;
+}
+
+/* The row batch() reads (exim_bulk.py, _row): stamp, key, domain key, class, DT= value,
+ * reply text, client IP, line. */
+static PyObject *make_row(Row *w, PyObject *line, PyObject **last)
+{
+    char code[3] = {0, 0, 0};
+    P enh, enh_end;
+    int has_code = reply_code(w, code, &enh, &enh_end);
+    int inbound = w->kind == 'R' || w->kind == 'H' || w->kind == 'A' || w->kind == 'P';
+    Py_UCS1 kbuf[32];
+    Py_ssize_t kn = row_key(w, has_code, code, enh, enh_end, kbuf);
+    int refusal = has_code && (code[0] == '4' || code[0] == '5');
     PyObject *v[8] = {
         cached(&last[LAST_STAMP], w->stamp0, w->stamp1 - w->stamp0),
         cached(&last[LAST_KEY], kbuf, kn),
-        dom,
+        domain_key(w, last),
         Py_NewRef(has_code ? CLASSES[inbound][code[0] - '2'] : EMPTY),
         text(w->dt0, w->dt1),
         (refusal || w->kind == 'R' || w->kind == 'H') ? reply(w->text0, w->text1) : Py_NewRef(EMPTY),
@@ -723,9 +742,555 @@ static PyObject *scan(PyObject *self, PyObject *args)
     return out ? Py_BuildValue("(nN)", lines, out) : NULL;
 }
 
+/* ---- reasons: reasons.py's classify() of a refusal's reply, in C ----------------------------
+ *
+ * set_reasons() takes reasons.tables() once (the phrases in priority order, the enhanced and
+ * basic codes), so there is still one list. classify() reads `text[:400].lower()` with each
+ * `<address>` made a space; of a 1-byte-kind text that is the same as what reply() keeps
+ * (one pass of the address rule over the cut text), lower-cased: lower() maps "<" and ">" to
+ * themselves and nothing else to them. The phrases are ASCII (set_reasons() refuses others),
+ * and no character above U+007F lower-cases to ASCII, so lower-casing A-Z alone matches the
+ * same phrases. The first phrase of the list found anywhere decides, as _decide()'s loop. */
+
+#define MAX_PHRASES 1024
+static struct {
+    Py_UCS1 *text;
+    Py_ssize_t len;
+    PyObject *reason;
+} PHRASES[MAX_PHRASES];
+static int NPHRASES = -1; /* -1: set_reasons() not called yet */
+/* Phrase indices by first character, each bucket in priority order. */
+static int BUCKET[257], BY_FIRST[MAX_PHRASES];
+static PyObject *ENHANCED, *BASIC, *OTHER;
+
+static void free_reasons(void)
+{
+    for (int i = 0; i < NPHRASES; i++) {
+        PyMem_Free(PHRASES[i].text);
+        Py_CLEAR(PHRASES[i].reason);
+    }
+    NPHRASES = -1;
+    Py_CLEAR(ENHANCED);
+    Py_CLEAR(BASIC);
+}
+
+static PyObject *set_reasons(PyObject *self, PyObject *args)
+{
+    PyObject *phrases, *enhanced, *basic;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyTuple_Type, &phrases, &PyDict_Type, &enhanced, &PyDict_Type, &basic))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(phrases);
+    if (n > MAX_PHRASES)
+        return PyErr_Format(PyExc_ValueError, "more than %d phrases", MAX_PHRASES);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(phrases, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyUnicode_IS_ASCII(PyTuple_GET_ITEM(pair, 0)) || PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(pair, 0)) == 0 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 1)))
+            return PyErr_Format(PyExc_ValueError, "phrase %zd is not (non-empty ASCII text, reason)", i);
+    }
+    free_reasons();
+    NPHRASES = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *phrase = PyTuple_GET_ITEM(PyTuple_GET_ITEM(phrases, i), 0);
+        Py_ssize_t len = PyUnicode_GET_LENGTH(phrase);
+        if (!(PHRASES[i].text = PyMem_Malloc((size_t)len))) {
+            free_reasons();
+            return PyErr_NoMemory();
+        }
+        memcpy(PHRASES[i].text, PyUnicode_1BYTE_DATA(phrase), (size_t)len);
+        PHRASES[i].len = len;
+        PHRASES[i].reason = Py_NewRef(PyTuple_GET_ITEM(PyTuple_GET_ITEM(phrases, i), 1));
+        NPHRASES = (int)i + 1;
+    }
+    memset(BUCKET, 0, sizeof BUCKET);
+    for (int i = 0; i < NPHRASES; i++)
+        BUCKET[PHRASES[i].text[0] + 1]++;
+    for (int c = 0; c < 256; c++)
+        BUCKET[c + 1] += BUCKET[c];
+    int fill[256];
+    memcpy(fill, BUCKET, sizeof fill);
+    for (int i = 0; i < NPHRASES; i++)
+        BY_FIRST[fill[PHRASES[i].text[0]]++] = i;
+    ENHANCED = Py_NewRef(enhanced);
+    BASIC = Py_NewRef(basic);
+    Py_RETURN_NONE;
+}
+
+/* What classify() reads of a reply [a, b): cut to MAX_TEXT, one pass of the address rule,
+ * A-Z lower-cased, into out (MAX_TEXT characters). Returns its length. */
+static Py_ssize_t reply_low(P a, P b, Py_UCS1 *out)
+{
+    if (!a || b <= a)
+        return 0;
+    if (b - a > MAX_TEXT)
+        b = a + MAX_TEXT;
+    Py_ssize_t n = 0;
+    for (P p = a; p < b;) {
+        if (*p == '<') {
+            P q = p + 1, lim = b - q > 320 ? q + 320 : b;
+            while (q < lim && *q != '<' && *q != '>')
+                q++;
+            if (q < b && *q == '>') {
+                out[n++] = ' ';
+                p = q + 1;
+                continue;
+            }
+        }
+        Py_UCS1 c = *p++;
+        out[n++] = c >= 'A' && c <= 'Z' ? (Py_UCS1)(c + 32) : c;
+    }
+    return n;
+}
+
+/* _decide(code, enhanced, low): a borrowed reference to the reason. */
+static PyObject *decide(const char code[3], P enh, P enh_end, const Py_UCS1 *low, Py_ssize_t n)
+{
+    int best = NPHRASES;
+    for (Py_ssize_t p = 0; p < n && best > 0; p++) {
+        Py_UCS1 c = low[p];
+        for (int k = BUCKET[c]; k < BUCKET[c + 1]; k++) {
+            int j = BY_FIRST[k];
+            if (j >= best)
+                break;
+            if (PHRASES[j].len <= n - p && memcmp(low + p, PHRASES[j].text, (size_t)PHRASES[j].len) == 0) {
+                best = j;
+                break;
+            }
+        }
+    }
+    if (best < NPHRASES)
+        return PHRASES[best].reason;
+    PyObject *key, *got;
+    if (enh && enh_end > enh) {
+        if (!(key = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, enh, enh_end - enh)))
+            return NULL;
+        got = PyDict_GetItemWithError(ENHANCED, key);
+        Py_DECREF(key);
+        if (got || PyErr_Occurred())
+            return got;
+    }
+    if (!(key = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, code, 3)))
+        return NULL;
+    got = PyDict_GetItemWithError(BASIC, key);
+    Py_DECREF(key);
+    return got || PyErr_Occurred() ? got : OTHER;
+}
+
+static PyObject *reason(PyObject *self, PyObject *args)
+{
+    PyObject *code, *enhanced, *reply_text;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "UUU", &code, &enhanced, &reply_text))
+        return NULL;
+    if (NPHRASES < 0)
+        return PyErr_Format(PyExc_RuntimeError, "set_reasons() first");
+    if (PyUnicode_KIND(code) != PyUnicode_1BYTE_KIND || PyUnicode_GET_LENGTH(code) != 3 ||
+        PyUnicode_KIND(enhanced) != PyUnicode_1BYTE_KIND || PyUnicode_KIND(reply_text) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_NONE;
+    Py_UCS1 low[MAX_TEXT];
+    P t = PyUnicode_1BYTE_DATA(reply_text), e = PyUnicode_1BYTE_DATA(enhanced);
+    Py_ssize_t n = reply_low(t, t + PyUnicode_GET_LENGTH(reply_text), low);
+    PyObject *got = decide((const char *)PyUnicode_1BYTE_DATA(code), e, e + PyUnicode_GET_LENGTH(enhanced), low, n);
+    return Py_XNewRef(got);
+}
+
+/* ---- runs: what EximBulk.batch() makes of a run of rows, made in the same pass ------------
+ *
+ * runs() is scan() whose row items are `(line,)`, and each run of consecutive rows (runs of
+ * fewer than `min_run` rows made lines again, as _short_runs_as_lines) comes with the
+ * grouped counts batch() would make of it from the full rows, so no Python step is left per
+ * row. Times: stamp_time()'s arithmetic on the hour's epoch (from the parser, asked once per
+ * hour), floor divisions as Python's float `//`. Domains, durations: the parser's functions,
+ * memoised in dicts the caller keeps. Reasons: decide() above. */
+
+static PyObject *DIRECTIONS[2], *CLASS_TUPLES[2][4], *KINDS[256];
+
+/* Python's float floor division (CPython float_floor_div), so that buckets are the same. */
+static double floordiv(double vx, double wx)
+{
+    double mod = fmod(vx, wx), div = (vx - mod) / wx, fd;
+    if (mod) {
+        if ((wx < 0) != (mod < 0))
+            div -= 1.0;
+    }
+    if (div) {
+        fd = floor(div);
+        if (div - fd > 0.5)
+            fd += 1.0;
+    } else {
+        fd = copysign(0.0, vx / wx);
+    }
+    return fd;
+}
+
+typedef struct {
+    PyObject *hour_of, *domain_of, *domains, *duration, *durations;
+    int each_reply;
+    Py_UCS1 hour[13];
+    int has_hour, hour_ok;
+    double hour_base;
+    PyObject *last[NLAST], *last_code, *last_ip;
+} Ctx;
+
+typedef struct {
+    PyObject *first;
+    Py_ssize_t start, n;
+    int ok;
+    double last_t;
+    long long bucket;
+    int has_bucket;
+    long cell[3];
+    PyObject *keys, *classes, *domains, *minutes, *delays, *refusals, *times, *coded;
+    PyObject *bucket_obj, *sec_obj;
+    double sec;
+} Acc;
+
+static void acc_clear(Acc *a)
+{
+    Py_CLEAR(a->first);
+    Py_CLEAR(a->keys);
+    Py_CLEAR(a->classes);
+    Py_CLEAR(a->domains);
+    Py_CLEAR(a->minutes);
+    Py_CLEAR(a->delays);
+    Py_CLEAR(a->refusals);
+    Py_CLEAR(a->times);
+    Py_CLEAR(a->coded);
+    Py_CLEAR(a->bucket_obj);
+    Py_CLEAR(a->sec_obj);
+    a->n = 0;
+}
+
+static int acc_start(Acc *a, PyObject *first, Py_ssize_t start, int each_reply)
+{
+    memset(a, 0, sizeof *a);
+    a->first = Py_NewRef(first);
+    a->start = start;
+    a->ok = 1;
+    if (!(a->keys = PyDict_New()) || !(a->classes = PyList_New(0)) || !(a->domains = PyList_New(0)) ||
+        !(a->minutes = PyDict_New()) || !(a->delays = PyDict_New()) || !(a->refusals = PyList_New(0)))
+        return -1;
+    if (each_reply && (!(a->times = PyList_New(0)) || !(a->coded = PyList_New(0))))
+        return -1;
+    return 0;
+}
+
+/* Add the current bucket's [sent, bounced, expired] to minutes[bucket]. */
+static int flush_cell(Acc *a)
+{
+    if (!a->has_bucket || !(a->cell[0] || a->cell[1] || a->cell[2]))
+        return 0;
+    PyObject *k = PyLong_FromLongLong(a->bucket), *cell;
+    if (!k)
+        return -1;
+    cell = PyDict_GetItemWithError(a->minutes, k);
+    if (!cell) {
+        if (PyErr_Occurred() || !(cell = Py_BuildValue("[lll]", a->cell[0], a->cell[1], a->cell[2])) ||
+            PyDict_SetItem(a->minutes, k, cell) < 0) {
+            Py_XDECREF(cell);
+            Py_DECREF(k);
+            return -1;
+        }
+        Py_DECREF(cell);
+    } else {
+        for (int i = 0; i < 3; i++) {
+            PyObject *v = PyLong_FromLong(PyLong_AsLong(PyList_GET_ITEM(cell, i)) + a->cell[i]);
+            if (!v || PyList_SetItem(cell, i, v) < 0) {
+                Py_DECREF(k);
+                return -1;
+            }
+        }
+    }
+    Py_DECREF(k);
+    a->cell[0] = a->cell[1] = a->cell[2] = 0;
+    return 0;
+}
+
+/* The epoch of a row's stamp as stamp_time() gives it: 1, or 0 when it gives None; -1: error. */
+static int stamp_epoch(Ctx *c, P s, P e, double *t)
+{
+    int mi = (s[14] - '0') * 10 + (s[15] - '0'), se = (s[17] - '0') * 10 + (s[18] - '0');
+    if (mi > 59 || se > 60)
+        return 0;
+    if (!c->has_hour || memcmp(c->hour, s, 13) != 0) {
+        PyObject *key = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s, 13), *got;
+        if (!key)
+            return -1;
+        got = PyObject_CallOneArg(c->hour_of, key);
+        Py_DECREF(key);
+        if (!got)
+            return -1;
+        c->hour_ok = got != Py_None;
+        if (c->hour_ok) {
+            c->hour_base = PyFloat_AsDouble(got);
+            if (c->hour_base == -1.0 && PyErr_Occurred()) {
+                Py_DECREF(got);
+                return -1;
+            }
+        }
+        Py_DECREF(got);
+        memcpy(c->hour, s, 13);
+        c->has_hour = 1;
+    }
+    if (!c->hour_ok)
+        return 0;
+    double secs = (double)(mi * 60 + se);
+    if (e - s == 23)
+        secs = secs + (double)((s[20] - '0') * 100 + (s[21] - '0') * 10 + (s[22] - '0')) / 1000.0;
+    *t = c->hour_base + secs;
+    return 1;
+}
+
+/* memo[key], or fn(key) stored there: a new reference. */
+static PyObject *memo(PyObject *dict, PyObject *fn, PyObject *key)
+{
+    PyObject *got = PyDict_GetItemWithError(dict, key);
+    if (got)
+        return Py_NewRef(got);
+    if (PyErr_Occurred() || !(got = PyObject_CallOneArg(fn, key)))
+        return NULL;
+    if (PyDict_SetItem(dict, key, got) < 0) {
+        Py_DECREF(got);
+        return NULL;
+    }
+    return got;
+}
+
+static int append_new(PyObject *list, PyObject *o)
+{
+    if (!o)
+        return -1;
+    int r = PyList_Append(list, o);
+    Py_DECREF(o);
+    return r;
+}
+
+/* Count one row into the run (once a time is bad or goes back, the run is refused whole). */
+static int acc_add(Ctx *c, Acc *a, Row *w)
+{
+    a->n++;
+    if (!a->ok)
+        return 0;
+    double t;
+    int got = stamp_epoch(c, w->stamp0, w->stamp1, &t);
+    if (got < 0)
+        return -1;
+    if (!got || (a->n > 1 && t < a->last_t)) {
+        a->ok = 0;
+        return 0;
+    }
+    a->last_t = t;
+    long long bucket = (long long)floordiv(t, 60.0);
+    if (!a->has_bucket || bucket != a->bucket) {
+        if (flush_cell(a) < 0)
+            return -1;
+        a->bucket = bucket;
+        a->has_bucket = 1;
+        Py_CLEAR(a->bucket_obj);
+    }
+    char code[3] = {0, 0, 0};
+    P enh, enh_end;
+    int has_code = reply_code(w, code, &enh, &enh_end);
+    int inbound = w->kind == 'R' || w->kind == 'H' || w->kind == 'A' || w->kind == 'P';
+    Py_UCS1 kbuf[32];
+    PyObject *key = cached(&c->last[LAST_KEY], kbuf, row_key(w, has_code, code, enh, enh_end, kbuf));
+    if (!key)
+        return -1;
+    PyObject *n = PyDict_GetItemWithError(a->keys, key);
+    if (!n && PyErr_Occurred()) {
+        Py_DECREF(key);
+        return -1;
+    }
+    n = PyLong_FromSsize_t(n ? PyLong_AsSsize_t(n) + 1 : 1);
+    if (!n || PyDict_SetItem(a->keys, key, n) < 0) {
+        Py_XDECREF(n);
+        Py_DECREF(key);
+        return -1;
+    }
+    Py_DECREF(n);
+    if (w->kind == 'S' || w->kind == 'B' || w->kind == 'X')
+        a->cell[w->kind == 'S' ? 0 : w->kind == 'B' ? 1 : 2]++;
+    if (w->dt0) {
+        PyObject *dt = text(w->dt0, w->dt1), *v;
+        if (!dt)
+            goto fail;
+        v = memo(c->durations, c->duration, dt);
+        Py_DECREF(dt);
+        if (!v)
+            goto fail;
+        if (v != Py_None) {
+            PyObject *kind = KINDS[(Py_UCS1)w->kind], *list = PyDict_GetItemWithError(a->delays, kind);
+            if (!list && (PyErr_Occurred() || !(list = PyList_New(0)) || PyDict_SetItem(a->delays, kind, list) < 0 ||
+                          (Py_DECREF(list), 0))) {
+                Py_XDECREF(list);
+                Py_DECREF(v);
+                goto fail;
+            }
+            if (PyList_Append(list, v) < 0) {
+                Py_DECREF(v);
+                goto fail;
+            }
+        }
+        Py_DECREF(v);
+    }
+    if (has_code) {
+        if (PyList_Append(a->classes, CLASS_TUPLES[inbound][code[0] - '2']) < 0)
+            goto fail;
+        PyObject *dk = domain_key(w, c->last), *dom;
+        if (!dk)
+            goto fail;
+        dom = memo(c->domains, c->domain_of, dk);
+        Py_DECREF(dk);
+        if (!dom)
+            goto fail;
+        if (PyList_Append(a->domains, dom) < 0) {
+            Py_DECREF(dom);
+            goto fail;
+        }
+        if (a->times) {
+            double sec = floordiv(t, 1.0);
+            if (!a->sec_obj || sec != a->sec) {
+                Py_XSETREF(a->sec_obj, PyFloat_FromDouble(sec));
+                a->sec = sec;
+            }
+            if (!a->sec_obj || PyList_Append(a->times, a->sec_obj) < 0 || PyList_Append(a->coded, key) < 0) {
+                Py_DECREF(dom);
+                goto fail;
+            }
+        }
+        if (code[0] == '4' || code[0] == '5') {
+            Py_UCS1 low[MAX_TEXT];
+            Py_ssize_t ln = reply_low(w->text0, w->text1, low);
+            PyObject *why = decide(code, enh, enh_end, low, ln);
+            if (!why || (!a->bucket_obj && !(a->bucket_obj = PyLong_FromLongLong(bucket)))) {
+                Py_DECREF(dom);
+                goto fail;
+            }
+            PyObject *code_s = cached(&c->last_code, (P)code, 3), *ip = cached(&c->last_ip, w->ip0, w->ip1 - w->ip0);
+            PyObject *r = code_s && ip ? PyTuple_Pack(7, a->bucket_obj, DIRECTIONS[inbound], code_s, why,
+                                                      inbound ? dom : EMPTY, ip, inbound ? EMPTY : dom)
+                                       : NULL;
+            Py_XDECREF(code_s);
+            Py_XDECREF(ip);
+            if (append_new(a->refusals, r) < 0) {
+                Py_DECREF(dom);
+                goto fail;
+            }
+        }
+        Py_DECREF(dom);
+    }
+    Py_DECREF(key);
+    return 0;
+fail:
+    Py_DECREF(key);
+    return -1;
+}
+
+/* End the run: its summary onto `runs`, or, under min_run rows, its rows made lines again. */
+static int acc_end(Acc *a, PyObject *out, PyObject *runs, Py_ssize_t min_run)
+{
+    if (!a->first)
+        return 0;
+    int r = 0;
+    if (a->n < min_run) {
+        for (Py_ssize_t i = a->start; i < a->start + a->n; i++)
+            if (PyList_SetItem(out, i, Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(out, i), 0))) < 0)
+                r = -1;
+    } else if (flush_cell(a) < 0) {
+        r = -1;
+    } else {
+        PyObject *s = Py_BuildValue("(OnOdOOOOOOOO)", a->first, a->n, a->ok ? Py_True : Py_False, a->last_t, a->keys,
+                                    a->classes, a->domains, a->minutes, a->delays, a->refusals,
+                                    a->times ? a->times : Py_None, a->coded ? a->coded : Py_None);
+        r = append_new(runs, s);
+    }
+    acc_clear(a);
+    return r;
+}
+
+static PyObject *runs(PyObject *self, PyObject *args)
+{
+    PyObject *chunk, *out = NULL, *found = NULL;
+    Py_ssize_t min_run;
+    Ctx c;
+    (void)self;
+    memset(&c, 0, sizeof c);
+    if (!PyArg_ParseTuple(args, "UnpOOO!OO!", &chunk, &min_run, &c.each_reply, &c.hour_of, &c.domain_of,
+                          &PyDict_Type, &c.domains, &c.duration, &PyDict_Type, &c.durations))
+        return NULL;
+    if (NPHRASES < 0)
+        return PyErr_Format(PyExc_RuntimeError, "set_reasons() first");
+    Py_ssize_t n = PyUnicode_GET_LENGTH(chunk);
+    if (PyUnicode_KIND(chunk) != PyUnicode_1BYTE_KIND || n == 0 || PyUnicode_1BYTE_DATA(chunk)[n - 1] != '\n')
+        Py_RETURN_NONE;
+    P data = PyUnicode_1BYTE_DATA(chunk), end = data + n;
+    if (!(out = PyList_New(0)) || !(found = PyList_New(0))) {
+        Py_XDECREF(out);
+        return NULL;
+    }
+    Py_ssize_t next[NTRIGGERS];
+    for (int k = 0; k < NTRIGGERS; k++)
+        next[k] = -1;
+    Py_ssize_t lines = 0;
+    Row w;
+    Acc a;
+    memset(&a, 0, sizeof a);
+    int failed = 0;
+    for (P s = data; s < end && !failed;) {
+        P e = memchr(s, '\n', (size_t)(end - s));
+        Py_ssize_t so = s - data, eo = e - data;
+        lines++;
+        int wanted = !boring(s, e);
+        for (int k = 0; k < NTRIGGERS && !wanted; k++) {
+            if (next[k] < so) {
+                P hit = memmem(s, (size_t)(end - s), TRIGGERS[k], strlen(TRIGGERS[k]));
+                next[k] = hit ? hit - data : n;
+            }
+            wanted = next[k] < eo;
+        }
+        if (wanted) {
+            PyObject *line = PyUnicode_Substring(chunk, so, eo), *item = line;
+            if (line && eo - so <= MAX_LINE && !(e > s && e[-1] == '\r') && row(s, e, &w)) {
+                item = PyTuple_Pack(1, line);
+                Py_DECREF(line);
+                if (item && !a.first && acc_start(&a, item, PyList_GET_SIZE(out), c.each_reply) < 0)
+                    failed = 1;
+                if (item && !failed && acc_add(&c, &a, &w) < 0)
+                    failed = 1;
+            } else if (item && acc_end(&a, out, found, min_run) < 0) {
+                failed = 1;
+            }
+            if (!item || PyList_Append(out, item) < 0)
+                failed = 1;
+            Py_XDECREF(item);
+        }
+        s = e + 1;
+    }
+    if (!failed && acc_end(&a, out, found, min_run) < 0)
+        failed = 1;
+    acc_clear(&a);
+    for (int i = 0; i < NLAST; i++)
+        Py_XDECREF(c.last[i]);
+    Py_XDECREF(c.last_code);
+    Py_XDECREF(c.last_ip);
+    if (failed) {
+        Py_DECREF(out);
+        Py_DECREF(found);
+        return NULL;
+    }
+    return Py_BuildValue("(nNN)", lines, out, found);
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(chunk, rows) -> (lines, items) | None: the lines of a chunk of Exim log that matter."},
+    {"runs", runs, METH_VARARGS,
+     "runs(chunk, min_run, each_reply, hour_of, domain_of, domains, duration, durations) -> "
+     "(lines, items, summaries) | None: scan() with each run of rows counted as batch() counts it."},
+    {"set_reasons", set_reasons, METH_VARARGS, "set_reasons(phrases, enhanced, basic): reasons.tables()."},
+    {"reason", reason, METH_VARARGS, "reason(code, enhanced, reply) -> str | None: classify() of a row's reply."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -743,5 +1308,18 @@ PyMODINIT_FUNC PyInit__exim_scan(void)
             if (!(CLASSES[d][c] = PyUnicode_InternFromString(t)))
                 return NULL;
         }
+    static const char *const names[2] = {"outbound", "inbound"};
+    for (int d = 0; d < 2; d++) {
+        if (!(DIRECTIONS[d] = PyUnicode_InternFromString(names[d])))
+            return NULL;
+        for (int c = 0; c < 4; c++)
+            if (!(CLASS_TUPLES[d][c] = Py_BuildValue("(Os)", DIRECTIONS[d], (const char[]){(char)('2' + c), 'x', 'x', 0})))
+                return NULL;
+    }
+    for (const char *k = "SBXD"; *k; k++)
+        if (!(KINDS[(Py_UCS1)*k] = PyUnicode_FromStringAndSize(k, 1)))
+            return NULL;
+    if (!(OTHER = PyUnicode_InternFromString("other")))
+        return NULL;
     return PyModule_Create(&module);
 }
