@@ -45,10 +45,28 @@ static int ends(P s, P p, const char *lit, Py_ssize_t n) { return p - s >= n && 
 /* Is c one of the characters of `set`? (strchr alone would also find a NUL character.) */
 static int in(Py_UCS1 c, const char *set) { return c != 0 && strchr(set, c) != NULL; }
 
-/* The end of the run of characters from p that are none of `stop`. */
+/* The end of the run of characters from p that are none of `stop` (a string literal). Per
+ * character a table lookup: strchr() per character cost more than the rest of a row. The
+ * tables are made once per literal, found by its address (there are a handful). */
 static P run_not(P p, P e, const char *stop)
 {
-    while (p < e && !in(*p, stop))
+    static const char *sets[16];
+    static unsigned char tables[16][256];
+    int k = 0;
+    while (k < 16 && sets[k] && sets[k] != stop)
+        k++;
+    if (k == 16) { /* more literals than slots: cannot happen with this file's call sites */
+        while (p < e && !in(*p, stop))
+            p++;
+        return p;
+    }
+    if (!sets[k]) {
+        for (const char *c = stop; *c; c++)
+            tables[k][(unsigned char)*c] = 1;
+        sets[k] = stop;
+    }
+    const unsigned char *t = tables[k];
+    while (p < e && !t[*p])
         p++;
     return p;
 }
@@ -60,11 +78,26 @@ static P run_digits(P p, P e)
     return p;
 }
 
+/* The first occurrence of lit (n >= 1 characters) in [p, e), or NULL. memchr() on its first
+ * character that is not a space (spaces are everywhere), then a compare: cheaper than memmem()
+ * on the short stretches of one line it searches. */
 static P find(P p, P e, const char *lit, size_t n)
 {
-    if (p >= e)
+    if (p >= e || (size_t)(e - p) < n)
         return NULL;
-    return memmem(p, (size_t)(e - p), lit, n);
+    size_t k = 0;
+    while (k + 1 < n && lit[k] == ' ')
+        k++;
+    P last = e - n + k; /* the last place lit[k] can be */
+    for (P q = p + k; q <= last;) {
+        P hit = memchr(q, lit[k], (size_t)(last - q + 1));
+        if (!hit)
+            return NULL;
+        if (memcmp(hit - k, lit, n) == 0)
+            return hit - k;
+        q = hit + 1;
+    }
+    return NULL;
 }
 #define FIND(p, e, lit) find((p), (e), (lit), sizeof(lit) - 1)
 

@@ -123,7 +123,7 @@ _NOT_REACHED: Final = "retry time not reached"
 # rows (a 1 MiB chunk holds at most a few thousand seconds); domains repeat across chunks.
 # Both bounded so that peak RSS stays well under the 60 MB limit (issue 16 part 5).
 _STAMP_MEMO: Final = 1 << 12
-_DOMAIN_MEMO: Final = 1 << 12
+_DOMAIN_MEMO: Final = 1 << 14
 _REASON_MEMO: Final = 1 << 10
 # A batch costs about as much as parse() of ten lines before its first row (tests set 1, so
 # that every run of rows goes through batch()).
