@@ -157,6 +157,44 @@ static int boring(P s, P e)
 
 static const char *const TRIGGERS[] = {"rejected ", " authenticator failed for ", " exim", "]exim", " dropped"};
 #define NTRIGGERS 5
+/* Two characters of each trigger that are seldom both in place (a letter rare in logs, and
+ * another): trigger() looks for them 16 positions at a time, then compares the rest. */
+static const int PAIRS[NTRIGGERS][2] = {{2, 7}, {5, 15}, {2, 4}, {0, 2}, {1, 4}};
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/* The first occurrence of trigger k in [p, e), or NULL: memmem() as if, without its cost per
+ * call and its single-character scan, which cost more than the rest of the prefilter. */
+static P trigger(P p, P e, int k)
+{
+    const char *lit = TRIGGERS[k];
+    size_t n = strlen(lit);
+    if (p >= e || (size_t)(e - p) < n)
+        return NULL;
+    P stop = e - n + 1; /* past the last place the trigger can start */
+    P q = p;
+#ifdef __SSE2__
+    int i = PAIRS[k][0], j = PAIRS[k][1];
+    const __m128i a = _mm_set1_epi8((char)lit[i]), b = _mm_set1_epi8((char)lit[j]);
+    for (; stop - q >= 16; q += 16) { /* reads q + j + 15 < q + n - 1 + 16 <= e */
+        unsigned mask = (unsigned)_mm_movemask_epi8(
+            _mm_and_si128(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(q + i)), a),
+                          _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(q + j)), b)));
+        while (mask) {
+            P c = q + __builtin_ctz(mask);
+            if (memcmp(c, lit, n) == 0)
+                return c;
+            mask &= mask - 1;
+        }
+    }
+#endif
+    for (; q < stop; q++)
+        if (q[0] == (Py_UCS1)lit[0] && memcmp(q, lit, n) == 0)
+            return q;
+    return NULL;
+}
 
 /* ---- rows: exim_bulk.py's _ROW ------------------------------------------------------------ */
 
@@ -749,7 +787,7 @@ static PyObject *scan(PyObject *self, PyObject *args)
         int wanted = !boring(s, e);
         for (int k = 0; k < NTRIGGERS && !wanted; k++) {
             if (next[k] < so) {
-                P hit = memmem(s, (size_t)(end - s), TRIGGERS[k], strlen(TRIGGERS[k]));
+                P hit = trigger(s, end, k);
                 next[k] = hit ? hit - data : n;
             }
             wanted = next[k] < eo;
@@ -1278,7 +1316,7 @@ static PyObject *runs(PyObject *self, PyObject *args)
         int wanted = !boring(s, e);
         for (int k = 0; k < NTRIGGERS && !wanted; k++) {
             if (next[k] < so) {
-                P hit = memmem(s, (size_t)(end - s), TRIGGERS[k], strlen(TRIGGERS[k]));
+                P hit = trigger(s, end, k);
                 next[k] = hit ? hit - data : n;
             }
             wanted = next[k] < eo;
