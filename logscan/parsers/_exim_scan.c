@@ -19,6 +19,7 @@
 #endif
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef const Py_UCS1 *P;
@@ -832,6 +833,9 @@ static struct {
 static int NPHRASES = -1; /* -1: set_reasons() not called yet */
 /* Phrase indices by first character, each bucket in priority order. */
 static int BUCKET[257], BY_FIRST[MAX_PHRASES];
+/* Which second characters follow each first one in some phrase (a bit each); SHORT: a
+ * phrase of that one character. Most places of a reply start no phrase: one lookup each. */
+static unsigned char PAIR[256][32], SHORT[256];
 static PyObject *ENHANCED, *BASIC, *OTHER;
 
 static void free_reasons(void)
@@ -880,6 +884,14 @@ static PyObject *set_reasons(PyObject *self, PyObject *args)
         BUCKET[PHRASES[i].text[0] + 1]++;
     for (int c = 0; c < 256; c++)
         BUCKET[c + 1] += BUCKET[c];
+    memset(PAIR, 0, sizeof PAIR);
+    memset(SHORT, 0, sizeof SHORT);
+    for (int i = 0; i < NPHRASES; i++) {
+        if (PHRASES[i].len == 1)
+            SHORT[PHRASES[i].text[0]] = 1;
+        else
+            PAIR[PHRASES[i].text[0]][PHRASES[i].text[1] >> 3] |= (unsigned char)(1u << (PHRASES[i].text[1] & 7));
+    }
     int fill[256];
     memcpy(fill, BUCKET, sizeof fill);
     for (int i = 0; i < NPHRASES; i++)
@@ -921,6 +933,8 @@ static PyObject *decide(const char code[3], P enh, P enh_end, const Py_UCS1 *low
     int best = NPHRASES;
     for (Py_ssize_t p = 0; p < n && best > 0; p++) {
         Py_UCS1 c = low[p];
+        if (!SHORT[c] && (p + 1 == n || !(PAIR[c][low[p + 1] >> 3] & (1u << (low[p + 1] & 7)))))
+            continue; /* no phrase starts with these two characters */
         for (int k = BUCKET[c]; k < BUCKET[c + 1]; k++) {
             int j = BY_FIRST[k];
             if (j >= best)
@@ -996,8 +1010,26 @@ static double floordiv(double vx, double wx)
     return fd;
 }
 
+/* A direct-mapped cache of one runs() call's memo answers, by the key's characters: most
+ * rows repeat a domain or a DT= text seen a few rows before, and a str made, hashed and
+ * looked up for each cost more than the rest of the row's counting. */
+#define CACHE 2048 /* slots, a power of two */
+typedef struct {
+    uint64_t h;
+    PyObject *key, *val;
+} Slot;
+
+static uint64_t fnv(const Py_UCS1 *b, Py_ssize_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
 typedef struct {
     PyObject *hour_of, *domain_of, *domains, *duration, *durations;
+    Slot *domain_cache, *duration_cache;
     int each_reply;
     Py_UCS1 hour[13];
     int has_hour, hour_ok;
@@ -1016,7 +1048,15 @@ typedef struct {
     PyObject *keys, *classes, *domains, *minutes, *delays, *refusals, *times, *coded;
     PyObject *bucket_obj, *sec_obj;
     double sec;
+    /* Rows per key: the first NKEYS keys here (by a hash of their characters), any later
+     * ones in `keys`; the summary's dict lists these first, so keys keep their first-seen order. */
+    PyObject *kobj[64];
+    Py_ssize_t kcount[64];
+    int nk;
+    unsigned char kslot[128]; /* index + 1 into kobj; 0: empty */
+    PyObject *dlist[4];       /* delays[S], [B], [X], [D] (borrowed from `delays`) */
 } Acc;
+#define NKEYS 64
 
 static void acc_clear(Acc *a)
 {
@@ -1031,7 +1071,47 @@ static void acc_clear(Acc *a)
     Py_CLEAR(a->coded);
     Py_CLEAR(a->bucket_obj);
     Py_CLEAR(a->sec_obj);
+    for (int i = 0; i < a->nk; i++)
+        Py_CLEAR(a->kobj[i]);
+    a->nk = 0;
     a->n = 0;
+}
+
+/* The row key kbuf, counted once more: a new reference to an equal str. */
+static PyObject *count_key(Acc *a, const Py_UCS1 *kbuf, Py_ssize_t kn)
+{
+    uint64_t h = fnv(kbuf, kn);
+    unsigned i = (unsigned)(h & 127);
+    for (; a->kslot[i]; i = (i + 1) & 127) {
+        int j = a->kslot[i] - 1;
+        PyObject *o = a->kobj[j];
+        if (PyUnicode_GET_LENGTH(o) == kn && memcmp(PyUnicode_1BYTE_DATA(o), kbuf, (size_t)kn) == 0) {
+            a->kcount[j]++;
+            return Py_NewRef(o);
+        }
+    }
+    PyObject *key = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, kbuf, kn);
+    if (!key)
+        return NULL;
+    if (a->nk < NKEYS) {
+        a->kobj[a->nk] = Py_NewRef(key);
+        a->kcount[a->nk] = 1;
+        a->kslot[i] = (unsigned char)++a->nk;
+        return key;
+    }
+    PyObject *n = PyDict_GetItemWithError(a->keys, key);
+    if (!n && PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    n = PyLong_FromSsize_t(n ? PyLong_AsSsize_t(n) + 1 : 1);
+    if (!n || PyDict_SetItem(a->keys, key, n) < 0) {
+        Py_XDECREF(n);
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_DECREF(n);
+    return key;
 }
 
 static int acc_start(Acc *a, PyObject *first, Py_ssize_t start, int each_reply)
@@ -1129,6 +1209,43 @@ static PyObject *memo(PyObject *dict, PyObject *fn, PyObject *key)
     return got;
 }
 
+/* memo(dict, fn, str of [b, b + n)) with this call's cache in front (made when first needed). */
+static PyObject *cache_memo(Slot **cache, PyObject *dict, PyObject *fn, P b, Py_ssize_t n)
+{
+    if (!*cache && !(*cache = PyMem_Calloc(CACHE, sizeof(Slot))))
+        return PyErr_NoMemory();
+    if (n == 0)
+        b = (P) "";
+    uint64_t h = fnv(b, n);
+    Slot *s = &(*cache)[h & (CACHE - 1)];
+    if (s->key && s->h == h && PyUnicode_GET_LENGTH(s->key) == n &&
+        memcmp(PyUnicode_1BYTE_DATA(s->key), b, (size_t)n) == 0)
+        return Py_NewRef(s->val);
+    PyObject *key = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, b, n), *val;
+    if (!key)
+        return NULL;
+    if (!(val = memo(dict, fn, key))) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_XSETREF(s->key, key);
+    Py_XSETREF(s->val, Py_NewRef(val));
+    s->h = h;
+    return val;
+}
+
+static void free_cache(Slot **cache)
+{
+    if (!*cache)
+        return;
+    for (int i = 0; i < CACHE; i++) {
+        Py_XDECREF((*cache)[i].key);
+        Py_XDECREF((*cache)[i].val);
+    }
+    PyMem_Free(*cache);
+    *cache = NULL;
+}
+
 static int append_new(PyObject *list, PyObject *o)
 {
     if (!o)
@@ -1166,38 +1283,26 @@ static int acc_add(Ctx *c, Acc *a, Row *w)
     int has_code = reply_code(w, code, &enh, &enh_end);
     int inbound = w->kind == 'R' || w->kind == 'H' || w->kind == 'A' || w->kind == 'P';
     Py_UCS1 kbuf[32];
-    PyObject *key = cached(&c->last[LAST_KEY], kbuf, row_key(w, has_code, code, enh, enh_end, kbuf));
+    PyObject *key = count_key(a, kbuf, row_key(w, has_code, code, enh, enh_end, kbuf));
     if (!key)
         return -1;
-    PyObject *n = PyDict_GetItemWithError(a->keys, key);
-    if (!n && PyErr_Occurred()) {
-        Py_DECREF(key);
-        return -1;
-    }
-    n = PyLong_FromSsize_t(n ? PyLong_AsSsize_t(n) + 1 : 1);
-    if (!n || PyDict_SetItem(a->keys, key, n) < 0) {
-        Py_XDECREF(n);
-        Py_DECREF(key);
-        return -1;
-    }
-    Py_DECREF(n);
     if (w->kind == 'S' || w->kind == 'B' || w->kind == 'X')
         a->cell[w->kind == 'S' ? 0 : w->kind == 'B' ? 1 : 2]++;
     if (w->dt0) {
-        PyObject *dt = text(w->dt0, w->dt1), *v;
-        if (!dt)
-            goto fail;
-        v = memo(c->durations, c->duration, dt);
-        Py_DECREF(dt);
+        PyObject *v = cache_memo(&c->duration_cache, c->durations, c->duration, w->dt0, w->dt1 - w->dt0);
         if (!v)
             goto fail;
         if (v != Py_None) {
-            PyObject *kind = KINDS[(Py_UCS1)w->kind], *list = PyDict_GetItemWithError(a->delays, kind);
-            if (!list && (PyErr_Occurred() || !(list = PyList_New(0)) || PyDict_SetItem(a->delays, kind, list) < 0 ||
-                          (Py_DECREF(list), 0))) {
-                Py_XDECREF(list);
-                Py_DECREF(v);
-                goto fail;
+            int d = w->kind == 'S' ? 0 : w->kind == 'B' ? 1 : w->kind == 'X' ? 2 : 3;
+            PyObject *list = a->dlist[d];
+            if (!list) { /* the kind's first good value: its place in `delays`, as setdefault() */
+                if (!(list = PyList_New(0)) || PyDict_SetItem(a->delays, KINDS[(Py_UCS1)w->kind], list) < 0) {
+                    Py_XDECREF(list);
+                    Py_DECREF(v);
+                    goto fail;
+                }
+                Py_DECREF(list);
+                a->dlist[d] = list;
             }
             if (PyList_Append(list, v) < 0) {
                 Py_DECREF(v);
@@ -1209,11 +1314,22 @@ static int acc_add(Ctx *c, Acc *a, Row *w)
     if (has_code) {
         if (PyList_Append(a->classes, CLASS_TUPLES[inbound][code[0] - '2']) < 0)
             goto fail;
-        PyObject *dk = domain_key(w, c->last), *dom;
-        if (!dk)
-            goto fail;
-        dom = memo(c->domains, c->domain_of, dk);
-        Py_DECREF(dk);
+        PyObject *dom;
+        Py_ssize_t da = w->dom0 ? w->dom1 - w->dom0 : 0, db = w->alt0 ? w->alt1 - w->alt0 : 0;
+        if (da + 1 + db <= 512) {
+            Py_UCS1 dbuf[512];
+            if (da)
+                memcpy(dbuf, w->dom0, (size_t)da);
+            if (db) { /* `=> user <user@dom>`: "\n" and the bracket's domain key (see domain_key) */
+                dbuf[da] = '\n';
+                memcpy(dbuf + da + 1, w->alt0, (size_t)db);
+            }
+            dom = cache_memo(&c->domain_cache, c->domains, c->domain_of, dbuf, db ? da + 1 + db : da);
+        } else {
+            PyObject *dk = domain_key(w, c->last);
+            dom = dk ? memo(c->domains, c->domain_of, dk) : NULL;
+            Py_XDECREF(dk);
+        }
         if (!dom)
             goto fail;
         if (PyList_Append(a->domains, dom) < 0) {
@@ -1272,6 +1388,19 @@ static int acc_end(Acc *a, PyObject *out, PyObject *runs, Py_ssize_t min_run)
     } else if (flush_cell(a) < 0) {
         r = -1;
     } else {
+        PyObject *keys = PyDict_New();
+        for (int i = 0; keys && i < a->nk; i++) {
+            PyObject *n = PyLong_FromSsize_t(a->kcount[i]);
+            if (!n || PyDict_SetItem(keys, a->kobj[i], n) < 0)
+                Py_CLEAR(keys);
+            Py_XDECREF(n);
+        }
+        if (!keys || PyDict_Update(keys, a->keys) < 0) {
+            Py_XDECREF(keys);
+            acc_clear(a);
+            return -1;
+        }
+        Py_SETREF(a->keys, keys);
         PyObject *s = Py_BuildValue("(OnOdOOOOOOOO)", a->first, a->n, a->ok ? Py_True : Py_False, a->last_t, a->keys,
                                     a->classes, a->domains, a->minutes, a->delays, a->refusals,
                                     a->times ? a->times : Py_None, a->coded ? a->coded : Py_None);
@@ -1342,6 +1471,8 @@ static PyObject *runs(PyObject *self, PyObject *args)
     if (!failed && acc_end(&a, out, found, min_run) < 0)
         failed = 1;
     acc_clear(&a);
+    free_cache(&c.domain_cache);
+    free_cache(&c.duration_cache);
     for (int i = 0; i < NLAST; i++)
         Py_XDECREF(c.last[i]);
     Py_XDECREF(c.last_code);
