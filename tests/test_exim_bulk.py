@@ -635,3 +635,26 @@ def test_run_summaries_with_more_reply_keys_than_the_c_table_holds() -> None:
     assert summary is not None
     assert len(summary) == 1
     assert len(summary[0][1][3]) > 150  # replies
+
+
+def test_c_reasons_from_other_tables() -> None:
+    # set_reasons() takes any table of the shape (one-character phrases, odd basic keys):
+    # the C classifier decides as _decide() would from it; non-ASCII phrases are refused.
+    scan = import_module("logscan.parsers._exim_scan")
+    phrases = (("zz", "b"), ("q", "a"), ("qx", "c"))
+    try:
+        scan.set_reasons(phrases, {"5.1.1": "e"}, {"551": "d", "55": "never", "abc": "never"})
+        for text, enhanced, code, want in [
+            ("a qx b", "", "550", "a"),  # "q" comes first in the table
+            ("a zz q", "", "550", "b"),
+            ("Q", "", "550", "a"),
+            ("none", "5.1.1", "551", "e"),
+            ("none", "5.1.2", "551", "d"),
+            ("none", "", "550", "other"),
+        ]:
+            assert exim_reason(code, enhanced, text) == want, text
+        with pytest.raises(ValueError, match="phrase 0"):
+            scan.set_reasons((("é", "x"),), {}, {})
+    finally:
+        scan.set_reasons(*tables())
+    assert exim_reason("550", "", "relay access denied") == "relay_denied"

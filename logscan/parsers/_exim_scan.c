@@ -160,7 +160,7 @@ static const char *const TRIGGERS[] = {"rejected ", " authenticator failed for "
 #define NTRIGGERS 5
 /* Two characters of each trigger that are seldom both in place (a letter rare in logs, and
  * another): trigger() looks for them 16 positions at a time, then compares the rest. */
-static const int PAIRS[NTRIGGERS][2] = {{2, 7}, {5, 15}, {2, 4}, {0, 2}, {1, 4}};
+static const int PAIRS[NTRIGGERS][2] = {{2, 7}, {5, 15}, {2, 3}, {2, 3}, {1, 4}}; /* "xi": not "example" */
 
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -837,6 +837,7 @@ static int BUCKET[257], BY_FIRST[MAX_PHRASES];
  * phrase of that one character. Most places of a reply start no phrase: one lookup each. */
 static unsigned char PAIR[256][32], SHORT[256];
 static PyObject *ENHANCED, *BASIC, *OTHER;
+static PyObject *BASIC_BY_CODE[1000]; /* BASIC by its 3-digit keys: a code is one */
 
 static void free_reasons(void)
 {
@@ -847,6 +848,8 @@ static void free_reasons(void)
     NPHRASES = -1;
     Py_CLEAR(ENHANCED);
     Py_CLEAR(BASIC);
+    for (int i = 0; i < 1000; i++)
+        Py_CLEAR(BASIC_BY_CODE[i]);
 }
 
 static PyObject *set_reasons(PyObject *self, PyObject *args)
@@ -898,6 +901,15 @@ static PyObject *set_reasons(PyObject *self, PyObject *args)
         BY_FIRST[fill[PHRASES[i].text[0]]++] = i;
     ENHANCED = Py_NewRef(enhanced);
     BASIC = Py_NewRef(basic);
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(basic, &pos, &k, &v)) {
+        if (PyUnicode_Check(k) && PyUnicode_GET_LENGTH(k) == 3 && PyUnicode_KIND(k) == PyUnicode_1BYTE_KIND) {
+            P d = PyUnicode_1BYTE_DATA(k);
+            if (is_digit(d[0]) && is_digit(d[1]) && is_digit(d[2]))
+                Py_XSETREF(BASIC_BY_CODE[(d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0')], Py_NewRef(v));
+        }
+    }
     Py_RETURN_NONE;
 }
 
@@ -956,11 +968,8 @@ static PyObject *decide(const char code[3], P enh, P enh_end, const Py_UCS1 *low
         if (got || PyErr_Occurred())
             return got;
     }
-    if (!(key = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, code, 3)))
-        return NULL;
-    got = PyDict_GetItemWithError(BASIC, key);
-    Py_DECREF(key);
-    return got || PyErr_Occurred() ? got : OTHER;
+    got = BASIC_BY_CODE[(code[0] - '0') * 100 + (code[1] - '0') * 10 + (code[2] - '0')];
+    return got ? got : OTHER;
 }
 
 static PyObject *reason(PyObject *self, PyObject *args)
