@@ -83,3 +83,44 @@ def test_space_saving_add_all_is_add_one_by_one(first: list[str], then: list[str
         many._lightest,
         many._floor,
     )
+
+
+def _reference_add(counts: dict[str, int], capacity: int, key: str) -> None:
+    """Space-saving as its definition: a full sketch evicts its first lightest entry."""
+    if key in counts:
+        counts[key] += 1
+    elif len(counts) < capacity:
+        counts[key] = 1
+    else:
+        floor = min(counts.values())
+        del counts[next(k for k, v in counts.items() if v == floor)]
+        counts[key] = floor + 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from("abcdefghij"), max_size=120), st.integers(1, 5))
+def test_space_saving_is_its_definition(keys: list[str], capacity: int) -> None:
+    # add() and replace() keep candidates between evictions; the result is the plain rule's.
+    sketch, want = SpaceSaving(capacity), dict[str, int]()
+    for key in keys:
+        sketch.add(key)
+        _reference_add(want, capacity, key)
+        assert list(sketch.counts.items()) == list(want.items())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_refusal, max_size=120))
+def test_add_refusal_sketches_are_the_definition(refusals: list[Refusal]) -> None:
+    d = Diagnosis(0, 120, 3)
+    want: dict[tuple[str, ...], list[dict[str, int]]] = {}
+    for r in refusals:
+        d.add_refusal(r[0], "exim", "mainlog", *r[1:])
+        _m, direction, code, reason, sender, ip, rcpt = r
+        sketches = want.setdefault(("exim", "mainlog", direction, code, reason), [{}, {}])
+        for i, key in enumerate((sender, ip) if direction == "inbound" else (rcpt,)):
+            if key:
+                _reference_add(sketches[i], 3, key)
+    got: dict[tuple[str, ...], list[dict[str, int]]] = {
+        k: [s.counts for s in g] for k, g in d._slots.get(0, {}).items()
+    }
+    assert got == {k: v[: len(got[k])] for k, v in want.items()}

@@ -98,15 +98,24 @@ class SpaceSaving:
         elif len(counts) < self.capacity:
             counts[key] = 1
         else:
-            # A lightest entry makes room; the newcomer inherits its count (an upper bound).
-            lightest = self._lightest
-            while lightest and counts.get(lightest[-1]) != self._floor:
-                lightest.pop()
-            if not lightest:
-                self._floor = floor = min(counts.values())
-                lightest.extend(reversed([k for k, v in counts.items() if v == floor]))
-            del counts[lightest.pop()]
-            counts[key] = self._floor + 1
+            self.replace(key)
+
+    def replace(self, key: str) -> None:
+        """add() of a key not counted, the sketch full: a lightest entry makes room, and the
+        newcomer inherits its count (an upper bound)."""
+        counts = self.counts
+        lightest = self._lightest
+        floor = self._floor
+        while lightest:
+            old = lightest.pop()
+            if counts.get(old) == floor:  # still a lightest entry: counts only grow
+                break
+        else:
+            self._floor = floor = min(counts.values())
+            lightest.extend(reversed([k for k, v in counts.items() if v == floor]))
+            old = lightest.pop()
+        del counts[old]
+        counts[key] = floor + 1
 
     def add_all(self, keys: list[str]) -> None:
         """add() of each key in order; counted at once when no key would evict another."""
@@ -215,30 +224,39 @@ class Diagnosis:
         group = groups.get(key)
         if group is None:
             group = self._group(groups, key)
-        # The sketches of KINDS[direction], in that order. A key already in a sketch only
-        # counts up (SpaceSaving.add's first branch, inline: this runs once per refusal).
+        # The sketches of KINDS[direction], in that order: SpaceSaving.add() inline, since
+        # this runs once per refusal.
         if direction == "inbound":
             if sender_domain:
-                sketch = group[0].counts
-                n = sketch.get(sender_domain)
-                if n is None:
-                    group[0].add(sender_domain)
+                sketch = group[0]
+                seen = sketch.counts
+                n = seen.get(sender_domain)
+                if n is not None:
+                    seen[sender_domain] = n + 1
+                elif len(seen) < sketch.capacity:
+                    seen[sender_domain] = 1
                 else:
-                    sketch[sender_domain] = n + 1
+                    sketch.replace(sender_domain)
             if client_ip:
-                sketch = group[1].counts
-                n = sketch.get(client_ip)
-                if n is None:
-                    group[1].add(client_ip)
+                sketch = group[1]
+                seen = sketch.counts
+                n = seen.get(client_ip)
+                if n is not None:
+                    seen[client_ip] = n + 1
+                elif len(seen) < sketch.capacity:
+                    seen[client_ip] = 1
                 else:
-                    sketch[client_ip] = n + 1
+                    sketch.replace(client_ip)
         elif recipient_domain:
-            sketch = group[0].counts
-            n = sketch.get(recipient_domain)
-            if n is None:
-                group[0].add(recipient_domain)
+            sketch = group[0]
+            seen = sketch.counts
+            n = seen.get(recipient_domain)
+            if n is not None:
+                seen[recipient_domain] = n + 1
+            elif len(seen) < sketch.capacity:
+                seen[recipient_domain] = 1
             else:
-                sketch[recipient_domain] = n + 1
+                sketch.replace(recipient_domain)
 
     def add_refusals(self, mta: str, log: str, refusals: Sequence[Refusal]) -> None:
         """add_refusal() of each of `log`'s refusals, in order, with the same end state, a
