@@ -127,8 +127,15 @@ class SpaceSaving:
             for key, n in got.items():
                 counts[key] = counts.get(key, 0) + n
             return
-        for key in keys:
-            self.add(key)
+        capacity, replace = self.capacity, self.replace
+        for key in keys:  # add(), inline
+            n = counts.get(key)
+            if n is not None:
+                counts[key] = n + 1
+            elif len(counts) < capacity:
+                counts[key] = 1
+            else:
+                replace(key)
 
 
 def top(sketches: Iterable[SpaceSaving], n: int) -> list[tuple[str, int]]:
