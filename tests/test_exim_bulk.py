@@ -658,3 +658,42 @@ def test_c_reasons_from_other_tables() -> None:
     finally:
         scan.set_reasons(*tables())
     assert exim_reason("550", "", "relay access denied") == "relay_denied"
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_the_prefilter_finds_the_same_lines_each_way(level: int) -> None:
+    # The triggers are looked for 32, 16 or 1 places at a time (by the CPU); every way must
+    # keep the lines the Python prefilter keeps, a trigger at any place of a line and chunk.
+    scan = import_module("logscan.parsers._exim_scan")
+    was = scan.set_simd(level)
+    try:
+        filler = "2026-11-29 07:21:49 1xWjNg-000HJ0-Zx Completed"
+        triggers = [
+            "rejected ",
+            " authenticator failed for ",
+            " exim",
+            "]exim",
+            " dropped",
+            "exim",
+            " exi",
+            "xim",
+        ]
+        rnd = random.Random(level)
+        for trigger in triggers:
+            for at in range(len(filler) + 1):
+                lines = [filler] * rnd.randrange(0, 6) + [filler[:at] + trigger + filler[at:]] + [filler] * 3
+                chunk = "".join(line + "\n" for line in lines)
+                assert PREFILTER is not None
+                want = [line for line in lines if not PREFILTER.skips(line)]
+                got = C_SCAN(chunk, False) if C_SCAN is not None else None
+                assert got == (len(lines), want), (trigger, at)
+        for log in LOGS:
+            lines = [
+                line
+                for line in read_lines(log)
+                if "\r" not in line and max(map(ord, line), default=0) <= 0xFF
+            ]
+            for chunk in chunked(lines, 37):
+                assert_same_batches(chunk)
+    finally:
+        scan.set_simd(was)

@@ -129,9 +129,9 @@ class SpaceSaving:
             return
         capacity, replace = self.capacity, self.replace
         for key in keys:  # add(), inline
-            n = counts.get(key)
-            if n is not None:
-                counts[key] = n + 1
+            had = counts.get(key)
+            if had is not None:
+                counts[key] = had + 1
             elif len(counts) < capacity:
                 counts[key] = 1
             else:
