@@ -620,13 +620,14 @@ def test_c_reasons_find_every_phrase_in_priority_order() -> None:
 
 
 def test_run_summaries_with_more_reply_keys_than_the_c_table_holds() -> None:
-    # The C reader counts the first 64 keys of a run in a table, later ones in a dict; the
-    # summary must still list every key in first-seen order.
+    # The C reader counts the first 64 keys of a run in a table, later ones in a dict, and
+    # leaves more than 32 (direction, code, reason) to batch(); the batch must still list
+    # every key in first-seen order.
     head = "2026-11-29 07:21:49 1xWjNg-000HJ0-Zx "
     lines = [
         head + f'=> u@x.test R=r T=t H=mx [192.0.2.1] C="250 2.{i % 7}.{i}" DT=1s'
         if i % 3
-        else f"2026-11-29 07:21:49 H=(h) [192.0.2.9] F=<a@s.test> rejected RCPT <b@x.test>: 550 5.1.{i} no"
+        else f"2026-11-29 07:21:49 H=(h) [192.0.2.9] F=<a@s> rejected RCPT <b@x>: 5{i % 100:02d} 5.1.{i} no"
         for i in range(200)
     ]
     chunk = "".join(line + "\n" for line in lines + lines[::-1])
@@ -635,6 +636,7 @@ def test_run_summaries_with_more_reply_keys_than_the_c_table_holds() -> None:
     assert summary is not None
     assert len(summary) == 1
     assert len(summary[0][1][3]) > 150  # replies
+    assert len(summary[0][1][11]) > 32  # reasons
 
 
 def test_c_reasons_from_other_tables() -> None:

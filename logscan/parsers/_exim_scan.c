@@ -1098,6 +1098,7 @@ typedef struct {
     PyObject *last[NLAST], *last_code, *last_ip;
 } Ctx;
 
+#define NREASONS 32
 typedef struct {
     PyObject *first;
     Py_ssize_t start, n;
@@ -1116,6 +1117,14 @@ typedef struct {
     int nk;
     unsigned char kslot[128]; /* index + 1 into kobj; 0: empty */
     PyObject *dlist[4];       /* delays[S], [B], [X], [D] (borrowed from `delays`) */
+    /* Refusals per (direction, code, reason), first seen first; past NREASONS of them the
+     * summary has None and batch() counts them from the refusals. */
+    struct {
+        int inbound;
+        PyObject *code, *why;
+        Py_ssize_t n;
+    } rc[NREASONS];
+    int nrc, rc_over;
 } Acc;
 #define NKEYS 64
 
@@ -1135,6 +1144,11 @@ static void acc_clear(Acc *a)
     for (int i = 0; i < a->nk; i++)
         Py_CLEAR(a->kobj[i]);
     a->nk = 0;
+    for (int i = 0; i < a->nrc; i++) {
+        Py_CLEAR(a->rc[i].code);
+        Py_CLEAR(a->rc[i].why);
+    }
+    a->nrc = 0;
     a->n = 0;
 }
 
@@ -1420,6 +1434,23 @@ static int acc_add(Ctx *c, Acc *a, Row *w)
             PyObject *r = code_s && ip ? PyTuple_Pack(7, a->bucket_obj, DIRECTIONS[inbound], code_s, why,
                                                       inbound ? dom : EMPTY, ip, inbound ? EMPTY : dom)
                                        : NULL;
+            if (r && !a->rc_over) {
+                int i = 0;
+                while (i < a->nrc && !(a->rc[i].inbound == inbound && a->rc[i].why == why &&
+                                       memcmp(PyUnicode_1BYTE_DATA(a->rc[i].code), code, 3) == 0))
+                    i++;
+                if (i < a->nrc) {
+                    a->rc[i].n++;
+                } else if (a->nrc < NREASONS) {
+                    a->rc[i].inbound = inbound;
+                    a->rc[i].code = Py_NewRef(code_s);
+                    a->rc[i].why = Py_NewRef(why);
+                    a->rc[i].n = 1;
+                    a->nrc++;
+                } else {
+                    a->rc_over = 1;
+                }
+            }
             Py_XDECREF(code_s);
             Py_XDECREF(ip);
             if (append_new(a->refusals, r) < 0) {
@@ -1462,9 +1493,19 @@ static int acc_end(Acc *a, PyObject *out, PyObject *runs, Py_ssize_t min_run)
             return -1;
         }
         Py_SETREF(a->keys, keys);
-        PyObject *s = Py_BuildValue("(OnOdOOOOOOOO)", a->first, a->n, a->ok ? Py_True : Py_False, a->last_t, a->keys,
-                                    a->classes, a->domains, a->minutes, a->delays, a->refusals,
-                                    a->times ? a->times : Py_None, a->coded ? a->coded : Py_None);
+        PyObject *reasons = a->rc_over ? Py_NewRef(Py_None) : PyDict_New();
+        for (int i = 0; reasons && !a->rc_over && i < a->nrc; i++) {
+            PyObject *k = PyTuple_Pack(3, DIRECTIONS[a->rc[i].inbound], a->rc[i].code, a->rc[i].why),
+                     *n = PyLong_FromSsize_t(a->rc[i].n);
+            if (!k || !n || PyDict_SetItem(reasons, k, n) < 0)
+                Py_CLEAR(reasons);
+            Py_XDECREF(k);
+            Py_XDECREF(n);
+        }
+        PyObject *s = reasons ? Py_BuildValue("(OnOdOOOOOOOON)", a->first, a->n, a->ok ? Py_True : Py_False, a->last_t,
+                                              a->keys, a->classes, a->domains, a->minutes, a->delays, a->refusals,
+                                              a->times ? a->times : Py_None, a->coded ? a->coded : Py_None, reasons)
+                              : NULL;
         r = append_new(runs, s);
     }
     acc_clear(a);

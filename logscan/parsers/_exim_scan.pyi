@@ -32,6 +32,7 @@ def runs(
                 list[tuple[int, _Direction, str, str, str, str, str]],
                 list[float] | None,
                 list[str] | None,
+                dict[tuple[_Direction, str, str], int] | None,
             ]
         ],
     ]

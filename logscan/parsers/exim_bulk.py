@@ -195,11 +195,12 @@ def _row(g: tuple[str, ...], line: str) -> Item:
 # What the C reader makes of a run of rows (runs() in _exim_scan.c): its first row (by which
 # batch() finds it), rows, whether every time is good and never goes back, the last time,
 # then EventBatch's fields as batch() makes them from full rows: counts per key, classes,
-# domains, minutes, DT= durations per kind, refusals; reply times and keys (each_reply only).
+# domains, minutes, DT= durations per kind, refusals; reply times and keys (each_reply only);
+# refusals per (direction, code, reason), None when a run has too many of those to count in C.
 Summary = tuple[
     tuple[str], int, bool, float, dict[str, int], list[tuple[Direction, str]], list[str],
     dict[int, list[int]], dict[str, list[float]], list[tuple[int, Direction, str, str, str, str, str]],
-    list[float] | None, list[str] | None,
+    list[float] | None, list[str] | None, dict[tuple[Direction, str, str], int] | None,
 ]  # fmt: skip
 Runs = Callable[
     [str, int, bool, Callable[[str], float | None], Callable[[str], str], dict[str, str],
@@ -461,7 +462,7 @@ class EximBulk:
 
     def _counted(self, s: Summary, each_reply: bool) -> EventBatch | None:
         """batch() of a run the C reader counted (see Summary)."""
-        (_, n, ok, last_time, keys, classes, domains, minutes, delays, refusals, times, coded) = s
+        (_, n, ok, last_time, keys, classes, domains, minutes, delays, refusals, times, coded, reasons) = s
         if not ok or (each_reply and (times is None or coded is None)):
             return None
         replies, deliveries, rejections, reply_of = _by_key(keys)
@@ -477,7 +478,7 @@ class EximBulk:
             {_STATUS[kind]: values for kind, values in delays.items()},
             minutes,
             last_time,
-            dict(Counter(map(_REASON_KEY, refusals))),
+            dict(Counter(map(_REASON_KEY, refusals))) if reasons is None else reasons,
             refusals,
             times if each_reply and times is not None else [],
             list(map(reply_of.__getitem__, coded)) if each_reply and coded is not None else [],
