@@ -1003,7 +1003,8 @@ static PyObject *decide(const char code[3], P enh, P enh_end, const Py_UCS1 *low
             int j = BY_FIRST[k];
             if (j >= best)
                 break;
-            if (PHRASES[j].len <= n - p && memcmp(low + p, PHRASES[j].text, (size_t)PHRASES[j].len) == 0) {
+            if (PHRASES[j].len <= n - p && low[p + PHRASES[j].len - 1] == PHRASES[j].text[PHRASES[j].len - 1] &&
+                memcmp(low + p, PHRASES[j].text, (size_t)PHRASES[j].len) == 0) {
                 best = j;
                 break;
             }
