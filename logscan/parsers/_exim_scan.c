@@ -10,8 +10,14 @@
  * piece it reads; where the regex could backtrack, the comment says why one reading is the
  * only one.
  *
+ * runs() (below the row readers) is what the scan uses: the same lines and rows, each row
+ * only `(line,)`, and each run of rows counted as EximBulk.batch() counts full rows, reply
+ * reasons classified from reasons.tables() (docs/decisions/0018-exim-bulk.md, step 3); the
+ * tests hold its counts to batch()'s on the regex rows. scan() stays the row reader they
+ * compare with the regex line for line.
+ *
  * Only 1-byte-kind strings (all characters below U+0100) are read; for any other chunk
- * scan() returns None and the caller uses the Python path.
+ * scan() and runs() return None and the caller uses the Python path.
  */
 #define PY_SSIZE_T_CLEAN
 #ifndef _GNU_SOURCE

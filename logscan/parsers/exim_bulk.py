@@ -6,8 +6,9 @@ shapes — a delivery, a bounce or deferral, an RCPT refusal, an authenticator f
 reading is unambiguous, and reads from them exactly what the aggregate counts into a row.
 Every other line stays a line, for parse(). Such a line changes no parser state that another
 line's result depends on (syslog `[n/m]` parts never have this shape), so rows and lines may
-be counted apart. The C scanner (logscan/parsers/_exim_scan.c) makes the same rows faster;
-tests/test_exim_bulk.py holds all three readers to each other.
+be counted apart. The C scanner (logscan/parsers/_exim_scan.c) makes the same rows faster,
+and counts each run of them as batch() would, so that a row there is only its line;
+tests/test_exim_bulk.py holds all these readers to each other.
 """
 
 from __future__ import annotations
@@ -120,8 +121,9 @@ _TIMEOUT: Final = "retry timeout exceeded"
 _FAILING: Final = "have been failing for a long time"
 _NOT_REACHED: Final = "retry time not reached"
 # Memo sizes: stamps only move forward, so their memo need hold little more than one run of
-# rows (a 1 MiB chunk holds at most a few thousand seconds); domains repeat across chunks.
-# Both bounded so that peak RSS stays well under the 60 MB limit (issue 16 part 5).
+# rows (a 1 MiB chunk holds at most a few thousand seconds); domains repeat across chunks
+# (the 1M-line benchmark log has 11k domain keys: at 4k a third of the lookups missed).
+# All bounded so that peak RSS stays under the 60 MB limit (issue 16 part 5).
 _STAMP_MEMO: Final = 1 << 12
 _DOMAIN_MEMO: Final = 1 << 14
 _REASON_MEMO: Final = 1 << 10
@@ -309,7 +311,8 @@ class EximBulk:
         self._each_reply = False
 
     def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
-        """The prefilter and rows() over a whole chunk in C (logscan/parsers/_exim_scan.c), if built."""
+        """The prefilter and rows() over a whole chunk in C (logscan/parsers/_exim_scan.c), if
+        built: each row `(line,)`, each run's counts kept for batch() (see Summary)."""
         if _scan is None or _runs is None:
             return None
         if not rows:
