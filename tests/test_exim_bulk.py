@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC
+from importlib import import_module
+from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,6 +31,7 @@ from logscan.events import EventBatch
 from logscan.parsers import bulk_reader_of, exim_bulk, make_parser
 from logscan.parsers.base import Item, ParserOptions, prefilter_of
 from logscan.parsers.exim import EximParser
+from logscan.parsers.reasons import refusal_reason, tables
 from tests import sanitized
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -391,10 +395,28 @@ def test_the_c_scanner_stays_in_bounds_under_addresssanitizer(tmp_path: Path) ->
     probe = f"""
 {sanitized.loader("asan._exim_scan", so)}a = m
 import json, random
-from logscan.parsers._exim_scan import scan as installed
+from logscan.parsers._exim_scan import scan as installed, runs as installed_runs, set_reasons
+from datetime import UTC
+from zoneinfo import ZoneInfo
+from logscan.parsers import make_parser
+from logscan.parsers.base import ParserOptions
+from logscan.parsers.exim import duration
+from logscan.parsers.reasons import tables
+a.set_reasons(*tables())
+set_reasons(*tables())
 PIECES = json.load(open({str(tmp_path / "pieces.json")!r}))
+def summaries(runs, text, tz):
+    # Each call its own parser and memos, so that the two builds are asked the same.
+    p = make_parser("exim", ParserOptions(log="x", tz=tz, reference_time=0))
+    dom = lambda key: p.domain("@" + key.partition("\\n")[0])
+    return runs(text, rnd.choice((1, 8)), True, p.hour_time, dom, {{}}, duration, {{}})
 def check(text, rows):
     assert a.scan(text, rows) == installed(text, rows), text
+    tz = rnd.choice((UTC, ZoneInfo("Europe/Berlin")))
+    state = rnd.getstate()
+    got = summaries(a.runs, text, tz)
+    rnd.setstate(state)
+    assert got == summaries(installed_runs, text, tz), text
 lines = json.load(open({str(tmp_path / "corpus.json")!r}))
 rnd = random.Random(5)
 for line in lines:
@@ -413,3 +435,267 @@ for _ in range(500):
 print("ok")
 """
     sanitized.run_probe(probe)
+
+
+# --- runs(): the C reader's run summaries (docs/decisions/0018-exim-bulk.md, "Runs counted in C")
+
+
+def batches(
+    chunk: str, c: bool, each_reply: bool, tz: Any = UTC, read_again: bool = False
+) -> list[Any] | None:
+    """A chunk as one reader makes it: each line left to parse(), and for each run of rows its
+    lines and batch(); None when the reader declines the chunk. `read_again`: the C reader
+    scans without each reply, and batch() must read the run again to list them."""
+    p = make_parser("exim", ParserOptions(log="x.log", tz=tz, reference_time=REFERENCE))
+    assert isinstance(p, EximParser)
+    reader = exim_bulk.EximBulk(p)
+    if c:
+        reader._each_reply = each_reply and not read_again
+        got = reader.scan(chunk, True)
+        items = None if got is None else got[1]
+    else:
+        assert PREFILTER is not None
+        wanted = [line for line in chunk.split("\n")[:-1] if not PREFILTER.skips(line)]
+        items = reader.rows(wanted) if wanted else []
+    if items is None:
+        return None
+    out: list[Any] = []
+    for kind, run in groupby(items, type):
+        if kind is str:
+            out.extend(run)
+            continue
+        rows = cast(list[tuple[str, ...]], list(run))
+        out.append(([row[-1] for row in rows], ordered(reader.batch(rows, each_reply))))
+    return out
+
+
+def ordered(batch: EventBatch | None) -> Any:
+    """A batch's fields with each dict as its list of items: their order reaches the aggregate's
+    dicts, and so the order of the state and report."""
+    if batch is None:
+        return None
+    return [list(v.items()) if isinstance(v, dict) else v for v in msgspec.structs.astuple(batch)]
+
+
+def assert_same_batches(chunk: str, tz: Any = UTC, min_run: int = 1) -> None:
+    """The C reader's items and batches are the regex reader's, with and without each reply."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(exim_bulk, "_MIN_RUN", min_run)
+        for each_reply in (False, True):
+            want = batches(chunk, False, each_reply, tz)
+            if want is None:  # a CR or a long line: the regex reader leaves the chunk to parse()
+                continue
+            got = batches(chunk, True, each_reply, tz)
+            if got is None:  # a character above U+00FF: the C reader leaves the chunk to Python
+                assert max(map(ord, chunk)) > 0xFF
+                continue
+            assert got == want, (each_reply, chunk)
+            if each_reply:
+                assert batches(chunk, True, True, tz, read_again=True) == want, chunk
+
+
+def test_run_summaries_are_the_regex_batches_on_the_sample_logs() -> None:
+    for log in LOGS:
+        lines = read_lines(log)
+        for size in (1, 2, 3, 7, 50, len(lines)):
+            for chunk in chunked(lines, size):
+                assert_same_batches(chunk)
+        assert_same_batches("".join(line + "\n" for line in lines), min_run=exim_bulk._MIN_RUN)
+
+
+def test_run_summaries_are_the_regex_batches_at_every_chunk_cut() -> None:
+    lines = read_lines(LOGS[1])[:300]
+    for i in range(len(lines) + 1):
+        for chunk in chunked(lines[:i], 300) + chunked(lines[i:], 300):
+            assert_same_batches(chunk)
+
+
+def test_run_summaries_are_the_regex_batches_on_a_generated_log(generated: list[str]) -> None:
+    for chunk in chunked(generated, 4096):
+        assert_same_batches(chunk, min_run=exim_bulk._MIN_RUN)
+
+
+def test_run_summaries_are_the_regex_batches_on_the_branch_pieces() -> None:
+    head = "2026-11-29 07:21:49 1xWjNg-000HJ0-Zx "
+    lines = [
+        head + delivery(flag, address, host, fields, c, dt, remote)
+        for flag in FLAGS[:5]
+        for address in ADDRESSES[:6]
+        for host in ("", *HOSTS[:4])
+        for fields in FIELDS[:2]
+        for c in CS
+        for dt in DTS
+        for remote in (REMOTES if flag in ("**", "==") else REMOTES[:1])
+    ] + [
+        "2026-11-29 07:22:01 "
+        + body.format(host=host, fields=fields, d=d, reply=reply, driver=driver, client=client)
+        for body in REJECTS
+        for host in HOSTS[:3]
+        for fields in FIELDS[:2]
+        for d in DOMAINS
+        for reply in REPLIES
+        for driver in DRIVERS[:1]
+        for client in CLIENTS[:2]
+    ]
+    lines = random.Random(19).sample(lines, min(len(lines), 20_000))
+    for chunk in chunked(lines, 500):
+        assert_same_batches(chunk)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.lists(exim_line(), min_size=1, max_size=40), size=st.integers(1, 40))
+def test_run_summaries_are_the_regex_batches_on_random_chunks(lines: list[str], size: int) -> None:
+    lines = [line.replace("\n", " ") for line in lines]
+    for chunk in chunked(lines, size):
+        assert_same_batches(chunk)
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [
+        ("Europe/Berlin", "2026-03-29"),  # spring forward: a nonexistent hour, times going back
+        ("Europe/Berlin", "2026-10-25"),  # fall back: an hour twice
+        ("Africa/Monrovia", "1971-06-01"),  # an offset of -0:44:30: minutes cut mid-stamp-minute
+        ("Asia/Kolkata", "2026-11-29"),  # +5:30
+    ],
+)
+def test_run_summaries_are_the_regex_batches_in_odd_zones(zone: str, day: str) -> None:
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    rnd = random.Random(zone + day)
+    base = '1xWjNg-000HJ0-Zx => u@x.test R=r T=t H=mx [192.0.2.1] C="250 ok" DT=1s'
+    refused = "H=(h) [192.0.2.9] F=<a@s.test> rejected RCPT <b@x.test>: 550 5.1.1 unknown user"
+    lines = []
+    for hour in range(0, 5):
+        for _ in range(40):
+            stamp = f"{day} {hour:02d}:{rnd.randrange(60):02d}:{rnd.randrange(61):02d}"
+            if rnd.random() < 0.5:
+                stamp += f".{rnd.randrange(1000):03d}"
+            lines.append(f"{stamp} {base if rnd.random() < 0.5 else refused}")
+    for ordered in (sorted(lines), lines):  # in time order (batches), and not (parse())
+        for chunk in chunked(ordered, 25):
+            assert_same_batches(chunk, tz=ZoneInfo(zone))
+
+
+def exim_reason(code: str, enhanced: str, reply: str) -> str | None:
+    """The C classifier of a row's reply (a failure, not an import error, when it is not built)."""
+    got: str | None = import_module("logscan.parsers._exim_scan").reason(code, enhanced, reply)
+    return got
+
+
+REASON_PIECES = (
+    *(phrase for phrase, _ in tables()[0]),
+    *(phrase.upper() for phrase, _ in tables()[0][::7]),
+    "<spam@x.test>", "<", ">", "<<a>", "<" + "a" * 330 + ">", " ", "user unknown", "é", "À", "\x00",
+)  # fmt: skip
+ENHANCED_CODES = ("", "5.1.1", "4.7.1", "5.7.1", "4.2.2", "5.2.2", "5.7.8", "5.5.5", *tables()[1])
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    code=st.sampled_from(
+        ["421", "450", "451", "452", "530", "534", "535", "550", "551", "552", "554", "599"]
+    ),
+    enhanced=st.sampled_from(ENHANCED_CODES),
+    pieces=st.lists(
+        st.one_of(st.sampled_from(REASON_PIECES), st.text(alphabet="aZ <>.é", max_size=8)), max_size=12
+    ),
+    pad=st.integers(0, 420),
+)
+def test_c_reasons_are_refusal_reason(code: str, enhanced: str, pieces: list[str], pad: int) -> None:
+    # The C classifier reads a row's reply text as batch() hands it to refusal_reason().
+    text = "".join(pieces)
+    for reply in (text, "x" * pad + text, text + "y" * pad):
+        want = refusal_reason(code, enhanced, exim_bulk._reply(reply), 0)
+        assert exim_reason(code, enhanced, reply) == want, (code, enhanced, reply)
+
+
+def test_c_reasons_find_every_phrase_in_priority_order() -> None:
+    phrases = tables()[0]
+    for i, (phrase, reason) in enumerate(phrases):
+        later = " ".join(p for p, _ in phrases[i + 1 :][:5])
+        for text in (phrase, phrase.upper(), f"550 {later} {phrase.title()} end", f"{phrase}<a@b>"):
+            assert exim_reason("550", "", text) == refusal_reason("550", "", exim_bulk._reply(text), 0)
+        assert exim_reason("550", "", phrase) == reason
+
+
+def test_run_summaries_with_more_reply_keys_than_the_c_table_holds() -> None:
+    # The C reader counts the first 64 keys of a run in a table, later ones in a dict, and
+    # leaves more than 32 (direction, code, reason) to batch(); the batch must still list
+    # every key in first-seen order.
+    head = "2026-11-29 07:21:49 1xWjNg-000HJ0-Zx "
+    lines = [
+        head + f'=> u@x.test R=r T=t H=mx [192.0.2.1] C="250 2.{i % 7}.{i}" DT=1s'
+        if i % 3
+        else f"2026-11-29 07:21:49 H=(h) [192.0.2.9] F=<a@s> rejected RCPT <b@x>: 5{i % 100:02d} 5.1.{i} no"
+        for i in range(200)
+    ]
+    chunk = "".join(line + "\n" for line in lines + lines[::-1])
+    assert_same_batches(chunk)
+    summary = batches(chunk, True, False)
+    assert summary is not None
+    assert len(summary) == 1
+    assert len(summary[0][1][3]) > 150  # replies
+    assert len(summary[0][1][11]) > 32  # reasons
+
+
+def test_c_reasons_from_other_tables() -> None:
+    # set_reasons() takes any table of the shape (one-character phrases, odd basic keys):
+    # the C classifier decides as _decide() would from it; non-ASCII phrases are refused.
+    scan = import_module("logscan.parsers._exim_scan")
+    phrases = (("zz", "b"), ("q", "a"), ("qx", "c"))
+    try:
+        scan.set_reasons(phrases, {"5.1.1": "e"}, {"551": "d", "55": "never", "abc": "never"})
+        for text, enhanced, code, want in [
+            ("a qx b", "", "550", "a"),  # "q" comes first in the table
+            ("a zz q", "", "550", "b"),
+            ("Q", "", "550", "a"),
+            ("none", "5.1.1", "551", "e"),
+            ("none", "5.1.2", "551", "d"),
+            ("none", "", "550", "other"),
+        ]:
+            assert exim_reason(code, enhanced, text) == want, text
+        with pytest.raises(ValueError, match="phrase 0"):
+            scan.set_reasons((("é", "x"),), {}, {})
+    finally:
+        scan.set_reasons(*tables())
+    assert exim_reason("550", "", "relay access denied") == "relay_denied"
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_the_prefilter_finds_the_same_lines_each_way(level: int) -> None:
+    # The triggers are looked for 32, 16 or 1 places at a time (by the CPU); every way must
+    # keep the lines the Python prefilter keeps, a trigger at any place of a line and chunk.
+    scan = import_module("logscan.parsers._exim_scan")
+    was = scan.set_simd(level)
+    try:
+        filler = "2026-11-29 07:21:49 1xWjNg-000HJ0-Zx Completed"
+        triggers = [
+            "rejected ",
+            " authenticator failed for ",
+            " exim",
+            "]exim",
+            " dropped",
+            "exim",
+            " exi",
+            "xim",
+        ]
+        rnd = random.Random(level)
+        for trigger in triggers:
+            for at in range(len(filler) + 1):
+                lines = [filler] * rnd.randrange(0, 6) + [filler[:at] + trigger + filler[at:]] + [filler] * 3
+                chunk = "".join(line + "\n" for line in lines)
+                assert PREFILTER is not None
+                want = [line for line in lines if not PREFILTER.skips(line)]
+                got = C_SCAN(chunk, False) if C_SCAN is not None else None
+                assert got == (len(lines), want), (trigger, at)
+        for log in LOGS:
+            lines = [
+                line
+                for line in read_lines(log)
+                if "\r" not in line and max(map(ord, line), default=0) <= 0xFF
+            ]
+            for chunk in chunked(lines, 37):
+                assert_same_batches(chunk)
+    finally:
+        scan.set_simd(was)

@@ -14,10 +14,14 @@ I/O, no clock.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Final
 
 from logscan.events import Event
@@ -94,15 +98,44 @@ class SpaceSaving:
         elif len(counts) < self.capacity:
             counts[key] = 1
         else:
-            # A lightest entry makes room; the newcomer inherits its count (an upper bound).
-            lightest = self._lightest
-            while lightest and counts.get(lightest[-1]) != self._floor:
-                lightest.pop()
-            if not lightest:
-                self._floor = floor = min(counts.values())
-                lightest.extend(reversed([k for k, v in counts.items() if v == floor]))
-            del counts[lightest.pop()]
-            counts[key] = self._floor + 1
+            self.replace(key)
+
+    def replace(self, key: str) -> None:
+        """add() of a key not counted, the sketch full: a lightest entry makes room, and the
+        newcomer inherits its count (an upper bound)."""
+        counts = self.counts
+        lightest = self._lightest
+        floor = self._floor
+        while lightest:
+            old = lightest.pop()
+            if counts.get(old) == floor:  # still a lightest entry: counts only grow
+                break
+        else:
+            self._floor = floor = min(counts.values())
+            lightest.extend(reversed([k for k, v in counts.items() if v == floor]))
+            old = lightest.pop()
+        del counts[old]
+        counts[key] = floor + 1
+
+    def add_all(self, keys: list[str]) -> None:
+        """add() of each key in order; counted at once when no key would evict another."""
+        counts = self.counts
+        got = Counter(keys)
+        if len(got.keys() - counts.keys()) <= self.capacity - len(counts):
+            # Nothing is evicted: the end state is the sums, new keys in first-appearance order
+            # (the eviction order later reads it), _lightest and _floor untouched as by add().
+            for key, n in got.items():
+                counts[key] = counts.get(key, 0) + n
+            return
+        capacity, replace = self.capacity, self.replace
+        for key in keys:  # add(), inline
+            had = counts.get(key)
+            if had is not None:
+                counts[key] = had + 1
+            elif len(counts) < capacity:
+                counts[key] = 1
+            else:
+                replace(key)
 
 
 def top(sketches: Iterable[SpaceSaving], n: int) -> list[tuple[str, int]]:
@@ -115,6 +148,10 @@ def top(sketches: Iterable[SpaceSaving], n: int) -> list[tuple[str, int]]:
 
 
 CountKey = tuple[str, str, str, str, str]  # mta, log, direction, code, reason
+# A refusal as EventBatch.refusals holds it: (epoch minute, direction, code, reason, sender
+# domain, client IP, recipient domain).
+Refusal = tuple[int, str, str, str, str, str, str]
+_REFUSAL_KEY: Final = itemgetter(1, 2, 3)
 # Sketch groups (one sketch per kind) per slot; past this, a new (code, reason) pair counts
 # under its class ("5xx"), so a server inventing codes cannot grow memory.
 MAX_SKETCHES: Final = 1024
@@ -194,14 +231,103 @@ class Diagnosis:
         group = groups.get(key)
         if group is None:
             group = self._group(groups, key)
-        # The sketches of KINDS[direction], in that order.
+        # The sketches of KINDS[direction], in that order: SpaceSaving.add() inline, since
+        # this runs once per refusal.
         if direction == "inbound":
             if sender_domain:
-                group[0].add(sender_domain)
+                sketch = group[0]
+                seen = sketch.counts
+                n = seen.get(sender_domain)
+                if n is not None:
+                    seen[sender_domain] = n + 1
+                elif len(seen) < sketch.capacity:
+                    seen[sender_domain] = 1
+                else:
+                    sketch.replace(sender_domain)
             if client_ip:
-                group[1].add(client_ip)
+                sketch = group[1]
+                seen = sketch.counts
+                n = seen.get(client_ip)
+                if n is not None:
+                    seen[client_ip] = n + 1
+                elif len(seen) < sketch.capacity:
+                    seen[client_ip] = 1
+                else:
+                    sketch.replace(client_ip)
         elif recipient_domain:
-            group[0].add(recipient_domain)
+            sketch = group[0]
+            seen = sketch.counts
+            n = seen.get(recipient_domain)
+            if n is not None:
+                seen[recipient_domain] = n + 1
+            elif len(seen) < sketch.capacity:
+                seen[recipient_domain] = 1
+            else:
+                sketch.replace(recipient_domain)
+
+    def add_refusals(self, mta: str, log: str, refusals: Sequence[Refusal]) -> None:
+        """add_refusal() of each of `log`'s refusals, in order, with the same end state, a
+        minute at a time: counts summed, each sketch's keys added as a whole where order
+        cannot matter (SpaceSaving.add_all)."""
+        if self.window_s:
+            runs: Iterable[tuple[int, Iterable[Refusal]]] = groupby(refusals, itemgetter(0))
+        else:
+            runs = ((0, refusals),)  # one slot for all time: the minute is never read
+        for at, run in runs:
+            rows = run if isinstance(run, list) else list(run)
+            if not rows:
+                continue
+            minute = slot = 0
+            if self.window_s:
+                minute = at
+                if minute > self._newest:
+                    self._newest = minute
+                    self._prune()
+                if minute < self._newest - self.window_s // 60:
+                    continue
+                slot = (minute * 60) // self.slot_s
+            counts = self._minutes.get(minute)
+            if counts is None:
+                counts = self._minutes[minute] = {}
+            groups = self._slots.get(slot)
+            if groups is None:
+                groups = self._slots[slot] = {}
+            # Each refusal's (direction, code, reason), in order; sorted stably by it, each
+            # key's refusals stay in their order.
+            keys = list(map(_REFUSAL_KEY, rows))
+            by_key = Counter(keys)
+            sketches: dict[tuple[str, str, str], tuple[SpaceSaving, ...]] = {}
+            for rkey, n in by_key.items():  # first-appearance order: groups made as one by one
+                key = (mta, log, *rkey)
+                counts[key] = counts.get(key, 0) + n
+                group = groups.get(key)
+                if group is None:
+                    group = self._group(groups, key)
+                sketches[rkey] = group
+            if len(set(map(id, sketches.values()))) < len(sketches):
+                # Keys folded into one group (past MAX_SKETCHES) interleave in its sketches.
+                for _m, direction, code, reason, sender, ip, rcpt in rows:
+                    group = sketches[(direction, code, reason)]
+                    if direction == "inbound":
+                        if sender:
+                            group[0].add(sender)
+                        if ip:
+                            group[1].add(ip)
+                    elif rcpt:
+                        group[0].add(rcpt)
+                continue
+            ordered = sorted(zip(keys, rows, strict=True), key=itemgetter(0)) if len(by_key) > 1 else None
+            for rkey, group in sketches.items():
+                if ordered is None:
+                    mine: list[Refusal] = rows
+                else:
+                    lo = bisect_left(ordered, rkey, key=itemgetter(0))
+                    mine = list(map(itemgetter(1), ordered[lo : lo + by_key[rkey]]))
+                if rkey[0] == "inbound":
+                    group[0].add_all(list(filter(None, map(itemgetter(4), mine))))
+                    group[1].add_all(list(filter(None, map(itemgetter(5), mine))))
+                else:
+                    group[0].add_all(list(filter(None, map(itemgetter(6), mine))))
 
     def _group(
         self, groups: dict[CountKey, tuple[SpaceSaving, ...]], key: CountKey

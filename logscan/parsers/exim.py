@@ -542,6 +542,11 @@ class EximParser:
         """domain_of(address) as parse() reads it (the bulk reader's way in)."""
         return self._domain(address)
 
+    def hour_time(self, hour: str) -> float | None:
+        """Epoch of the local hour `YYYY-MM-DD hh` that stamp_time() adds a stamp's minutes and
+        seconds to (the C reader's way in); None when parse() would call it bad."""
+        return self._hour(hour)
+
     def stamp_time(self, stamp: str) -> float | None:
         """Epoch of a bare Exim stamp `YYYY-MM-DD hh:mm:ss[.mmm]` as parse() dates a line
         starting with it (the same arithmetic); None when parse() would call it bad."""

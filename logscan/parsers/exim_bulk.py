@@ -6,8 +6,9 @@ shapes — a delivery, a bounce or deferral, an RCPT refusal, an authenticator f
 reading is unambiguous, and reads from them exactly what the aggregate counts into a row.
 Every other line stays a line, for parse(). Such a line changes no parser state that another
 line's result depends on (syslog `[n/m]` parts never have this shape), so rows and lines may
-be counted apart. The C scanner (logscan/parsers/_exim_scan.c) makes the same rows faster;
-tests/test_exim_bulk.py holds all three readers to each other.
+be counted apart. The C scanner (logscan/parsers/_exim_scan.c) makes the same rows faster,
+and counts each run of them as batch() would, so that a row there is only its line;
+tests/test_exim_bulk.py holds all these readers to each other.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Final
 from logscan.events import Direction, EventBatch, Status
 from logscan.parsers.base import MAX_LINE, Item
 from logscan.parsers.exim import EximParser, duration
-from logscan.parsers.reasons import MAX_TEXT, refusal_reason
+from logscan.parsers.reasons import MAX_TEXT, refusal_reason, tables
 
 # The stamp parse() reads at a line's start, then an optional `[pid]`; no zone (a zone-shaped
 # word, `+`/`-`, never starts a body below). Group: the stamp.
@@ -120,10 +121,11 @@ _TIMEOUT: Final = "retry timeout exceeded"
 _FAILING: Final = "have been failing for a long time"
 _NOT_REACHED: Final = "retry time not reached"
 # Memo sizes: stamps only move forward, so their memo need hold little more than one run of
-# rows (a 1 MiB chunk holds at most a few thousand seconds); domains repeat across chunks.
-# Both bounded so that peak RSS stays well under the 60 MB limit (issue 16 part 5).
+# rows (a 1 MiB chunk holds at most a few thousand seconds); domains repeat across chunks
+# (the 1M-line benchmark log has 11k domain keys: at 4k a third of the lookups missed).
+# All bounded so that peak RSS stays under the 60 MB limit (issue 16 part 5).
 _STAMP_MEMO: Final = 1 << 12
-_DOMAIN_MEMO: Final = 1 << 12
+_DOMAIN_MEMO: Final = 1 << 14
 _REASON_MEMO: Final = 1 << 10
 # A batch costs about as much as parse() of ten lines before its first row (tests set 1, so
 # that every run of rows goes through batch()).
@@ -192,15 +194,37 @@ def _row(g: tuple[str, ...], line: str) -> Item:
     return stamp, f"S|{d_code}|{d_enh}", dom, "o" + d_code[0] if d_code else "", dt, "", "", line
 
 
-def _native() -> Callable[[str, bool], tuple[int, list[Item]] | None] | None:
+# What the C reader makes of a run of rows (runs() in _exim_scan.c): its first row (by which
+# batch() finds it), rows, whether every time is good and never goes back, the last time,
+# then EventBatch's fields as batch() makes them from full rows: counts per key, classes,
+# domains, minutes, DT= durations per kind, refusals; reply times and keys (each_reply only);
+# refusals per (direction, code, reason), None when a run has too many of those to count in C.
+Summary = tuple[
+    tuple[str], int, bool, float, dict[str, int], list[tuple[Direction, str]], list[str],
+    dict[int, list[int]], dict[str, list[float]], list[tuple[int, Direction, str, str, str, str, str]],
+    list[float] | None, list[str] | None, dict[tuple[Direction, str, str], int] | None,
+]  # fmt: skip
+Runs = Callable[
+    [str, int, bool, Callable[[str], float | None], Callable[[str], str], dict[str, str],
+     Callable[[str], float | None], dict[str, float | None]],
+    tuple[int, list[Item], list[Summary]] | None,
+]  # fmt: skip
+
+
+def _native() -> tuple[Callable[[str, bool], tuple[int, list[Item]] | None], Runs] | None:
     try:
-        from logscan.parsers._exim_scan import scan  # noqa: PLC0415
+        from logscan.parsers._exim_scan import runs, scan, set_reasons  # noqa: PLC0415
     except ImportError:  # installed without a C compiler: the regex does the same, slower
         return None
-    return scan
+    set_reasons(*tables())  # so that C classifies replies from the one list in reasons.py
+    return scan, runs
 
 
-_scan: Final = _native()
+_NATIVE: Final = _native()
+# The C row reader (tests compare it with the regex, and set it None for the Python path);
+# with it, EximBulk.scan() reads chunks with _runs.
+_scan: Final = None if _NATIVE is None else _NATIVE[0]
+_runs: Final = None if _NATIVE is None else _NATIVE[1]
 
 
 def _rows(lines: list[str]) -> list[Item] | None:
@@ -229,13 +253,50 @@ def _short_runs_as_lines(items: list[Item]) -> list[Item]:
     return out
 
 
+_REASON_KEY: Final = itemgetter(1, 2, 3)  # a refusal's (direction, code, reason)
+
+
+def _by_key(
+    counts: dict[str, int],
+) -> tuple[
+    dict[tuple[Direction, str, str], int],
+    dict[Status, int],
+    dict[tuple[str, str], int],
+    dict[str, tuple[Direction, str, str]],
+]:
+    """Replies, outcomes and our rejections from the rows per key; and each key's reply."""
+    replies: dict[tuple[Direction, str, str], int] = {}
+    deliveries: dict[Status, int] = {}
+    rejections: dict[tuple[str, str], int] = {}
+    reply_of: dict[str, tuple[Direction, str, str]] = {}
+    for key, n in counts.items():
+        kind, code, enhanced = key.split("|")
+        status = _STATUS[kind]
+        if status == "rejected":
+            skey = (_STAGE[kind], code)
+            rejections[skey] = rejections.get(skey, 0) + n
+        else:
+            deliveries[status] = deliveries.get(status, 0) + n
+        if code:
+            rkey: tuple[Direction, str, str] = (
+                "inbound" if status == "rejected" else "outbound",
+                code,
+                enhanced,
+            )
+            replies[rkey] = replies.get(rkey, 0) + n
+            reply_of[key] = rkey
+    return replies, deliveries, rejections, reply_of
+
+
 class EximBulk:
     """Reads a chunk's candidate lines into rows, and runs of rows into EventBatches.
 
     Shares the parser's memo tables and time arithmetic, so both give the same floats.
     """
 
-    __slots__ = ("_buckets", "_delays", "_domains", "_parser", "_reasons", "_times")
+    __slots__ = (
+        "_buckets", "_delays", "_domains", "_each_reply", "_parser", "_reasons", "_summaries", "_times",
+    )  # fmt: skip
 
     def __init__(self, parser: EximParser) -> None:
         self._parser = parser
@@ -244,13 +305,37 @@ class EximBulk:
         self._times: dict[str, float | None] = {}  # stamp → its time
         self._buckets: dict[str, int] = {}  # stamp → its bounce-ratio minute
         self._reasons: dict[tuple[tuple[Direction, str, str], str], str] = {}  # (reply, text) → reason
+        self._summaries: dict[int, Summary] = {}  # id of a run's first row → the run's summary
+        # Whether the last batch() asked for each reply (alert rules): the C reader then lists
+        # them for the next chunk (a batch asking without them goes to parse(): same counts).
+        self._each_reply = False
 
     def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
-        """The prefilter and rows() over a whole chunk in C (logscan/parsers/_exim_scan.c), if built."""
-        if _scan is None:
+        """The prefilter and rows() over a whole chunk in C (logscan/parsers/_exim_scan.c), if
+        built: each row `(line,)`, each run's counts kept for batch() (see Summary)."""
+        if _scan is None or _runs is None:
             return None
-        got = _scan(chunk, rows)
-        return None if got is None else (got[0], _short_runs_as_lines(got[1]))
+        if not rows:
+            return _scan(chunk, False)
+        p = self._parser
+        got = _runs(
+            chunk,
+            _MIN_RUN,
+            self._each_reply,
+            p.hour_time,
+            self._domain,
+            self._domains,
+            duration,
+            self._delays,
+        )
+        if got is None:
+            return None
+        total, items, summaries = got
+        self._summaries = {id(s[0]): s for s in summaries}
+        for memo in (self._domains, self._delays):
+            if len(memo) > _DOMAIN_MEMO:
+                memo.clear()
+        return total, items
 
     def rows(self, lines: list[str]) -> list[Item] | None:
         """Each line's row (see _row) or, when it is left to parse(), the line itself."""
@@ -263,6 +348,15 @@ class EximBulk:
         `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules."""
         if len(rows) < _MIN_RUN:
             return None  # parse() is cheaper than a batch's fixed cost for a few lines
+        if len(rows[0]) == 1:  # a row of the C reader: its run is counted already
+            self._each_reply = each_reply
+            summary = self._summaries.pop(id(rows[0]), None)
+            if summary is None or summary[0] is not rows[0] or summary[1] != len(rows):
+                return None
+            if each_reply and summary[10] is None:
+                # Read without each reply (the first batch since alert rules came): read again.
+                summary = self._read_again([row[0] for row in rows])
+            return None if summary is None else self._counted(summary, each_reply)
         p = self._parser
         stamps = list(map(itemgetter(_STAMP), rows))
         memo_t, memo_b = self._times, self._buckets
@@ -282,27 +376,7 @@ class EximBulk:
             return None  # add_batch() fills each minute at once only when minutes never decrease
         buckets = list(map(memo_b.__getitem__, stamps))
 
-        replies: dict[tuple[Direction, str, str], int] = {}
-        deliveries: dict[Status, int] = {}
-        rejections: dict[tuple[str, str], int] = {}
-        reply_of: dict[str, tuple[Direction, str, str]] = {}
-        for key, n in Counter(map(itemgetter(_KEY), rows)).items():
-            kind, code, enhanced = key.split("|")
-            status = _STATUS[kind]
-            if status == "rejected":
-                skey = (_STAGE[kind], code)
-                rejections[skey] = rejections.get(skey, 0) + n
-            else:
-                deliveries[status] = deliveries.get(status, 0) + n
-            if code:
-                rkey: tuple[Direction, str, str] = (
-                    "inbound" if status == "rejected" else "outbound",
-                    code,
-                    enhanced,
-                )
-                replies[rkey] = replies.get(rkey, 0) + n
-                reply_of[key] = rkey
-
+        replies, deliveries, rejections, reply_of = _by_key(Counter(map(itemgetter(_KEY), rows)))
         classes = list(map(itemgetter(_CLASS), rows))
         codes = []
         if each_reply:
@@ -376,6 +450,41 @@ class EximBulk:
             refusals,
             [t // 1 for t in compress(times, classes)] if each_reply else [],
             codes,
+        )
+
+    def _read_again(self, lines: list[str]) -> Summary | None:
+        """The summary of a run's lines, with each reply's time and key."""
+        p = self._parser
+        assert _runs is not None  # only C rows come here
+        got = _runs(
+            "\n".join(lines) + "\n", 1, True, p.hour_time, self._domain, self._domains, duration, self._delays
+        )
+        if got is None or len(got[2]) != 1 or got[2][0][1] != len(lines):
+            return None
+        return got[2][0]
+
+    def _counted(self, s: Summary, each_reply: bool) -> EventBatch | None:
+        """batch() of a run the C reader counted (see Summary)."""
+        (_, n, ok, last_time, keys, classes, domains, minutes, delays, refusals, times, coded, reasons) = s
+        if not ok or (each_reply and (times is None or coded is None)):
+            return None
+        replies, deliveries, rejections, reply_of = _by_key(keys)
+        return EventBatch(
+            "exim",
+            self._parser.log,
+            n,
+            replies,
+            deliveries,
+            rejections,
+            domains,
+            classes,
+            {_STATUS[kind]: values for kind, values in delays.items()},
+            minutes,
+            last_time,
+            dict(Counter(map(_REASON_KEY, refusals))) if reasons is None else reasons,
+            refusals,
+            times if each_reply and times is not None else [],
+            list(map(reply_of.__getitem__, coded)) if each_reply and coded is not None else [],
         )
 
     def _domain(self, key: str) -> str:

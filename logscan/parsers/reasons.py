@@ -258,3 +258,9 @@ def refusal_reason(code: str, enhanced: str, line: str, start: int, end: int = -
 def runbook(reason: str) -> str:
     """The runbook of a reason, relative to the repository root."""
     return f"docs/runbooks/{reason}.md"
+
+
+def tables() -> tuple[tuple[tuple[str, Reason], ...], dict[str, Reason], dict[str, Reason]]:
+    """What _decide() reads, for a reader that classifies in C (logscan/parsers/_exim_scan.c):
+    the phrases in priority order, the enhanced codes, the basic codes."""
+    return _PHRASES, dict(_ENHANCED), dict(_BASIC)

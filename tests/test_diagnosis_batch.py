@@ -1,0 +1,126 @@
+"""Diagnosis.add_refusals (a batch's refusals at once) against add_refusal one by one: the same
+end state, sketch contents, insertion order and eviction bookkeeping included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logscan.core import diagnosis
+from logscan.core.diagnosis import Diagnosis, Refusal, SpaceSaving
+
+# Few values, so that keys repeat, sketches fill and evict (capacity 3), and groups fold.
+_refusal = st.tuples(
+    st.integers(0, 30),
+    st.sampled_from(["inbound", "outbound"]),
+    st.sampled_from(["450", "550", "551", "554"]),
+    st.sampled_from(["other", "relay_denied", "unknown_recipient"]),
+    st.sampled_from(["", "a.example", "b.example", "c.example", "d.example", "e.example"]),
+    st.sampled_from(["", "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]),
+    st.sampled_from(["", "x.example", "y.example", "z.example", "w.example"]),
+)
+
+
+def _state(d: Diagnosis) -> Any:
+    """Everything a Diagnosis holds, in its dicts' orders (eviction depends on them)."""
+
+    def sketch(s: SpaceSaving) -> Any:
+        return list(s.counts.items()), list(s._lightest), s._floor
+
+    return (
+        d._newest,
+        [(m, list(c.items())) for m, c in d._minutes.items()],
+        [(s, [(k, [sketch(x) for x in g]) for k, g in groups.items()]) for s, groups in d._slots.items()],
+    )
+
+
+def _both(window_s: int, batches: list[list[Refusal]], capacity: int = 3) -> tuple[Any, Any]:
+    one, many = Diagnosis(window_s, 120, capacity), Diagnosis(window_s, 120, capacity)
+    for batch in batches:
+        for r in batch:
+            one.add_refusal(r[0], "exim", "mainlog", *r[1:])
+        many.add_refusals("exim", "mainlog", batch)
+    return _state(one), _state(many)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from([0, 600]),
+    st.lists(st.lists(_refusal, max_size=60), max_size=5),
+    st.booleans(),
+)
+def test_add_refusals_is_add_refusal_one_by_one(
+    window_s: int, batches: list[list[Refusal]], ordered: bool
+) -> None:
+    if ordered:  # as an EventBatch's: minutes never decrease
+        batches = [sorted(b, key=lambda r: r[0]) for b in batches]
+    one, many = _both(window_s, batches)
+    assert one == many
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(_refusal, max_size=60), max_size=4))
+def test_add_refusals_with_folded_groups(batches: list[list[Refusal]]) -> None:
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(diagnosis, "MAX_SKETCHES", 2)  # new codes fold into their class's group at once
+        one, many = _both(0, batches)
+    assert one == many
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from("abcdefg"), max_size=40), st.lists(st.sampled_from("abcdefgh"), max_size=40))
+def test_space_saving_add_all_is_add_one_by_one(first: list[str], then: list[str]) -> None:
+    one, many = SpaceSaving(4), SpaceSaving(4)
+    for keys in (first, then):
+        for k in keys:
+            one.add(k)
+        many.add_all(keys)
+    assert (list(one.counts.items()), one._lightest, one._floor) == (
+        list(many.counts.items()),
+        many._lightest,
+        many._floor,
+    )
+
+
+def _reference_add(counts: dict[str, int], capacity: int, key: str) -> None:
+    """Space-saving as its definition: a full sketch evicts its first lightest entry."""
+    if key in counts:
+        counts[key] += 1
+    elif len(counts) < capacity:
+        counts[key] = 1
+    else:
+        floor = min(counts.values())
+        del counts[next(k for k, v in counts.items() if v == floor)]
+        counts[key] = floor + 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from("abcdefghij"), max_size=120), st.integers(1, 5))
+def test_space_saving_is_its_definition(keys: list[str], capacity: int) -> None:
+    # add() and replace() keep candidates between evictions; the result is the plain rule's.
+    sketch, want = SpaceSaving(capacity), dict[str, int]()
+    for key in keys:
+        sketch.add(key)
+        _reference_add(want, capacity, key)
+        assert list(sketch.counts.items()) == list(want.items())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_refusal, max_size=120))
+def test_add_refusal_sketches_are_the_definition(refusals: list[Refusal]) -> None:
+    d = Diagnosis(0, 120, 3)
+    want: dict[tuple[str, ...], list[dict[str, int]]] = {}
+    for r in refusals:
+        d.add_refusal(r[0], "exim", "mainlog", *r[1:])
+        _m, direction, code, reason, sender, ip, rcpt = r
+        sketches = want.setdefault(("exim", "mainlog", direction, code, reason), [{}, {}])
+        for i, key in enumerate((sender, ip) if direction == "inbound" else (rcpt,)):
+            if key:
+                _reference_add(sketches[i], 3, key)
+    got: dict[tuple[str, ...], list[dict[str, int]]] = {
+        k: [s.counts for s in g] for k, g in d._slots.get(0, {}).items()
+    }
+    assert got == {k: v[: len(got[k])] for k, v in want.items()}
