@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -40,8 +41,8 @@ C_SCAN = mailenable_bulk._scan
 C_TALLY = mailenable_bulk._tally
 
 
-def parser() -> MailEnableParser:
-    p = make_parser("mailenable", ParserOptions(log="x.log", tz=UTC))
+def parser(tz: tzinfo = UTC) -> MailEnableParser:
+    p = make_parser("mailenable", ParserOptions(log="x.log", tz=tz))
     assert isinstance(p, MailEnableParser)
     return p
 
@@ -53,11 +54,13 @@ def use(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mailenable_bulk, "_tally", C_TALLY if mode == "c" else None)
 
 
-def run(mode: str, chunks: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[LineCounts, dict[str, Any]]:
+def run(
+    mode: str, chunks: list[str], monkeypatch: pytest.MonkeyPatch, tz: tzinfo = UTC
+) -> tuple[LineCounts, dict[str, Any]]:
     """Feed the chunks through one reader: the line counts, the aggregate and the parser's state."""
     use(mode, monkeypatch)
     agg = Aggregate(top_domains=3, windows=(60, 300))
-    p = parser()
+    p = parser(tz)
     pipe = Pipeline("x.log", p, agg, keep_examples=True)
     if mode == "general":
         pipe.bulk = None
@@ -71,10 +74,12 @@ def run(mode: str, chunks: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[
     return pipe.counts, state
 
 
-def assert_same(chunks: list[str], monkeypatch: pytest.MonkeyPatch, modes: tuple[str, ...] = MODES) -> None:
-    want = run("general", chunks, monkeypatch)
+def assert_same(
+    chunks: list[str], monkeypatch: pytest.MonkeyPatch, modes: tuple[str, ...] = MODES, tz: tzinfo = UTC
+) -> None:
+    want = run("general", chunks, monkeypatch, tz)
     for mode in modes[1:]:
-        got = run(mode, chunks, monkeypatch)
+        got = run(mode, chunks, monkeypatch, tz)
         assert got[0] == want[0], mode
         assert got[1] == want[1], mode
 
@@ -183,6 +188,25 @@ def test_a_generated_log_counts_the_same_and_mostly_in_batches(
     for chunk in chunked(generated, 4096):
         pipe.feed_text(chunk)
     assert sum(batched) >= 0.98 * pipe.counts.parsed
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [("America/New_York", "2026-03-08"), ("America/New_York", "2026-11-01"),
+     ("Australia/Lord_Howe", "2026-10-04"), ("Australia/Lord_Howe", "2026-04-05")],
+)  # fmt: skip
+def test_minutes_around_a_clock_change_are_dated_as_parse_does(
+    zone: str, day: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The C tally keeps each hour's start and adds the minutes, as parse()'s Clock does: the
+    # same times on the hours a zone skips or repeats, and where a change is 30 minutes (Lord Howe).
+    rows = [line for line in read_lines(LOGS[2]) if line.count("\t") == 11][:400]
+    start = datetime.fromisoformat(day)
+    lines = [
+        (start + timedelta(minutes=i * 7 // 10, seconds=i % 60)).strftime("%m/%d/%y %H:%M:%S") + row[17:]
+        for i, row in enumerate(rows)
+    ]
+    assert_same(chunked(lines, 150), monkeypatch, tz=ZoneInfo(zone))
 
 
 def test_more_transactions_than_the_state_keeps_evict_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -369,7 +393,7 @@ def test_the_c_scanner_stays_in_bounds_under_addresssanitizer(tmp_path: Path) ->
     (tmp_path / "corpus.json").write_text(json.dumps(corpus))
     probe = f"""
 {sanitized.loader("asan._mailenable_scan", so)}import json, random
-from datetime import UTC
+from datetime import UTC, datetime, timedelta, tzinfo
 from logscan.core.aggregate import Aggregate
 from logscan.core.pipeline import Pipeline
 from logscan.parsers import make_parser, mailenable_bulk

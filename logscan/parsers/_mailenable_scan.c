@@ -513,6 +513,63 @@ static int step(PyObject *row, long kind, PyObject *tx, PyObject *memo, PyObject
     return forget(tx, qid);
 }
 
+#define HOUR_LEN 11 /* `MM/DD/YY hh` */
+
+/* The start of a row's minute `MM/DD/YY hh:mm` into *start: its hour's start (hours[hour], or
+ * learn_hour(hour) for a new one) plus the minutes, as parse()'s Clock.local() adds them: it too
+ * keeps only each hour's start. NaN when parse() must date the minute (learn_hour gave None, or
+ * minutes over 59). `last` and *base: the hour last looked up, and its start. */
+static int minute_start(PyObject *minute, PyObject *hours, PyObject *learn_hour, Py_UCS4 *last, double *base,
+                        double *start)
+{
+    if (!PyUnicode_Check(minute) || PyUnicode_GET_LENGTH(minute) != 14) {
+        PyErr_SetString(PyExc_TypeError, "tally: a row's minute is not `MM/DD/YY hh:mm`");
+        return -1;
+    }
+    int same = last[HOUR_LEN];
+    for (Py_ssize_t i = 0; i < HOUR_LEN; i++) {
+        Py_UCS4 c = PyUnicode_READ_CHAR(minute, i);
+        same = same && last[i] == c;
+        last[i] = c;
+    }
+    Py_UCS4 m0 = PyUnicode_READ_CHAR(minute, 12), m1 = PyUnicode_READ_CHAR(minute, 13);
+    if (m0 < '0' || m0 > '9' || m1 < '0' || m1 > '9') {
+        PyErr_SetString(PyExc_TypeError, "tally: a row's minute is not `MM/DD/YY hh:mm`");
+        return -1;
+    }
+    int mi = (int)(m0 - '0') * 10 + (int)(m1 - '0');
+    if (!same) {
+        last[HOUR_LEN] = 0;
+        PyObject *hour = PyUnicode_Substring(minute, 0, HOUR_LEN), *got;
+        if (!hour)
+            return -1;
+        got = PyDict_GetItemWithError(hours, hour);
+        if (got) {
+            Py_INCREF(got);
+        } else if (PyErr_Occurred() || !(got = PyObject_CallOneArg(learn_hour, hour))) {
+            Py_DECREF(hour);
+            return -1;
+        }
+        Py_DECREF(hour);
+        if (got == Py_None) {
+            Py_DECREF(got);
+            *start = NAN;
+            return 0;
+        }
+        if (!PyFloat_Check(got)) {
+            Py_DECREF(got);
+            PyErr_SetString(PyExc_TypeError, "tally: an hour's start is not a float");
+            return -1;
+        }
+        *base = PyFloat_AS_DOUBLE(got);
+        Py_DECREF(got);
+        last[HOUR_LEN] = 1;
+    }
+    /* As Clock.local(): base + minute * 60 + 0 (every step exact in a double) */
+    *start = mi < 60 ? *base + (double)(mi * 60) : NAN;
+    return 0;
+}
+
 /* Python's int(t // 60) for a float t (CPython's float floor division, then int()). */
 static long minute_of(double t)
 {
@@ -600,20 +657,20 @@ static int refusal(PyObject *row, PyObject *reply_key, long minute, PyObject *se
     return rc;
 }
 
-/* tally(rows, kinds, starts, tx, memo, each_reply, learn_key, learn_minute, reasons_memo,
+/* tally(rows, kinds, hours, tx, memo, each_reply, learn_key, learn_hour, reasons_memo,
  * reason_of): MailEnableBulk._tally_python() in one call. kinds: key -> (bits, class, cell,
- * reply), learn_key(key) adds a missing one; starts: minute -> its start, learn_minute(minute)
+ * reply), learn_key(key) adds a missing one; hours: `MM/DD/YY hh` -> its start, learn_hour(hour)
  * adds a missing one or gives None (then tally gives None). None also when the bounce-ratio
  * minutes go back; in both cases nothing has changed. Else (counts, labels, classes, codes,
  * times, minutes, last, reasons, refusals, saved): saved is a copy of tx from before the walk
  * when there are minutes (Aggregate.add_batch may refuse those; else None). */
 static PyObject *tally(PyObject *self, PyObject *args)
 {
-    PyObject *rows, *kinds, *starts, *tx, *memo, *learn_key, *learn_minute, *reasons_memo, *reason_of;
+    PyObject *rows, *kinds, *hours, *tx, *memo, *learn_key, *learn_hour, *reasons_memo, *reason_of;
     int each;
     (void)self;
     if (!PyArg_ParseTuple(args, "O!O!O!O!O!pOOO!O", &PyList_Type, &rows, &PyDict_Type, &kinds, &PyDict_Type,
-                          &starts, &PyDict_Type, &tx, &PyDict_Type, &memo, &each, &learn_key, &learn_minute,
+                          &hours, &PyDict_Type, &tx, &PyDict_Type, &memo, &each, &learn_key, &learn_hour,
                           &PyDict_Type, &reasons_memo, &reason_of))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(rows);
@@ -629,7 +686,9 @@ static PyObject *tally(PyObject *self, PyObject *args)
     /* Row keys and minutes are mostly shared objects (scan() makes them so): a lookup by
      * pointer first saves most dict lookups. The dicts only grow during this call (learn_key
      * and learn_minute add to them), so what they hold stays alive. */
-    PyObject *ck[64] = {NULL}, *cv[64] = {NULL}, *last_minute = NULL, *last_start = NULL;
+    PyObject *ck[64] = {NULL}, *cv[64] = {NULL}, *last_minute = NULL;
+    Py_UCS4 last_hour[HOUR_LEN + 1] = {0}; /* last_hour[HOUR_LEN] = 1: hour_base is its base */
+    double hour_base = 0.0, start = 0.0;
 #define KIND_OF(key, out)                                                                              \
     do {                                                                                               \
         int slot_ = (int)(((uintptr_t)(key) >> 4) & 63);                                               \
@@ -650,7 +709,7 @@ static PyObject *tally(PyObject *self, PyObject *args)
             goto done;
         }
         PyObject *key = PyTuple_GET_ITEM(row, 2), *minute = PyTuple_GET_ITEM(row, 0);
-        PyObject *kind, *start;
+        PyObject *kind;
         KIND_OF(key, kind);
         if (!kind) { /* a key met for the first time: learn_key() reads it and keeps it in kinds */
             PyObject *got;
@@ -664,35 +723,21 @@ static PyObject *tally(PyObject *self, PyObject *args)
                 goto done;
             }
         }
-        if (minute == last_minute) {
-            start = last_start;
-        } else if ((start = PyDict_GetItemWithError(starts, minute))) {
-            last_minute = minute;
-            last_start = start;
-        } else { /* likewise a minute: learn_minute() gives None for one parse() must date */
-            PyObject *got;
-            if (PyErr_Occurred() || !(got = PyObject_CallOneArg(learn_minute, minute)))
+        if (minute != last_minute) {
+            if (minute_start(minute, hours, learn_hour, last_hour, &hour_base, &start) < 0)
                 goto done;
-            int none = got == Py_None;
-            Py_DECREF(got);
-            if (none) {
+            if (isnan(start)) { /* parse() must date this minute */
                 result = Py_NewRef(Py_None);
                 goto done;
             }
-            if (!(start = PyDict_GetItemWithError(starts, minute))) {
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_RuntimeError, "tally: learn_minute did not keep the minute");
-                goto done;
-            }
             last_minute = minute;
-            last_start = start;
         }
         int sec = seconds_of(PyTuple_GET_ITEM(row, 1));
-        if (sec < 0 || !PyFloat_Check(start) || !PyTuple_Check(kind) || PyTuple_GET_SIZE(kind) != 4) {
-            PyErr_SetString(PyExc_TypeError, "tally: bad seconds, start or kind");
+        if (sec < 0 || !PyTuple_Check(kind) || PyTuple_GET_SIZE(kind) != 4) {
+            PyErr_SetString(PyExc_TypeError, "tally: bad seconds or kind");
             goto done;
         }
-        double t = PyFloat_AS_DOUBLE(start) + (double)sec;
+        double t = start + (double)sec;
         tv[i] = t;
         if (i == 0 || t > last)
             last = t;
@@ -814,7 +859,7 @@ static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(chunk, rows) -> (lines, items) | None: mailenable_bulk.item() of every line of a chunk."},
     {"tally", tally, METH_VARARGS,
-     "tally(rows, kinds, starts, tx, memo, each_reply, learn_key, learn_minute, reasons_memo, reason_of): "
+     "tally(rows, kinds, hours, tx, memo, each_reply, learn_key, learn_hour, reasons_memo, reason_of): "
      "MailEnableBulk._tally_python() in C."},
     {NULL, NULL, 0, NULL},
 };

@@ -249,7 +249,7 @@ class MailEnableBulk:
     Shares the parser's per-message state and minute clock, so both give the same events.
     """
 
-    __slots__ = ("_domains", "_info", "_kinds", "_parser", "_reasons", "_starts")
+    __slots__ = ("_domains", "_hours", "_info", "_kinds", "_parser", "_reasons", "_starts")
 
     def __init__(self, parser: MailEnableParser) -> None:
         self._parser = parser
@@ -257,7 +257,8 @@ class MailEnableBulk:
         self._domains: dict[str, str] = {"": ""}  # ADDR → domain_of()
         self._reasons: dict[str, str] = {}  # a 4xx/5xx reply (up to MAX_TEXT long) → its reason
         self._info: dict[str, tuple[int, tuple[Direction, str], int, tuple[Direction, str, str]]] = {}
-        self._starts: dict[str, float] = {}  # minute → its start, for the C tally
+        self._starts: dict[str, float] = {}  # minute → its start (_tally_python)
+        self._hours: dict[str, float] = {}  # `MM/DD/YY hh` → its start, for the C tally
 
     def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
         """Every line of the chunk that is not skipped, in order: a row (with `rows`) or the line.
@@ -288,7 +289,7 @@ class MailEnableBulk:
         if len(self._kinds) >= _MEMO:
             self._kinds.clear()
             self._info.clear()
-        for memo in (self._starts, self._reasons):
+        for memo in (self._starts, self._hours, self._reasons):
             if len(memo) >= _MEMO:
                 memo.clear()
         got = (self._tally if _tally is not None else self._tally_python)(rows, each_reply)
@@ -341,6 +342,15 @@ class MailEnableBulk:
         self._starts[text] = start
         return start
 
+    def _hour(self, text: str) -> float | None:
+        """The start of an hour `MM/DD/YY hh`, kept, as _start() of its minute 00: parse()'s clock
+        keeps only each hour's start and adds the minutes, so the C tally does the same."""
+        start = self._parser.minute(text + ":00")
+        if start is None or start % 1:
+            return None
+        self._hours[text] = start
+        return start
+
     def _reason(self, reply: str) -> str:
         """The reason of a 4xx/5xx reply, kept when it is short (classify() reads MAX_TEXT)."""
         reason = self._reasons.get(reply)
@@ -358,8 +368,8 @@ class MailEnableBulk:
         assert _tally is not None
         p = self._parser
         got = _tally(
-            rows, self._info, self._starts, p.transactions, self._domains, each_reply,
-            self._kind, self._start, self._reasons, self._reason,
+            rows, self._info, self._hours, p.transactions, self._domains, each_reply,
+            self._kind, self._hour, self._reasons, self._reason,
         )  # fmt: skip
         if got is None:
             return None
