@@ -82,3 +82,8 @@ class EventBatch(msgspec.Struct):
     # Filled only when asked (BulkReader.batch).
     times: list[float] = msgspec.field(default_factory=list)
     codes: list[tuple[Direction, str, str]] = msgspec.field(default_factory=list)
+    # Events with a code but no domain that a bulk reader left out of `domains` and `classes`,
+    # by (direction, class): they count under "other" and never touch the top-domains sketch.
+    # Each class's first such event stays in the lists (so its key is counted in batch order);
+    # never with `times` and `codes`, which need every event.
+    unnamed: dict[tuple[Direction, str], int] = msgspec.field(default_factory=dict)

@@ -26,6 +26,7 @@ typedef const Py_UCS1 *P;
 #define MEMO_LEN 300 /* mailenable_bulk._MEMO_LEN */
 #define MAX_TEXT 400 /* reasons.MAX_TEXT: replies up to this long are kept in the reasons memo */
 #define REASONS 4096 /* mailenable_bulk._MEMO */
+#define UNNAMED 16   /* classes counted apart per batch (there are 8: two directions, 2xx-5xx) */
 enum { SKIP, LINE, ROW };
 enum { RCPT = 1, MAIL = 2, CARRY = 3, RESET = 4 };   /* mailenable.py's roles */
 enum { OK_2XX = 8, OUTBOUND = 16, REFUSAL = 32 };    /* mailenable_bulk's kind bits */
@@ -662,7 +663,7 @@ static int refusal(PyObject *row, PyObject *reply_key, long minute, PyObject *se
  * reply), learn_key(key) adds a missing one; hours: `MM/DD/YY hh` -> its start, learn_hour(hour)
  * adds a missing one or gives None (then tally gives None). None also when the bounce-ratio
  * minutes go back; in both cases nothing has changed. Else (counts, labels, classes, codes,
- * times, minutes, last, reasons, refusals, saved): saved is a copy of tx from before the walk
+ * times, minutes, last, reasons, refusals, unnamed, saved): saved is a copy of tx from before the walk
  * when there are minutes (Aggregate.add_batch may refuse those; else None). */
 static PyObject *tally(PyObject *self, PyObject *args)
 {
@@ -676,7 +677,7 @@ static PyObject *tally(PyObject *self, PyObject *args)
     Py_ssize_t n = PyList_GET_SIZE(rows);
     PyObject *result = NULL;
     PyObject *counts = NULL, *labels = NULL, *classes = NULL, *codes = NULL, *times = NULL, *minutes = NULL;
-    PyObject *refusals = NULL, *saved = NULL, *reasons = NULL;
+    PyObject *refusals = NULL, *saved = NULL, *reasons = NULL, *unnamed = NULL;
     double *tv = NULL;
     /* Pass 1, changing nothing: every key and minute known, the times, minutes in order. */
     if (!(tv = PyMem_Malloc(sizeof(double) * (size_t)(n ? n : 1)))) {
@@ -759,10 +760,15 @@ static PyObject *tally(PyObject *self, PyObject *args)
     /* Pass 2: parse()'s state steps, and the per-row lists. */
     if (any_final && !(saved = PyDict_Copy(tx)))
         goto done;
-    if (!(counts = PyDict_New()) || !(labels = PyList_New(n)) || !(classes = PyList_New(n)) ||
+    if (!(counts = PyDict_New()) || !(labels = PyList_New(0)) || !(classes = PyList_New(0)) ||
         !(codes = PyList_New(each ? n : 0)) || !(times = PyList_New(each ? n : 0)) || !(minutes = PyDict_New()) ||
-        !(refusals = PyList_New(0)) || !(reasons = PyDict_New()))
+        !(refusals = PyList_New(0)) || !(reasons = PyDict_New()) || !(unnamed = PyDict_New()))
         goto done;
+    /* Without each_reply, events without a domain after the first of their class are only
+     * counted per class (uc/un, by the class object): see mailenable_bulk.compact(). */
+    PyObject *uc[UNNAMED] = {NULL};
+    long un[UNNAMED] = {0};
+    int nu = 0;
     /* counts, in the order keys first occur (as Counter), added up per pointer slot first. */
     PyObject *sk[64] = {NULL};
     long sn[64] = {0};
@@ -797,9 +803,22 @@ static PyObject *tally(PyObject *self, PyObject *args)
         PyObject *sender, *recipient;
         if (step(row, bits, tx, memo, &sender, &recipient) < 0)
             goto done;
-        PyList_SET_ITEM(labels, i, Py_NewRef(bits & OUTBOUND ? recipient : sender));
-        PyList_SET_ITEM(classes, i, Py_NewRef(PyTuple_GET_ITEM(kind, 1)));
-        int rc = 0;
+        PyObject *label = bits & OUTBOUND ? recipient : sender, *klass = PyTuple_GET_ITEM(kind, 1);
+        int rc = 0, listed = 1;
+        if (!each && PyUnicode_GET_LENGTH(label) == 0) {
+            int u = 0;
+            while (u < nu && uc[u] != klass)
+                u++;
+            if (u < nu) {
+                un[u]++;
+                listed = 0;
+            } else if (nu < UNNAMED) {
+                uc[nu] = klass; /* its first: listed, so its key is counted in the batch's order */
+                un[nu++] = 0;
+            }
+        }
+        if (listed && (PyList_Append(labels, label) < 0 || PyList_Append(classes, klass) < 0))
+            rc = -1;
         double t = tv[i];
         if (each) {
             PyObject *tf = PyFloat_FromDouble(t);
@@ -839,8 +858,11 @@ static PyObject *tally(PyObject *self, PyObject *args)
         if (rc < 0)
             goto done;
     }
-    result = Py_BuildValue("(OOOOOOdOOO)", counts, labels, classes, codes, times, minutes, last, reasons, refusals,
-                           saved ? saved : Py_None);
+    for (int u = 0; u < nu; u++)
+        if (un[u] && add_count(unnamed, uc[u], un[u]) < 0)
+            goto done;
+    result = Py_BuildValue("(OOOOOOdOOOO)", counts, labels, classes, codes, times, minutes, last, reasons, refusals,
+                           unnamed, saved ? saved : Py_None);
 done:
     PyMem_Free(tv);
     Py_XDECREF(reasons);
@@ -852,6 +874,7 @@ done:
     Py_XDECREF(minutes);
     Py_XDECREF(refusals);
     Py_XDECREF(saved);
+    Py_XDECREF(unnamed);
     return result;
 }
 

@@ -62,6 +62,8 @@ _FINAL: Final = {"sent": 0, "bounced": 1}  # a bounce-ratio bucket's cell per ou
 _MEMO: Final = 1 << 12  # keys, minutes and reasons kept between batches (a few MB at most)
 _DOMAINS: Final = 1 << 14  # domains kept between batches
 _MEMO_LEN: Final = 300  # a longer ADDR is junk to domain_of(): computed, never kept
+# One object per class, so the C tally tells classes apart by pointer (a few dozen at most).
+_CLASSES: Final[dict[tuple[Direction, str], tuple[Direction, str]]] = {}
 
 
 def valid_minute(text: str) -> bool:
@@ -172,6 +174,26 @@ def walk(
     return labels, pairs
 
 
+def compact(
+    labels: list[str], classes: list[tuple[Direction, str]]
+) -> tuple[list[str], list[tuple[Direction, str]], dict[tuple[Direction, str], int]]:
+    """The events without a domain left out of `labels` and `classes` but the first of each class,
+    and how many were left out per class (EventBatch.unnamed): two thirds of MailEnable replies
+    (greeting, EHLO, AUTH, QUIT) name no domain, and each would cost Aggregate a step."""
+    kept_labels: list[str] = []
+    kept_classes: list[tuple[Direction, str]] = []
+    unnamed: dict[tuple[Direction, str], int] = {}
+    for label, klass in zip(labels, classes, strict=True):
+        if not label:
+            n = unnamed.get(klass)
+            unnamed[klass] = 0 if n is None else n + 1
+            if n is not None:
+                continue
+        kept_labels.append(label)
+        kept_classes.append(klass)
+    return kept_labels, kept_classes, {k: n for k, n in unnamed.items() if n}
+
+
 def _domain(memo: dict[str, str], addr: str) -> str:
     domain = memo.get(addr)
     if domain is None:
@@ -203,7 +225,7 @@ def kind_of(key: str) -> Kind:
     status = status_of(direction, stage, first)
     bits = ROLES.get(stage, 0) | (OK_2XX if first == "2" else 0) | (OUTBOUND if head[0] == "o" else 0)
     bits |= REFUSAL if first in "45" else 0
-    klass = (direction, first + "xx")
+    klass = _CLASSES.setdefault((direction, first + "xx"), (direction, first + "xx"))
     return Kind((direction, code, enhanced), status, stage, klass, _FINAL.get(status, 2), bits)
 
 
@@ -240,6 +262,7 @@ Tally = tuple[
     float,
     dict[tuple[Direction, str, str], int],
     list[tuple[int, Direction, str, str, str, str, str]],
+    dict[tuple[Direction, str], int],
 ]
 
 
@@ -295,7 +318,7 @@ class MailEnableBulk:
         got = (self._tally if _tally is not None else self._tally_python)(rows, each_reply)
         if got is None:
             return None
-        counts, labels, classes, codes, times, minutes, last, reasons, refusals = got
+        counts, labels, classes, codes, times, minutes, last, reasons, refusals, unnamed = got
         kinds = self._kinds
         replies: dict[tuple[Direction, str, str], int] = {}
         deliveries: dict[Status, int] = {}
@@ -324,6 +347,7 @@ class MailEnableBulk:
             refusals,
             times,  # whole seconds already: a whole start plus seconds
             codes,
+            unnamed,
         )
 
     def _kind(self, key: str) -> Kind:
@@ -381,8 +405,9 @@ class MailEnableBulk:
         """Each row's share of the batch, walking the parser's state; None: parse() the lines.
 
         Returns the count of each row key, the domain label, class, reply (each_reply) and
-        time (each_reply) of each row, the bounce-ratio minutes, the latest time, and the
-        reasons and offenders of the 4xx/5xx rows, in order."""
+        time (each_reply) of each row (without each_reply, as compact() leaves them), the
+        bounce-ratio minutes, the latest time, the reasons and offenders of the 4xx/5xx rows in
+        order, and compact()'s count of the rows left out."""
         p = self._parser
         kinds = self._kinds
         keys = list(map(itemgetter(KEY), rows))
@@ -427,14 +452,19 @@ class MailEnableBulk:
             reasons[rskey] = reasons.get(rskey, 0) + 1
             refusals.append((int(t // 60), direction, code, reason, sender, row[IP], recipient))
         klass = {k: kinds[k].klass for k in counts}
+        classes = list(map(klass.__getitem__, keys))
+        unnamed: dict[tuple[Direction, str], int] = {}
+        if not each_reply:
+            labels, classes, unnamed = compact(labels, classes)
         return (
             dict(counts),
             labels,
-            list(map(klass.__getitem__, keys)),
+            classes,
             list(map({k: kinds[k].reply for k in counts}.__getitem__, keys)) if each_reply else [],
             times if each_reply else [],
             minutes,
             max(times),
             reasons,
             refusals,
+            unnamed,
         )
