@@ -9,11 +9,12 @@ scanner's items must also equal item()'s, line by line, on real, cut and mutated
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,7 +26,7 @@ from logscan.core.aggregate import Aggregate
 from logscan.core.pipeline import LineCounts, Pipeline
 from logscan.events import EventBatch
 from logscan.parsers import mailenable_bulk, make_parser, scan_paths
-from logscan.parsers.base import Item, ParserOptions
+from logscan.parsers.base import Item, ParserOptions, Run
 from logscan.parsers.mailenable import STATE_CAP, MailEnableParser
 from tests import sanitized
 
@@ -101,7 +102,37 @@ def c_item(line: str) -> Item | None:
     total, items = got
     assert total == 1
     assert len(items) <= 1
+    if items and isinstance(items[0], Run):
+        [row] = c_rows(items[0])
+        return row
     return items[0] if items else None
+
+
+def c_rows(run: Run) -> list[tuple[str, ...]]:
+    """A C Run's rows as item() makes them; its lines and first line checked against them."""
+    rows: list[tuple[str, ...]] = cast(Any, run).rows()
+    lines = run.lines()
+    assert len(cast(Any, run)) == len(rows) >= 1
+    assert lines == [row[-1] for row in rows]
+    assert lines[0] is cast(Any, run).first  # the object the parser's undo is keyed on
+    return rows
+
+
+def python_items(chunk: str) -> list[Item]:
+    """item() of each line of the chunk, skipped lines left out (the Python reader's scan)."""
+    return [i for i in map(mailenable_bulk.item, chunk.split("\n")[:-1]) if i is not None]
+
+
+def assert_c_scan_is_item(chunk: str) -> None:
+    """The C scanner's items for a chunk: item()'s, each maximal run of rows as one Run."""
+    assert C_SCAN is not None
+    got = C_SCAN(chunk, True)
+    assert got is not None
+    total, items = got
+    assert total == chunk.count("\n")
+    assert not any(isinstance(a, Run) and isinstance(b, Run) for a, b in itertools.pairwise(items))
+    assert not any(isinstance(i, tuple) for i in items)
+    assert [r for i in items for r in (c_rows(i) if isinstance(i, Run) else [i])] == python_items(chunk)
 
 
 def test_the_c_scanner_is_built() -> None:
@@ -375,6 +406,28 @@ def test_c_items_equal_python_items(line: str) -> None:
 
 
 
+@settings(max_examples=500, deadline=None)
+@given(lines=st.lists(mailenable_line(), min_size=1, max_size=40))
+def test_c_runs_hold_python_items_of_fuzzed_chunks(lines: list[str]) -> None:
+    chunk = "".join(line + "\n" for line in lines)
+    if max(map(ord, chunk)) <= 0xFF:
+        assert_c_scan_is_item(chunk)
+
+
+def test_c_runs_hold_python_items_at_every_cut_of_a_sample_log() -> None:
+    # Every chunk boundary of a real log (and of its first lines at every character): runs
+    # start and end where lines for parse() and chunk ends cut them.
+    lines = [line for line in read_lines(LOGS[2])[:400] if max(map(ord, line), default=0) <= 0xFF]
+    text = "".join(line + "\n" for line in lines)
+    cuts = [i + 1 for i, c in enumerate(text) if c == "\n"]
+    for lo, hi in itertools.pairwise([0, *cuts[::7]]):
+        assert_c_scan_is_item(text[lo:hi])
+    for cut in range(1, 3000):
+        head = text[:cut]
+        head = head if head.endswith("\n") else head + "\n"
+        assert_c_scan_is_item(head)
+
+
 def test_c_items_equal_python_items_on_every_cut_of_every_sample_line() -> None:
     for log in LOGS:
         for line in dict.fromkeys(read_lines(log)):
@@ -398,12 +451,20 @@ from logscan.core.aggregate import Aggregate
 from logscan.core.pipeline import Pipeline
 from logscan.parsers import make_parser, mailenable_bulk
 from logscan.parsers.base import ParserOptions
-normal = (mailenable_bulk._scan, mailenable_bulk._tally)
+normal = (mailenable_bulk._scan, mailenable_bulk._tally, mailenable_bulk._RUN)
+def counted(tally):
+    def call(run, *rest):
+        tallied.append(tally)
+        return tally(run, *rest)
+    return call
 lines = json.load(open({str(tmp_path / "corpus.json")!r}))
+def items(scan, text):
+    total, got = scan(text, True)
+    return total, [(i.rows(), i.lines(), len(i)) if hasattr(i, "rows") else i for i in got]
 for line in lines:
     for end in range(len(line) + 1):
         for text in (line[:end] + "\\n", line[end:] + "\\n"):
-            assert m.scan(text, True) == normal[0](text, True), text
+            assert items(m.scan, text) == items(normal[0], text), text
 rnd = random.Random(5)
 PIECES = [*"\\t :<>@./-(#5\\x00\\r", "SMTP-IN", "SMTP-OU", "MAIL", "RCPT", "DATE", "QUIT", "550 5.1.1 x"]
 def mutated():
@@ -413,10 +474,11 @@ def mutated():
     return line[:i] + junk + line[i + rnd.randrange(3):]
 for _ in range(10000):
     text = mutated() + "\\n"
-    assert m.scan(text, True) == normal[0](text, True), text
+    assert items(m.scan, text) == items(normal[0], text), text
 chunks = ["".join(mutated() + "\\n" for _ in range(rnd.randrange(1, 80))) for _ in range(300)]
+tallied = []
 def run(fns, each):
-    mailenable_bulk._scan, mailenable_bulk._tally = fns
+    mailenable_bulk._scan, mailenable_bulk._tally, mailenable_bulk._RUN = fns[0], counted(fns[1]), fns[2]
     agg = Aggregate(top_domains=3, windows=(60, 300))
     class Seen:
         def observe(self, ev): pass
@@ -428,7 +490,8 @@ def run(fns, each):
         pipe.feed_text(chunk)
     return agg.to_dict(), pipe.counts
 for each in (False, True):
-    assert run((m.scan, m.tally), each) == run(normal, each)
+    assert run((m.scan, m.tally, m.Run), each) == run(normal, each)
+assert tallied.count(m.tally) > 100 and tallied.count(normal[1]) > 100  # both C tallies ran
 print("ok")
 """
     sanitized.run_probe(probe)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from itertools import compress, islice, repeat
 from operator import add, floordiv, itemgetter, le
 from typing import Any, Final, NamedTuple, cast
 
 from logscan.events import Direction, EventBatch, Status
-from logscan.parsers.base import MAX_LINE, Item, domain_of, reply_codes
+from logscan.parsers.base import MAX_LINE, Item, Run, domain_of, reply_codes
 from logscan.parsers.mailenable import (
     CARRY,
     MAIL,
@@ -232,12 +232,12 @@ def kind_of(key: str) -> Kind:
 Scan = Callable[[str, bool], tuple[int, list[Item]] | None]
 
 
-def _native() -> tuple[Scan, Callable[..., Any]] | None:
+def _native() -> tuple[Scan, Callable[..., Any], type] | None:
     try:
-        from logscan.parsers._mailenable_scan import scan, tally  # noqa: PLC0415
+        from logscan.parsers._mailenable_scan import Run, scan, tally  # noqa: PLC0415
     except ImportError:  # installed without a C compiler (Windows): parse() reads line by line
         return None
-    return scan, tally
+    return scan, tally, Run
 
 
 _c: Final = _native()
@@ -249,6 +249,8 @@ _c: Final = _native()
 python_rows = False
 _scan: Scan | None = _c[0] if _c is not None else None
 _tally: Callable[..., Any] | None = _c[1] if _c is not None else None
+# The C scanner's runs of rows (a Run: fields kept as offsets into the chunk, read by the C tally).
+_RUN: Final[type | None] = _c[2] if _c is not None else None
 
 
 # What batch() needs of a run of rows (see MailEnableBulk._tally_python).
@@ -284,7 +286,8 @@ class MailEnableBulk:
         self._hours: dict[str, float] = {}  # `MM/DD/YY hh` → its start, for the C tally
 
     def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
-        """Every line of the chunk that is not skipped, in order: a row (with `rows`) or the line.
+        """Every line of the chunk that is not skipped, in order: a row (with `rows`) or the line;
+        the C scanner gives each run of rows as one Run (its tally reads it).
 
         None (the pipeline then reads line by line) without the C extension, unless python_rows."""
         if _scan is not None:
@@ -315,7 +318,13 @@ class MailEnableBulk:
         for memo in (self._starts, self._hours, self._reasons):
             if len(memo) >= _MEMO:
                 memo.clear()
-        got = (self._tally if _tally is not None else self._tally_python)(rows, each_reply)
+        if len(rows) == 1 and _RUN is not None and type(rows[0]) is _RUN and _tally is not None:
+            events = len(cast(Sized, rows[0]))
+            got = self._tally(cast(Run, rows[0]), each_reply)
+        else:
+            rows = [r for row in rows for r in (cast(Any, row).rows() if isinstance(row, Run) else (row,))]
+            events = len(rows)
+            got = self._tally_python(rows, each_reply)
         if got is None:
             return None
         counts, labels, classes, codes, times, minutes, last, reasons, refusals, unnamed = got
@@ -334,7 +343,7 @@ class MailEnableBulk:
         return EventBatch(
             "mailenable",
             self._parser.log,
-            len(rows),
+            events,
             replies,
             deliveries,
             rejections,
@@ -387,18 +396,19 @@ class MailEnableBulk:
                 self._reasons[reply] = reason
         return reason
 
-    def _tally(self, rows: list[tuple[str, ...]], each_reply: bool) -> Tally | None:
-        """_tally_python() in C (tally() of logscan/parsers/_mailenable_scan.c)."""
+    def _tally(self, run: Run, each_reply: bool) -> Tally | None:
+        """_tally_python() of a C Run, in C (tally() of logscan/parsers/_mailenable_scan.c)."""
         assert _tally is not None
         p = self._parser
+        first = cast(Any, run).first
+        p.undo_from(first, None)  # an older batch's saved state must never outlive this walk
         got = _tally(
-            rows, self._info, self._hours, p.transactions, self._domains, each_reply,
-            self._kind, self._hour, self._reasons, self._reason,
-        )  # fmt: skip
+            run, self._info, self._hours, p.transactions, each_reply, self._kind, self._hour, self._reason
+        )
         if got is None:
             return None
         *tally, saved = got
-        p.undo_from(rows[0][LINE], saved)
+        p.undo_from(first, saved)
         return cast(Tally, tuple(tally))
 
     def _tally_python(self, rows: list[tuple[str, ...]], each_reply: bool) -> Tally | None:
