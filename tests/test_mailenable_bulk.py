@@ -495,3 +495,47 @@ assert tallied.count(m.tally) > 100 and tallied.count(normal[1]) > 100  # both C
 print("ok")
 """
     sanitized.run_probe(probe)
+
+
+REPLY_PIECES = (
+    "user unknown", "USER Unknown", "mailbox full", "spam", "<", ">", "<x@y.example>", "<user unknown>",
+    "<spam@trap.example>", "a<b", "<" + "u" * 318 + ">", "<" + "u" * 321 + ">", " ", "ÀÉ×Þ", "x" * 150,
+)  # fmt: skip
+
+
+# Pairs that a wrong reading of classify() would take for one (first the one read first): a
+# "<...>" of 322 characters is no address, so its phrase counts; the cut is at 400, not before.
+COLLIDING = [
+    ("550", ["<x@y.example>"]),
+    ("550", ["<user unknown" + "u" * 310 + ">"]),
+    ("550", ["x" * 300 + "fine"]),
+    ("550", ["x" * 300 + "spam"]),
+    ("550", ["ok <a@b.example>"]),
+    ("550", ["ok <mailbox full>"]),
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    replies=st.lists(
+        st.tuples(
+            st.sampled_from(("550", "451", "554 5.1.1", "550 5.7.1")), st.lists(st.sampled_from(REPLY_PIECES))
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_refusal_reasons_kept_by_what_classify_reads_are_parse_s(
+    replies: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The C tally keeps reasons by the reply and by what classify() reads of it (lower case,
+    # addresses blanked, 400 characters): replies that differ only in an address share one,
+    # and an address that hides a phrase, or a "<...>" too long to be one, must not.
+    lines = []
+    for i, (code, pieces) in enumerate([*COLLIDING, *replies]):
+        reply = code + " " + "".join(pieces)
+        for agent, verb in (("SMTP-OU", "RCPT"), ("SMTP-IN", "MAIL")):
+            cols = (f"11/28/26 10:00:{i % 60:02d}", agent, f"{i:032X}.MAI", "1", "192.0.2.1", verb,
+                    f"{verb} TO:<a@b{i % 3}.example>", reply, "1", "2", "", "s")  # fmt: skip
+            lines.append("\t".join(cols))
+    assert_same(chunked(lines, 7), monkeypatch, ("general", "c"))

@@ -533,7 +533,7 @@ typedef struct {
 #define IPS 4096
 #define DOMAINS 8192
 #define REPLIES 4096
-static Slot QID_T[QIDS], IP_T[IPS], DOMAIN_T[DOMAINS], REPLY_T[REPLIES];
+static Slot QID_T[QIDS], IP_T[IPS], DOMAIN_T[DOMAINS], REPLY_T[REPLIES], CLASSIFIED_T[REPLIES];
 
 static uint32_t fnv(P at, Py_ssize_t n)
 {
@@ -609,23 +609,75 @@ static PyObject *domain_at(P at, Py_ssize_t n)
     return d;
 }
 
-/* The reason of a 4xx/5xx reply: reason_of(reply), kept for replies up to MAX_TEXT long. */
+/* What reasons.classify() reads of a reply: its first MAX_TEXT characters lower-cased (a
+ * Latin-1 str: A-Z and U+00C0-U+00DE but U+00D7 move by 32) with each address `<[^<>]{0,320}>`
+ * made one space, after the reply's enhanced code and a NUL. Its length, at most
+ * ENH_MAX + 1 + MAX_TEXT. */
+#define ENH_MAX 16
+static Py_ssize_t classified_text(P at, Py_ssize_t n, Span enh, Py_UCS1 *out)
+{
+    Py_ssize_t o = 0;
+    if (enh.len > ENH_MAX)
+        return -1; /* cannot be: enhanced() reads at most 11 characters */
+    memcpy(out, enh.at, (size_t)enh.len);
+    o = enh.len;
+    out[o++] = 0;
+    if (n > MAX_TEXT)
+        n = MAX_TEXT;
+    for (Py_ssize_t i = 0; i < n;) {
+        Py_UCS1 c = at[i];
+        if (c == '<') {
+            Py_ssize_t j = i + 1;
+            while (j < n && j - (i + 1) <= 320 && at[j] != '<' && at[j] != '>')
+                j++;
+            if (j < n && at[j] == '>' && j - (i + 1) <= 320) {
+                out[o++] = ' ';
+                i = j + 1;
+                continue;
+            }
+        }
+        out[o++] = (c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7) ? (Py_UCS1)(c + 32) : c;
+        i++;
+    }
+    return o;
+}
+
+/* The reason of a 4xx/5xx reply: reason_of(reply), kept by the reply (up to MAX_TEXT long)
+ * and by what classify() reads of it, as replies that differ only in their addresses abound. */
 static PyObject *reason_at(P at, Py_ssize_t n, PyObject *reason_of)
 {
-    Slot *s = NULL;
-    uint32_t h = 0;
+    Slot *s = NULL, *c = NULL;
+    uint32_t h = 0, hc = 0;
     if (n <= MAX_TEXT) {
         h = fnv(at, n);
         s = slot_of(REPLY_T, REPLIES - 1, at, n, h);
         if (s->key)
             return Py_NewRef(s->value);
     }
+    Py_UCS1 text[ENH_MAX + 1 + MAX_TEXT];
+    Span r = {at, n}, enh = {at, 0};
+    if (n > 4 && (at[4] == '2' || at[4] == '4' || at[4] == '5' || at[4] == '(' || at[4] == '#'))
+        enh = enhanced(r);
+    Py_ssize_t tn = classified_text(at, n, enh, text);
+    if (tn >= 0) {
+        hc = fnv(text, tn);
+        c = slot_of(CLASSIFIED_T, REPLIES - 1, text, tn, hc);
+    }
     PyObject *reply = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, at, n), *reason;
     if (!reply)
         return NULL;
-    if (!(reason = PyObject_CallOneArg(reason_of, reply))) {
+    if (c && c->key) {
+        reason = Py_NewRef(c->value);
+    } else if (!(reason = PyObject_CallOneArg(reason_of, reply))) {
         Py_DECREF(reply);
         return NULL;
+    } else if (c && !(c->key = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, tn))) {
+        Py_DECREF(reply);
+        Py_DECREF(reason);
+        return NULL;
+    } else if (c) {
+        c->h = hc;
+        c->value = Py_NewRef(reason);
     }
     if (s) {
         s->h = h;
