@@ -575,6 +575,31 @@ static PyObject *shared_str(Slot *t, size_t mask, P at, Py_ssize_t n)
     return Py_NewRef(s->key);
 }
 
+/* The str of these characters as last time, when they are the same (a session's rows share
+ * their message file and IP, its MAIL and RCPT rows often their domain), else from `t`: a new
+ * reference. `last` holds the characters and their str. */
+typedef struct {
+    P at;
+    Py_ssize_t n;
+    PyObject *str;
+} Last;
+
+static PyObject *last_or(Last *last, P at, Py_ssize_t n, PyObject *(*make)(P, Py_ssize_t))
+{
+    if (last->str && last->n == n && memcmp(last->at, at, (size_t)n) == 0)
+        return Py_NewRef(last->str);
+    PyObject *o = make(at, n);
+    if (o) {
+        Py_XSETREF(last->str, Py_NewRef(o));
+        last->at = at;
+        last->n = n;
+    }
+    return o;
+}
+
+static PyObject *qid_str(P at, Py_ssize_t n) { return shared_str(QID_T, QIDS - 1, at, n); }
+static PyObject *ip_str(P at, Py_ssize_t n) { return shared_str(IP_T, IPS - 1, at, n); }
+
 /* domain_of() of a MAIL/RCPT address from its last "@" (mailenable_bulk._domain). */
 static PyObject *domain_at(P at, Py_ssize_t n)
 {
@@ -783,14 +808,14 @@ static int add_count(PyObject *counts, PyObject *key, long n)
 
 
 /* One row's step of walk(): sets *sender and *recipient (new references). */
-static int step(long kind, PyObject *qid, P addr, Py_ssize_t addr_len, PyObject *tx, PyObject **sender,
-                PyObject **recipient)
+static int step(long kind, PyObject *qid, P addr, Py_ssize_t addr_len, Last *last, PyObject *tx,
+                PyObject **sender, PyObject **recipient)
 {
     int role = (int)(kind & 7);
     PyObject *known;
     int has_qid = PyUnicode_GET_LENGTH(qid) > 0;
     if (role == RCPT) {
-        PyObject *r = domain_at(addr, addr_len);
+        PyObject *r = last_or(last, addr, addr_len, domain_at);
         if (!r)
             return -1;
         Py_SETREF(*recipient, r);
@@ -821,7 +846,7 @@ static int step(long kind, PyObject *qid, P addr, Py_ssize_t addr_len, PyObject 
         return rc;
     }
     if (role == MAIL) {
-        PyObject *d = domain_at(addr, addr_len);
+        PyObject *d = last_or(last, addr, addr_len, domain_at);
         if (!d)
             return -1;
         Py_SETREF(*sender, d);
@@ -903,6 +928,7 @@ static PyObject *tally(PyObject *self, PyObject *args)
     P data = PyUnicode_1BYTE_DATA(run->chunk);
     PyObject *result = NULL, *counts = NULL, *labels = NULL, *classes = NULL, *codes = NULL, *times = NULL;
     PyObject *minutes = NULL, *refusals = NULL, *saved = NULL, *reasons = NULL, *unnamed = NULL;
+    Last last_qid = {NULL, 0, NULL}, last_addr = {NULL, 0, NULL}, last_ip = {NULL, 0, NULL};
     double *tv = PyMem_Malloc(sizeof(double) * (size_t)(n ? n : 1));
     KeyInfo *ki = PyMem_Calloc((size_t)(nk ? nk : 1), sizeof(KeyInfo));
     Py_ssize_t *order = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nk ? nk : 1)), norder = 0;
@@ -1003,8 +1029,8 @@ static PyObject *tally(PyObject *self, PyObject *args)
         PyObject *sender = Py_NewRef(EMPTY), *recipient = Py_NewRef(EMPTY), *qid = NULL;
         int rc = 0;
         if (bits & 7) {
-            qid = shared_str(QID_T, QIDS - 1, data + w->qid, w->qid_len);
-            rc = qid ? step(bits, qid, data + w->addr, w->addr_len, tx, &sender, &recipient) : -1;
+            qid = last_or(&last_qid, data + w->qid, w->qid_len, qid_str);
+            rc = qid ? step(bits, qid, data + w->addr, w->addr_len, &last_addr, tx, &sender, &recipient) : -1;
             Py_XDECREF(qid);
         }
         PyObject *label = bits & OUTBOUND ? recipient : sender, *klass = k->klass;
@@ -1051,7 +1077,7 @@ static PyObject *tally(PyObject *self, PyObject *args)
             PyObject *reason = reason_at(data + w->reply, w->reply_len, reason_of), *ip = NULL, *rkey = NULL;
             PyObject *direction = PyTuple_GET_ITEM(k->reply, 0), *code = PyTuple_GET_ITEM(k->reply, 1);
             rc = -1;
-            if (reason && (ip = shared_str(IP_T, IPS - 1, data + w->ip, w->ip_len)) &&
+            if (reason && (ip = last_or(&last_ip, data + w->ip, w->ip_len, ip_str)) &&
                 (rkey = PyTuple_Pack(3, direction, code, reason)) && add_count(reasons, rkey, 1) == 0) {
                 PyObject *r = Py_BuildValue("(lOOOOOO)", minute_of(t), direction, code, reason, sender, ip, recipient);
                 if (r) {
@@ -1090,6 +1116,9 @@ static PyObject *tally(PyObject *self, PyObject *args)
     result = Py_BuildValue("(OOOOOOdOOOO)", counts, labels, classes, codes, times, minutes, last, reasons, refusals,
                            unnamed, saved ? saved : Py_None);
 done:
+    Py_XDECREF(last_qid.str);
+    Py_XDECREF(last_addr.str);
+    Py_XDECREF(last_ip.str);
     PyMem_Free(tv);
     PyMem_Free(ki);
     PyMem_Free(order);
