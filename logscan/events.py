@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, Literal
 
 import msgspec
@@ -87,3 +88,7 @@ class EventBatch(msgspec.Struct):
     # Each class's first such event stays in the lists (so its key is counted in batch order);
     # never with `times` and `codes`, which need every event.
     unnamed: dict[tuple[Direction, str], int] = msgspec.field(default_factory=dict)
+    # When set, everything but `events`, `minutes` and `last_time` is still to come: calling it
+    # once fills it in. Aggregate.add_batch() does so only when it takes the batch, so a bulk
+    # reader's steps through its parser's state happen only for a batch that is counted.
+    fill: Callable[[EventBatch], None] | None = None

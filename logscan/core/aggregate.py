@@ -266,6 +266,9 @@ class Aggregate:
             and next(iter(b.minutes)) < max(kept) - self.windows[-1] // BUCKET_S - 1
         ):
             return False
+        if b.fill is not None:  # taken: the rest of the batch can be made now
+            fill, b.fill = b.fill, None
+            fill(b)
         replies = self.replies
         for (direction, code, enhanced), n in b.replies.items():
             key = (mta, log, direction, code, enhanced)

@@ -3,9 +3,12 @@
  * scan(chunk, rows) does for every line of `chunk` (a str of whole lines, each ending in "\n")
  * what item() in logscan/parsers/mailenable_bulk.py does: a row of a usual line, the line
  * itself for parse(), or nothing for a line parse() reads as NOTHING without changing state.
- * tally(...) is that file's MailEnableBulk._tally_python(): parse()'s transaction steps (walk())
- * on the parser's own state dict, and the per-row lists and counts of an EventBatch. The Python code is the definition: tests/test_mailenable_bulk.py
- * checks this file against it line for line, and under AddressSanitizer.
+ * Each run of consecutive rows comes as one Run, its fields kept as offsets into the chunk
+ * (Run.rows() gives item()'s tuples). tally(run, ...) is that file's
+ * MailEnableBulk._tally_python() of a Run: parse()'s transaction steps (walk()) on the parser's
+ * own state dict, and the counts and lists of an EventBatch. The Python code is the
+ * definition: tests/test_mailenable_bulk.py checks this file against it line for line, chunk
+ * for chunk, and under AddressSanitizer.
  *
  * Only 1-byte-kind strings (all characters below U+0100) are read; for any other chunk scan()
  * returns None and the caller uses the Python path.
@@ -907,27 +910,37 @@ typedef struct {
     PyObject *klass, *reply; /* borrowed from `kinds`, which only grows during a call */
 } KeyInfo;
 
-/* tally(run, kinds, hours, tx, each_reply, learn_key, learn_hour, reason_of):
+/* Adds the bounce-ratio cells of one minute to `minutes`. */
+static int put_minute(PyObject *minutes, long bucket, const long *cells)
+{
+    PyObject *v = Py_BuildValue("[lll]", cells[0], cells[1], cells[2]), *kb = PyLong_FromLong(bucket);
+    int rc = v && kb ? PyDict_SetItem(minutes, kb, v) : -1;
+    Py_XDECREF(v);
+    Py_XDECREF(kb);
+    return rc;
+}
+
+/* tally(run, kinds, hours, tx, each_reply, walk, learn_key, learn_hour, reason_of):
  * MailEnableBulk._tally_python() of a Run in one call. kinds: key -> (bits, class, cell, reply),
  * learn_key(key) adds a missing one; hours: `MM/DD/YY hh` -> its start, learn_hour(hour) adds a
  * missing one or gives None (then tally gives None: parse() must date it); reason_of(reply): a
  * 4xx/5xx reply's reason. None also when the bounce-ratio minutes go back; in both cases nothing
- * has changed. Else (counts, labels, classes, codes, times, minutes, last, reasons, refusals,
- * unnamed, saved): saved is a copy of tx from before the walk when there are minutes
- * (Aggregate.add_batch may refuse those; else None). */
+ * has changed. Else, without `walk`, (minutes, last) and still nothing changed (what
+ * Aggregate.add_batch decides on); with it, after parse()'s state steps on tx, (counts, labels,
+ * classes, codes, times, minutes, last, reasons, refusals, unnamed). */
 static PyObject *tally(PyObject *self, PyObject *args)
 {
     RunObject *run;
     PyObject *kinds, *hours, *tx, *learn_key, *learn_hour, *reason_of;
-    int each;
+    int each, walk;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!pOOO", &RunType, &run, &PyDict_Type, &kinds, &PyDict_Type, &hours,
-                          &PyDict_Type, &tx, &each, &learn_key, &learn_hour, &reason_of))
+    if (!PyArg_ParseTuple(args, "O!O!O!O!ppOOO", &RunType, &run, &PyDict_Type, &kinds, &PyDict_Type, &hours,
+                          &PyDict_Type, &tx, &each, &walk, &learn_key, &learn_hour, &reason_of))
         return NULL;
     Py_ssize_t n = run->n, nk = run->nkeys;
     P data = PyUnicode_1BYTE_DATA(run->chunk);
     PyObject *result = NULL, *counts = NULL, *labels = NULL, *classes = NULL, *codes = NULL, *times = NULL;
-    PyObject *minutes = NULL, *refusals = NULL, *saved = NULL, *reasons = NULL, *unnamed = NULL;
+    PyObject *minutes = NULL, *refusals = NULL, *reasons = NULL, *unnamed = NULL;
     Last last_qid = {NULL, 0, NULL}, last_addr = {NULL, 0, NULL}, last_ip = {NULL, 0, NULL};
     double *tv = PyMem_Malloc(sizeof(double) * (size_t)(n ? n : 1));
     KeyInfo *ki = PyMem_Calloc((size_t)(nk ? nk : 1), sizeof(KeyInfo));
@@ -963,7 +976,10 @@ static PyObject *tally(PyObject *self, PyObject *args)
         ki[k].reply = PyTuple_GET_ITEM(kind, 3);
     }
     Py_UCS1 last_minute[14] = {0}, last_hour[HOUR_LEN] = {0};
-    int have_minute = 0, have_hour = 0, back = 0, any_final = 0;
+    int have_minute = 0, have_hour = 0, back = 0;
+    long cells[3] = {0, 0, 0}; /* the bounce-ratio minute last_bucket's [sent, bounced, expired] */
+    if (!(minutes = PyDict_New()))
+        goto done;
     double base = 0.0, start = 0.0, last = 0.0;
     long last_bucket = LONG_MIN;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -996,21 +1012,32 @@ static PyObject *tally(PyObject *self, PyObject *args)
             last = t;
         if (ki[w->key].cell < 2) {
             long b = minute_of(t);
-            if (b < last_bucket)
+            if (b < last_bucket) {
                 back = 1;
-            last_bucket = b;
-            any_final = 1;
+                break;
+            }
+            if (b != last_bucket) {
+                if (last_bucket != LONG_MIN && put_minute(minutes, last_bucket, cells) < 0)
+                    goto done;
+                cells[0] = cells[1] = cells[2] = 0;
+                last_bucket = b;
+            }
+            cells[ki[w->key].cell]++;
         }
     }
     if (back || !n) {
         result = Py_NewRef(Py_None);
         goto done;
     }
-    /* Pass 2: parse()'s state steps, and the per-row lists. */
-    if (any_final && !(saved = PyDict_Copy(tx)))
+    if (last_bucket != LONG_MIN && put_minute(minutes, last_bucket, cells) < 0)
         goto done;
+    if (!walk) {
+        result = Py_BuildValue("(Od)", minutes, last);
+        goto done;
+    }
+    /* Pass 2: parse()'s state steps, and the per-row lists. */
     if (!(counts = PyDict_New()) || !(labels = PyList_New(0)) || !(classes = PyList_New(0)) ||
-        !(codes = PyList_New(each ? n : 0)) || !(times = PyList_New(each ? n : 0)) || !(minutes = PyDict_New()) ||
+        !(codes = PyList_New(each ? n : 0)) || !(times = PyList_New(each ? n : 0)) ||
         !(refusals = PyList_New(0)) || !(reasons = PyDict_New()) || !(unnamed = PyDict_New()))
         goto done;
     /* Without each_reply, events without a domain after the first of their class are only
@@ -1018,8 +1045,6 @@ static PyObject *tally(PyObject *self, PyObject *args)
     PyObject *uc[UNNAMED] = {NULL};
     long un[UNNAMED] = {0};
     int nu = 0;
-    /* The bounce-ratio minute being counted (they never go back: pass 1). */
-    long bucket = LONG_MIN, cells[3] = {0, 0, 0};
     for (Py_ssize_t i = 0; i < n; i++) {
         const CRow *w = &run->rows[i];
         KeyInfo *k = &ki[w->key];
@@ -1059,20 +1084,6 @@ static PyObject *tally(PyObject *self, PyObject *args)
                 PyList_SET_ITEM(codes, i, Py_NewRef(k->reply));
             }
         }
-        if (rc == 0 && k->cell < 2) {
-            long b = minute_of(t);
-            if (b != bucket) {
-                if (bucket != LONG_MIN) {
-                    PyObject *v = Py_BuildValue("[lll]", cells[0], cells[1], cells[2]), *kb = PyLong_FromLong(bucket);
-                    rc = v && kb ? PyDict_SetItem(minutes, kb, v) : -1;
-                    Py_XDECREF(v);
-                    Py_XDECREF(kb);
-                }
-                bucket = b;
-                cells[0] = cells[1] = cells[2] = 0;
-            }
-            cells[k->cell]++;
-        }
         if (rc == 0 && (bits & REFUSAL)) {
             PyObject *reason = reason_at(data + w->reply, w->reply_len, reason_of), *ip = NULL, *rkey = NULL;
             PyObject *direction = PyTuple_GET_ITEM(k->reply, 0), *code = PyTuple_GET_ITEM(k->reply, 1);
@@ -1095,14 +1106,6 @@ static PyObject *tally(PyObject *self, PyObject *args)
         if (rc < 0)
             goto done;
     }
-    if (bucket != LONG_MIN) {
-        PyObject *v = Py_BuildValue("[lll]", cells[0], cells[1], cells[2]), *kb = PyLong_FromLong(bucket);
-        int rc = v && kb ? PyDict_SetItem(minutes, kb, v) : -1;
-        Py_XDECREF(v);
-        Py_XDECREF(kb);
-        if (rc < 0)
-            goto done;
-    }
     for (Py_ssize_t j = 0; j < norder; j++) {
         PyObject *c = PyLong_FromLong(ki[order[j]].count);
         int rc = c ? PyDict_SetItem(counts, run->keys[order[j]], c) : -1;
@@ -1113,8 +1116,8 @@ static PyObject *tally(PyObject *self, PyObject *args)
     for (int u = 0; u < nu; u++)
         if (un[u] && add_count(unnamed, uc[u], un[u]) < 0)
             goto done;
-    result = Py_BuildValue("(OOOOOOdOOOO)", counts, labels, classes, codes, times, minutes, last, reasons, refusals,
-                           unnamed, saved ? saved : Py_None);
+    result = Py_BuildValue("(OOOOOOdOOO)", counts, labels, classes, codes, times, minutes, last, reasons, refusals,
+                           unnamed);
 done:
     Py_XDECREF(last_qid.str);
     Py_XDECREF(last_addr.str);
@@ -1130,7 +1133,6 @@ done:
     Py_XDECREF(times);
     Py_XDECREF(minutes);
     Py_XDECREF(refusals);
-    Py_XDECREF(saved);
     Py_XDECREF(unnamed);
     return result;
 }
@@ -1139,7 +1141,7 @@ static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(chunk, rows) -> (lines, items) | None: mailenable_bulk.item() of every line of a chunk."},
     {"tally", tally, METH_VARARGS,
-     "tally(run, kinds, hours, tx, each_reply, learn_key, learn_hour, reason_of): "
+     "tally(run, kinds, hours, tx, each_reply, walk, learn_key, learn_hour, reason_of): "
      "MailEnableBulk._tally_python() of a Run in C."},
     {NULL, NULL, 0, NULL},
 };

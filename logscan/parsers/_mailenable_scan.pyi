@@ -17,6 +17,7 @@ def tally(
     hours: dict[str, float],
     tx: dict[str, tuple[str, str]],
     each_reply: bool,
+    walk: bool,
     learn_key: Callable[[str], object],
     learn_hour: Callable[[str], float | None],
     reason_of: Callable[[str], str],

@@ -5,7 +5,8 @@ item() reads a line, without state, into a row of the fields the counts depend o
 it (parse() gives NOTHING and changes no state), or leaves it to parse(). batch() then walks
 a run of rows in order through the parser's own per-message state (walk()), exactly as
 parse() would, and groups their events into an EventBatch with C-level passes. The optional
-C extension (logscan/parsers/_mailenable_scan.c) does item() over a whole chunk, and batch()'s
+C extension (logscan/parsers/_mailenable_scan.c) does item() over a whole chunk, keeping each run
+of rows as one Run (offsets into the chunk, no object per row), and batch()'s
 per-row work, walk() included (_tally_python), in one call per run; tests/test_mailenable_bulk.py
 holds all of it to parse(), with and without the extension.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Sized
+from functools import partial
 from itertools import compress, islice, repeat
 from operator import add, floordiv, itemgetter, le
 from typing import Any, Final, NamedTuple, cast
@@ -319,16 +321,53 @@ class MailEnableBulk:
             if len(memo) >= _MEMO:
                 memo.clear()
         if len(rows) == 1 and _RUN is not None and type(rows[0]) is _RUN and _tally is not None:
-            events = len(cast(Sized, rows[0]))
-            got = self._tally(cast(Run, rows[0]), each_reply)
-        else:
-            rows = [r for row in rows for r in (cast(Any, row).rows() if isinstance(row, Run) else (row,))]
-            events = len(rows)
-            got = self._tally_python(rows, each_reply)
+            return self._c_batch(cast(Run, rows[0]), each_reply)
+        rows = [r for row in rows for r in (cast(Any, row).rows() if isinstance(row, Run) else (row,))]
+        got = self._tally_python(rows, each_reply)
         if got is None:
             return None
-        counts, labels, classes, codes, times, minutes, last, reasons, refusals, unnamed = got
+        b = EventBatch("mailenable", self._parser.log, len(rows), {}, {}, {}, [], [], {}, got[5], got[6])
+        self._complete(b, got)
+        return b
+
+    def _c_batch(self, run: Run, each_reply: bool) -> EventBatch | None:
+        """batch() of a C Run: its minutes now (what Aggregate.add_batch decides on), and the
+        rest, the walk through the parser's state included, only when the aggregate takes it
+        (EventBatch.fill): a refused batch leaves the state as it was, with no copy to keep."""
+        p = self._parser
+        got = self._c_tally(run, each_reply, walk=False)
+        if got is None:
+            return None
+        minutes, last = got
+        b = EventBatch("mailenable", p.log, len(cast(Sized, run)), {}, {}, {}, [], [], {}, minutes, last)
+        b.fill = partial(self._fill, run, each_reply)
+        return b
+
+    def _c_tally(self, run: Run, each_reply: bool, walk: bool) -> tuple[Any, ...] | None:
+        """tally() of logscan/parsers/_mailenable_scan.c on this reader's memos and parser."""
+        assert _tally is not None
+        p = self._parser
+        info, hours = self._info, self._hours
+        return cast(
+            tuple[Any, ...] | None,
+            _tally(run, info, hours, p.transactions, each_reply, walk, self._kind, self._hour, self._reason),
+        )
+
+    def _fill(self, run: Run, each_reply: bool, b: EventBatch) -> None:
+        """The rest of a C Run's batch, after parse()'s state steps (tally() of _mailenable_scan.c)."""
+        # An older batch's saved state (the Python reader's) must not outlive this walk.
+        self._parser.undo_from(cast(Any, run).first, None)
+        got = self._c_tally(run, each_reply, walk=True)
+        if got is None:  # cannot be: the same run gave minutes a moment ago, and nothing changed since
+            raise RuntimeError("mailenable_bulk: a run's batch could not be filled")
+        self._complete(b, cast(Tally, got))
+
+    def _complete(self, b: EventBatch, got: Tally) -> None:
+        """Fills `b` from a tally: its replies, outcomes and rejections by key, domains, reasons."""
+        counts, labels, classes, codes, times, _, _, reasons, refusals, unnamed = got
         kinds = self._kinds
+        for key in counts.keys() - kinds.keys():  # a memo cleared since the tally learnt it
+            self._kind(key)
         replies: dict[tuple[Direction, str, str], int] = {}
         deliveries: dict[Status, int] = {}
         rejections: dict[tuple[str, str], int] = {}
@@ -340,24 +379,10 @@ class MailEnableBulk:
                 rejections[rkey] = rejections.get(rkey, 0) + n
             elif k.status:
                 deliveries[k.status] = deliveries.get(k.status, 0) + n
-        return EventBatch(
-            "mailenable",
-            self._parser.log,
-            events,
-            replies,
-            deliveries,
-            rejections,
-            labels,
-            classes,
-            {},
-            minutes,
-            last,
-            reasons,
-            refusals,
-            times,  # whole seconds already: a whole start plus seconds
-            codes,
-            unnamed,
-        )
+        b.replies, b.deliveries, b.rejections = replies, deliveries, rejections
+        b.domains, b.classes, b.unnamed = labels, classes, unnamed
+        b.reasons, b.refusals = reasons, refusals
+        b.times, b.codes = times, codes  # times: whole seconds already, a whole start plus seconds
 
     def _kind(self, key: str) -> Kind:
         """kind_of(key), kept (with its C form, for the C tally)."""
@@ -395,21 +420,6 @@ class MailEnableBulk:
             if len(reply) <= MAX_TEXT:
                 self._reasons[reply] = reason
         return reason
-
-    def _tally(self, run: Run, each_reply: bool) -> Tally | None:
-        """_tally_python() of a C Run, in C (tally() of logscan/parsers/_mailenable_scan.c)."""
-        assert _tally is not None
-        p = self._parser
-        first = cast(Any, run).first
-        p.undo_from(first, None)  # an older batch's saved state must never outlive this walk
-        got = _tally(
-            run, self._info, self._hours, p.transactions, each_reply, self._kind, self._hour, self._reason
-        )
-        if got is None:
-            return None
-        *tally, saved = got
-        p.undo_from(first, saved)
-        return cast(Tally, tuple(tally))
 
     def _tally_python(self, rows: list[tuple[str, ...]], each_reply: bool) -> Tally | None:
         """Each row's share of the batch, walking the parser's state; None: parse() the lines.
