@@ -259,6 +259,28 @@ def test_more_transactions_than_the_state_keeps_evict_the_same(monkeypatch: pyte
     assert_same(chunked(lines, 5000), monkeypatch)
 
 
+def many_distinct_lines(n: int) -> list[str]:
+    """Rows with more distinct message files, domains, IPs and refusal replies than the C
+    tally's tables hold (4,096 files and IPs, 8,192 domains, 2,048 replies): their slots are
+    taken over, and every answer must still be parse()'s."""
+    lines = []
+    for i in range(n):
+        stamp = f"11/28/26 1{i // 36000 % 10}:{i // 600 % 60:02d}:{i // 10 % 60:02d}"
+        qid, ip = f"{i // 3:032X}.MAI", f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
+        mail = i % 3 == 0
+        verb = "MAIL" if mail else "RCPT"
+        command = f"MAIL FROM:<a@s{i}.example>" if mail else f"RCPT TO:<b@r{i}.test>"
+        reply = f"550 5.7.1 rejected for policy {i} <x{i}@y.example>" if i % 2 else "250 OK"
+        agent = "SMTP-IN" if i % 4 else "SMTP-OU"
+        cols = (stamp, agent, qid, "1", ip, verb, command, reply, "1", "2", "", "s")
+        lines.append("\t".join(cols))
+    return lines
+
+
+def test_more_distinct_names_than_the_c_tables_hold_count_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert_same(chunked(many_distinct_lines(20_000), 3000), monkeypatch, ("general", "c"))
+
+
 def test_a_batch_older_than_the_kept_minutes_goes_line_by_line_with_the_state_before_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -447,6 +469,7 @@ def test_the_c_scanner_stays_in_bounds_under_addresssanitizer(tmp_path: Path) ->
     so = sanitized.build(SOURCE, tmp_path / "_mailenable_scan.so")
     corpus = sorted({line for log in LOGS for line in read_lines(log) if line.count("\t") >= 7})[:300]
     (tmp_path / "corpus.json").write_text(json.dumps(corpus))
+    (tmp_path / "distinct.json").write_text(json.dumps(many_distinct_lines(12_000)))
     probe = f"""
 {sanitized.loader("asan._mailenable_scan", so)}import json, random
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -479,6 +502,8 @@ for _ in range(10000):
     text = mutated() + "\\n"
     assert items(m.scan, text) == items(normal[0], text), text
 chunks = ["".join(mutated() + "\\n" for _ in range(rnd.randrange(1, 80))) for _ in range(300)]
+distinct = json.load(open({str(tmp_path / "distinct.json")!r}))
+chunks += ["".join(line + "\\n" for line in distinct[i : i + 2000]) for i in range(0, len(distinct), 2000)]
 tallied = []
 def run(fns, each):
     mailenable_bulk._scan, mailenable_bulk._tally, mailenable_bulk._RUN = fns[0], counted(fns[1]), fns[2]
