@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, Literal
 
 import msgspec
@@ -82,3 +83,12 @@ class EventBatch(msgspec.Struct):
     # Filled only when asked (BulkReader.batch).
     times: list[float] = msgspec.field(default_factory=list)
     codes: list[tuple[Direction, str, str]] = msgspec.field(default_factory=list)
+    # Events with a code but no domain that a bulk reader left out of `domains` and `classes`,
+    # by (direction, class): they count under "other" and never touch the top-domains sketch.
+    # Each class's first such event stays in the lists (so its key is counted in batch order);
+    # never with `times` and `codes`, which need every event.
+    unnamed: dict[tuple[Direction, str], int] = msgspec.field(default_factory=dict)
+    # When set, everything but `events`, `minutes` and `last_time` is still to come: calling it
+    # once fills it in. Aggregate.add_batch() does so only when it takes the batch, so a bulk
+    # reader's steps through its parser's state happen only for a batch that is counted.
+    fill: Callable[[EventBatch], None] | None = None

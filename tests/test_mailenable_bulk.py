@@ -9,11 +9,13 @@ scanner's items must also equal item()'s, line by line, on real, cut and mutated
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
-from datetime import UTC
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,7 +26,7 @@ from logscan.core.aggregate import Aggregate
 from logscan.core.pipeline import LineCounts, Pipeline
 from logscan.events import EventBatch
 from logscan.parsers import mailenable_bulk, make_parser, scan_paths
-from logscan.parsers.base import Item, ParserOptions
+from logscan.parsers.base import Item, ParserOptions, Run
 from logscan.parsers.mailenable import STATE_CAP, MailEnableParser
 from tests import sanitized
 
@@ -40,8 +42,8 @@ C_SCAN = mailenable_bulk._scan
 C_TALLY = mailenable_bulk._tally
 
 
-def parser() -> MailEnableParser:
-    p = make_parser("mailenable", ParserOptions(log="x.log", tz=UTC))
+def parser(tz: tzinfo = UTC) -> MailEnableParser:
+    p = make_parser("mailenable", ParserOptions(log="x.log", tz=tz))
     assert isinstance(p, MailEnableParser)
     return p
 
@@ -53,11 +55,13 @@ def use(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mailenable_bulk, "_tally", C_TALLY if mode == "c" else None)
 
 
-def run(mode: str, chunks: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[LineCounts, dict[str, Any]]:
+def run(
+    mode: str, chunks: list[str], monkeypatch: pytest.MonkeyPatch, tz: tzinfo = UTC
+) -> tuple[LineCounts, dict[str, Any]]:
     """Feed the chunks through one reader: the line counts, the aggregate and the parser's state."""
     use(mode, monkeypatch)
     agg = Aggregate(top_domains=3, windows=(60, 300))
-    p = parser()
+    p = parser(tz)
     pipe = Pipeline("x.log", p, agg, keep_examples=True)
     if mode == "general":
         pipe.bulk = None
@@ -71,10 +75,12 @@ def run(mode: str, chunks: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[
     return pipe.counts, state
 
 
-def assert_same(chunks: list[str], monkeypatch: pytest.MonkeyPatch, modes: tuple[str, ...] = MODES) -> None:
-    want = run("general", chunks, monkeypatch)
+def assert_same(
+    chunks: list[str], monkeypatch: pytest.MonkeyPatch, modes: tuple[str, ...] = MODES, tz: tzinfo = UTC
+) -> None:
+    want = run("general", chunks, monkeypatch, tz)
     for mode in modes[1:]:
-        got = run(mode, chunks, monkeypatch)
+        got = run(mode, chunks, monkeypatch, tz)
         assert got[0] == want[0], mode
         assert got[1] == want[1], mode
 
@@ -96,7 +102,37 @@ def c_item(line: str) -> Item | None:
     total, items = got
     assert total == 1
     assert len(items) <= 1
+    if items and isinstance(items[0], Run):
+        [row] = c_rows(items[0])
+        return row
     return items[0] if items else None
+
+
+def c_rows(run: Run) -> list[tuple[str, ...]]:
+    """A C Run's rows as item() makes them; its lines and first line checked against them."""
+    rows: list[tuple[str, ...]] = cast(Any, run).rows()
+    lines = run.lines()
+    assert len(cast(Any, run)) == len(rows) >= 1
+    assert lines == [row[-1] for row in rows]
+    assert lines[0] is cast(Any, run).first  # the object the parser's undo is keyed on
+    return rows
+
+
+def python_items(chunk: str) -> list[Item]:
+    """item() of each line of the chunk, skipped lines left out (the Python reader's scan)."""
+    return [i for i in map(mailenable_bulk.item, chunk.split("\n")[:-1]) if i is not None]
+
+
+def assert_c_scan_is_item(chunk: str) -> None:
+    """The C scanner's items for a chunk: item()'s, each maximal run of rows as one Run."""
+    assert C_SCAN is not None
+    got = C_SCAN(chunk, True)
+    assert got is not None
+    total, items = got
+    assert total == chunk.count("\n")
+    assert not any(isinstance(a, Run) and isinstance(b, Run) for a, b in itertools.pairwise(items))
+    assert not any(isinstance(i, tuple) for i in items)
+    assert [r for i in items for r in (c_rows(i) if isinstance(i, Run) else [i])] == python_items(chunk)
 
 
 def test_the_c_scanner_is_built() -> None:
@@ -185,6 +221,25 @@ def test_a_generated_log_counts_the_same_and_mostly_in_batches(
     assert sum(batched) >= 0.98 * pipe.counts.parsed
 
 
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [("America/New_York", "2026-03-08"), ("America/New_York", "2026-11-01"),
+     ("Australia/Lord_Howe", "2026-10-04"), ("Australia/Lord_Howe", "2026-04-05")],
+)  # fmt: skip
+def test_minutes_around_a_clock_change_are_dated_as_parse_does(
+    zone: str, day: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The C tally keeps each hour's start and adds the minutes, as parse()'s Clock does: the
+    # same times on the hours a zone skips or repeats, and where a change is 30 minutes (Lord Howe).
+    rows = [line for line in read_lines(LOGS[2]) if line.count("\t") == 11][:400]
+    start = datetime.fromisoformat(day)
+    lines = [
+        (start + timedelta(minutes=i * 7 // 10, seconds=i % 60)).strftime("%m/%d/%y %H:%M:%S") + row[17:]
+        for i, row in enumerate(rows)
+    ]
+    assert_same(chunked(lines, 150), monkeypatch, tz=ZoneInfo(zone))
+
+
 def test_more_transactions_than_the_state_keeps_evict_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     # STATE_CAP open transactions, then more: the oldest tenth goes, in insertion order, and
     # the DATA rows of evicted and kept transactions find (or miss) their domains alike.
@@ -202,6 +257,28 @@ def test_more_transactions_than_the_state_keeps_evict_the_same(monkeypatch: pyte
     lines += [tx(i, "QUIT", "QUIT", "221 bye") for i in range(0, n, 4)]
     lines.sort(key=lambda line: line[:17])  # in time order, as a log is
     assert_same(chunked(lines, 5000), monkeypatch)
+
+
+def many_distinct_lines(n: int) -> list[str]:
+    """Rows with more distinct message files, domains, IPs and refusal replies than the C
+    tally's tables hold (4,096 files and IPs, 8,192 domains, 2,048 replies): their slots are
+    taken over, and every answer must still be parse()'s."""
+    lines = []
+    for i in range(n):
+        stamp = f"11/28/26 1{i // 36000 % 10}:{i // 600 % 60:02d}:{i // 10 % 60:02d}"
+        qid, ip = f"{i // 3:032X}.MAI", f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
+        mail = i % 3 == 0
+        verb = "MAIL" if mail else "RCPT"
+        command = f"MAIL FROM:<a@s{i}.example>" if mail else f"RCPT TO:<b@r{i}.test>"
+        reply = f"550 5.7.1 rejected for policy {i} <x{i}@y.example>" if i % 2 else "250 OK"
+        agent = "SMTP-IN" if i % 4 else "SMTP-OU"
+        cols = (stamp, agent, qid, "1", ip, verb, command, reply, "1", "2", "", "s")
+        lines.append("\t".join(cols))
+    return lines
+
+
+def test_more_distinct_names_than_the_c_tables_hold_count_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert_same(chunked(many_distinct_lines(20_000), 3000), monkeypatch, ("general", "c"))
 
 
 def test_a_batch_older_than_the_kept_minutes_goes_line_by_line_with_the_state_before_it(
@@ -256,6 +333,9 @@ def test_a_batch_older_than_the_kept_minutes_goes_line_by_line_with_the_state_be
         assert state(mode) == want, mode
     # The undo matters: without it the replayed RCPT and DATE rows miss their sender domain.
     assert state("python", undo=False) != want
+    # The C path needs none: a batch's walk through the state waits until the aggregate takes
+    # it (EventBatch.fill), so a refused batch never changed it.
+    assert state("c", undo=False) == want
 
 
 @settings(max_examples=300, deadline=None)
@@ -351,6 +431,28 @@ def test_c_items_equal_python_items(line: str) -> None:
 
 
 
+@settings(max_examples=500, deadline=None)
+@given(lines=st.lists(mailenable_line(), min_size=1, max_size=40))
+def test_c_runs_hold_python_items_of_fuzzed_chunks(lines: list[str]) -> None:
+    chunk = "".join(line + "\n" for line in lines)
+    if max(map(ord, chunk)) <= 0xFF:
+        assert_c_scan_is_item(chunk)
+
+
+def test_c_runs_hold_python_items_at_every_cut_of_a_sample_log() -> None:
+    # Every chunk boundary of a real log (and of its first lines at every character): runs
+    # start and end where lines for parse() and chunk ends cut them.
+    lines = [line for line in read_lines(LOGS[2])[:400] if max(map(ord, line), default=0) <= 0xFF]
+    text = "".join(line + "\n" for line in lines)
+    cuts = [i + 1 for i, c in enumerate(text) if c == "\n"]
+    for lo, hi in itertools.pairwise([0, *cuts[::7]]):
+        assert_c_scan_is_item(text[lo:hi])
+    for cut in range(1, 3000):
+        head = text[:cut]
+        head = head if head.endswith("\n") else head + "\n"
+        assert_c_scan_is_item(head)
+
+
 def test_c_items_equal_python_items_on_every_cut_of_every_sample_line() -> None:
     for log in LOGS:
         for line in dict.fromkeys(read_lines(log)):
@@ -367,19 +469,28 @@ def test_the_c_scanner_stays_in_bounds_under_addresssanitizer(tmp_path: Path) ->
     so = sanitized.build(SOURCE, tmp_path / "_mailenable_scan.so")
     corpus = sorted({line for log in LOGS for line in read_lines(log) if line.count("\t") >= 7})[:300]
     (tmp_path / "corpus.json").write_text(json.dumps(corpus))
+    (tmp_path / "distinct.json").write_text(json.dumps(many_distinct_lines(12_000)))
     probe = f"""
 {sanitized.loader("asan._mailenable_scan", so)}import json, random
-from datetime import UTC
+from datetime import UTC, datetime, timedelta, tzinfo
 from logscan.core.aggregate import Aggregate
 from logscan.core.pipeline import Pipeline
 from logscan.parsers import make_parser, mailenable_bulk
 from logscan.parsers.base import ParserOptions
-normal = (mailenable_bulk._scan, mailenable_bulk._tally)
+normal = (mailenable_bulk._scan, mailenable_bulk._tally, mailenable_bulk._RUN)
+def counted(tally):
+    def call(run, *rest):
+        tallied.append(tally)
+        return tally(run, *rest)
+    return call
 lines = json.load(open({str(tmp_path / "corpus.json")!r}))
+def items(scan, text):
+    total, got = scan(text, True)
+    return total, [(i.rows(), i.lines(), len(i)) if hasattr(i, "rows") else i for i in got]
 for line in lines:
     for end in range(len(line) + 1):
         for text in (line[:end] + "\\n", line[end:] + "\\n"):
-            assert m.scan(text, True) == normal[0](text, True), text
+            assert items(m.scan, text) == items(normal[0], text), text
 rnd = random.Random(5)
 PIECES = [*"\\t :<>@./-(#5\\x00\\r", "SMTP-IN", "SMTP-OU", "MAIL", "RCPT", "DATE", "QUIT", "550 5.1.1 x"]
 def mutated():
@@ -389,10 +500,13 @@ def mutated():
     return line[:i] + junk + line[i + rnd.randrange(3):]
 for _ in range(10000):
     text = mutated() + "\\n"
-    assert m.scan(text, True) == normal[0](text, True), text
+    assert items(m.scan, text) == items(normal[0], text), text
 chunks = ["".join(mutated() + "\\n" for _ in range(rnd.randrange(1, 80))) for _ in range(300)]
+distinct = json.load(open({str(tmp_path / "distinct.json")!r}))
+chunks += ["".join(line + "\\n" for line in distinct[i : i + 2000]) for i in range(0, len(distinct), 2000)]
+tallied = []
 def run(fns, each):
-    mailenable_bulk._scan, mailenable_bulk._tally = fns
+    mailenable_bulk._scan, mailenable_bulk._tally, mailenable_bulk._RUN = fns[0], counted(fns[1]), fns[2]
     agg = Aggregate(top_domains=3, windows=(60, 300))
     class Seen:
         def observe(self, ev): pass
@@ -404,7 +518,52 @@ def run(fns, each):
         pipe.feed_text(chunk)
     return agg.to_dict(), pipe.counts
 for each in (False, True):
-    assert run((m.scan, m.tally), each) == run(normal, each)
+    assert run((m.scan, m.tally, m.Run), each) == run(normal, each)
+assert tallied.count(m.tally) > 100 and tallied.count(normal[1]) > 100  # both C tallies ran
 print("ok")
 """
     sanitized.run_probe(probe)
+
+
+REPLY_PIECES = (
+    "user unknown", "USER Unknown", "mailbox full", "spam", "<", ">", "<x@y.example>", "<user unknown>",
+    "<spam@trap.example>", "a<b", "<" + "u" * 318 + ">", "<" + "u" * 321 + ">", " ", "ÀÉ×Þ", "x" * 150,
+)  # fmt: skip
+
+
+# Pairs that a wrong reading of classify() would take for one (first the one read first): a
+# "<...>" of 322 characters is no address, so its phrase counts; the cut is at 400, not before.
+COLLIDING = [
+    ("550", ["<x@y.example>"]),
+    ("550", ["<user unknown" + "u" * 310 + ">"]),
+    ("550", ["x" * 300 + "fine"]),
+    ("550", ["x" * 300 + "spam"]),
+    ("550", ["ok <a@b.example>"]),
+    ("550", ["ok <mailbox full>"]),
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    replies=st.lists(
+        st.tuples(
+            st.sampled_from(("550", "451", "554 5.1.1", "550 5.7.1")), st.lists(st.sampled_from(REPLY_PIECES))
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_refusal_reasons_kept_by_what_classify_reads_are_parse_s(
+    replies: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The C tally keeps reasons by the reply and by what classify() reads of it (lower case,
+    # addresses blanked, 400 characters): replies that differ only in an address share one,
+    # and an address that hides a phrase, or a "<...>" too long to be one, must not.
+    lines = []
+    for i, (code, pieces) in enumerate([*COLLIDING, *replies]):
+        reply = code + " " + "".join(pieces)
+        for agent, verb in (("SMTP-OU", "RCPT"), ("SMTP-IN", "MAIL")):
+            cols = (f"11/28/26 10:00:{i % 60:02d}", agent, f"{i:032X}.MAI", "1", "192.0.2.1", verb,
+                    f"{verb} TO:<a@b{i % 3}.example>", reply, "1", "2", "", "s")  # fmt: skip
+            lines.append("\t".join(cols))
+    assert_same(chunked(lines, 7), monkeypatch, ("general", "c"))

@@ -266,6 +266,9 @@ class Aggregate:
             and next(iter(b.minutes)) < max(kept) - self.windows[-1] // BUCKET_S - 1
         ):
             return False
+        if b.fill is not None:  # taken: the rest of the batch can be made now
+            fill, b.fill = b.fill, None
+            fill(b)
         replies = self.replies
         for (direction, code, enhanced), n in b.replies.items():
             key = (mta, log, direction, code, enhanced)
@@ -284,6 +287,11 @@ class Aggregate:
             zip(self.top.labels(b.domains), b.classes, strict=True)
         ).items():
             dkey = (label, direction, klass)
+            domains[dkey] = domains.get(dkey, 0) + n
+        # Counted above already (each class's first event without a domain is in the lists):
+        # the order of new keys stays that of add().
+        for (direction, klass), n in b.unnamed.items():
+            dkey = (OTHER, direction, klass)
             domains[dkey] = domains.get(dkey, 0) + n
         rejections = self.rejections
         for (stage, code), n in b.rejections.items():
@@ -416,8 +424,10 @@ class Aggregate:
             agg.lines = {(r[0], r[1]): int(r[2]) for r in data["lines"]}
             agg.unparsed = {(r[0], r[1]): int(r[2]) for r in data["unparsed"]}
             agg.last_event = {str(k): float(v) for k, v in data["last_event"].items()}
-            agg.top.sketch = {str(k): int(v) for k, v in data["top"]["sketch"].items()}
-            agg.top.labelled = set(data["top"]["labelled"][: agg.top.limit])
+            # No domain ("") is never counted (label() answers it "other"): a state that has it
+            # is not one this aggregate saved, and EventBatch.unnamed relies on its absence.
+            agg.top.sketch = {str(k): int(v) for k, v in data["top"]["sketch"].items() if k}
+            agg.top.labelled = set(data["top"]["labelled"][: agg.top.limit]) - {""}
             agg.top._floor = 0
             agg._minutes = {
                 m: {int(r[0]): [int(r[1]), int(r[2]), int(r[3])] for r in rows}

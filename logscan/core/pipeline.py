@@ -10,7 +10,7 @@ from typing import Protocol, cast, runtime_checkable
 from logscan.core.aggregate import Aggregate
 from logscan.events import Event, EventBatch, Unparsed
 from logscan.parsers import bulk_reader_of
-from logscan.parsers.base import BulkReader, Item, Parser, Prefilter, prefilter_of
+from logscan.parsers.base import BulkReader, Item, Parser, Prefilter, lines_of, prefilter_of
 
 EXAMPLES_PER_REASON = 3
 
@@ -171,7 +171,7 @@ class Pipeline:
                 for observer in self._batched:
                     observer.observe_batch(events)
             else:
-                self._parse([row[-1] for row in rows], batch)
+                self._parse(lines_of(rows), batch)
 
     def _parse(self, lines: Iterable[str], batch: LineCounts) -> None:
         """The hot loop: parse each line, fold its events in, count it into `batch`."""

@@ -3,15 +3,19 @@
  * scan(chunk, rows) does for every line of `chunk` (a str of whole lines, each ending in "\n")
  * what item() in logscan/parsers/mailenable_bulk.py does: a row of a usual line, the line
  * itself for parse(), or nothing for a line parse() reads as NOTHING without changing state.
- * tally(...) is that file's MailEnableBulk._tally_python(): parse()'s transaction steps (walk())
- * on the parser's own state dict, and the per-row lists and counts of an EventBatch. The Python code is the definition: tests/test_mailenable_bulk.py
- * checks this file against it line for line, and under AddressSanitizer.
+ * Each run of consecutive rows comes as one Run, its fields kept as offsets into the chunk
+ * (Run.rows() gives item()'s tuples). tally(run, ...) is that file's
+ * MailEnableBulk._tally_python() of a Run: parse()'s transaction steps (walk()) on the parser's
+ * own state dict, and the counts and lists of an EventBatch. The Python code is the
+ * definition: tests/test_mailenable_bulk.py checks this file against it line for line, chunk
+ * for chunk, and under AddressSanitizer.
  *
  * Only 1-byte-kind strings (all characters below U+0100) are read; for any other chunk scan()
  * returns None and the caller uses the Python path.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <limits.h>
 #include <stdint.h>
 #include <math.h>
@@ -26,6 +30,7 @@ typedef const Py_UCS1 *P;
 #define MEMO_LEN 300 /* mailenable_bulk._MEMO_LEN */
 #define MAX_TEXT 400 /* reasons.MAX_TEXT: replies up to this long are kept in the reasons memo */
 #define REASONS 4096 /* mailenable_bulk._MEMO */
+#define UNNAMED 16   /* classes counted apart per batch (there are 8: two directions, 2xx-5xx) */
 enum { SKIP, LINE, ROW };
 enum { RCPT = 1, MAIL = 2, CARRY = 3, RESET = 4 };   /* mailenable.py's roles */
 enum { OK_2XX = 8, OUTBOUND = 16, REFUSAL = 32 };    /* mailenable_bulk's kind bits */
@@ -219,30 +224,6 @@ static int item(P s, P e, Row *w)
 static PyObject *EMPTY, *SECS[61], *MANY, *DOMAIN_OF;
 static long STATE_CAP;
 
-static PyObject *str(Span s)
-{
-    return s.len ? PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s.at, s.len) : Py_NewRef(EMPTY);
-}
-
-/* A str of these characters, the same object as last time when they are the same: the
- * minute, message file and IP repeat from row to row, which saves allocations here and
- * hashing in the Counter and dicts that read them. */
-static PyObject *cached(PyObject **last, Span s)
-{
-    PyObject *o = *last;
-    if (!s.len)
-        return Py_NewRef(EMPTY);
-    if (o && PyUnicode_GET_LENGTH(o) == s.len && memcmp(PyUnicode_1BYTE_DATA(o), s.at, (size_t)s.len) == 0)
-        return Py_NewRef(o);
-    if (!(o = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s.at, s.len)))
-        return NULL;
-    Py_XSETREF(*last, Py_NewRef(o));
-    return o;
-}
-
-enum { LAST_MINUTE, LAST_QID, LAST_IP, NLAST };
-
-/* The row tuple of mailenable_bulk.item(); steals `line`. */
 /* The few distinct row keys, kept as str objects: a row then costs no new str and no
  * hashing for its key, here or in the dicts that read it (a str caches its hash). */
 #define KEYS 1024
@@ -281,19 +262,135 @@ static PyObject *key_of(const char *text, Py_ssize_t n)
     }
 }
 
-static PyObject *make_row(const Row *w, PyObject *line, PyObject **last)
+
+/* ---- Runs: a chunk's consecutive rows, kept as offsets into it ----
+ *
+ * A Python tuple and a line str per row cost more than reading the row (decision 0019). A Run
+ * keeps each row's fields as offsets into the chunk, makes one str (its first line: parse() is
+ * given that very object if the batch goes line by line) and shares its keys; tally() reads it
+ * directly. rows() and lines() make item()'s tuples and the lines, for tests and the fallback. */
+
+typedef struct {
+    uint32_t line, len; /* the line: chunk[line, line + len) */
+    uint32_t qid, addr, addr_len, ip, reply, reply_len;
+    uint32_t key;       /* index into the run's keys */
+    uint8_t qid_len, ip_len;
+} CRow;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *chunk; /* a 1-byte-kind str */
+    PyObject *first; /* the first row's line */
+    PyObject **keys; /* each distinct row key (key_of()'s str), owned */
+    Py_ssize_t nkeys, kcap;
+    CRow *rows;
+    Py_ssize_t n, cap;
+} RunObject;
+
+static void run_dealloc(RunObject *r)
 {
-    char buf[32];
-    PyObject *row = PyTuple_New(8);
-    if (!row) {
-        Py_DECREF(line);
+    Py_XDECREF(r->chunk);
+    Py_XDECREF(r->first);
+    for (Py_ssize_t i = 0; i < r->nkeys; i++)
+        Py_DECREF(r->keys[i]);
+    PyMem_Free(r->keys);
+    PyMem_Free(r->rows);
+    PyObject_Free(r);
+}
+
+static Py_ssize_t run_len(RunObject *r) { return r->n; }
+
+static PyObject *span_of(RunObject *r, uint32_t at, uint32_t len)
+{
+    return len ? PyUnicode_Substring(r->chunk, at, (Py_ssize_t)at + len) : Py_NewRef(EMPTY);
+}
+
+static PyObject *line_of(RunObject *r, Py_ssize_t i)
+{
+    return i ? span_of(r, r->rows[i].line, r->rows[i].len) : Py_NewRef(r->first);
+}
+
+static PyObject *run_lines(RunObject *r, PyObject *unused)
+{
+    (void)unused;
+    PyObject *out = PyList_New(r->n);
+    for (Py_ssize_t i = 0; out && i < r->n; i++) {
+        PyObject *line = line_of(r, i);
+        if (!line)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, line);
+    }
+    return out;
+}
+
+/* Each row as mailenable_bulk.item() gives it (a tuple of 8 str). */
+static PyObject *run_rows(RunObject *r, PyObject *unused)
+{
+    (void)unused;
+    PyObject *out = PyList_New(r->n);
+    for (Py_ssize_t i = 0; out && i < r->n; i++) {
+        const CRow *w = &r->rows[i];
+        P line = PyUnicode_1BYTE_DATA(r->chunk) + w->line;
+        PyObject *row = Py_BuildValue("(NOONNNNN)", span_of(r, w->line, 14), SECS[two(line + 15)], r->keys[w->key],
+                                      span_of(r, w->qid, w->qid_len), span_of(r, w->addr, w->addr_len),
+                                      span_of(r, w->ip, w->ip_len), span_of(r, w->reply, w->reply_len), line_of(r, i));
+        if (!row)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, row);
+    }
+    return out;
+}
+
+static PySequenceMethods run_as_sequence = {.sq_length = (lenfunc)run_len};
+
+static PyMethodDef run_methods[] = {
+    {"lines", (PyCFunction)run_lines, METH_NOARGS, "lines() -> list[str]: each row's line, in order."},
+    {"rows", (PyCFunction)run_rows, METH_NOARGS, "rows() -> list[tuple[str, ...]]: each row as item() gives it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef run_members[] = {
+    {"first", T_OBJECT_EX, offsetof(RunObject, first), READONLY, "The first row's line (lines()[0] is this object)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject RunType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "logscan.parsers._mailenable_scan.Run",
+    .tp_basicsize = sizeof(RunObject),
+    .tp_dealloc = (destructor)run_dealloc,
+    .tp_as_sequence = &run_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A run of consecutive rows of one chunk, read by tally().",
+    .tp_methods = run_methods,
+    .tp_members = run_members,
+};
+
+static RunObject *run_new(PyObject *chunk, Py_ssize_t so, Py_ssize_t eo)
+{
+    RunObject *r = PyObject_New(RunObject, &RunType);
+    if (!r)
+        return NULL;
+    r->chunk = Py_NewRef(chunk);
+    r->keys = NULL;
+    r->rows = NULL;
+    r->nkeys = r->kcap = r->n = r->cap = 0;
+    if (!(r->first = PyUnicode_Substring(chunk, so, eo))) {
+        Py_DECREF(r);
         return NULL;
     }
-    PyTuple_SET_ITEM(row, 7, line);
+    return r;
+}
+
+/* Appends the row `w` of the line [s, e) of `data`; kc/ki: key pointer -> index, per run. */
+static int run_push(RunObject *r, const Row *w, P data, P s, P e, PyObject **kc, Py_ssize_t *ki)
+{
+    char buf[32];
     Py_ssize_t n = 1 + w->verb.len + 1 + 3 + 1 + w->enh.len;
     if (n > (Py_ssize_t)sizeof(buf)) { /* cannot be: verbs have at most 8 characters, enhanced codes 9 */
         PyErr_SetString(PyExc_SystemError, "_mailenable_scan: row key too long");
-        goto fail;
+        return -1;
     }
     char *b = buf;
     *b++ = w->dir;
@@ -305,30 +402,66 @@ static PyObject *make_row(const Row *w, PyObject *line, PyObject **last)
     *b++ = '\t';
     if (w->enh.len)
         memcpy(b, w->enh.at, (size_t)w->enh.len);
-    PyObject *shared = key_of(buf, n);
-    if (!shared)
-        goto fail;
-    PyTuple_SET_ITEM(row, 2, shared);
-    PyObject *fields[7] = {
-        cached(&last[LAST_MINUTE], w->minute), Py_NewRef(SECS[two(w->secs.at)]), NULL,
-        cached(&last[LAST_QID], w->qid), str(w->addr), cached(&last[LAST_IP], w->ip), str(w->reply),
-    };
-    for (int i = 0; i < 7; i++) {
-        if (i == 2)
-            continue;
-        if (!fields[i]) {
-            for (int j = i + 1; j < 7; j++)
-                Py_XDECREF(fields[j]);
-            goto fail;
+    PyObject *key = key_of(buf, n);
+    if (!key)
+        return -1;
+    int slot = (int)(((uintptr_t)key >> 4) & 63);
+    Py_ssize_t idx;
+    if (kc[slot] == key) { /* the run owns its keys: a pointer seen in it stays that key */
+        idx = ki[slot];
+        Py_DECREF(key);
+    } else {
+        for (idx = 0; idx < r->nkeys && r->keys[idx] != key; idx++)
+            ;
+        if (idx == r->nkeys) {
+            if (r->nkeys == r->kcap) {
+                Py_ssize_t cap = r->kcap ? 2 * r->kcap : 32;
+                PyObject **keys = PyMem_Realloc(r->keys, sizeof(PyObject *) * (size_t)cap);
+                if (!keys) {
+                    Py_DECREF(key);
+                    PyErr_NoMemory();
+                    return -1;
+                }
+                r->keys = keys;
+                r->kcap = cap;
+            }
+            r->keys[r->nkeys++] = key; /* owned */
+        } else {
+            Py_DECREF(key);
         }
-        PyTuple_SET_ITEM(row, i, fields[i]);
+        kc[slot] = r->keys[idx];
+        ki[slot] = idx;
     }
-    /* Only str inside: it can be in no cycle, and the cyclic GC need not walk the many rows. */
-    PyObject_GC_UnTrack(row);
-    return row;
-fail:
-    Py_DECREF(row);
-    return NULL;
+    if (r->n == r->cap) {
+        Py_ssize_t cap = r->cap ? 2 * r->cap : 256;
+        CRow *rows = PyMem_Realloc(r->rows, sizeof(CRow) * (size_t)cap);
+        if (!rows) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        r->rows = rows;
+        r->cap = cap;
+    }
+    CRow *c = &r->rows[r->n++];
+    c->line = (uint32_t)(s - data);
+    c->len = (uint32_t)(e - s);
+    c->qid = (uint32_t)(w->qid.at - data);
+    c->qid_len = (uint8_t)w->qid.len;
+    c->addr = (uint32_t)(w->addr.at - data);
+    c->addr_len = (uint32_t)w->addr.len;
+    c->ip = (uint32_t)(w->ip.at - data);
+    c->ip_len = (uint8_t)w->ip.len;
+    c->reply = (uint32_t)(w->reply.at - data);
+    c->reply_len = (uint32_t)w->reply.len;
+    c->key = (uint32_t)idx;
+    return 0;
+}
+
+static int append_new(PyObject *list, PyObject *it)
+{
+    int rc = it ? PyList_Append(list, it) : -1;
+    Py_XDECREF(it);
+    return rc;
 }
 
 static PyObject *scan(PyObject *self, PyObject *args)
@@ -339,56 +472,249 @@ static PyObject *scan(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "Up", &chunk, &want_rows))
         return NULL;
     Py_ssize_t n = PyUnicode_GET_LENGTH(chunk);
-    if (PyUnicode_KIND(chunk) != PyUnicode_1BYTE_KIND || n == 0 || PyUnicode_1BYTE_DATA(chunk)[n - 1] != '\n')
+    if (PyUnicode_KIND(chunk) != PyUnicode_1BYTE_KIND || n == 0 || PyUnicode_1BYTE_DATA(chunk)[n - 1] != '\n' ||
+        n >= (Py_ssize_t)UINT32_MAX)
         Py_RETURN_NONE;
     P data = PyUnicode_1BYTE_DATA(chunk), end = data + n;
     if (!(out = PyList_New(0)))
         return NULL;
-    Py_ssize_t lines = 0;
-    PyObject *last[NLAST] = {NULL};
+    Py_ssize_t lines = 0, ki[64];
+    PyObject *kc[64];
+    RunObject *run = NULL;
     Row w = {0};
     for (P s = data; s < end;) {
-        P e = memchr(s, '\n', (size_t)(end - s));
+        P e = memchr(s, '\n', (size_t)(end - s)), line = s;
         Py_ssize_t so = s - data, eo = e - data;
         lines++;
         int kind = item(s, e, &w);
         s = e + 1;
         if (kind == SKIP)
             continue;
-        PyObject *it = PyUnicode_Substring(chunk, so, eo);
-        if (it && kind == ROW && want_rows)
-            it = make_row(&w, it, last);
-        if (!it || PyList_Append(out, it) < 0) {
-            Py_XDECREF(it);
-            Py_CLEAR(out);
-            break;
+        if (kind == ROW && want_rows) {
+            if (!run) {
+                if (!(run = run_new(chunk, so, eo)))
+                    goto fail;
+                memset(kc, 0, sizeof(kc));
+            }
+            if (run_push(run, &w, data, line, e, kc, ki) < 0)
+                goto fail;
+            continue;
         }
-        Py_DECREF(it);
+        if (run) {
+            int rc = PyList_Append(out, (PyObject *)run);
+            Py_CLEAR(run);
+            if (rc < 0)
+                goto fail;
+        }
+        if (append_new(out, PyUnicode_Substring(chunk, so, eo)) < 0)
+            goto fail;
     }
-    for (int i = 0; i < NLAST; i++)
-        Py_XDECREF(last[i]);
-    return out ? Py_BuildValue("(nN)", lines, out) : NULL;
+    if (run) {
+        int rc = PyList_Append(out, (PyObject *)run);
+        Py_CLEAR(run);
+        if (rc < 0)
+            goto fail;
+    }
+    return Py_BuildValue("(nN)", lines, out);
+fail:
+    Py_XDECREF(run);
+    Py_DECREF(out);
+    return NULL;
 }
 
-/* mailenable_bulk._domain(): memo[addr], computed by domain_of() when missing. New reference. */
-static PyObject *domain(PyObject *memo, PyObject *addr)
+/* ---- Tables of str by their characters: message files, IPs, domains, reasons ----
+ *
+ * Process-wide and bounded (a full neighbourhood replaces its first slot). What they map is
+ * a pure function of the characters (domain_of(), reason_of()), so sharing them is exact. */
+
+typedef struct {
+    uint32_t h;
+    PyObject *key, *value;
+} Slot;
+
+#define QIDS 4096 /* a session's rows mostly reuse the previous row's (Last): this only saves a str */
+#define IPS 4096
+#define DOMAINS 8192
+#define REPLIES 2048
+static Slot QID_T[QIDS], IP_T[IPS], DOMAIN_T[DOMAINS], REPLY_T[REPLIES], CLASSIFIED_T[REPLIES];
+
+static uint32_t fnv(P at, Py_ssize_t n)
 {
-    PyObject *d = PyDict_GetItemWithError(memo, addr);
-    if (d)
-        return Py_NewRef(d);
-    if (PyErr_Occurred())
-        return NULL;
-    if (!(d = PyObject_CallOneArg(DOMAIN_OF, addr)))
-        return NULL;
-    if (PyUnicode_GET_LENGTH(addr) <= MEMO_LEN) {
-        if (PyDict_GET_SIZE(memo) >= MEMO)
-            PyDict_Clear(memo);
-        if (PyDict_SetItem(memo, addr, d) < 0) {
-            Py_DECREF(d);
+    uint32_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ at[i]) * 16777619u;
+    return h;
+}
+
+/* The slot of these characters in `t` (size mask + 1), or an empty one to fill. */
+static Slot *slot_of(Slot *t, size_t mask, P at, Py_ssize_t n, uint32_t h)
+{
+    size_t i = h & mask;
+    for (int probe = 0; probe < 4; probe++, i = (i + 1) & mask) {
+        Slot *s = &t[i];
+        if (!s->key)
+            return s;
+        if (s->h == h && PyUnicode_GET_LENGTH(s->key) == n && memcmp(PyUnicode_1BYTE_DATA(s->key), at, (size_t)n) == 0)
+            return s;
+    }
+    Slot *s = &t[h & mask];
+    Py_CLEAR(s->key);
+    Py_CLEAR(s->value);
+    return s;
+}
+
+/* The str of these characters (new reference), shared through `t`. */
+static PyObject *shared_str(Slot *t, size_t mask, P at, Py_ssize_t n)
+{
+    if (!n)
+        return Py_NewRef(EMPTY);
+    uint32_t h = fnv(at, n);
+    Slot *s = slot_of(t, mask, at, n, h);
+    if (!s->key) {
+        if (!(s->key = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, at, n)))
             return NULL;
+        s->h = h;
+    }
+    return Py_NewRef(s->key);
+}
+
+/* The str of these characters as last time, when they are the same (a session's rows share
+ * their message file and IP, its MAIL and RCPT rows often their domain), else from `t`: a new
+ * reference. `last` holds the characters and their str. */
+typedef struct {
+    P at;
+    Py_ssize_t n;
+    PyObject *str;
+} Last;
+
+static PyObject *last_or(Last *last, P at, Py_ssize_t n, PyObject *(*make)(P, Py_ssize_t))
+{
+    if (last->str && last->n == n && memcmp(last->at, at, (size_t)n) == 0)
+        return Py_NewRef(last->str);
+    PyObject *o = make(at, n);
+    if (o) {
+        Py_XSETREF(last->str, Py_NewRef(o));
+        last->at = at;
+        last->n = n;
+    }
+    return o;
+}
+
+static PyObject *qid_str(P at, Py_ssize_t n) { return shared_str(QID_T, QIDS - 1, at, n); }
+static PyObject *ip_str(P at, Py_ssize_t n) { return shared_str(IP_T, IPS - 1, at, n); }
+
+/* domain_of() of a MAIL/RCPT address from its last "@" (mailenable_bulk._domain). */
+static PyObject *domain_at(P at, Py_ssize_t n)
+{
+    if (!n)
+        return Py_NewRef(EMPTY); /* domain_of("") */
+    Slot *s = NULL;
+    uint32_t h = 0;
+    if (n <= MEMO_LEN) { /* longer ones are junk: computed, never kept */
+        h = fnv(at, n);
+        s = slot_of(DOMAIN_T, DOMAINS - 1, at, n, h);
+        if (s->key)
+            return Py_NewRef(s->value);
+    }
+    PyObject *addr = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, at, n), *d;
+    if (!addr)
+        return NULL;
+    if (!(d = PyObject_CallOneArg(DOMAIN_OF, addr)) || !PyUnicode_Check(d)) {
+        if (d) {
+            Py_DECREF(d);
+            PyErr_SetString(PyExc_TypeError, "tally: domain_of() gave no str");
         }
+        Py_DECREF(addr);
+        return NULL;
+    }
+    if (s) {
+        s->h = h;
+        s->key = addr;
+        s->value = Py_NewRef(d);
+    } else {
+        Py_DECREF(addr);
     }
     return d;
+}
+
+/* What reasons.classify() reads of a reply: its first MAX_TEXT characters lower-cased (a
+ * Latin-1 str: A-Z and U+00C0-U+00DE but U+00D7 move by 32) with each address `<[^<>]{0,320}>`
+ * made one space, after the reply's enhanced code and a NUL. Its length, at most
+ * ENH_MAX + 1 + MAX_TEXT. */
+#define ENH_MAX 16
+static Py_ssize_t classified_text(P at, Py_ssize_t n, Span enh, Py_UCS1 *out)
+{
+    Py_ssize_t o = 0;
+    if (enh.len > ENH_MAX)
+        return -1; /* cannot be: enhanced() reads at most 11 characters */
+    memcpy(out, enh.at, (size_t)enh.len);
+    o = enh.len;
+    out[o++] = 0;
+    if (n > MAX_TEXT)
+        n = MAX_TEXT;
+    for (Py_ssize_t i = 0; i < n;) {
+        Py_UCS1 c = at[i];
+        if (c == '<') {
+            Py_ssize_t j = i + 1;
+            while (j < n && j - (i + 1) <= 320 && at[j] != '<' && at[j] != '>')
+                j++;
+            if (j < n && at[j] == '>' && j - (i + 1) <= 320) {
+                out[o++] = ' ';
+                i = j + 1;
+                continue;
+            }
+        }
+        out[o++] = (c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7) ? (Py_UCS1)(c + 32) : c;
+        i++;
+    }
+    return o;
+}
+
+/* The reason of a 4xx/5xx reply: reason_of(reply), kept by the reply (up to MAX_TEXT long)
+ * and by what classify() reads of it, as replies that differ only in their addresses abound. */
+static PyObject *reason_at(P at, Py_ssize_t n, PyObject *reason_of)
+{
+    Slot *s = NULL, *c = NULL;
+    uint32_t h = 0, hc = 0;
+    if (n <= MAX_TEXT) {
+        h = fnv(at, n);
+        s = slot_of(REPLY_T, REPLIES - 1, at, n, h);
+        if (s->key)
+            return Py_NewRef(s->value);
+    }
+    Py_UCS1 text[ENH_MAX + 1 + MAX_TEXT];
+    Span r = {at, n}, enh = {at, 0};
+    if (n > 4 && (at[4] == '2' || at[4] == '4' || at[4] == '5' || at[4] == '(' || at[4] == '#'))
+        enh = enhanced(r);
+    Py_ssize_t tn = classified_text(at, n, enh, text);
+    if (tn >= 0) {
+        hc = fnv(text, tn);
+        c = slot_of(CLASSIFIED_T, REPLIES - 1, text, tn, hc);
+    }
+    PyObject *reply = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, at, n), *reason;
+    if (!reply)
+        return NULL;
+    if (c && c->key) {
+        reason = Py_NewRef(c->value);
+    } else if (!(reason = PyObject_CallOneArg(reason_of, reply))) {
+        Py_DECREF(reply);
+        return NULL;
+    } else if (c && !(c->key = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, tn))) {
+        Py_DECREF(reply);
+        Py_DECREF(reason);
+        return NULL;
+    } else if (c) {
+        c->h = hc;
+        c->value = Py_NewRef(reason);
+    }
+    if (s) {
+        s->h = h;
+        s->key = reply;
+        s->value = Py_NewRef(reason);
+    } else {
+        Py_DECREF(reply);
+    }
+    return reason;
 }
 
 /* tx.pop(key, None) */
@@ -446,18 +772,53 @@ static PyObject *known_of(PyObject *tx, PyObject *qid)
     return Py_NewRef(k);
 }
 
-/* One row's step: sets *sender and *recipient (new references). */
-static int step(PyObject *row, long kind, PyObject *tx, PyObject *memo, PyObject **sender, PyObject **recipient)
+/* Python's int(t // 60) for a float t (CPython's float floor division, then int()). */
+static long minute_of(double t)
+{
+    double mod = fmod(t, 60.0), div = (t - mod) / 60.0, fl;
+    if (mod && mod < 0)
+        div -= 1.0;
+    if (div) {
+        fl = floor(div);
+        if (div - fl > 0.5)
+            fl += 1.0;
+    } else {
+        fl = 0.0;
+    }
+    return (long)fl;
+}
+
+
+/* counts[key] += n (0 when missing). */
+static int add_count(PyObject *counts, PyObject *key, long n)
+{
+    PyObject *had = PyDict_GetItemWithError(counts, key);
+    long before = 0;
+    if (had) {
+        if (!n)
+            return 0;
+        before = PyLong_AsLong(had);
+        if (before == -1 && PyErr_Occurred())
+            return -1;
+    } else if (PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *v = PyLong_FromLong(before + n);
+    int rc = v ? PyDict_SetItem(counts, key, v) : -1;
+    Py_XDECREF(v);
+    return rc;
+}
+
+
+/* One row's step of walk(): sets *sender and *recipient (new references). */
+static int step(long kind, PyObject *qid, P addr, Py_ssize_t addr_len, Last *last, PyObject *tx,
+                PyObject **sender, PyObject **recipient)
 {
     int role = (int)(kind & 7);
-    *sender = Py_NewRef(EMPTY);
-    *recipient = Py_NewRef(EMPTY);
-    if (!role)
-        return 0;
-    PyObject *qid = PyTuple_GET_ITEM(row, 3), *known;
+    PyObject *known;
     int has_qid = PyUnicode_GET_LENGTH(qid) > 0;
     if (role == RCPT) {
-        PyObject *r = domain(memo, PyTuple_GET_ITEM(row, 4));
+        PyObject *r = last_or(last, addr, addr_len, domain_at);
         if (!r)
             return -1;
         Py_SETREF(*recipient, r);
@@ -488,7 +849,7 @@ static int step(PyObject *row, long kind, PyObject *tx, PyObject *memo, PyObject
         return rc;
     }
     if (role == MAIL) {
-        PyObject *d = domain(memo, PyTuple_GET_ITEM(row, 4));
+        PyObject *d = last_or(last, addr, addr_len, domain_at);
         if (!d)
             return -1;
         Py_SETREF(*sender, d);
@@ -513,291 +874,257 @@ static int step(PyObject *row, long kind, PyObject *tx, PyObject *memo, PyObject
     return forget(tx, qid);
 }
 
-/* Python's int(t // 60) for a float t (CPython's float floor division, then int()). */
-static long minute_of(double t)
-{
-    double mod = fmod(t, 60.0), div = (t - mod) / 60.0, fl;
-    if (mod && mod < 0)
-        div -= 1.0;
-    if (div) {
-        fl = floor(div);
-        if (div - fl > 0.5)
-            fl += 1.0;
-    } else {
-        fl = 0.0;
-    }
-    return (long)fl;
-}
+#define HOUR_LEN 11 /* `MM/DD/YY hh` */
 
-/* The two digits of a row's seconds, whatever the str's kind (rows made in Python too). */
-static int seconds_of(PyObject *secs)
+/* The start of the hour `MM/DD/YY hh` at `at` into *base: hours[hour], or learn_hour(hour) for
+ * a new one. 1 when found, 0 when parse() must date it (learn_hour gave None), -1 on error. */
+static int hour_start(P at, PyObject *hours, PyObject *learn_hour, double *base)
 {
-    if (!PyUnicode_Check(secs) || PyUnicode_GET_LENGTH(secs) != 2)
+    PyObject *hour = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, at, HOUR_LEN), *got;
+    if (!hour)
         return -1;
-    Py_UCS4 a = PyUnicode_READ_CHAR(secs, 0), b = PyUnicode_READ_CHAR(secs, 1);
-    if (a < '0' || a > '9' || b < '0' || b > '9')
-        return -1;
-    return (int)(a - '0') * 10 + (int)(b - '0');
-}
-
-/* counts[key] += n (0 when missing). */
-static int add_count(PyObject *counts, PyObject *key, long n)
-{
-    PyObject *had = PyDict_GetItemWithError(counts, key);
-    long before = 0;
-    if (had) {
-        if (!n)
-            return 0;
-        before = PyLong_AsLong(had);
-        if (before == -1 && PyErr_Occurred())
-            return -1;
-    } else if (PyErr_Occurred()) {
+    got = PyDict_GetItemWithError(hours, hour);
+    if (got) {
+        Py_INCREF(got);
+    } else if (PyErr_Occurred() || !(got = PyObject_CallOneArg(learn_hour, hour))) {
+        Py_DECREF(hour);
         return -1;
     }
-    PyObject *v = PyLong_FromLong(before + n);
-    int rc = v ? PyDict_SetItem(counts, key, v) : -1;
+    Py_DECREF(hour);
+    int rc = 1;
+    if (got == Py_None)
+        rc = 0;
+    else if (PyFloat_Check(got))
+        *base = PyFloat_AS_DOUBLE(got);
+    else {
+        PyErr_SetString(PyExc_TypeError, "tally: an hour's start is not a float");
+        rc = -1;
+    }
+    Py_DECREF(got);
+    return rc;
+}
+
+/* What tally() needs of a row key, from its kind (bits, class, cell, reply). */
+typedef struct {
+    long bits, cell, count;
+    PyObject *klass, *reply; /* borrowed from `kinds`, which only grows during a call */
+} KeyInfo;
+
+/* Adds the bounce-ratio cells of one minute to `minutes`. */
+static int put_minute(PyObject *minutes, long bucket, const long *cells)
+{
+    PyObject *v = Py_BuildValue("[lll]", cells[0], cells[1], cells[2]), *kb = PyLong_FromLong(bucket);
+    int rc = v && kb ? PyDict_SetItem(minutes, kb, v) : -1;
     Py_XDECREF(v);
+    Py_XDECREF(kb);
     return rc;
 }
 
-/* A 4xx/5xx row's reason (reasons memo, else reason_of(reply)), counted into `reasons` and
- * its offenders appended to `refusals`, as MailEnableBulk._refusals() does. */
-static int refusal(PyObject *row, PyObject *reply_key, long minute, PyObject *sender, PyObject *recipient,
-                   PyObject *memo, PyObject *reason_of, PyObject *reasons, PyObject *refusals)
-{
-    PyObject *reply = PyTuple_GET_ITEM(row, 6), *reason;
-    int keep = PyUnicode_Check(reply) && PyUnicode_GET_LENGTH(reply) <= MAX_TEXT;
-    if (!PyTuple_Check(reply_key) || PyTuple_GET_SIZE(reply_key) != 3) {
-        PyErr_SetString(PyExc_TypeError, "tally: a reply is not (direction, code, enhanced)");
-        return -1;
-    }
-    if (keep && (reason = PyDict_GetItemWithError(memo, reply))) {
-        Py_INCREF(reason);
-    } else {
-        if (PyErr_Occurred() || !(reason = PyObject_CallOneArg(reason_of, reply)))
-            return -1;
-        if (keep) {
-            if (PyDict_GET_SIZE(memo) >= REASONS)
-                PyDict_Clear(memo);
-            if (PyDict_SetItem(memo, reply, reason) < 0) {
-                Py_DECREF(reason);
-                return -1;
-            }
-        }
-    }
-    PyObject *direction = PyTuple_GET_ITEM(reply_key, 0), *code = PyTuple_GET_ITEM(reply_key, 1);
-    PyObject *rkey = PyTuple_Pack(3, direction, code, reason), *r = NULL;
-    int rc = -1;
-    if (rkey && add_count(reasons, rkey, 1) == 0 &&
-        (r = Py_BuildValue("(lOOOOOO)", minute, direction, code, reason, sender, PyTuple_GET_ITEM(row, 5),
-                           recipient))) {
-        PyObject_GC_UnTrack(r);
-        rc = PyList_Append(refusals, r);
-    }
-    Py_XDECREF(r);
-    Py_XDECREF(rkey);
-    Py_DECREF(reason);
-    return rc;
-}
-
-/* tally(rows, kinds, starts, tx, memo, each_reply, learn_key, learn_minute, reasons_memo,
- * reason_of): MailEnableBulk._tally_python() in one call. kinds: key -> (bits, class, cell,
- * reply), learn_key(key) adds a missing one; starts: minute -> its start, learn_minute(minute)
- * adds a missing one or gives None (then tally gives None). None also when the bounce-ratio
- * minutes go back; in both cases nothing has changed. Else (counts, labels, classes, codes,
- * times, minutes, last, reasons, refusals, saved): saved is a copy of tx from before the walk
- * when there are minutes (Aggregate.add_batch may refuse those; else None). */
+/* tally(run, kinds, hours, tx, each_reply, walk, learn_key, learn_hour, reason_of):
+ * MailEnableBulk._tally_python() of a Run in one call. kinds: key -> (bits, class, cell, reply),
+ * learn_key(key) adds a missing one; hours: `MM/DD/YY hh` -> its start, learn_hour(hour) adds a
+ * missing one or gives None (then tally gives None: parse() must date it); reason_of(reply): a
+ * 4xx/5xx reply's reason. None also when the bounce-ratio minutes go back; in both cases nothing
+ * has changed. Else, without `walk`, (minutes, last) and still nothing changed (what
+ * Aggregate.add_batch decides on); with it, after parse()'s state steps on tx, (counts, labels,
+ * classes, codes, times, minutes, last, reasons, refusals, unnamed). */
 static PyObject *tally(PyObject *self, PyObject *args)
 {
-    PyObject *rows, *kinds, *starts, *tx, *memo, *learn_key, *learn_minute, *reasons_memo, *reason_of;
-    int each;
+    RunObject *run;
+    PyObject *kinds, *hours, *tx, *learn_key, *learn_hour, *reason_of;
+    int each, walk;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!pOOO!O", &PyList_Type, &rows, &PyDict_Type, &kinds, &PyDict_Type,
-                          &starts, &PyDict_Type, &tx, &PyDict_Type, &memo, &each, &learn_key, &learn_minute,
-                          &PyDict_Type, &reasons_memo, &reason_of))
+    if (!PyArg_ParseTuple(args, "O!O!O!O!ppOOO", &RunType, &run, &PyDict_Type, &kinds, &PyDict_Type, &hours,
+                          &PyDict_Type, &tx, &each, &walk, &learn_key, &learn_hour, &reason_of))
         return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(rows);
-    PyObject *result = NULL;
-    PyObject *counts = NULL, *labels = NULL, *classes = NULL, *codes = NULL, *times = NULL, *minutes = NULL;
-    PyObject *refusals = NULL, *saved = NULL, *reasons = NULL;
-    double *tv = NULL;
-    /* Pass 1, changing nothing: every key and minute known, the times, minutes in order. */
-    if (!(tv = PyMem_Malloc(sizeof(double) * (size_t)(n ? n : 1)))) {
+    Py_ssize_t n = run->n, nk = run->nkeys;
+    P data = PyUnicode_1BYTE_DATA(run->chunk);
+    PyObject *result = NULL, *counts = NULL, *labels = NULL, *classes = NULL, *codes = NULL, *times = NULL;
+    PyObject *minutes = NULL, *refusals = NULL, *reasons = NULL, *unnamed = NULL;
+    Last last_qid = {NULL, 0, NULL}, last_addr = {NULL, 0, NULL}, last_ip = {NULL, 0, NULL};
+    double *tv = PyMem_Malloc(sizeof(double) * (size_t)(n ? n : 1));
+    KeyInfo *ki = PyMem_Calloc((size_t)(nk ? nk : 1), sizeof(KeyInfo));
+    Py_ssize_t *order = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nk ? nk : 1)), norder = 0;
+    if (!tv || !ki || !order) {
         PyErr_NoMemory();
         goto done;
     }
-    /* Row keys and minutes are mostly shared objects (scan() makes them so): a lookup by
-     * pointer first saves most dict lookups. The dicts only grow during this call (learn_key
-     * and learn_minute add to them), so what they hold stays alive. */
-    PyObject *ck[64] = {NULL}, *cv[64] = {NULL}, *last_minute = NULL, *last_start = NULL;
-#define KIND_OF(key, out)                                                                              \
-    do {                                                                                               \
-        int slot_ = (int)(((uintptr_t)(key) >> 4) & 63);                                               \
-        if (ck[slot_] == (key)) {                                                                      \
-            (out) = cv[slot_];                                                                         \
-        } else if (((out) = PyDict_GetItemWithError(kinds, (key)))) {                                  \
-            ck[slot_] = (key);                                                                         \
-            cv[slot_] = (out);                                                                         \
-        }                                                                                              \
-    } while (0)
-    long last_bucket = LONG_MIN;
-    int back = 0, any_final = 0;
-    double last = 0.0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *row = PyList_GET_ITEM(rows, i);
-        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 8) {
-            PyErr_SetString(PyExc_TypeError, "tally: a row is not mailenable_bulk.item()'s tuple");
-            goto done;
-        }
-        PyObject *key = PyTuple_GET_ITEM(row, 2), *minute = PyTuple_GET_ITEM(row, 0);
-        PyObject *kind, *start;
-        KIND_OF(key, kind);
+    /* Pass 1, changing nothing: every key's kind and every hour known, the times, minutes in order. */
+    for (Py_ssize_t k = 0; k < nk; k++) {
+        PyObject *key = run->keys[k], *kind = PyDict_GetItemWithError(kinds, key);
         if (!kind) { /* a key met for the first time: learn_key() reads it and keeps it in kinds */
             PyObject *got;
             if (PyErr_Occurred() || !(got = PyObject_CallOneArg(learn_key, key)))
                 goto done;
             Py_DECREF(got);
-            KIND_OF(key, kind);
-            if (!kind) {
+            if (!(kind = PyDict_GetItemWithError(kinds, key))) {
                 if (!PyErr_Occurred())
                     PyErr_SetString(PyExc_RuntimeError, "tally: learn_key did not keep the key");
                 goto done;
             }
         }
-        if (minute == last_minute) {
-            start = last_start;
-        } else if ((start = PyDict_GetItemWithError(starts, minute))) {
-            last_minute = minute;
-            last_start = start;
-        } else { /* likewise a minute: learn_minute() gives None for one parse() must date */
-            PyObject *got;
-            if (PyErr_Occurred() || !(got = PyObject_CallOneArg(learn_minute, minute)))
-                goto done;
-            int none = got == Py_None;
-            Py_DECREF(got);
-            if (none) {
+        if (!PyTuple_Check(kind) || PyTuple_GET_SIZE(kind) != 4 || !PyTuple_Check(PyTuple_GET_ITEM(kind, 3)) ||
+            PyTuple_GET_SIZE(PyTuple_GET_ITEM(kind, 3)) != 3) {
+            PyErr_SetString(PyExc_TypeError, "tally: a kind is not (bits, class, cell, reply)");
+            goto done;
+        }
+        ki[k].bits = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
+        ki[k].cell = PyLong_AsLong(PyTuple_GET_ITEM(kind, 2));
+        if ((ki[k].bits == -1 || ki[k].cell == -1) && PyErr_Occurred())
+            goto done;
+        ki[k].klass = PyTuple_GET_ITEM(kind, 1);
+        ki[k].reply = PyTuple_GET_ITEM(kind, 3);
+    }
+    Py_UCS1 last_minute[14] = {0}, last_hour[HOUR_LEN] = {0};
+    int have_minute = 0, have_hour = 0, back = 0;
+    long cells[3] = {0, 0, 0}; /* the bounce-ratio minute last_bucket's [sent, bounced, expired] */
+    if (!(minutes = PyDict_New()))
+        goto done;
+    double base = 0.0, start = 0.0, last = 0.0;
+    long last_bucket = LONG_MIN;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const CRow *w = &run->rows[i];
+        P line = data + w->line;
+        if (!have_minute || memcmp(line, last_minute, 14) != 0) {
+            if (!have_hour || memcmp(line, last_hour, HOUR_LEN) != 0) {
+                int got = hour_start(line, hours, learn_hour, &base);
+                if (got < 0)
+                    goto done;
+                if (!got) {
+                    result = Py_NewRef(Py_None);
+                    goto done;
+                }
+                memcpy(last_hour, line, HOUR_LEN);
+                have_hour = 1;
+            }
+            int mi = two(line + 12);
+            if (mi >= 60) { /* parse()'s clock refuses it */
                 result = Py_NewRef(Py_None);
                 goto done;
             }
-            if (!(start = PyDict_GetItemWithError(starts, minute))) {
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_RuntimeError, "tally: learn_minute did not keep the minute");
-                goto done;
-            }
-            last_minute = minute;
-            last_start = start;
+            start = base + (double)(mi * 60); /* as Clock.local(): base + minute * 60 + 0, exact */
+            memcpy(last_minute, line, 14);
+            have_minute = 1;
         }
-        int sec = seconds_of(PyTuple_GET_ITEM(row, 1));
-        if (sec < 0 || !PyFloat_Check(start) || !PyTuple_Check(kind) || PyTuple_GET_SIZE(kind) != 4) {
-            PyErr_SetString(PyExc_TypeError, "tally: bad seconds, start or kind");
-            goto done;
-        }
-        double t = PyFloat_AS_DOUBLE(start) + (double)sec;
+        double t = start + (double)two(line + 15);
         tv[i] = t;
         if (i == 0 || t > last)
             last = t;
-        long cell = PyLong_AsLong(PyTuple_GET_ITEM(kind, 2));
-        if (cell == -1 && PyErr_Occurred())
-            goto done;
-        if (cell < 2) {
+        if (ki[w->key].cell < 2) {
             long b = minute_of(t);
-            if (b < last_bucket)
+            if (b < last_bucket) {
                 back = 1;
-            last_bucket = b;
-            any_final = 1;
+                break;
+            }
+            if (b != last_bucket) {
+                if (last_bucket != LONG_MIN && put_minute(minutes, last_bucket, cells) < 0)
+                    goto done;
+                cells[0] = cells[1] = cells[2] = 0;
+                last_bucket = b;
+            }
+            cells[ki[w->key].cell]++;
         }
     }
-    if (back) {
+    if (back || !n) {
         result = Py_NewRef(Py_None);
         goto done;
     }
+    if (last_bucket != LONG_MIN && put_minute(minutes, last_bucket, cells) < 0)
+        goto done;
+    if (!walk) {
+        result = Py_BuildValue("(Od)", minutes, last);
+        goto done;
+    }
     /* Pass 2: parse()'s state steps, and the per-row lists. */
-    if (any_final && !(saved = PyDict_Copy(tx)))
+    if (!(counts = PyDict_New()) || !(labels = PyList_New(0)) || !(classes = PyList_New(0)) ||
+        !(codes = PyList_New(each ? n : 0)) || !(times = PyList_New(each ? n : 0)) ||
+        !(refusals = PyList_New(0)) || !(reasons = PyDict_New()) || !(unnamed = PyDict_New()))
         goto done;
-    if (!(counts = PyDict_New()) || !(labels = PyList_New(n)) || !(classes = PyList_New(n)) ||
-        !(codes = PyList_New(each ? n : 0)) || !(times = PyList_New(each ? n : 0)) || !(minutes = PyDict_New()) ||
-        !(refusals = PyList_New(0)) || !(reasons = PyDict_New()))
-        goto done;
-    /* counts, in the order keys first occur (as Counter), added up per pointer slot first. */
-    PyObject *sk[64] = {NULL};
-    long sn[64] = {0};
-    for (Py_ssize_t i = 0; i <= n; i++) {
-        if (i == n) {
-            for (int j = 0; j < 64; j++)
-                if (sk[j] && add_count(counts, sk[j], sn[j]) < 0)
-                    goto done;
-            break;
-        }
-        PyObject *row = PyList_GET_ITEM(rows, i), *key = PyTuple_GET_ITEM(row, 2);
-        int slot = (int)(((uintptr_t)key >> 4) & 63);
-        if (sk[slot] == key) {
-            sn[slot]++;
-        } else {
-            if (sk[slot] && add_count(counts, sk[slot], sn[slot]) < 0)
-                goto done;
-            if (add_count(counts, key, 0) < 0) /* first seen: its place in the order */
-                goto done;
-            sk[slot] = key;
-            sn[slot] = 1;
-        }
-        PyObject *kind;
-        KIND_OF(key, kind); /* present: pass 1 */
-        if (!kind) {
-            PyErr_SetString(PyExc_RuntimeError, "tally: a key went missing");
-            goto done;
-        }
-        long bits = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
-        if (bits == -1 && PyErr_Occurred())
-            goto done;
-        PyObject *sender, *recipient;
-        if (step(row, bits, tx, memo, &sender, &recipient) < 0)
-            goto done;
-        PyList_SET_ITEM(labels, i, Py_NewRef(bits & OUTBOUND ? recipient : sender));
-        PyList_SET_ITEM(classes, i, Py_NewRef(PyTuple_GET_ITEM(kind, 1)));
+    /* Without each_reply, events without a domain after the first of their class are only
+     * counted per class (uc/un, by the class object): see mailenable_bulk.compact(). */
+    PyObject *uc[UNNAMED] = {NULL};
+    long un[UNNAMED] = {0};
+    int nu = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const CRow *w = &run->rows[i];
+        KeyInfo *k = &ki[w->key];
+        if (k->count++ == 0)
+            order[norder++] = w->key; /* Counter's order: as keys first occur */
+        long bits = k->bits;
+        PyObject *sender = Py_NewRef(EMPTY), *recipient = Py_NewRef(EMPTY), *qid = NULL;
         int rc = 0;
+        if (bits & 7) {
+            qid = last_or(&last_qid, data + w->qid, w->qid_len, qid_str);
+            rc = qid ? step(bits, qid, data + w->addr, w->addr_len, &last_addr, tx, &sender, &recipient) : -1;
+            Py_XDECREF(qid);
+        }
+        PyObject *label = bits & OUTBOUND ? recipient : sender, *klass = k->klass;
+        int listed = 1;
+        if (rc == 0 && !each && PyUnicode_GET_LENGTH(label) == 0) {
+            int u = 0;
+            while (u < nu && uc[u] != klass)
+                u++;
+            if (u < nu) {
+                un[u]++;
+                listed = 0;
+            } else if (nu < UNNAMED) {
+                uc[nu] = klass; /* its first: listed, so its key is counted in the batch's order */
+                un[nu++] = 0;
+            }
+        }
+        if (rc == 0 && listed && (PyList_Append(labels, label) < 0 || PyList_Append(classes, klass) < 0))
+            rc = -1;
         double t = tv[i];
-        if (each) {
+        if (rc == 0 && each) {
             PyObject *tf = PyFloat_FromDouble(t);
             if (!tf)
                 rc = -1;
             else {
                 PyList_SET_ITEM(times, i, tf);
-                PyList_SET_ITEM(codes, i, Py_NewRef(PyTuple_GET_ITEM(kind, 3)));
+                PyList_SET_ITEM(codes, i, Py_NewRef(k->reply));
             }
         }
-        long cell = PyLong_AsLong(PyTuple_GET_ITEM(kind, 2));
-        if (rc == 0 && cell < 2) {
-            PyObject *b = PyLong_FromLong(minute_of(t)), *counts3;
-            if (!b)
-                rc = -1;
-            else if ((counts3 = PyDict_GetItemWithError(minutes, b))) {
-                long c = PyLong_AsLong(PyList_GET_ITEM(counts3, cell));
-                PyObject *c1 = c == -1 && PyErr_Occurred() ? NULL : PyLong_FromLong(c + 1);
-                if (c1)
-                    PyList_SetItem(counts3, cell, c1);
-                else
-                    rc = -1;
-            } else if (PyErr_Occurred()) {
-                rc = -1;
-            } else {
-                counts3 = Py_BuildValue("[iii]", cell == 0, cell == 1, 0);
-                rc = counts3 ? PyDict_SetItem(minutes, b, counts3) : -1;
-                Py_XDECREF(counts3);
+        if (rc == 0 && (bits & REFUSAL)) {
+            PyObject *reason = reason_at(data + w->reply, w->reply_len, reason_of), *ip = NULL, *rkey = NULL;
+            PyObject *direction = PyTuple_GET_ITEM(k->reply, 0), *code = PyTuple_GET_ITEM(k->reply, 1);
+            rc = -1;
+            if (reason && (ip = last_or(&last_ip, data + w->ip, w->ip_len, ip_str)) &&
+                (rkey = PyTuple_Pack(3, direction, code, reason)) && add_count(reasons, rkey, 1) == 0) {
+                PyObject *r = Py_BuildValue("(lOOOOOO)", minute_of(t), direction, code, reason, sender, ip, recipient);
+                if (r) {
+                    PyObject_GC_UnTrack(r);
+                    rc = PyList_Append(refusals, r);
+                    Py_DECREF(r);
+                }
             }
-            Py_XDECREF(b);
+            Py_XDECREF(reason);
+            Py_XDECREF(ip);
+            Py_XDECREF(rkey);
         }
-        if (rc == 0 && (bits & REFUSAL))
-            rc = refusal(row, PyTuple_GET_ITEM(kind, 3), minute_of(t), sender, recipient, reasons_memo, reason_of,
-                         reasons, refusals);
         Py_DECREF(sender);
         Py_DECREF(recipient);
         if (rc < 0)
             goto done;
     }
+    for (Py_ssize_t j = 0; j < norder; j++) {
+        PyObject *c = PyLong_FromLong(ki[order[j]].count);
+        int rc = c ? PyDict_SetItem(counts, run->keys[order[j]], c) : -1;
+        Py_XDECREF(c);
+        if (rc < 0)
+            goto done;
+    }
+    for (int u = 0; u < nu; u++)
+        if (un[u] && add_count(unnamed, uc[u], un[u]) < 0)
+            goto done;
     result = Py_BuildValue("(OOOOOOdOOO)", counts, labels, classes, codes, times, minutes, last, reasons, refusals,
-                           saved ? saved : Py_None);
+                           unnamed);
 done:
+    Py_XDECREF(last_qid.str);
+    Py_XDECREF(last_addr.str);
+    Py_XDECREF(last_ip.str);
     PyMem_Free(tv);
+    PyMem_Free(ki);
+    PyMem_Free(order);
     Py_XDECREF(reasons);
     Py_XDECREF(counts);
     Py_XDECREF(labels);
@@ -806,7 +1133,7 @@ done:
     Py_XDECREF(times);
     Py_XDECREF(minutes);
     Py_XDECREF(refusals);
-    Py_XDECREF(saved);
+    Py_XDECREF(unnamed);
     return result;
 }
 
@@ -814,8 +1141,8 @@ static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(chunk, rows) -> (lines, items) | None: mailenable_bulk.item() of every line of a chunk."},
     {"tally", tally, METH_VARARGS,
-     "tally(rows, kinds, starts, tx, memo, each_reply, learn_key, learn_minute, reasons_memo, reason_of): "
-     "MailEnableBulk._tally_python() in C."},
+     "tally(run, kinds, hours, tx, each_reply, walk, learn_key, learn_hour, reason_of): "
+     "MailEnableBulk._tally_python() of a Run in C."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -853,5 +1180,10 @@ PyMODINIT_FUNC PyInit__mailenable_scan(void)
     Py_DECREF(base);
     if (!DOMAIN_OF)
         return NULL;
-    return PyModule_Create(&module);
+    if (PyType_Ready(&RunType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddObjectRef(m, "Run", (PyObject *)&RunType) < 0)
+        Py_CLEAR(m);
+    return m;
 }

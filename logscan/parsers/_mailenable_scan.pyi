@@ -1,16 +1,25 @@
 from collections.abc import Callable
 
-def scan(chunk: str, rows: bool, /) -> tuple[int, list[str | tuple[str, ...]]] | None: ...
+from logscan.parsers.base import Item
+
+class Run:
+    """A run of consecutive rows of one chunk (offsets into it), read by tally()."""
+
+    first: str
+    def __len__(self) -> int: ...
+    def lines(self) -> list[str]: ...
+    def rows(self) -> list[tuple[str, ...]]: ...
+
+def scan(chunk: str, rows: bool, /) -> tuple[int, list[Item]] | None: ...
 def tally(
-    rows: list[tuple[str, ...]],
+    run: Run,
     kinds: dict[str, tuple[int, tuple[str, str], int, tuple[str, str, str]]],
-    starts: dict[str, float],
+    hours: dict[str, float],
     tx: dict[str, tuple[str, str]],
-    memo: dict[str, str],
     each_reply: bool,
+    walk: bool,
     learn_key: Callable[[str], object],
-    learn_minute: Callable[[str], float | None],
-    reasons_memo: dict[str, str],
+    learn_hour: Callable[[str], float | None],
     reason_of: Callable[[str], str],
     /,
 ) -> tuple[object, ...] | None: ...

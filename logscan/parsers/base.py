@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import tzinfo
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, cast, runtime_checkable
 
 from logscan.events import MTA, EventBatch, ParseResult
 
@@ -110,9 +111,30 @@ def prefilter_of(parser: object) -> Prefilter | None:
     return pf if isinstance(pf, Prefilter) else None
 
 
+@runtime_checkable
+class Run(Protocol):
+    """Consecutive rows a bulk reader keeps as one item (MailEnable's C reader), for batch()."""
+
+    def lines(self) -> list[str]:
+        """The rows' lines in order, for parse() when the batch goes line by line."""
+        ...
+
+
 # What a bulk reader makes of a chunk's lines that matter, in order: a line for parse(), or
-# a row of fields for batch() whose last field is the line itself.
+# a row of fields for batch() whose last field is the line itself. A reader may give a Run in
+# place of a run of rows (typed as a row: it goes where rows go, to batch() and lines_of()).
 Item = str | tuple[str, ...]
+
+
+def lines_of(rows: Iterable[object]) -> list[str]:
+    """The lines of a group of rows for parse(): each row's last field, or a Run's lines."""
+    lines: list[str] = []
+    for row in rows:
+        if isinstance(row, Run):
+            lines.extend(row.lines())
+        else:
+            lines.append(cast(tuple[str, ...], row)[-1])
+    return lines
 
 
 class BulkReader(Protocol):

@@ -5,7 +5,8 @@ item() reads a line, without state, into a row of the fields the counts depend o
 it (parse() gives NOTHING and changes no state), or leaves it to parse(). batch() then walks
 a run of rows in order through the parser's own per-message state (walk()), exactly as
 parse() would, and groups their events into an EventBatch with C-level passes. The optional
-C extension (logscan/parsers/_mailenable_scan.c) does item() over a whole chunk, and batch()'s
+C extension (logscan/parsers/_mailenable_scan.c) does item() over a whole chunk, keeping each run
+of rows as one Run (offsets into the chunk, no object per row), and batch()'s
 per-row work, walk() included (_tally_python), in one call per run; tests/test_mailenable_bulk.py
 holds all of it to parse(), with and without the extension.
 """
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sized
+from functools import partial
 from itertools import compress, islice, repeat
 from operator import add, floordiv, itemgetter, le
 from typing import Any, Final, NamedTuple, cast
 
 from logscan.events import Direction, EventBatch, Status
-from logscan.parsers.base import MAX_LINE, Item, domain_of, reply_codes
+from logscan.parsers.base import MAX_LINE, Item, Run, domain_of, reply_codes
 from logscan.parsers.mailenable import (
     CARRY,
     MAIL,
@@ -62,6 +64,8 @@ _FINAL: Final = {"sent": 0, "bounced": 1}  # a bounce-ratio bucket's cell per ou
 _MEMO: Final = 1 << 12  # keys, minutes and reasons kept between batches (a few MB at most)
 _DOMAINS: Final = 1 << 14  # domains kept between batches
 _MEMO_LEN: Final = 300  # a longer ADDR is junk to domain_of(): computed, never kept
+# One object per class, so the C tally tells classes apart by pointer (a few dozen at most).
+_CLASSES: Final[dict[tuple[Direction, str], tuple[Direction, str]]] = {}
 
 
 def valid_minute(text: str) -> bool:
@@ -172,6 +176,26 @@ def walk(
     return labels, pairs
 
 
+def compact(
+    labels: list[str], classes: list[tuple[Direction, str]]
+) -> tuple[list[str], list[tuple[Direction, str]], dict[tuple[Direction, str], int]]:
+    """The events without a domain left out of `labels` and `classes` but the first of each class,
+    and how many were left out per class (EventBatch.unnamed): two thirds of MailEnable replies
+    (greeting, EHLO, AUTH, QUIT) name no domain, and each would cost Aggregate a step."""
+    kept_labels: list[str] = []
+    kept_classes: list[tuple[Direction, str]] = []
+    unnamed: dict[tuple[Direction, str], int] = {}
+    for label, klass in zip(labels, classes, strict=True):
+        if not label:
+            n = unnamed.get(klass)
+            unnamed[klass] = 0 if n is None else n + 1
+            if n is not None:
+                continue
+        kept_labels.append(label)
+        kept_classes.append(klass)
+    return kept_labels, kept_classes, {k: n for k, n in unnamed.items() if n}
+
+
 def _domain(memo: dict[str, str], addr: str) -> str:
     domain = memo.get(addr)
     if domain is None:
@@ -203,19 +227,19 @@ def kind_of(key: str) -> Kind:
     status = status_of(direction, stage, first)
     bits = ROLES.get(stage, 0) | (OK_2XX if first == "2" else 0) | (OUTBOUND if head[0] == "o" else 0)
     bits |= REFUSAL if first in "45" else 0
-    klass = (direction, first + "xx")
+    klass = _CLASSES.setdefault((direction, first + "xx"), (direction, first + "xx"))
     return Kind((direction, code, enhanced), status, stage, klass, _FINAL.get(status, 2), bits)
 
 
 Scan = Callable[[str, bool], tuple[int, list[Item]] | None]
 
 
-def _native() -> tuple[Scan, Callable[..., Any]] | None:
+def _native() -> tuple[Scan, Callable[..., Any], type] | None:
     try:
-        from logscan.parsers._mailenable_scan import scan, tally  # noqa: PLC0415
+        from logscan.parsers._mailenable_scan import Run, scan, tally  # noqa: PLC0415
     except ImportError:  # installed without a C compiler (Windows): parse() reads line by line
         return None
-    return scan, tally
+    return scan, tally, Run
 
 
 _c: Final = _native()
@@ -227,6 +251,8 @@ _c: Final = _native()
 python_rows = False
 _scan: Scan | None = _c[0] if _c is not None else None
 _tally: Callable[..., Any] | None = _c[1] if _c is not None else None
+# The C scanner's runs of rows (a Run: fields kept as offsets into the chunk, read by the C tally).
+_RUN: Final[type | None] = _c[2] if _c is not None else None
 
 
 # What batch() needs of a run of rows (see MailEnableBulk._tally_python).
@@ -240,6 +266,7 @@ Tally = tuple[
     float,
     dict[tuple[Direction, str, str], int],
     list[tuple[int, Direction, str, str, str, str, str]],
+    dict[tuple[Direction, str], int],
 ]
 
 
@@ -249,7 +276,7 @@ class MailEnableBulk:
     Shares the parser's per-message state and minute clock, so both give the same events.
     """
 
-    __slots__ = ("_domains", "_info", "_kinds", "_parser", "_reasons", "_starts")
+    __slots__ = ("_domains", "_hours", "_info", "_kinds", "_parser", "_reasons", "_starts")
 
     def __init__(self, parser: MailEnableParser) -> None:
         self._parser = parser
@@ -257,10 +284,12 @@ class MailEnableBulk:
         self._domains: dict[str, str] = {"": ""}  # ADDR → domain_of()
         self._reasons: dict[str, str] = {}  # a 4xx/5xx reply (up to MAX_TEXT long) → its reason
         self._info: dict[str, tuple[int, tuple[Direction, str], int, tuple[Direction, str, str]]] = {}
-        self._starts: dict[str, float] = {}  # minute → its start, for the C tally
+        self._starts: dict[str, float] = {}  # minute → its start (_tally_python)
+        self._hours: dict[str, float] = {}  # `MM/DD/YY hh` → its start, for the C tally
 
     def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
-        """Every line of the chunk that is not skipped, in order: a row (with `rows`) or the line.
+        """Every line of the chunk that is not skipped, in order: a row (with `rows`) or the line;
+        the C scanner gives each run of rows as one Run (its tally reads it).
 
         None (the pipeline then reads line by line) without the C extension, unless python_rows."""
         if _scan is not None:
@@ -288,14 +317,57 @@ class MailEnableBulk:
         if len(self._kinds) >= _MEMO:
             self._kinds.clear()
             self._info.clear()
-        for memo in (self._starts, self._reasons):
+        for memo in (self._starts, self._hours, self._reasons):
             if len(memo) >= _MEMO:
                 memo.clear()
-        got = (self._tally if _tally is not None else self._tally_python)(rows, each_reply)
+        if len(rows) == 1 and _RUN is not None and type(rows[0]) is _RUN and _tally is not None:
+            return self._c_batch(cast(Run, rows[0]), each_reply)
+        rows = [r for row in rows for r in (cast(Any, row).rows() if isinstance(row, Run) else (row,))]
+        got = self._tally_python(rows, each_reply)
         if got is None:
             return None
-        counts, labels, classes, codes, times, minutes, last, reasons, refusals = got
+        b = EventBatch("mailenable", self._parser.log, len(rows), {}, {}, {}, [], [], {}, got[5], got[6])
+        self._complete(b, got)
+        return b
+
+    def _c_batch(self, run: Run, each_reply: bool) -> EventBatch | None:
+        """batch() of a C Run: its minutes now (what Aggregate.add_batch decides on), and the
+        rest, the walk through the parser's state included, only when the aggregate takes it
+        (EventBatch.fill): a refused batch leaves the state as it was, with no copy to keep."""
+        p = self._parser
+        got = self._c_tally(run, each_reply, walk=False)
+        if got is None:
+            return None
+        minutes, last = got
+        b = EventBatch("mailenable", p.log, len(cast(Sized, run)), {}, {}, {}, [], [], {}, minutes, last)
+        b.fill = partial(self._fill, run, each_reply)
+        return b
+
+    def _c_tally(self, run: Run, each_reply: bool, walk: bool) -> tuple[Any, ...] | None:
+        """tally() of logscan/parsers/_mailenable_scan.c on this reader's memos and parser."""
+        assert _tally is not None
+        p = self._parser
+        info, hours = self._info, self._hours
+        return cast(
+            tuple[Any, ...] | None,
+            _tally(run, info, hours, p.transactions, each_reply, walk, self._kind, self._hour, self._reason),
+        )
+
+    def _fill(self, run: Run, each_reply: bool, b: EventBatch) -> None:
+        """The rest of a C Run's batch, after parse()'s state steps (tally() of _mailenable_scan.c)."""
+        # An older batch's saved state (the Python reader's) must not outlive this walk.
+        self._parser.undo_from(cast(Any, run).first, None)
+        got = self._c_tally(run, each_reply, walk=True)
+        if got is None:  # cannot be: the same run gave minutes a moment ago, and nothing changed since
+            raise RuntimeError("mailenable_bulk: a run's batch could not be filled")
+        self._complete(b, cast(Tally, got))
+
+    def _complete(self, b: EventBatch, got: Tally) -> None:
+        """Fills `b` from a tally: its replies, outcomes and rejections by key, domains, reasons."""
+        counts, labels, classes, codes, times, _, _, reasons, refusals, unnamed = got
         kinds = self._kinds
+        for key in counts.keys() - kinds.keys():  # a memo cleared since the tally learnt it
+            self._kind(key)
         replies: dict[tuple[Direction, str, str], int] = {}
         deliveries: dict[Status, int] = {}
         rejections: dict[tuple[str, str], int] = {}
@@ -307,23 +379,10 @@ class MailEnableBulk:
                 rejections[rkey] = rejections.get(rkey, 0) + n
             elif k.status:
                 deliveries[k.status] = deliveries.get(k.status, 0) + n
-        return EventBatch(
-            "mailenable",
-            self._parser.log,
-            len(rows),
-            replies,
-            deliveries,
-            rejections,
-            labels,
-            classes,
-            {},
-            minutes,
-            last,
-            reasons,
-            refusals,
-            times,  # whole seconds already: a whole start plus seconds
-            codes,
-        )
+        b.replies, b.deliveries, b.rejections = replies, deliveries, rejections
+        b.domains, b.classes, b.unnamed = labels, classes, unnamed
+        b.reasons, b.refusals = reasons, refusals
+        b.times, b.codes = times, codes  # times: whole seconds already, a whole start plus seconds
 
     def _kind(self, key: str) -> Kind:
         """kind_of(key), kept (with its C form, for the C tally)."""
@@ -341,6 +400,15 @@ class MailEnableBulk:
         self._starts[text] = start
         return start
 
+    def _hour(self, text: str) -> float | None:
+        """The start of an hour `MM/DD/YY hh`, kept, as _start() of its minute 00: parse()'s clock
+        keeps only each hour's start and adds the minutes, so the C tally does the same."""
+        start = self._parser.minute(text + ":00")
+        if start is None or start % 1:
+            return None
+        self._hours[text] = start
+        return start
+
     def _reason(self, reply: str) -> str:
         """The reason of a 4xx/5xx reply, kept when it is short (classify() reads MAX_TEXT)."""
         reason = self._reasons.get(reply)
@@ -353,26 +421,13 @@ class MailEnableBulk:
                 self._reasons[reply] = reason
         return reason
 
-    def _tally(self, rows: list[tuple[str, ...]], each_reply: bool) -> Tally | None:
-        """_tally_python() in C (tally() of logscan/parsers/_mailenable_scan.c)."""
-        assert _tally is not None
-        p = self._parser
-        got = _tally(
-            rows, self._info, self._starts, p.transactions, self._domains, each_reply,
-            self._kind, self._start, self._reasons, self._reason,
-        )  # fmt: skip
-        if got is None:
-            return None
-        *tally, saved = got
-        p.undo_from(rows[0][LINE], saved)
-        return cast(Tally, tuple(tally))
-
     def _tally_python(self, rows: list[tuple[str, ...]], each_reply: bool) -> Tally | None:
         """Each row's share of the batch, walking the parser's state; None: parse() the lines.
 
         Returns the count of each row key, the domain label, class, reply (each_reply) and
-        time (each_reply) of each row, the bounce-ratio minutes, the latest time, and the
-        reasons and offenders of the 4xx/5xx rows, in order."""
+        time (each_reply) of each row (without each_reply, as compact() leaves them), the
+        bounce-ratio minutes, the latest time, the reasons and offenders of the 4xx/5xx rows in
+        order, and compact()'s count of the rows left out."""
         p = self._parser
         kinds = self._kinds
         keys = list(map(itemgetter(KEY), rows))
@@ -417,14 +472,19 @@ class MailEnableBulk:
             reasons[rskey] = reasons.get(rskey, 0) + 1
             refusals.append((int(t // 60), direction, code, reason, sender, row[IP], recipient))
         klass = {k: kinds[k].klass for k in counts}
+        classes = list(map(klass.__getitem__, keys))
+        unnamed: dict[tuple[Direction, str], int] = {}
+        if not each_reply:
+            labels, classes, unnamed = compact(labels, classes)
         return (
             dict(counts),
             labels,
-            list(map(klass.__getitem__, keys)),
+            classes,
             list(map({k: kinds[k].reply for k in counts}.__getitem__, keys)) if each_reply else [],
             times if each_reply else [],
             minutes,
             max(times),
             reasons,
             refusals,
+            unnamed,
         )
