@@ -307,12 +307,10 @@ def test_restart_between_logrotate_copy_and_truncate(
     assert got == [*unread, *between, *later]
 
 
-def test_lines_read_between_logrotate_copy_and_truncate(tmp_path: Path) -> None:
-    # The MTA wrote between logrotate's copy and its truncate, and we read those lines before the
-    # truncate (built by hand: no hook can stop logrotate there). The copy then ends before our
-    # position, so no identity of ours matched it, and it was read whole: counted twice.
-    log = tmp_path / "mail.log"
-    w = LogWriter(log, tag="read-in-between")
+def _read_past_the_copy(log: Path, tag: str) -> tuple[Follower, LogWriter, list[bytes]]:
+    """logrotate copied the log, the MTA wrote 2 lines, and the follower read them (and 3 older
+    unread ones) before the truncate: the follower, the writer and the lines that read returned."""
+    w = LogWriter(log, tag=tag)
     f = Follower("m", str(log), start_at="beginning")
     first = w.line(5)
     assert drain(f) == first
@@ -320,11 +318,19 @@ def test_lines_read_between_logrotate_copy_and_truncate(tmp_path: Path) -> None:
     copy_of(log)
     after_copy = w.line(2)
     got = drain(f)
+    assert got == [*unread, *after_copy]
     with log.open("r+b") as fh:
         fh.truncate(0)
+    return f, w, got
+
+
+def test_lines_read_between_logrotate_copy_and_truncate(tmp_path: Path) -> None:
+    # The MTA wrote between logrotate's copy and its truncate, and we read those lines before the
+    # truncate (built by hand: no hook can stop logrotate there). The copy then ends before our
+    # position, so no identity of ours matched it, and it was read whole: counted twice.
+    f, w, _ = _read_past_the_copy(tmp_path / "mail.log", "read-in-between")
     later = w.line(2)
-    got += _follow(f)
-    assert got == [*unread, *after_copy, *later]
+    assert _follow(f) == later
     assert f.rotations == 1
 
 
@@ -333,18 +339,9 @@ def test_restart_after_reading_lines_written_between_logrotate_copy_and_truncate
     # saved position, so no saved identity matched it and the restart read it whole (counted
     # twice). The saved line ends before the position know it.
     log = tmp_path / "mail.log"
-    w = LogWriter(log, tag="killed-in-between")
-    f = Follower("m", str(log), start_at="beginning")
-    first = w.line(5)
-    assert drain(f) == first
-    unread = w.line(3)
-    copy_of(log)
-    after_copy = w.line(2)
-    assert drain(f) == [*unread, *after_copy]
+    f, w, _ = _read_past_the_copy(log, "killed-in-between")
     saved = f.checkpoint()
     f.close()
-    with log.open("r+b") as fh:
-        fh.truncate(0)
     later = w.line(2)
     g = Follower("m", str(log), start_at="beginning", saved=saved)
     assert _follow(g) == later
