@@ -188,9 +188,15 @@ def campaign(tmp: Path, mode: str, kills: int, *, seed: int = 12, max_life: floa
                 rotate(down=True)
     # The last daemon catches up, then stops cleanly; its final save is the verdict.
     pid = _spawn(cfg, out)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _counted(state) < w.written:
+    # Waits while it makes progress (a loaded machine is slow to open hundreds of kept files),
+    # up to 30 s without any: a stuck daemon still shows as lines not counted.
+    start = quiet_since = time.monotonic()
+    last = _counted(state)
+    while last < w.written and time.monotonic() - quiet_since < 30 and time.monotonic() - start < 300:
         time.sleep(0.05)
+        now = _counted(state)
+        if now != last:
+            last, quiet_since = now, time.monotonic()
     time.sleep(0.3)  # a double count would show up after the catch-up
     os.kill(pid, signal.SIGTERM)
     _, status = os.waitpid(pid, 0)
