@@ -60,3 +60,26 @@ def test_blocks_leave_the_same_checkpoint_as_lines(tmp_path: Path) -> None:
     assert line_count(runs.poll(blocks=True)) == 30_000
     (a,), (b,) = plain.checkpoint()["files"], runs.checkpoint()["files"]
     assert (a["offset"], a["end_fp"]) == (b["offset"], b["end_fp"])
+
+
+def test_crlf_runs_hold_the_lines_poll_gives(tmp_path: Path) -> None:
+    # CRLF logs (MailEnable) go through the runs' fast path: exactly one CR before each newline
+    # goes, as poll() strips it from each line; a CR elsewhere, or a second one, stays.
+    rnd = random.Random(17)
+    shapes = [b"line %d\r\n", b"\r\n", b"two crs %d\r\r\n", b"mid\rcr %d\r\n", b"lf only %d\n",
+              b"%d " + b"w" * 118 + b"\r\n", b"\r%d\r\n"]
+    data = b"".join((s % i) if b"%d" in s else s for i, s in ((i, rnd.choice(shapes)) for i in range(5000)))
+    for path in (tmp_path / "a.log", tmp_path / "b.log"):
+        path.write_bytes(data + b"tail\r")
+    plain = Follower("a", str(tmp_path / "a.log"), start_at="beginning", max_line=124)
+    runs = Follower("b", str(tmp_path / "b.log"), start_at="beginning", max_line=124)
+    want: list[bytes] = []
+    got: list[bytes] = []
+    for budget in (3, 4000, 1 << 20):
+        want += plain.poll(budget)
+        got += lines_of(runs.poll(budget, blocks=True))
+        (a,), (b,) = plain.checkpoint()["files"], runs.checkpoint()["files"]
+        assert (a["offset"], a["end_fp"], a["ends"]) == (b["offset"], b["end_fp"], b["ends"])
+    assert got == want
+    assert len(want) == 5000
+    assert any(line.endswith(b"\r") for line in want)  # "two crs" keeps one

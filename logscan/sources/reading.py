@@ -343,9 +343,11 @@ def read_lines(s: Stream, budget: int, out: list[bytes], now: float, max_line: i
                 s.stalled = (s.offset, s.size)  # only a partial line is left at the end
             # else: the budget ran out inside a line; the next poll goes on from here
             break
-        if blocks and b"\r" not in data and _short_lines(data, end, max_line):
+        if blocks and _short_lines(data, end, max_line):
             run = data[: end + 1] if end + 1 < len(data) else data
-            out.append(run)
+            # CRLF (MailEnable, any Windows log): one CR before each newline goes, as strip_cr()
+            # takes it from each line, in one pass over the run instead of a bytes per line.
+            out.append(run.replace(b"\r\n", b"\n") if b"\r" in run else run)
             s.advance(run)  # never `offset +=` alone: the identity of the read part follows the offset
             consumed += end + 1
             continue
