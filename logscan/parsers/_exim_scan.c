@@ -255,6 +255,24 @@ static P trigger(P p, P e, int k)
     return NULL;
 }
 
+/* The prefilter's verdict on the line [s, e) of the chunk [data, end): not boring, or holding
+   a trigger. next[k]: where trigger k next starts (n: nowhere), found once per chunk stretch. */
+static int wanted_line(P data, P s, P e, P end, Py_ssize_t *next, Py_ssize_t n)
+{
+    if (!boring(s, e))
+        return 1;
+    Py_ssize_t so = s - data, eo = e - data;
+    for (int k = 0; k < NTRIGGERS; k++) {
+        if (next[k] < so) {
+            P hit = trigger(s, end, k);
+            next[k] = hit ? hit - data : n;
+        }
+        if (next[k] < eo)
+            return 1;
+    }
+    return 0;
+}
+
 /* ---- rows: exim_bulk.py's _ROW ------------------------------------------------------------ */
 
 typedef struct {
@@ -843,14 +861,7 @@ static PyObject *scan(PyObject *self, PyObject *args)
         P e = memchr(s, '\n', (size_t)(end - s));
         Py_ssize_t so = s - data, eo = e - data;
         lines++;
-        int wanted = !boring(s, e);
-        for (int k = 0; k < NTRIGGERS && !wanted; k++) {
-            if (next[k] < so) {
-                P hit = trigger(s, end, k);
-                next[k] = hit ? hit - data : n;
-            }
-            wanted = next[k] < eo;
-        }
+        int wanted = wanted_line(data, s, e, end, next, n);
         if (wanted) {
             PyObject *line = PyUnicode_Substring(chunk, so, eo), *item = line;
             if (line && want_rows && eo - so <= MAX_LINE && !(e > s && e[-1] == '\r') && row(s, e, &w)) {
@@ -1551,14 +1562,7 @@ static PyObject *runs(PyObject *self, PyObject *args)
         P e = memchr(s, '\n', (size_t)(end - s));
         Py_ssize_t so = s - data, eo = e - data;
         lines++;
-        int wanted = !boring(s, e);
-        for (int k = 0; k < NTRIGGERS && !wanted; k++) {
-            if (next[k] < so) {
-                P hit = trigger(s, end, k);
-                next[k] = hit ? hit - data : n;
-            }
-            wanted = next[k] < eo;
-        }
+        int wanted = wanted_line(data, s, e, end, next, n);
         if (wanted) {
             PyObject *line = PyUnicode_Substring(chunk, so, eo), *item = line;
             if (line && eo - so <= MAX_LINE && !(e > s && e[-1] == '\r') && row(s, e, &w)) {
