@@ -35,7 +35,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import islice, repeat
 from operator import attrgetter, le
 from typing import Annotated, Any, Final, Literal
 
@@ -181,6 +181,15 @@ class _Series:
         """Feed minutes before `start` into the EWMA (keep = 1 − α) if `learn`, then drop them."""
         if self.folded >= start:
             return
+        if not self.hits and (not learn or self.baseline == 0.0):
+            # The usual idle step: no hit to learn and a zero baseline that would stay zero
+            # (0 · keep^n = 0), so only the totals that left the window go.
+            totals = self.totals
+            if totals:
+                for m in [m for m in totals if m < start]:
+                    del totals[m]
+            self.folded = start
+            return
         if learn:
             b = self.baseline
             cur = self.folded
@@ -263,7 +272,11 @@ class AlertEngine:
         self._logs: dict[str, _Log] = {}
         self._outbox: list[Transition] = []
         self._keep = tuple(math.exp(-BUCKET_S / r.baseline_s) for r in self.rules)
+        self._window = tuple(r.window // BUCKET_S for r in self.rules)  # in minutes
         self._applicable: dict[tuple[str, str], tuple[tuple[int, Rule], ...]] = {}
+        # False: evaluate every step the plain way, the reference that tests hold the
+        # shortcuts of _evaluate and _step to (they must change nothing but the time taken).
+        self._shortcuts = True
 
     # -- input ---------------------------------------------------------------------------
 
@@ -345,13 +358,16 @@ class AlertEngine:
         if log is None:
             log = self._logs[name] = _Log(next_min=int(times[0] // BUCKET_S) + 1)
         settle = self.settle_s
+        fast = log.fast  # cleared in place, never replaced: this name stays right
         i, n = 0, len(times)
+        # Per minute of events, not per event: a quiet log has a few replies in each of many
+        # minutes, so every name lookup and call here counts (_target() is inlined).
         while i < n:
             t = times[i]
             if t >= log.next_min * BUCKET_S + settle:
-                self._evaluate(name, log, self._target(t))
+                self._evaluate(name, log, math.floor((t - settle) / BUCKET_S))
             minute = int(t // BUCKET_S)
-            j = max(bisect_left(times, (minute + 1) * BUCKET_S, i), i + 1)  # the minute's end
+            j = bisect_left(times, (minute + 1) * BUCKET_S, i + 1)  # the minute's end
             due = log.next_min * BUCKET_S + settle
             if times[j - 1] >= due:
                 # An evaluation point inside the minute, at event k. The events before it may
@@ -360,14 +376,24 @@ class AlertEngine:
                 # as empty (a 0 in this minute, which their count then raises).
                 k = bisect_left(times, due, i, j)
                 for direction in {reply[0] for reply in set(codes[i:k])}:
-                    slots = log.fast.get((direction, mta))
+                    slots = fast.get((direction, mta))
                     if slots is None:
                         slots = self._slots(name, log, direction, mta)
                     for series, _, _ in slots:
                         series.totals.setdefault(minute, 0)
-                self._evaluate(name, log, self._target(times[k]))
-            for (direction, code, enhanced), k in Counter(codes[i:j]).items():
-                slots = log.fast.get((direction, mta))
+                self._evaluate(name, log, math.floor((times[k] - settle) / BUCKET_S))
+            if j - i == 1:
+                runs: Iterable[tuple[tuple[str, str, str], int]] = ((codes[i], 1),)
+            elif j - i < 32:
+                # Counter() costs more than this loop for a few replies (first-seen order too).
+                counted: dict[tuple[str, str, str], int] = {}
+                for reply in codes[i:j]:
+                    counted[reply] = counted.get(reply, 0) + 1
+                runs = counted.items()
+            else:
+                runs = Counter(codes[i:j]).items()
+            for (direction, code, enhanced), k in runs:
+                slots = fast.get((direction, mta))
                 if slots is None:
                     slots = self._slots(name, log, direction, mta)
                 for series, kind, want in slots:
@@ -504,23 +530,41 @@ class AlertEngine:
 
     def _evaluate(self, name: str, log: _Log, target: int) -> None:
         start = log.next_min
+        shortcuts = self._shortcuts
+        dead = False
         for key, series in log.series.items():
-            self._run(name, key, series, start, target)
+            if shortcuts and series.state == "inactive" and not series.hits:
+                # No hit in any window: _run would take one step, at `target`, whose count of 0
+                # cannot turn it hot (min_count ≥ 1); that step's fold is all it changes.
+                fold_to = target - self._window[key[0]]
+                if series.baseline == 0.0 and series.folded < fold_to:
+                    # fold() of nothing into a zero baseline (inlined: once per minute and series).
+                    totals = series.totals
+                    if totals:
+                        for m in [m for m in totals if m < fold_to]:
+                            del totals[m]
+                    series.folded = fold_to
+                else:
+                    series.fold(fold_to, self._keep[key[0]], True)
+            else:
+                self._run(name, key, series, start, target)
+            if series.state == "inactive" and not series.totals and series.baseline == 0.0:
+                dead = True
         steps = target + 1 - log.next_min
         log.next_min = target + 1
-        for cands in log.candidates.values():
-            # Halve candidate counts per minute evaluated, so they measure recent hits.
-            for d in list(cands):
-                cands[d] >>= min(steps, 62)
-                if not cands[d]:
-                    del cands[d]
-        # Forget series with nothing left to say, so idle domains and logs cost nothing.
-        dead = [
-            k for k, s in log.series.items() if s.state == "inactive" and not s.totals and s.baseline == 0.0
-        ]
-        for key in dead:
-            del log.series[key]
+        if log.candidates:
+            for cands in log.candidates.values():
+                # Halve candidate counts per minute evaluated, so they measure recent hits.
+                for d in list(cands):
+                    cands[d] >>= min(steps, 62)
+                    if not cands[d]:
+                        del cands[d]
         if dead:
+            # Forget series with nothing left to say, so idle domains and logs cost nothing.
+            for key in [
+                k for k, s in log.series.items() if s.state == "inactive" and not s.totals and s.baseline == 0.0
+            ]:
+                del log.series[key]
             log.fast.clear()  # it may hold a dropped series; while none is, it stays right
 
     def _run(self, log: str, key: SeriesKey, s: _Series, first: int, last: int) -> None:
@@ -544,8 +588,9 @@ class AlertEngine:
         # is the new normal (and a fresh start in the middle of one must not page forever).
         s.fold(start, keep, s.state == "inactive" or at - s.pending_since >= rule.baseline_s)
         hits, totals = s.hits, s.totals
-        count = sum(hits.get(i, 0) for i in range(start, m))
-        total = sum(totals.get(i, 0) for i in range(start, m))
+        # map() over dict.get: the same sums without a generator frame per minute evaluated.
+        count = sum(map(hits.get, range(start, m), repeat(0))) if hits else 0
+        total = sum(map(totals.get, range(start, m), repeat(0))) if totals else 0
         ratio = count / total if total else 0.0
         rate = count / w
         base = s.baseline
