@@ -559,11 +559,14 @@ class AlertEngine:
                     cands[d] >>= min(steps, 62)
                     if not cands[d]:
                         del cands[d]
-        if dead:
+        if dead or not shortcuts:
             # Forget series with nothing left to say, so idle domains and logs cost nothing.
-            for key in [
-                k for k, s in log.series.items() if s.state == "inactive" and not s.totals and s.baseline == 0.0
-            ]:
+            gone = [
+                k
+                for k, s in log.series.items()
+                if s.state == "inactive" and not s.totals and s.baseline == 0.0
+            ]
+            for key in gone:
                 del log.series[key]
             log.fast.clear()  # it may hold a dropped series; while none is, it stays right
 
