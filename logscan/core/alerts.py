@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice, repeat
-from operator import attrgetter, le
+from operator import attrgetter, itemgetter, le
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -241,6 +241,9 @@ SeriesKey = tuple[int, str, str]  # rule index, mta, domain ("" unless per_domai
 _TIME: Final = attrgetter("time")
 _WHERE: Final = attrgetter("log", "mta")
 _REPLY: Final = attrgetter("direction", "code", "enhanced")
+_DIRECTION: Final = itemgetter(0)
+_OTHER_DIRECTION: Final = {"inbound": "outbound", "outbound": "inbound"}
+_NEVER: Final = 1 << 62  # a boundary minute no log reaches
 
 
 @dataclass(slots=True)
@@ -327,7 +330,7 @@ class AlertEngine:
             raise ValueError("observe_batch() needs a whole settle_s; feed events with observe()")
         if not times:
             return
-        if not self._count_runs(batch.log, batch.mta, times, codes):
+        if not self._count_runs(batch.log, batch.mta, times, codes, batch.replies.keys()):
             self._observe_each(batch)
 
     def observe_events(self, events: Sequence[Event]) -> None:
@@ -343,11 +346,17 @@ class AlertEngine:
                 self.observe(ev)
 
     def _count_runs(
-        self, name: str, mta: str, times: list[float], codes: Sequence[tuple[str, str, str]]
+        self,
+        name: str,
+        mta: str,
+        times: list[float],
+        codes: Sequence[tuple[str, str, str]],
+        kinds: Iterable[tuple[str, str, str]] | None = None,
     ) -> bool:
         """Count replies in order, a minute at a time; False (nothing done) when that would not
         be the same as observe() one by one: a per_domain rule counts the log (domain series
-        depend on the order of domains), the times are out of order, or settle_s is 60 s or more."""
+        depend on the order of domains), the times are out of order, or settle_s is 60 s or more.
+        `kinds`: every distinct reply of `codes`, when known (else worked out here)."""
         if (
             not 0.0 <= self.settle_s < BUCKET_S
             or self._per_domain(name)
@@ -359,6 +368,21 @@ class AlertEngine:
             log = self._logs[name] = _Log(next_min=int(times[0] // BUCKET_S) + 1)
         settle = self.settle_s
         fast = log.fast  # cleared in place, never replaced: this name stays right
+        if kinds is None:
+            kinds = set(codes)
+        hit_free = not any(self._hits(name, reply) for reply in kinds)
+        # Each reply's direction, when a hit-free batch has both (else unused).
+        dirs = list(map(_DIRECTION, codes)) if hit_free and len({reply[0] for reply in kinds}) > 1 else []
+        existing = log.series.values()
+        if (
+            hit_free
+            and not log.candidates
+            and all(s.state == "inactive" and not s.hits and s.baseline == 0.0 for s in existing)
+            and int(times[0] // BUCKET_S) >= max((s.folded for s in existing), default=log.next_min - 1)
+            and int(times[0] // BUCKET_S) >= log.next_min - 1
+        ):
+            self._count_idle(name, log, mta, times, codes, dirs)
+            return True
         i, n = 0, len(times)
         # Per minute of events, not per event: a quiet log has a few replies in each of many
         # minutes, so every name lookup and call here counts (_target() is inlined).
@@ -382,6 +406,25 @@ class AlertEngine:
                     for series, _, _ in slots:
                         series.totals.setdefault(minute, 0)
                 self._evaluate(name, log, math.floor((times[k] - settle) / BUCKET_S))
+            if hit_free:
+                # No hit in the batch: a minute adds only to the totals of each direction,
+                # in the order the directions first come (the order their series are made).
+                first = codes[i][0]
+                n_first = dirs[i:j].count(first) if dirs else j - i
+                for direction, k in ((first, n_first), (_OTHER_DIRECTION[first], j - i - n_first)):
+                    if not k:
+                        continue
+                    slots = fast.get((direction, mta))
+                    if slots is None:
+                        slots = self._slots(name, log, direction, mta)
+                    for series, _, _ in slots:
+                        if minute < series.folded:
+                            self.late += k
+                            continue
+                        totals = series.totals
+                        totals[minute] = totals.get(minute, 0) + k
+                i = j
+                continue
             if j - i == 1:
                 runs: Iterable[tuple[tuple[str, str, str], int]] = ((codes[i], 1),)
             elif j - i < 32:
@@ -407,6 +450,124 @@ class AlertEngine:
                         hits[minute] = hits.get(minute, 0) + k
             i = j
         return True
+
+    def _count_idle(
+        self,
+        name: str,
+        log: _Log,
+        mta: str,
+        times: list[float],
+        codes: Sequence[tuple[str, str, str]],
+        dirs: list[str],
+    ) -> None:
+        """_count_runs of a batch without hits into a log whose series are all idle (inactive,
+        no hits, zero baseline), with its evaluations put off while they cannot drop a series.
+
+        Such series stay idle through the batch, and an evaluation at boundary T only folds
+        each to T − window (dropping older totals) and drops the ones left empty. So the last
+        of several evaluations does what all of them do, unless one of them drops a series: that
+        happens first at T = (its last minute with replies) + window + 1, which `doom` never
+        exceeds (a series made or counted since it was worked out only raises its own). Events
+        are in time order from at or after every series' folded minute and next_min − 1, so none
+        is late either way (a series made at next_min N starts at N − window, and N is at most
+        the minute of its event + 1); next_min moves with each evaluation as before, so new
+        series start where they did.
+        """
+        settle = self.settle_s
+        fast = log.fast
+        shortest = min(self._window)
+        doom = self._doom(log)
+        pending = -1  # the boundary evaluated last but not yet applied to the series; -1: none
+        keys = (("inbound", mta), ("outbound", mta))
+        due = log.next_min * BUCKET_S + settle
+        i, n = 0, len(times)
+        while i < n:
+            t = times[i]
+            if t >= due:
+                pending = math.floor((t - settle) / BUCKET_S)
+                log.next_min = pending + 1
+                due = log.next_min * BUCKET_S + settle
+                if pending >= doom:
+                    self._fold_idle(log, pending)
+                    doom, pending = self._doom(log), -1
+            minute = int(t // BUCKET_S)
+            j = bisect_left(times, (minute + 1) * BUCKET_S, i + 1)  # the minute's end
+            if times[j - 1] >= due:
+                # An evaluation point inside the minute, at event k: as in _count_runs, unless
+                # the evaluation is put off and the series of both directions are there (then
+                # their 0s for this minute would change nothing).
+                k = bisect_left(times, due, i, j)
+                target = math.floor((times[k] - settle) / BUCKET_S)
+                if target >= doom or fast.get(keys[0]) is None or fast.get(keys[1]) is None:
+                    for direction in {reply[0] for reply in set(codes[i:k])}:
+                        slots = fast.get((direction, mta))
+                        if slots is None:
+                            slots = self._slots(name, log, direction, mta)
+                            doom = min(doom, minute + 1 + shortest)
+                        for s, _, _ in slots:
+                            s.totals.setdefault(minute, 0)
+                pending = target
+                log.next_min = pending + 1
+                due = log.next_min * BUCKET_S + settle
+                if pending >= doom:
+                    self._fold_idle(log, pending)
+                    doom, pending = self._doom(log), -1
+            first = codes[i][0]
+            n_first = dirs[i:j].count(first) if dirs else j - i
+            for direction, k in ((first, n_first), (_OTHER_DIRECTION[first], j - i - n_first)):
+                if not k:
+                    continue
+                slots = fast.get((direction, mta))
+                if slots is None:
+                    slots = self._slots(name, log, direction, mta)
+                    doom = min(doom, minute + 1 + shortest)
+                for s, _, _ in slots:
+                    totals = s.totals
+                    totals[minute] = totals.get(minute, 0) + k
+            i = j
+        if pending >= 0:
+            self._fold_idle(log, pending)
+
+    def _doom(self, log: _Log) -> int:
+        """The first boundary whose evaluation may drop an idle series of `log`."""
+        window = self._window
+        return min(
+            (max(s.totals) + window[key[0]] + 1 if s.totals else -1 for key, s in log.series.items()),
+            default=_NEVER,
+        )
+
+    def _fold_idle(self, log: _Log, target: int) -> None:
+        """The evaluation at boundary `target` of a log whose series are all idle (see _evaluate)."""
+        window = self._window
+        dead = False
+        for key, s in log.series.items():
+            fold_to = target - window[key[0]]
+            totals = s.totals
+            if s.folded < fold_to:
+                if totals:
+                    for m in [m for m in totals if m < fold_to]:
+                        del totals[m]
+                s.folded = fold_to
+            if not totals:
+                dead = True
+        if dead:
+            for key in [k for k, s in log.series.items() if not s.totals]:
+                del log.series[key]
+            log.fast.clear()
+
+    def _hits(self, name: str, reply: tuple[str, str, str]) -> bool:
+        """Whether `reply` is a hit of any rule that counts log `name` (as Rule.matches)."""
+        direction, code, enhanced = reply
+        for rule in self.rules:
+            if rule.direction != direction or (rule.logs is not None and name not in rule.logs):
+                continue
+            want = rule.code
+            if "." in want:
+                if enhanced == want:
+                    return True
+            elif code[:1] == want[0] if want.endswith("xx") else code == want:
+                return True
+        return False
 
     def _per_domain(self, name: str) -> bool:
         """Whether a per_domain rule counts the replies of log `name`."""
