@@ -237,11 +237,6 @@ class _Series:
         )
 
 
-def _is_hit(kind: int, want: str, reply: tuple[str, str, str]) -> bool:
-    """Whether `reply` matches a rule's code as a slot of _Log.fast holds it (kind, want)."""
-    return (reply[1] == want) if kind == 0 else (reply[1][0] == want) if kind == 1 else reply[2] == want
-
-
 SeriesKey = tuple[int, str, str]  # rule index, mta, domain ("" unless per_domain)
 _TIME: Final = attrgetter("time")
 _WHERE: Final = attrgetter("log", "mta")
@@ -249,7 +244,6 @@ _REPLY: Final = attrgetter("direction", "code", "enhanced")
 _DIRECTION: Final = itemgetter(0)
 _OTHER_DIRECTION: Final = {"inbound": "outbound", "outbound": "inbound"}
 _NEVER: Final = 1 << 62  # a boundary minute no log reaches
-_FEW_HIT_KINDS: Final = 4
 
 
 @dataclass(slots=True)
@@ -376,15 +370,9 @@ class AlertEngine:
         fast = log.fast  # cleared in place, never replaced: this name stays right
         if kinds is None:
             kinds = set(codes)
-        hitting = [reply for reply in kinds if self._hits(name, reply)]
-        hit_free = not hitting
-        # With few kinds of hit, a minute is counted per direction, plus list.count() of each
-        # kind of hit: cheaper than a Counter of every reply (hashing each reply tuple).
-        per_direction = len(hitting) <= _FEW_HIT_KINDS
-        # Each reply's direction, when such a batch has both (else unused).
-        dirs = (
-            list(map(_DIRECTION, codes)) if per_direction and len({reply[0] for reply in kinds}) > 1 else []
-        )
+        hit_free = not any(self._hits(name, reply) for reply in kinds)
+        # Each reply's direction, when a hit-free batch has both (else unused).
+        dirs = list(map(_DIRECTION, codes)) if hit_free and len({reply[0] for reply in kinds}) > 1 else []
         existing = log.series.values()
         if (
             hit_free
@@ -418,35 +406,23 @@ class AlertEngine:
                     for series, _, _ in slots:
                         series.totals.setdefault(minute, 0)
                 self._evaluate(name, log, math.floor((times[k] - settle) / BUCKET_S))
-            if per_direction:
-                # A minute adds the replies of each direction to the totals of its series, in
-                # the order the directions first come (the order their series are made), and
-                # the hits of each kind to the series whose rule it matches.
+            if hit_free:
+                # No hit in the batch: a minute adds only to the totals of each direction,
+                # in the order the directions first come (the order their series are made).
                 first = codes[i][0]
                 n_first = dirs[i:j].count(first) if dirs else j - i
-                run = codes[i:j] if hitting else []
-                found = [(reply, c) for reply in hitting if (c := run.count(reply))]
                 for direction, k in ((first, n_first), (_OTHER_DIRECTION[first], j - i - n_first)):
                     if not k:
                         continue
                     slots = fast.get((direction, mta))
                     if slots is None:
                         slots = self._slots(name, log, direction, mta)
-                    for series, kind, want in slots:
+                    for series, _, _ in slots:
                         if minute < series.folded:
                             self.late += k
                             continue
                         totals = series.totals
                         totals[minute] = totals.get(minute, 0) + k
-                        if found:
-                            h = sum(
-                                c
-                                for reply, c in found
-                                if reply[0] == direction and _is_hit(kind, want, reply)
-                            )
-                            if h:
-                                hits = series.hits
-                                hits[minute] = hits.get(minute, 0) + h
                 i = j
                 continue
             if j - i == 1:
