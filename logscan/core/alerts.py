@@ -467,7 +467,9 @@ class AlertEngine:
         each to T − window (dropping older totals) and drops the ones left empty. So the last
         of several evaluations does what all of them do, unless one of them drops a series: that
         happens first at T = (its last minute with replies) + window + 1, which `doom` never
-        exceeds (a series made or counted since it was worked out only raises its own). Events
+        exceeds (a series made or counted since it was worked out only raises its own; once
+        reached it is worked out again from the replies counted so far before anything is
+        applied, since most series have had replies since). Events
         are in time order from at or after every series' folded minute and next_min − 1, so none
         is late either way (a series made at next_min N starts at N − window, and N is at most
         the minute of its event + 1); next_min moves with each evaluation as before, so new
@@ -487,7 +489,7 @@ class AlertEngine:
                 pending = math.floor((t - settle) / BUCKET_S)
                 log.next_min = pending + 1
                 due = log.next_min * BUCKET_S + settle
-                if pending >= doom:
+                if pending >= doom and pending >= (doom := self._doom(log)):
                     self._fold_idle(log, pending)
                     doom, pending = self._doom(log), -1
             minute = int(t // BUCKET_S)
@@ -509,7 +511,7 @@ class AlertEngine:
                 pending = target
                 log.next_min = pending + 1
                 due = log.next_min * BUCKET_S + settle
-                if pending >= doom:
+                if pending >= doom and pending >= (doom := self._doom(log)):
                     self._fold_idle(log, pending)
                     doom, pending = self._doom(log), -1
             first = codes[i][0]
