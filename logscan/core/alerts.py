@@ -35,8 +35,8 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
-from operator import attrgetter, le
+from itertools import islice, repeat
+from operator import attrgetter, itemgetter, le
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -181,6 +181,15 @@ class _Series:
         """Feed minutes before `start` into the EWMA (keep = 1 − α) if `learn`, then drop them."""
         if self.folded >= start:
             return
+        if not self.hits and (not learn or self.baseline == 0.0):
+            # The usual idle step: no hit to learn and a zero baseline that would stay zero
+            # (0 · keep^n = 0), so only the totals that left the window go.
+            totals = self.totals
+            if totals:
+                for m in [m for m in totals if m < start]:
+                    del totals[m]
+            self.folded = start
+            return
         if learn:
             b = self.baseline
             cur = self.folded
@@ -232,6 +241,9 @@ SeriesKey = tuple[int, str, str]  # rule index, mta, domain ("" unless per_domai
 _TIME: Final = attrgetter("time")
 _WHERE: Final = attrgetter("log", "mta")
 _REPLY: Final = attrgetter("direction", "code", "enhanced")
+_DIRECTION: Final = itemgetter(0)
+_OTHER_DIRECTION: Final = {"inbound": "outbound", "outbound": "inbound"}
+_NEVER: Final = 1 << 62  # a boundary minute no log reaches
 
 
 @dataclass(slots=True)
@@ -263,7 +275,11 @@ class AlertEngine:
         self._logs: dict[str, _Log] = {}
         self._outbox: list[Transition] = []
         self._keep = tuple(math.exp(-BUCKET_S / r.baseline_s) for r in self.rules)
+        self._window = tuple(r.window // BUCKET_S for r in self.rules)  # in minutes
         self._applicable: dict[tuple[str, str], tuple[tuple[int, Rule], ...]] = {}
+        # False: evaluate every step the plain way, the reference that tests hold the
+        # shortcuts of _evaluate and _step to (they must change nothing but the time taken).
+        self._shortcuts = True
 
     # -- input ---------------------------------------------------------------------------
 
@@ -314,7 +330,7 @@ class AlertEngine:
             raise ValueError("observe_batch() needs a whole settle_s; feed events with observe()")
         if not times:
             return
-        if not self._count_runs(batch.log, batch.mta, times, codes):
+        if not self._count_runs(batch.log, batch.mta, times, codes, batch.replies.keys()):
             self._observe_each(batch)
 
     def observe_events(self, events: Sequence[Event]) -> None:
@@ -330,11 +346,17 @@ class AlertEngine:
                 self.observe(ev)
 
     def _count_runs(
-        self, name: str, mta: str, times: list[float], codes: Sequence[tuple[str, str, str]]
+        self,
+        name: str,
+        mta: str,
+        times: list[float],
+        codes: Sequence[tuple[str, str, str]],
+        kinds: Iterable[tuple[str, str, str]] | None = None,
     ) -> bool:
         """Count replies in order, a minute at a time; False (nothing done) when that would not
         be the same as observe() one by one: a per_domain rule counts the log (domain series
-        depend on the order of domains), the times are out of order, or settle_s is 60 s or more."""
+        depend on the order of domains), the times are out of order, or settle_s is 60 s or more.
+        `kinds`: every distinct reply of `codes`, when known (else worked out here)."""
         if (
             not 0.0 <= self.settle_s < BUCKET_S
             or self._per_domain(name)
@@ -345,13 +367,31 @@ class AlertEngine:
         if log is None:
             log = self._logs[name] = _Log(next_min=int(times[0] // BUCKET_S) + 1)
         settle = self.settle_s
+        fast = log.fast  # cleared in place, never replaced: this name stays right
+        if kinds is None:
+            kinds = set(codes)
+        hit_free = not any(self._hits(name, reply) for reply in kinds)
+        # Each reply's direction, when a hit-free batch has both (else unused).
+        dirs = list(map(_DIRECTION, codes)) if hit_free and len({reply[0] for reply in kinds}) > 1 else []
+        existing = log.series.values()
+        if (
+            hit_free
+            and not log.candidates
+            and all(s.state == "inactive" and not s.hits and s.baseline == 0.0 for s in existing)
+            and int(times[0] // BUCKET_S) >= max((s.folded for s in existing), default=log.next_min - 1)
+            and int(times[0] // BUCKET_S) >= log.next_min - 1
+        ):
+            self._count_idle(name, log, mta, times, codes, dirs)
+            return True
         i, n = 0, len(times)
+        # Per minute of events, not per event: a quiet log has a few replies in each of many
+        # minutes, so every name lookup and call here counts (_target() is inlined).
         while i < n:
             t = times[i]
             if t >= log.next_min * BUCKET_S + settle:
-                self._evaluate(name, log, self._target(t))
+                self._evaluate(name, log, math.floor((t - settle) / BUCKET_S))
             minute = int(t // BUCKET_S)
-            j = max(bisect_left(times, (minute + 1) * BUCKET_S, i), i + 1)  # the minute's end
+            j = bisect_left(times, (minute + 1) * BUCKET_S, i + 1)  # the minute's end
             due = log.next_min * BUCKET_S + settle
             if times[j - 1] >= due:
                 # An evaluation point inside the minute, at event k. The events before it may
@@ -360,14 +400,43 @@ class AlertEngine:
                 # as empty (a 0 in this minute, which their count then raises).
                 k = bisect_left(times, due, i, j)
                 for direction in {reply[0] for reply in set(codes[i:k])}:
-                    slots = log.fast.get((direction, mta))
+                    slots = fast.get((direction, mta))
                     if slots is None:
                         slots = self._slots(name, log, direction, mta)
                     for series, _, _ in slots:
                         series.totals.setdefault(minute, 0)
-                self._evaluate(name, log, self._target(times[k]))
-            for (direction, code, enhanced), k in Counter(codes[i:j]).items():
-                slots = log.fast.get((direction, mta))
+                self._evaluate(name, log, math.floor((times[k] - settle) / BUCKET_S))
+            if hit_free:
+                # No hit in the batch: a minute adds only to the totals of each direction,
+                # in the order the directions first come (the order their series are made).
+                first = codes[i][0]
+                n_first = dirs[i:j].count(first) if dirs else j - i
+                for direction, k in ((first, n_first), (_OTHER_DIRECTION[first], j - i - n_first)):
+                    if not k:
+                        continue
+                    slots = fast.get((direction, mta))
+                    if slots is None:
+                        slots = self._slots(name, log, direction, mta)
+                    for series, _, _ in slots:
+                        if minute < series.folded:
+                            self.late += k
+                            continue
+                        totals = series.totals
+                        totals[minute] = totals.get(minute, 0) + k
+                i = j
+                continue
+            if j - i == 1:
+                runs: Iterable[tuple[tuple[str, str, str], int]] = ((codes[i], 1),)
+            elif j - i < 32:
+                # Counter() costs more than this loop for a few replies (first-seen order too).
+                counted: dict[tuple[str, str, str], int] = {}
+                for reply in codes[i:j]:
+                    counted[reply] = counted.get(reply, 0) + 1
+                runs = counted.items()
+            else:
+                runs = Counter(codes[i:j]).items()
+            for (direction, code, enhanced), k in runs:
+                slots = fast.get((direction, mta))
                 if slots is None:
                     slots = self._slots(name, log, direction, mta)
                 for series, kind, want in slots:
@@ -381,6 +450,126 @@ class AlertEngine:
                         hits[minute] = hits.get(minute, 0) + k
             i = j
         return True
+
+    def _count_idle(
+        self,
+        name: str,
+        log: _Log,
+        mta: str,
+        times: list[float],
+        codes: Sequence[tuple[str, str, str]],
+        dirs: list[str],
+    ) -> None:
+        """_count_runs of a batch without hits into a log whose series are all idle (inactive,
+        no hits, zero baseline), with its evaluations put off while they cannot drop a series.
+
+        Such series stay idle through the batch, and an evaluation at boundary T only folds
+        each to T − window (dropping older totals) and drops the ones left empty. So the last
+        of several evaluations does what all of them do, unless one of them drops a series: that
+        happens first at T = (its last minute with replies) + window + 1, which `doom` never
+        exceeds (a series made or counted since it was worked out only raises its own; once
+        reached it is worked out again from the replies counted so far before anything is
+        applied, since most series have had replies since). Events
+        are in time order from at or after every series' folded minute and next_min − 1, so none
+        is late either way (a series made at next_min N starts at N − window, and N is at most
+        the minute of its event + 1); next_min moves with each evaluation as before, so new
+        series start where they did.
+        """
+        settle = self.settle_s
+        fast = log.fast
+        shortest = min(self._window)
+        doom = self._doom(log)
+        pending = -1  # the boundary evaluated last but not yet applied to the series; -1: none
+        keys = (("inbound", mta), ("outbound", mta))
+        due = log.next_min * BUCKET_S + settle
+        i, n = 0, len(times)
+        while i < n:
+            t = times[i]
+            if t >= due:
+                pending = math.floor((t - settle) / BUCKET_S)
+                log.next_min = pending + 1
+                due = log.next_min * BUCKET_S + settle
+                if pending >= doom and pending >= (doom := self._doom(log)):
+                    self._fold_idle(log, pending)
+                    doom, pending = self._doom(log), -1
+            minute = int(t // BUCKET_S)
+            j = bisect_left(times, (minute + 1) * BUCKET_S, i + 1)  # the minute's end
+            if times[j - 1] >= due:
+                # An evaluation point inside the minute, at event k: as in _count_runs, unless
+                # the evaluation is put off and the series of both directions are there (then
+                # their 0s for this minute would change nothing).
+                k = bisect_left(times, due, i, j)
+                target = math.floor((times[k] - settle) / BUCKET_S)
+                if target >= doom or fast.get(keys[0]) is None or fast.get(keys[1]) is None:
+                    for direction in {reply[0] for reply in set(codes[i:k])}:
+                        slots = fast.get((direction, mta))
+                        if slots is None:
+                            slots = self._slots(name, log, direction, mta)
+                            doom = min(doom, minute + 1 + shortest)
+                        for s, _, _ in slots:
+                            s.totals.setdefault(minute, 0)
+                pending = target
+                log.next_min = pending + 1
+                due = log.next_min * BUCKET_S + settle
+                if pending >= doom and pending >= (doom := self._doom(log)):
+                    self._fold_idle(log, pending)
+                    doom, pending = self._doom(log), -1
+            first = codes[i][0]
+            n_first = dirs[i:j].count(first) if dirs else j - i
+            for direction, k in ((first, n_first), (_OTHER_DIRECTION[first], j - i - n_first)):
+                if not k:
+                    continue
+                slots = fast.get((direction, mta))
+                if slots is None:
+                    slots = self._slots(name, log, direction, mta)
+                    doom = min(doom, minute + 1 + shortest)
+                for s, _, _ in slots:
+                    totals = s.totals
+                    totals[minute] = totals.get(minute, 0) + k
+            i = j
+        if pending >= 0:
+            self._fold_idle(log, pending)
+
+    def _doom(self, log: _Log) -> int:
+        """The first boundary whose evaluation may drop an idle series of `log`."""
+        window = self._window
+        return min(
+            (max(s.totals) + window[key[0]] + 1 if s.totals else -1 for key, s in log.series.items()),
+            default=_NEVER,
+        )
+
+    def _fold_idle(self, log: _Log, target: int) -> None:
+        """The evaluation at boundary `target` of a log whose series are all idle (see _evaluate)."""
+        window = self._window
+        dead = False
+        for key, s in log.series.items():
+            fold_to = target - window[key[0]]
+            totals = s.totals
+            if s.folded < fold_to:
+                if totals:
+                    for m in [m for m in totals if m < fold_to]:
+                        del totals[m]
+                s.folded = fold_to
+            if not totals:
+                dead = True
+        if dead:
+            for key in [k for k, s in log.series.items() if not s.totals]:
+                del log.series[key]
+            log.fast.clear()
+
+    def _hits(self, name: str, reply: tuple[str, str, str]) -> bool:
+        """Whether `reply` is a hit of any rule that counts log `name` (as Rule.matches)."""
+        direction, code, enhanced = reply
+        for rule in self.rules:
+            if rule.direction != direction or (rule.logs is not None and name not in rule.logs):
+                continue
+            want = rule.code
+            if "." in want:
+                if enhanced == want:
+                    return True
+            elif code[:1] == want[0] if want.endswith("xx") else code == want:
+                return True
+        return False
 
     def _per_domain(self, name: str) -> bool:
         """Whether a per_domain rule counts the replies of log `name`."""
@@ -504,23 +693,44 @@ class AlertEngine:
 
     def _evaluate(self, name: str, log: _Log, target: int) -> None:
         start = log.next_min
+        shortcuts = self._shortcuts
+        dead = False
         for key, series in log.series.items():
-            self._run(name, key, series, start, target)
+            if shortcuts and series.state == "inactive" and not series.hits:
+                # No hit in any window: _run would take one step, at `target`, whose count of 0
+                # cannot turn it hot (min_count ≥ 1); that step's fold is all it changes.
+                fold_to = target - self._window[key[0]]
+                if series.baseline == 0.0 and series.folded < fold_to:
+                    # fold() of nothing into a zero baseline (inlined: once per minute and series).
+                    totals = series.totals
+                    if totals:
+                        for m in [m for m in totals if m < fold_to]:
+                            del totals[m]
+                    series.folded = fold_to
+                else:
+                    series.fold(fold_to, self._keep[key[0]], True)
+            else:
+                self._run(name, key, series, start, target)
+            if series.state == "inactive" and not series.totals and series.baseline == 0.0:
+                dead = True
         steps = target + 1 - log.next_min
         log.next_min = target + 1
-        for cands in log.candidates.values():
-            # Halve candidate counts per minute evaluated, so they measure recent hits.
-            for d in list(cands):
-                cands[d] >>= min(steps, 62)
-                if not cands[d]:
-                    del cands[d]
-        # Forget series with nothing left to say, so idle domains and logs cost nothing.
-        dead = [
-            k for k, s in log.series.items() if s.state == "inactive" and not s.totals and s.baseline == 0.0
-        ]
-        for key in dead:
-            del log.series[key]
-        if dead:
+        if log.candidates:
+            for cands in log.candidates.values():
+                # Halve candidate counts per minute evaluated, so they measure recent hits.
+                for d in list(cands):
+                    cands[d] >>= min(steps, 62)
+                    if not cands[d]:
+                        del cands[d]
+        if dead or not shortcuts:
+            # Forget series with nothing left to say, so idle domains and logs cost nothing.
+            gone = [
+                k
+                for k, s in log.series.items()
+                if s.state == "inactive" and not s.totals and s.baseline == 0.0
+            ]
+            for key in gone:
+                del log.series[key]
             log.fast.clear()  # it may hold a dropped series; while none is, it stays right
 
     def _run(self, log: str, key: SeriesKey, s: _Series, first: int, last: int) -> None:
@@ -544,8 +754,9 @@ class AlertEngine:
         # is the new normal (and a fresh start in the middle of one must not page forever).
         s.fold(start, keep, s.state == "inactive" or at - s.pending_since >= rule.baseline_s)
         hits, totals = s.hits, s.totals
-        count = sum(hits.get(i, 0) for i in range(start, m))
-        total = sum(totals.get(i, 0) for i in range(start, m))
+        # map() over dict.get: the same sums without a generator frame per minute evaluated.
+        count = sum(map(hits.get, range(start, m), repeat(0))) if hits else 0
+        total = sum(map(totals.get, range(start, m), repeat(0))) if totals else 0
         ratio = count / total if total else 0.0
         rate = count / w
         base = s.baseline
