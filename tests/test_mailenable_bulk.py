@@ -55,6 +55,28 @@ def use(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mailenable_bulk, "_tally", C_TALLY if mode == "c" else None)
 
 
+def batched_share(
+    mode: str, chunks: list[str], monkeypatch: pytest.MonkeyPatch, python_rows: bool = True
+) -> tuple[float, int]:
+    """The share of the parsed events that reached the aggregate in batches, reading `chunks`
+    with one reader; and how many events were parsed."""
+    use(mode, monkeypatch)
+    monkeypatch.setattr(mailenable_bulk, "python_rows", python_rows)
+    agg = Aggregate()
+    batched: list[int] = []
+    add_batch = agg.add_batch
+
+    def counted(b: EventBatch) -> bool:
+        batched.append(b.events)
+        return add_batch(b)
+
+    monkeypatch.setattr(agg, "add_batch", counted)
+    pipe = Pipeline("x.log", parser(), agg)
+    for chunk in chunks:
+        pipe.feed_text(chunk)
+    return sum(batched) / pipe.counts.parsed, pipe.counts.parsed
+
+
 def run(
     mode: str, chunks: list[str], monkeypatch: pytest.MonkeyPatch, tz: tzinfo = UTC
 ) -> tuple[LineCounts, dict[str, Any]]:
@@ -149,25 +171,11 @@ def test_without_the_extension_lines_go_one_by_one_and_the_python_reader_still_b
     # The Windows install: no compiler, no extension. MailEnable then reads line by line (the
     # Python reader would be slower) and --version says so; the Python reader, turned on,
     # still batches nearly every event (the other tests hold it to parse()).
-    def batched_share(python_rows: bool) -> float:
-        use("python", monkeypatch)
-        monkeypatch.setattr(mailenable_bulk, "python_rows", python_rows)
-        agg = Aggregate()
-        batched: list[int] = []
-        add_batch = agg.add_batch
-
-        def counted(b: EventBatch) -> bool:
-            batched.append(b.events)
-            return add_batch(b)
-
-        monkeypatch.setattr(agg, "add_batch", counted)
-        pipe = Pipeline("x.log", parser(), agg)
-        pipe.feed_text("".join(line + "\n" for line in read_lines(LOGS[2])))
-        assert pipe.counts.parsed > 4000
-        return sum(batched) / pipe.counts.parsed
-
-    assert batched_share(False) == 0
-    assert batched_share(True) >= 0.95
+    text = ["".join(line + "\n" for line in read_lines(LOGS[2]))]
+    share, parsed = batched_share("python", text, monkeypatch, python_rows=False)
+    assert parsed > 4000
+    assert share == 0
+    assert batched_share("python", text, monkeypatch)[0] >= 0.95
     monkeypatch.setitem(sys.modules, "logscan.parsers._mailenable_scan", None)  # as if never built
     assert scan_paths()["mailenable"] == "line by line"
 
@@ -205,20 +213,7 @@ def test_a_generated_log_counts_the_same_and_mostly_in_batches(
 ) -> None:
     for size in (333, 4096, len(generated)):
         assert_same(chunked(generated, size), monkeypatch, ("general", mode))
-    use(mode, monkeypatch)
-    agg = Aggregate()
-    batched: list[int] = []
-    add_batch = agg.add_batch
-
-    def counted(b: EventBatch) -> bool:
-        batched.append(b.events)
-        return add_batch(b)
-
-    monkeypatch.setattr(agg, "add_batch", counted)
-    pipe = Pipeline("x.log", parser(), agg)
-    for chunk in chunked(generated, 4096):
-        pipe.feed_text(chunk)
-    assert sum(batched) >= 0.98 * pipe.counts.parsed
+    assert batched_share(mode, chunked(generated, 4096), monkeypatch)[0] >= 0.98
 
 
 @pytest.mark.parametrize(
