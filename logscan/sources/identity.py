@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -59,6 +59,10 @@ class Known:
     def record(self) -> dict[str, Any]:
         return {"fp": self.fp, "fp_len": self.fp_len, "size": self.size, "end_fp": self.end_fp,
                 "dev": self.dev, "ino": self.ino}
+
+    def content(self) -> Known:
+        """The same bytes in whichever file holds them (a copy of another inode included)."""
+        return replace(self, dev=-1, ino=-1)
 
     def matches(self, head: bytes) -> bool:
         """The head agrees (a first filter; reading.has also checks the bytes before `size`)."""

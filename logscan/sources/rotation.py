@@ -15,7 +15,6 @@ import os
 import stat
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any, Literal
 
 from logscan.sources.identity import (
@@ -205,7 +204,7 @@ class Rotations:
         copy takes over where we are once the truncation is seen, as while running."""
         keep = []
         for s, k in zip(found, ids, strict=True):
-            if has(live, replace(k, dev=-1, ino=-1)):  # a copy: by content, of another inode
+            if has(live, k.content()):  # a copy: another inode
                 s.src.close()
                 opened.remove(s)
             else:
@@ -347,7 +346,7 @@ class Rotations:
             try:
                 # A copy whose every byte the live file still holds is a copy in progress
                 # (truncate pending), or holds nothing we could tell apart from it.
-                if has(c, ours) and not self._is_read(c) and not has(cur, replace(whole(c), dev=-1, ino=-1)):
+                if has(c, ours) and not self._is_read(c) and not has(cur, whole(c).content()):
                     return True
             except COMPRESS_ERRORS:
                 continue
