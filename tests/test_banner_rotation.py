@@ -14,6 +14,7 @@ import pytest
 
 from logscan.sources.follower import Follower
 from logscan.sources.identity import FP_MAX
+from logscan.sources.logfiles import LogFiles
 from tests.helpers_files import LogWriter, drain, run_logrotate
 from tests.test_rotation_races import _before_read
 
@@ -180,4 +181,37 @@ def test_restart_finds_a_file_saved_unread_after_another_took_its_name(tmp_path:
         expected += w.banner() + w.line(n)
     g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=3600.0)
     got += _follow(g)
+    assert sorted(got) == sorted(expected)
+
+
+def test_second_copytruncate_while_the_first_is_handled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The campaign's lost copy (copytruncate 30 13 banner racing): we saw the first truncation and
+    # listed the folder to find its copy; logrotate then copied and truncated again, moving that
+    # copy to mail.log.2 and making a new mail.log.1 (the banner and a line). The old listing had no
+    # mail.log.2: no copy was found, what we had read was remembered as done, and that hid the
+    # copy's last three lines from every later look. A listing that changed as we looked is
+    # looked at again.
+    log = tmp_path / "mail.log"
+    w = BannerWriter(log)
+    expected = w.banner() + w.line(5)
+    f = Follower("m", str(log), start_at="beginning", retire_after=0.0)
+    got = _follow(f)
+    expected += w.line(3)
+    _rotate(tmp_path, log, "copytruncate")
+    expected += w.banner() + w.line(1)
+    fired: list[int] = []
+    listing = LogFiles.candidates
+
+    def candidates(self: LogFiles) -> list[str]:
+        names = listing(self)
+        if not fired:
+            fired.append(len(names))
+            _rotate(tmp_path, log, "copytruncate")
+            expected.extend(w.banner() + w.line(2))
+        return names
+
+    monkeypatch.setattr(LogFiles, "candidates", candidates)
+    got += _follow(f)
+    assert fired == [2]  # mail.log and the first copy, listed before the second rotation
     assert sorted(got) == sorted(expected)

@@ -25,7 +25,7 @@ from logscan.sources.identity import (
     fingerprint,
     remember,
 )
-from logscan.sources.logfiles import DIR_MTIME_SLACK_NS, LogFiles, dir_mtime
+from logscan.sources.logfiles import DIR_MTIME_SLACK_NS, RELOOK_S, LogFiles, dir_mtime
 from logscan.sources.reading import COMPRESS_ERRORS, Stream, ends_within, has, identity, to_end, whole
 
 
@@ -398,7 +398,20 @@ class Rotations:
         Matched on the open file and read from it, as logrotate may be renaming meanwhile. A copy
         already open (found by a scan while logrotate copied) is the one to go on with: opening
         it a second time read it twice. When files start alike, older copies hold `old` too: the
-        copy is the earliest made since `since_ns` (our last look at `cur`), never a file read."""
+        copy is the earliest made since `since_ns` (our last look at `cur`), never a file read.
+        No copy in a listing that changed as we looked (logrotate shifting names): look again."""
+        for pause in RELOOK_S:
+            if pause:
+                time.sleep(pause)
+            before = dir_mtime(self.files.dir)
+            found = self._find_copy(cur, old, since_ns)
+            settled = time.time_ns() - before >= DIR_MTIME_SLACK_NS  # else it may change in its tick
+            if found[0] is not None or (dir_mtime(self.files.dir) == before and settled):
+                break
+        return found
+
+    def _find_copy(self, cur: Stream, old: Known, since_ns: int) -> tuple[Stream | None, bool]:
+        """One look at the folder for `_copy_of`."""
         held = {(s.dev, s.ino): s for s in self.old if s is not cur}
         best: tuple[tuple[int, int], Stream] | None = None
         for p in self.files.candidates():
