@@ -201,17 +201,17 @@ def test_second_copytruncate_while_the_first_is_handled(
     _rotate(tmp_path, log, "copytruncate")
     expected += w.banner() + w.line(1)
     fired: list[int] = []
-    listing = LogFiles.candidates
+    real = LogFiles.listing
 
-    def candidates(self: LogFiles) -> list[str]:
-        names = listing(self)
+    def listing(self: LogFiles) -> list[tuple[str, int]]:
+        names = real(self)
         if not fired:
             fired.append(len(names))
             _rotate(tmp_path, log, "copytruncate")
             expected.extend(w.banner() + w.line(2))
         return names
 
-    monkeypatch.setattr(LogFiles, "candidates", candidates)
+    monkeypatch.setattr(LogFiles, "listing", listing)
     got += _follow(f)
     assert fired == [2]  # mail.log and the first copy, listed before the second rotation
     assert sorted(got) == sorted(expected)

@@ -89,12 +89,18 @@ class LogFiles:
 
     def candidates(self) -> list[str]:
         """Files that may hold this log's earlier content (rotated, dated, compressed), live ones included."""
+        return [p for p, _ in self.listing()]
+
+    def listing(self) -> list[tuple[str, int]]:
+        """The candidates with their inodes: two listings differ when logrotate moved a name
+        between them, whatever the folder's mtime (coarse on some file systems) says."""
         out = []
         try:
-            names = os.listdir(self.dir)
+            entries = list(os.scandir(self.dir))
         except OSError:
             return []  # the folder went away: nothing to recover from, and not worth failing a poll
-        for n in names:
+        for e in entries:
+            n = e.name
             if self.glob:
                 ok = fnmatch.fnmatchcase(n, self.base) or any(
                     fnmatch.fnmatchcase(n, self.base + z) for z in COMPRESSED)
@@ -102,7 +108,7 @@ class LogFiles:
                 ok = n == self.base or (n.startswith(self.base)
                                          and _ROTATED_SUFFIX.fullmatch(n, len(self.base)) is not None)
             if ok:
-                out.append(os.path.join(self.dir, n))
+                out.append((os.path.join(self.dir, n), e.inode()))
         return out
 
     def locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[tuple[int, int]],
@@ -240,8 +246,7 @@ class LogFiles:
             return "new-file"
         return "rename"
 
-    def intermediates(self, cands: list[str], known: list[Known], since_ns: int,
-                      live_path: str, opened: list[Stream],
+    def intermediates(self, known: list[Known], since_ns: int, live_path: str, opened: list[Stream],
                       open_ids: set[tuple[int, int]] | None = None) -> list[Stream]:
         """Files rotated in while we were down, written after our last look: read them whole.
 
@@ -254,12 +259,12 @@ class LogFiles:
         for pause in RELOOK_S:
             if pause:
                 time.sleep(pause)
-                cands = self.candidates()
             for s, _ in found:
                 s.src.close()
-            before = dir_mtime(self.dir)
-            found, unsettled = self._unknown(cands, known, since_ns, live_path, ids)
-            if not unsettled and dir_mtime(self.dir) == before:
+            # Listed afresh: a listing taken earlier (the restart's) may predate renames.
+            listed = self.listing()
+            found, unsettled = self._unknown([p for p, _ in listed], known, since_ns, live_path, ids)
+            if not unsettled and self.listing() == listed:
                 break
         out = []
         new = len(known)

@@ -157,7 +157,7 @@ class Rotations:
             since = int(saved_cur.get("mtime_ns", 0))
             if cur_loc is not None:
                 since = min(since, cur_loc.mtime_ns)
-            found = self.files.intermediates(cands, known, since, str(live_path), opened)
+            found = self.files.intermediates(known, since, str(live_path), opened)
             streams += self._noted(self._not_copies_of(here, found, known[len(read_before):], opened))
         cur = here
         if here is not None and here is not cur_loc:
@@ -403,18 +403,18 @@ class Rotations:
         for pause in RELOOK_S:
             if pause:
                 time.sleep(pause)
-            before = dir_mtime(self.files.dir)
-            found = self._find_copy(cur, old, since_ns)
-            settled = time.time_ns() - before >= DIR_MTIME_SLACK_NS  # else it may change in its tick
-            if found[0] is not None or (dir_mtime(self.files.dir) == before and settled):
+            listed = self.files.listing()
+            found = self._find_copy(cur, old, since_ns, [p for p, _ in listed])
+            if found[0] is not None or self.files.listing() == listed:
                 break
         return found
 
-    def _find_copy(self, cur: Stream, old: Known, since_ns: int) -> tuple[Stream | None, bool]:
+    def _find_copy(self, cur: Stream, old: Known, since_ns: int,
+                   cands: list[str]) -> tuple[Stream | None, bool]:
         """One look at the folder for `_copy_of`."""
         held = {(s.dev, s.ino): s for s in self.old if s is not cur}
         best: tuple[tuple[int, int], Stream] | None = None
-        for p in self.files.candidates():
+        for p in cands:
             try:
                 s = self.files.open(p, 0)
             except COMPRESS_ERRORS:
@@ -446,11 +446,10 @@ class Rotations:
 
     def _unseen(self, since_ns: int, live_path: str) -> list[Stream]:
         """Rotated files written since `since_ns` that are neither open nor known: read them whole."""
-        cands = self.files.candidates()
         open_now = self.streams() + self._opening
         known = self.done + [identity(s) for s in open_now]
         ids = {(s.dev, s.ino) for s in open_now}
-        return self._intermediates(cands, known, since_ns, live_path, [], ids)
+        return self._intermediates(known, since_ns, live_path, [], ids)
 
     def _is_read(self, s: Stream) -> bool:
         """`s` is a file we read to its end (its inode and content): never a copy of another."""
