@@ -230,8 +230,8 @@ class Follower:
         if not s.current and s.size is not None:
             # An old file can still be truncated or rewritten (two rotations between polls).
             self._rot.check_same(s, s.src.fstat())
-        offset, tail, recent, n = s.offset, s.tail, s.recent, len(out)
-        skipping, stalled = s.skipping, s.stalled
+        offset, tail, n, before = s.offset, s.tail, len(out), s.mark()
+        held = s.held() if s.current and s.size is not None else None
         # Known only empty: no identity to check this read against (see below).
         blank, since = s.fp_len == 0 and offset == 0 and s.size is not None, s.mtime_ns
         consumed, oversized = read_lines(s, budget, out, now, self._max_line, self._retire_after, blocks)
@@ -240,8 +240,15 @@ class Follower:
             # bytes may be the new file's, read at our old offset. Forget them and handle the
             # copytruncate now; the next poll reads the copy, then the new file, each once.
             del out[n:]
-            s.offset, s.tail, s.recent, s.skipping, s.stalled = offset, tail, recent, skipping, stalled
+            s.rewind(before)
             self._rot.check_same(s, s.src.fstat(), force=True)
+            return -1
+        if consumed and held is not None and self._rot.copied_under_read(s, since, held):
+            # The same, when the new file holds all we knew of ours (a banner every file starts
+            # with): only the copy logrotate just made tells.
+            del out[n:]
+            s.rewind(before)
+            self._rot.copytruncated(s, since)
             return -1
         self._oversized += oversized
         if consumed:

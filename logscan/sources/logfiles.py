@@ -269,9 +269,10 @@ class LogFiles:
         out = []
         new = len(known)
         for s, k in sorted(found, key=lambda f: f[0].mtime_ns):
-            if (s.dev, s.ino) in ids or any(has(s, kn) for kn in known[new:]):
+            if (s.dev, s.ino) in ids or any(kn.size == k.size and has(s, kn) for kn in known[new:]):
                 # The same file under a second name, or a copy of one just taken: logrotate was
-                # compressing, and the listing held both the archive and its original.
+                # compressing, and the listing held both the archive and its original. A copy
+                # holds all of it and nothing more: every archive holds a banner-only file.
                 s.src.close()
                 continue
             ids.add((s.dev, s.ino))

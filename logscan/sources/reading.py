@@ -125,6 +125,21 @@ class Stream:
         dev, ino = (self.dev, self.ino) if inode else (-1, -1)
         return Known(self.fp, self.fp_len, self.offset, fingerprint(self.tail), dev, ino)
 
+    def mark(self) -> tuple[int, bytes, bytes, bool, tuple[int, int | None]]:
+        """Where reading stands, for rewind()."""
+        return self.offset, self.tail, self.recent, self.skipping, self.stalled
+
+    def rewind(self, mark: tuple[int, bytes, bytes, bool, tuple[int, int | None]]) -> None:
+        """Forget what was read since mark()."""
+        self.offset, self.tail, self.recent, self.skipping, self.stalled = mark
+
+    def held(self) -> Known:
+        """What we know this file holds: up to the offset, or, opened and not read that far,
+        all it held when opened."""
+        if self.opened_size > self.offset:
+            return Known(self.fp, self.fp_len, self.opened_size, fingerprint(self.opened_tail))
+        return self.known()
+
     def record(self) -> dict[str, Any]:
         rec = {"path": self.path, "dev": self.dev, "ino": self.ino, "offset": self.offset,
                "fp": self.fp, "fp_len": self.fp_len, "skipping": self.skipping, "current": self.current,

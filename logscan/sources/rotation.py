@@ -204,7 +204,9 @@ class Rotations:
         copy takes over where we are once the truncation is seen, as while running."""
         keep = []
         for s, k in zip(found, ids, strict=True):
-            if has(live, k.content()):  # a copy: another inode
+            # A copy being made is plain (another inode); an archive the live file holds is an
+            # older file that starts alike (a banner alone).
+            if s.size is not None and has(live, k.content()):
                 s.src.close()
                 opened.remove(s)
             else:
@@ -305,8 +307,8 @@ class Rotations:
         if same and cur.opened_size > cur.offset:  # not read that far yet: what it held when opened
             n = len(cur.opened_tail)
             same = cur.src.read_at(cur.opened_size - n, n) == cur.opened_tail
-        if same and st.st_size >= cur.offset and cur is self.cur and cur.offset:
-            same = not self._copied_away(cur, since)
+        if same and st.st_size >= cur.offset and cur is self.cur and (cur.offset or cur.opened_size > 0):
+            same = not self._copied_away(cur, since, cur.held())
         if same and st.st_size >= cur.offset:
             if len(head) > cur.fp_len:
                 cur.fp, cur.fp_len = fingerprint(head), len(head)
@@ -317,11 +319,22 @@ class Rotations:
             return
         self._copytruncated(cur, since)
 
-    def _copied_away(self, cur: Stream, since_ns: int) -> bool:
+    def copied_under_read(self, cur: Stream, since_ns: int, ours: Known) -> bool:
+        """After a read of the current file, which held `ours` before it: True when logrotate
+        copied and truncated it meanwhile and the MTA wrote the same first bytes again (the read
+        returned the new file's lines). Put the read back, then call copytruncated()."""
+        return cur is self.cur and self._copied_away(cur, since_ns, ours)
+
+    def copytruncated(self, cur: Stream, since_ns: int) -> None:
+        """`cur` was copied and truncated since `since_ns`: go on in its copy, then in it."""
+        self._copytruncated(cur, since_ns)
+
+    def _copied_away(self, cur: Stream, since_ns: int, ours: Known) -> bool:
         """True when logrotate copied and truncated `cur` and the MTA wrote it past our offset
         again, all since our last look, with the same first bytes (a banner): a rotated file
-        modified since then holds what we read, and more that `cur` does not hold. Looked for
-        only when the folder changed (a copy is a new file), so growth alone costs one stat."""
+        modified since then holds `ours` (what we knew `cur` held), and more that `cur` does not
+        hold. Looked for only when the folder changed (a copy is a new file), so growth alone
+        costs one stat."""
         if self.files.glob:
             return False
         now = dir_mtime(self.files.dir)
@@ -330,7 +343,6 @@ class Rotations:
         # A folder changed a moment ago may change again within the same file-time tick.
         if time.time_ns() - now >= DIR_MTIME_SLACK_NS:
             self._dir_seen = now
-        ours = cur.known()
         open_ids = {(s.dev, s.ino) for s in self.streams()}
         for p in self.files.candidates():
             try:
@@ -366,10 +378,7 @@ class Rotations:
         st = cur.src.fstat()
         head = cur.src.read_at(0, FP_MAX)
         cur.size, cur.mtime_ns = st.st_size, st.st_mtime_ns
-        old = cur.known()
-        if cur.opened_size > cur.offset:
-            # Opened and not read that far: its copy holds at least what it held then.
-            old = Known(cur.fp, cur.fp_len, cur.opened_size, fingerprint(cur.opened_tail))
+        old = cur.held()  # opened and not read that far: its copy holds what it held then
         unread_from = cur.offset
         copy, held = self._copy_of(cur, old, since_ns) if old.fp_len > 0 else (None, False)
         if copy is not None:
