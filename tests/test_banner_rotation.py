@@ -291,3 +291,32 @@ def test_copytruncate_between_the_look_and_the_read_of_a_file_opened_at_its_bann
     got += _follow(g)
     assert fired == [0]
     assert sorted(got) == sorted(expected)
+
+
+def test_restart_never_takes_the_live_file_renamed_for_a_compressed_banner_only_file(tmp_path: Path) -> None:
+    # Saved: a rotated file of the banner alone at mail.log.1 (position: the banner's end), and the
+    # live file. While down a rotation compressed the first (a new inode) and renamed the live file
+    # to mail.log.1: it held the banner-long position under the saved name, so it was taken for
+    # it and read again from the banner's end. Only the live file's content moves to a plain file
+    # of another inode (copytruncate); a rotated file keeps its inode or is compressed.
+    log = tmp_path / "mail.log"
+    conf = "create\n  compress\n  delaycompress"
+    w = BannerWriter(log)
+    expected = w.banner() + w.line(2)
+    f = Follower("m", str(log), start_at="beginning", retire_after=3600.0)
+    got = _follow(f)
+    for n in (0, 3):
+        _rotate(tmp_path, log, conf)
+        w.reopen()
+        expected += w.banner() + w.line(n)
+        got += _follow(f)
+    saved = f.checkpoint()
+    assert [r["offset"] for r in saved["files"]][-2] == len(b"".join(line + b"\n" for line in BANNER))
+    f.close()
+    expected += w.line(2)
+    _rotate(tmp_path, log, conf)
+    w.reopen()
+    expected += w.banner() + w.line(1)
+    g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=3600.0)
+    got += _follow(g)
+    assert sorted(got) == sorted(expected)

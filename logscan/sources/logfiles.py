@@ -186,6 +186,10 @@ class LogFiles:
         offset = int(rec["offset"])
         path = str(rec["path"])
         saved_id = (rec.get("dev"), rec.get("ino"))
+        # Only the live file's content moves to a plain file of another inode (copytruncate's
+        # copy); a rotated file keeps its inode when renamed and gets a new one only compressed.
+        # Else a banner-long position in it names every file that starts with the banner.
+        copied = bool(rec.get("current")) or not isinstance(rec.get("ino"), int) or int(rec["ino"]) < 0
 
         def order(p: str) -> tuple[int, int, int, float]:
             # Same inode first (a renamed file keeps it), then the saved path, plain before compressed.
@@ -203,10 +207,13 @@ class LogFiles:
                 s = self.open(p, 0)
             except COMPRESS_ERRORS:
                 continue
+            live = p == self.pattern and not self.glob
             try:
                 # Files already taken go by (dev, ino), not by name: logrotate may have moved
                 # another file to a name we took a moment ago.
+                # A rotated file is never the live file again: there, its inode is a new file's.
                 ok = ((s.dev, s.ino) not in taken and (s.size is None or s.size >= offset)
+                      and (s.size is None or copied or ((s.dev, s.ino) == saved_id and not live))
                       and has(s, known) and (seen is None or has(s, seen)))
                 if ok:
                     s.seek(offset)
