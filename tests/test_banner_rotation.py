@@ -9,12 +9,14 @@ failed before inodes joined content in the identity of files read (sources/ident
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from logscan.sources.follower import Follower
 from logscan.sources.identity import FP_MAX
 from logscan.sources.logfiles import LogFiles
+from logscan.sources.reading import Stream
 from tests.helpers_files import LogWriter, drain, run_logrotate
 from tests.test_rotation_races import _before_read
 
@@ -319,4 +321,39 @@ def test_restart_never_takes_the_live_file_renamed_for_a_compressed_banner_only_
     expected += w.banner() + w.line(1)
     g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=3600.0)
     got += _follow(g)
+    assert sorted(got) == sorted(expected)
+
+
+def test_restart_never_reads_the_live_file_again_in_its_archive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The restart opened the live file first; before its scan for unknown rotated files, logrotate
+    # renamed it and, a rotation later, compressed it (delaycompress). Its archive holds all of
+    # it, and is what the scan finds: its lines were read twice, once in each.
+    log = tmp_path / "mail.log"
+    conf = "create\n  compress\n  delaycompress"
+    w = BannerWriter(log)
+    expected = w.banner() + w.line(3)
+    f = Follower("m", str(log), start_at="beginning")
+    got = _follow(f)
+    saved = f.checkpoint()
+    f.close()
+    _rotate(tmp_path, log, conf)
+    w.reopen()
+    expected += w.banner() + w.line(2)
+    real = LogFiles.intermediates
+    fired: list[int] = []
+
+    def intermediates(self: LogFiles, *args: Any, **kw: Any) -> list[Stream]:
+        if not fired:
+            fired.append(1)
+            for n in (1, 0):
+                _rotate(tmp_path, log, conf)
+                w.reopen()
+                expected.extend(w.banner() + w.line(n))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(LogFiles, "intermediates", intermediates)
+    g = Follower("m", str(log), start_at="beginning", saved=saved)
+    got += _follow(g)
+    assert fired
     assert sorted(got) == sorted(expected)

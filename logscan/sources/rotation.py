@@ -199,14 +199,16 @@ class Rotations:
     @staticmethod
     def _not_copies_of(live: Stream, found: list[Stream], ids: list[Known],
                        opened: list[Stream]) -> list[Stream]:
-        """`found` (with their whole identities `ids`) less the copies logrotate is making of the
-        live file right now (copytruncate during the scan): the live file itself is read, and the
-        copy takes over where we are once the truncation is seen, as while running."""
+        """`found` (with their whole identities `ids`) less the copies of the live file (opened
+        first): one logrotate is making right now (copytruncate during the scan), which takes over
+        where we are once the truncation is seen, as while running; or its archive, made after
+        logrotate renamed it during the scan."""
         keep = []
+        size = live.src.fstat().st_size
         for s, k in zip(found, ids, strict=True):
-            # A copy being made is plain (another inode); an archive the live file holds is an
-            # older file that starts alike (a banner alone).
-            if s.size is not None and has(live, k.content()):
+            # A copy being made may hold less than the live file; an archive holds all of it, else
+            # it is of an older file that starts alike (a banner alone).
+            if (s.size is not None or k.size == size) and has(live, k.content()):
                 s.src.close()
                 opened.remove(s)
             else:
