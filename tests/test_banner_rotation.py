@@ -245,10 +245,6 @@ def test_restart_reads_an_archive_holding_a_banner_only_file_read_in_the_same_sc
     assert sorted(got) == sorted(expected)
 
 
-def _numbered(lines: list[bytes]) -> list[bytes]:
-    return [line for line in lines if line not in BANNER]
-
-
 def _opened_unread(tmp_path: Path) -> tuple[BannerWriter, list[bytes], list[bytes], Follower]:
     """A restart after a copytruncate while down opened the new live file, the banner alone, and
     read nothing of it yet; then the MTA wrote two lines. The writer, lines read, lines written
@@ -356,4 +352,35 @@ def test_restart_never_reads_the_live_file_again_in_its_archive(
     g = Follower("m", str(log), start_at="beginning", saved=saved)
     got += _follow(g)
     assert fired
+    assert sorted(got) == sorted(expected)
+
+
+def test_restart_finds_a_banner_only_file_in_its_own_archive(tmp_path: Path) -> None:
+    # Saved: a rotated file of the banner alone, read to its end, and the live file. While down
+    # both were compressed. The newest archive, the live file's, also holds the banner: it was
+    # taken for the banner-only file, read on from the banner's end, and read again as the live
+    # file's: its lines counted twice. A file read to its end is found in an archive that holds
+    # no more.
+    log = tmp_path / "mail.log"
+    conf = "create\n  compress\n  delaycompress"
+    w = BannerWriter(log)
+    expected = w.banner() + w.line(2)
+    f = Follower("m", str(log), start_at="beginning", retire_after=3600.0)
+    got = _follow(f)
+    for n in (0, 3):
+        _rotate(tmp_path, log, conf)
+        w.reopen()
+        expected += w.banner() + w.line(n)
+        got += _follow(f)
+    saved = f.checkpoint()
+    f.close()
+    # Held open, its inode is not given to a newer file (inode reuse is another test's case).
+    with (tmp_path / "mail.log.1").open("rb"):
+        expected += w.line(2)
+        for n in (1, 0):
+            _rotate(tmp_path, log, conf)
+            w.reopen()
+            expected += w.banner() + w.line(n)
+        g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=3600.0)
+        got += _follow(g)
     assert sorted(got) == sorted(expected)

@@ -75,9 +75,10 @@ def known_of(rec: Mapping[str, Any]) -> Known:
 
 
 def seen_of(rec: Mapping[str, Any]) -> Known | None:
-    """What a file record's file held past its offset when saved (None: nothing known)."""
+    """What a file record's file held past its offset when saved, or that it ended there (size =
+    offset); None: nothing known."""
     size, fp = int(rec.get("seen_size", 0)), str(rec.get("seen_fp", ""))
-    if size <= int(rec["offset"]) or not fp:
+    if size < int(rec["offset"]) or not fp:
         return None
     return Known(str(rec["fp"]), int(rec["fp_len"]), size, fp)
 

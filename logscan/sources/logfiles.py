@@ -190,6 +190,9 @@ class LogFiles:
         # copy); a rotated file keeps its inode when renamed and gets a new one only compressed.
         # Else a banner-long position in it names every file that starts with the banner.
         copied = bool(rec.get("current")) or not isinstance(rec.get("ino"), int) or int(rec["ino"]) < 0
+        # A rotated file read to its end when saved: its archive holds no more (late writes aside:
+        # the last look takes any archive).
+        ended = seen is not None and seen.size == offset and not rec.get("current")
 
         def order(p: str) -> tuple[int, int, int, float]:
             # Same inode first (a renamed file keeps it), then the saved path, plain before compressed.
@@ -214,7 +217,8 @@ class LogFiles:
                 # A rotated file is never the live file again: there, its inode is a new file's.
                 ok = ((s.dev, s.ino) not in taken and (s.size is None or s.size >= offset)
                       and (s.size is None or copied or ((s.dev, s.ino) == saved_id and not live))
-                      and has(s, known) and (seen is None or has(s, seen)))
+                      and has(s, known) and (seen is None or has(s, seen))
+                      and (s.size is not None or not ended or whole(s).size == offset))
                 if ok:
                     s.seek(offset)
             except COMPRESS_ERRORS:

@@ -146,9 +146,10 @@ class Stream:
                "mtime_ns": self.mtime_ns, "end_fp": fingerprint(self.tail)}
         if self.current and self.size is not None:
             rec["ends"], rec["read_ns"] = line_ends(self), self.read_ns
-        if self.size is not None and self.size > self.offset:
+        if self.size is not None and (self.size > self.offset or self.size == self.offset > 0):
             # Bytes we know it held past the offset: a file that starts alike and took its inode
-            # or name (inode reuse, a banner) does not hold them (LogFiles.locate).
+            # or name (inode reuse, a banner) does not hold them (LogFiles.locate). Or that it
+            # ended there: of the archives that start alike, its own holds no more.
             n = min(self.size, FP_MAX)
             with contextlib.suppress(OSError):
                 rec["seen_fp"], rec["seen_size"] = fingerprint(self.src.read_at(self.size - n, n)), self.size
