@@ -384,3 +384,49 @@ def test_restart_finds_a_banner_only_file_in_its_own_archive(tmp_path: Path) -> 
         g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=3600.0)
         got += _follow(g)
     assert sorted(got) == sorted(expected)
+
+
+def test_restart_on_a_folder_logrotate_changes_meanwhile_scans_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Saved: an archive found and not read yet (offset 0: its banner is all its position says).
+    # Logrotate ran twice after the restart listed the folder: the archive moved to a name that
+    # listing lacked, and another archive, also starting with the banner, took its saved name.
+    # That one was taken for it and the archive itself never read. A restart whose listing
+    # changed (names or inodes) under it scans again.
+    log = tmp_path / "mail.log"
+    conf = "create\n  compress\n  delaycompress"
+    w = BannerWriter(log)
+    expected = w.banner() + w.line(1)
+    f = Follower("m", str(log), start_at="beginning", retire_after=3600.0)
+    got = _follow(f)
+    for n in (2, 3, 0):
+        _rotate(tmp_path, log, conf)
+        w.reopen()
+        expected += w.banner() + w.line(n)
+    f.poll(0)  # the rotated files are opened, none read
+    saved = f.checkpoint()
+    assert any(r["path"].endswith(".gz") and r["offset"] == 0 for r in saved["files"])
+    f.close()
+    real = LogFiles.locate
+    fired: list[int] = []
+
+    def locate(self: LogFiles, *args: Any, **kw: Any) -> Stream | None:
+        if not fired:
+            fired.append(1)
+            for n in (1, 0):
+                _rotate(tmp_path, log, conf)
+                w.reopen()
+                expected.extend(w.banner() + w.line(n))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(LogFiles, "locate", locate)
+    g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=3600.0)
+    got += _follow(g)
+    assert fired
+    # The banner-only live file's inode went to the next banner-only live file (tmpfs reuses
+    # inodes at once): nothing tells them apart (decision 0013, limits), so banners are not asserted.
+    assert sorted(_numbered(got)) == sorted(_numbered(expected))
+
+
+def _numbered(lines: list[bytes]) -> list[bytes]:
+    return [line for line in lines if line not in BANNER]

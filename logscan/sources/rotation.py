@@ -79,19 +79,47 @@ class Rotations:
             # We were waiting for the log to appear: anything there now was created after our last look.
             usable = False
             self.waited = self.waited or bool(saved.get("waiting"))
+        if usable:
+            assert saved is not None
+            self._settled(saved)
+        else:
+            self._opened(self._fresh)
+        self.started = True
+
+    def _opened(self, how: Callable[[list[Stream]], None]) -> None:
+        """Run `how`, closing what it opened if it fails."""
         opened: list[Stream] = []
         try:
-            if usable:
-                assert saved is not None
-                self._resume(saved, opened)
-            else:
-                self._fresh(opened)
+            how(opened)
         except BaseException:
             for s in opened:
                 s.src.close()
             self.old, self.cur = [], None
             raise
-        self.started = True
+
+    def _settled(self, saved: Mapping[str, Any]) -> None:
+        """Resume from `saved` on a folder that held still meanwhile: a listing taken before
+        logrotate moved names points records at files that took them; if the names or inodes
+        changed during the scan, it is done again (up to ~0.75 s, then the last one stands)."""
+        note, count = self._note, self.count
+        notes: list[tuple[str, dict[str, Any]]] = []
+        self._note = lambda event, **fields: notes.append((event, fields))
+        try:
+            for pause in RELOOK_S:
+                if pause:
+                    time.sleep(pause)
+                notes.clear()
+                listed = self.files.listing()
+                self._opened(lambda opened: self._resume(saved, opened))
+                if pause == RELOOK_S[-1] or self.files.listing() == listed:
+                    break
+                for s in self.streams():
+                    s.src.close()
+                self.old, self.cur, self.count = [], None, count
+        finally:
+            self._note = note
+            for event, fields in notes:
+                note(event, **fields)
 
     def _fresh(self, opened: list[Stream]) -> None:
         live = self.files.live_paths()
