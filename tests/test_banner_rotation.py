@@ -219,6 +219,27 @@ def test_second_copytruncate_while_the_first_is_handled(
     assert sorted(got) == sorted(expected)
 
 
+
+@pytest.mark.parametrize("conf", ["create", "create\n  compress\n  delaycompress"])
+def test_renames_under_the_read_of_a_file_opened_at_its_banner_are_no_copytruncate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf: str) -> None:
+    # Two rename rotations between our look at the file (opened, the banner alone) and its read:
+    # the newer file, renamed to mail.log.1, starts with the banner and holds lines ours does
+    # not, so it was taken for a copytruncate copy of ours and read again from its start. A file
+    # no longer at the live name was renamed, not copied and truncated.
+    w, got, expected, g = _opened_unread(tmp_path)
+
+    def rotate() -> None:
+        for n in (2, 1):
+            _rotate(tmp_path, w.path, conf)
+            w.reopen()
+            expected.extend(w.banner() + w.line(n))
+
+    fired = _before_read(monkeypatch, w.path, lambda off, n: off == 0 and n > FP_MAX, rotate)
+    got += _follow(g)
+    assert fired == [0]
+    assert sorted(got) == sorted(expected)
+
 def test_restart_reads_an_archive_holding_a_banner_only_file_read_in_the_same_scan(tmp_path: Path) -> None:
     # While down: a file of the banner alone, then one of the banner and two lines, both
     # compressed by later rotations. The restart took the older archive (the banner alone) and

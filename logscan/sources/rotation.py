@@ -367,6 +367,12 @@ class Rotations:
         costs one stat."""
         if self.files.glob:
             return False
+        try:
+            st = os.stat(cur.path)
+        except OSError:
+            return False
+        if (st.st_dev, st.st_ino) != (cur.dev, cur.ino):
+            return False  # renamed away: newer files starting alike are not copies of it
         now = dir_mtime(self.files.dir)
         if now == self._dir_seen:
             return False
