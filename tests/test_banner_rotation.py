@@ -451,3 +451,26 @@ def test_restart_on_a_folder_logrotate_changes_meanwhile_scans_again(
 
 def _numbered(lines: list[bytes]) -> list[bytes]:
     return [line for line in lines if line not in BANNER]
+
+
+def test_restart_reads_late_lines_of_a_file_read_to_its_end_and_closed(tmp_path: Path) -> None:
+    # A renamed file was read to its end and let go (retire_after = 0); the MTA, not reopened yet,
+    # wrote two more lines to it. Known by its inode and what it held, it was skipped whole at the
+    # restart. What lies past the end we read is read (the same holds when a new file that starts
+    # with the banner reused that inode: its banner is then taken for the old one's).
+    log = tmp_path / "mail.log"
+    w = BannerWriter(log)
+    expected = w.banner() + w.line(3)
+    f = Follower("m", str(log), start_at="beginning", retire_after=0.0)
+    got = _follow(f)
+    _rotate(tmp_path, log, "create")
+    got += _follow(f)
+    saved = f.checkpoint()
+    assert saved["done"]
+    f.close()
+    expected += w.line(2)  # late: the MTA still writes to the renamed file
+    w.reopen()
+    expected += w.banner() + w.line(1)
+    g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=0.0)
+    got += _follow(g)
+    assert sorted(got) == sorted(expected)

@@ -331,7 +331,13 @@ class LogFiles:
         if s.mtime_ns < since_ns or s.fp_len == 0 or (s.dev, s.ino) in ids:
             return False
         if s.size is not None and any(has(s, k) for k in known):
-            return False
+            # Of a file read to its end and closed, this inode holds more now: late lines, or a
+            # new file that reused the inode and starts alike (a banner). Either way what lies
+            # past that end was never read.
+            ends = [k.size for k in known if (k.dev, k.ino) == (s.dev, s.ino) and k.size >= 0 and has(s, k)]
+            if not ends or s.size <= max(ends):
+                return False
+            s.seek(max(ends))
         try:
             k = whole(s)  # an archive is read through: only a whole one is judged
         except COMPRESS_ERRORS:

@@ -221,7 +221,7 @@ class Rotations:
 
     def _noted(self, found: list[Stream]) -> list[Stream]:
         for s in found:
-            self._note("log_found_rotated", saved_path="", path=s.path, offset=0)
+            self._note("log_found_rotated", saved_path="", path=s.path, offset=s.offset)
         return found
 
     @staticmethod
