@@ -17,7 +17,7 @@ from logscan.sources.follower import Follower
 from logscan.sources.identity import FP_MAX
 from logscan.sources.logfiles import LogFiles
 from logscan.sources.reading import Stream
-from tests.helpers_files import LogWriter, drain, run_logrotate
+from tests.helpers_files import LogWriter, drain, gzip_file, run_logrotate
 from tests.test_rotation_races import _before_read
 
 BANNER = [f"banner line {i:02d} {'x' * 60}".encode() for i in range(10)]  # 890 bytes: over FP_MAX
@@ -473,4 +473,24 @@ def test_restart_reads_late_lines_of_a_file_read_to_its_end_and_closed(tmp_path:
     expected += w.banner() + w.line(1)
     g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=0.0)
     got += _follow(g)
+    assert sorted(got) == sorted(expected)
+
+
+def test_an_archive_of_a_file_we_hold_is_no_copy_of_the_live_file(tmp_path: Path) -> None:
+    # delaycompress, caught between logrotate's steps: the file we still hold open (read to its
+    # end) was compressed to mail.log.1.gz, the live file (opened at its banner, not read yet) not
+    # renamed yet. The archive starts with the banner and holds lines the live file does not: it
+    # was taken for a copytruncate copy of the live file and read again, three lines counted twice.
+    log = tmp_path / "mail.log"
+    w = BannerWriter(log)
+    expected = w.banner() + w.line(3)
+    f = Follower("m", str(log), start_at="beginning", retire_after=3600.0)
+    got = _follow(f)
+    _rotate(tmp_path, log, "create")
+    w.reopen()
+    expected += w.banner()
+    assert f.poll(0) == []  # the new live file opened, nothing read
+    expected += w.line(2)
+    gzip_file(tmp_path / "mail.log.1")
+    got += _follow(f)
     assert sorted(got) == sorted(expected)

@@ -394,13 +394,23 @@ class Rotations:
             try:
                 # A copy whose every byte the live file still holds is a copy in progress
                 # (truncate pending), or holds nothing we could tell apart from it.
-                if has(c, ours) and not self._is_read(c) and not has(cur, whole(c).content()):
+                if has(c, ours) and not self._is_read(c) and not has(cur, whole(c).content()) \
+                        and not self._archive_of_ours(c):
                     return True
             except COMPRESS_ERRORS:
                 continue
             finally:
                 c.src.close()
         return False
+
+    def _archive_of_ours(self, c: Stream) -> bool:
+        """`c` is an archive of all of a file we hold open or read to its end: logrotate compressed
+        it just now (delaycompress: the live file stays where it was, a new one)."""
+        if c.size is not None:
+            return False
+        k = whole(c).content()
+        files = [whole(s) for s in self.streams() if s.size is not None] + self.done
+        return any(f.size == k.size and has(c, f.content()) for f in files)
 
     def first_bytes(self, since_ns: int) -> None:
         """The current file, known empty since `since_ns`, was just read from its start: a copy made
