@@ -367,18 +367,18 @@ class Rotations:
         costs one stat."""
         if self.files.glob:
             return False
-        try:
-            st = os.stat(cur.path)
-        except OSError:
-            return False
-        if (st.st_dev, st.st_ino) != (cur.dev, cur.ino):
-            return False  # renamed away: newer files starting alike are not copies of it
         now = dir_mtime(self.files.dir)
         if now == self._dir_seen:
             return False
         # A folder changed a moment ago may change again within the same file-time tick.
         if time.time_ns() - now >= DIR_MTIME_SLACK_NS:
             self._dir_seen = now
+        try:
+            st = os.stat(cur.path)
+        except OSError:
+            return False
+        if (st.st_dev, st.st_ino) != (cur.dev, cur.ino):
+            return False  # renamed away: newer files starting alike are not copies of it
         open_ids = {(s.dev, s.ino) for s in self.streams()}
         for p in self.files.candidates():
             try:
