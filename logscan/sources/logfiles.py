@@ -316,42 +316,13 @@ class LogFiles:
             except COMPRESS_ERRORS:
                 unsettled = unsettled or p.endswith(COMPRESSED)
                 continue
-            k = self._judge(s, known, since_ns, ids)
+            k = _judged(s, known, since_ns, ids)
             if isinstance(k, Known):
                 found.append((s, k))
                 continue
             s.src.close()
             unsettled = unsettled or k
         return found, unsettled
-
-    @staticmethod
-    def _judge(s: Stream, known: list[Known], since_ns: int, ids: set[tuple[int, int]]) -> Known | bool:
-        """The whole identity of an open file no identity knows; else whether it is unsettled (an
-        archive still being written, judged again at the next look)."""
-        if s.mtime_ns < since_ns or s.fp_len == 0 or (s.dev, s.ino) in ids:
-            return False
-        if s.size is not None and any(has(s, k) for k in known):
-            # Of a file read to its end and closed, this inode holds more now: late lines, or a
-            # new file that reused the inode and starts alike (a banner). Either way what lies
-            # past that end was never read.
-            ends = [k.size for k in known if (k.dev, k.ino) == (s.dev, s.ino) and k.size >= 0 and has(s, k)]
-            if not ends or s.size <= max(ends):
-                return False
-            s.seek(max(ends))
-        try:
-            k = whole(s)  # an archive is read through: only a whole one is judged
-        except COMPRESS_ERRORS:
-            return True
-        if s.fp_len < FP_MAX and s.size is None:
-            # Its head was short when opened (being written?): judge it again on its whole head.
-            head = s.src.read_at(0, FP_MAX)
-            s.fp, s.fp_len = fingerprint(head), len(head)
-            k = Known(s.fp, s.fp_len, k.size, k.end_fp)
-        # An archive is of a file known only if it holds all of that file and nothing more: an open
-        # archive known up to its offset (a banner, at offset 0) is held by every archive.
-        if s.size is None and any(has(s, kn) and kn.size in (-1, k.size) for kn in known):
-            return False
-        return k
 
     def history(self, live_path: str) -> list[Known]:
         """At a first start, what is already rotated is history: the files never to read."""
@@ -371,3 +342,32 @@ class LogFiles:
                 finally:
                     s.src.close()
         return out
+
+
+def _judged(s: Stream, known: list[Known], since_ns: int, ids: set[tuple[int, int]]) -> Known | bool:
+    """The whole identity of an open file no identity knows; else whether it is unsettled (an
+    archive still being written, judged again at the next look)."""
+    if s.mtime_ns < since_ns or s.fp_len == 0 or (s.dev, s.ino) in ids:
+        return False
+    if s.size is not None and any(has(s, k) for k in known):
+        # Of a file read to its end and closed, this inode holds more now: late lines, or a
+        # new file that reused the inode and starts alike (a banner). Either way what lies
+        # past that end was never read.
+        ends = [k.size for k in known if (k.dev, k.ino) == (s.dev, s.ino) and k.size >= 0 and has(s, k)]
+        if not ends or s.size <= max(ends):
+            return False
+        s.seek(max(ends))
+    try:
+        k = whole(s)  # an archive is read through: only a whole one is judged
+    except COMPRESS_ERRORS:
+        return True
+    if s.fp_len < FP_MAX and s.size is None:
+        # Its head was short when opened (being written?): judge it again on its whole head.
+        head = s.src.read_at(0, FP_MAX)
+        s.fp, s.fp_len = fingerprint(head), len(head)
+        k = Known(s.fp, s.fp_len, k.size, k.end_fp)
+    # An archive is of a file known only if it holds all of that file and nothing more: an open
+    # archive known up to its offset (a banner, at offset 0) is held by every archive.
+    if s.size is None and any(has(s, kn) and kn.size in (-1, k.size) for kn in known):
+        return False
+    return k
