@@ -16,10 +16,10 @@ import pytest
 from logscan.sources.follower import Follower
 from logscan.sources.identity import FP_MAX
 from logscan.sources.logfiles import LogFiles
-from logscan.sources.reading import Stream
 from tests.helpers_files import LogWriter, drain, gzip_file, run_logrotate
 from tests.test_rotation_races import _before_read
 
+DELAYCOMPRESS = "create\n  compress\n  delaycompress"
 BANNER = [f"banner line {i:02d} {'x' * 60}".encode() for i in range(10)]  # 890 bytes: over FP_MAX
 
 
@@ -38,6 +38,13 @@ def _rotate(tmp: Path, log: Path, how: str) -> None:
 
 def _follow(f: Follower) -> list[bytes]:
     return drain(f) + drain(f)
+
+
+def _next_file(tmp: Path, w: BannerWriter, conf: str, lines: int) -> list[bytes]:
+    """logrotate with `conf` (renaming), then the MTA's new file: the banner and `lines` lines."""
+    _rotate(tmp, w.path, conf)
+    w.reopen()
+    return w.banner() + w.line(lines)
 
 
 def test_restart_after_a_copytruncate_of_a_file_read_up_to_its_banner(tmp_path: Path) -> None:
@@ -161,7 +168,7 @@ def test_restart_finds_a_file_saved_unread_after_another_took_its_name(tmp_path:
     # Then, found in its archive at offset 0, it was known by its banner alone, which every
     # unseen archive holds: an archive is known only by all of its content.
     log = tmp_path / "mail.log"
-    conf = "create\n  compress\n  delaycompress"
+    conf = DELAYCOMPRESS
     w = BannerWriter(log)
     expected = w.banner() + w.line(5)
     f = Follower("m", str(log), start_at="beginning", retire_after=3600.0)
@@ -170,17 +177,13 @@ def test_restart_finds_a_file_saved_unread_after_another_took_its_name(tmp_path:
     expected += rest
     unread = len(b"".join(line + b"\n" for line in rest))
     for n in (3, 2):
-        _rotate(tmp_path, log, conf)
-        w.reopen()
-        expected += w.banner() + w.line(n)
+        expected += _next_file(tmp_path, w, conf, n)
     got += f.poll(max_bytes=unread)  # the oldest file's rest: the two new ones are opened, not read
     saved = f.checkpoint()
     assert [r["offset"] for r in saved["files"]][-2:] == [0, 0]
     f.close()
     for n in (4, 6, 1):  # the file of 4 lines ends compressed too, never seen
-        _rotate(tmp_path, log, conf)
-        w.reopen()
-        expected += w.banner() + w.line(n)
+        expected += _next_file(tmp_path, w, conf, n)
     g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=3600.0)
     got += _follow(g)
     assert sorted(got) == sorted(expected)
@@ -220,7 +223,7 @@ def test_second_copytruncate_while_the_first_is_handled(
 
 
 
-@pytest.mark.parametrize("conf", ["create", "create\n  compress\n  delaycompress"])
+@pytest.mark.parametrize("conf", ["create", DELAYCOMPRESS])
 def test_renames_under_the_read_of_a_file_opened_at_its_banner_are_no_copytruncate(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf: str) -> None:
     # Two rename rotations between our look at the file (opened, the banner alone) and its read:
@@ -231,9 +234,7 @@ def test_renames_under_the_read_of_a_file_opened_at_its_banner_are_no_copytrunca
 
     def rotate() -> None:
         for n in (2, 1):
-            _rotate(tmp_path, w.path, conf)
-            w.reopen()
-            expected.extend(w.banner() + w.line(n))
+            expected.extend(_next_file(tmp_path, w, conf, n))
 
     fired = _before_read(monkeypatch, w.path, lambda off, n: off == 0 and n > FP_MAX, rotate)
     got += _follow(g)
@@ -256,7 +257,7 @@ def test_restart_reads_an_archive_holding_a_banner_only_file_read_in_the_same_sc
     saved = g.checkpoint()
     g.close()
     for n in (0, 2, 1, 1):
-        _rotate(tmp_path, log, "create\n  compress\n  delaycompress")
+        _rotate(tmp_path, log, DELAYCOMPRESS)
         w.reopen()
         expected += w.banner() + w.line(n)
     h = Follower("m", str(log), start_at="beginning", saved=saved)
@@ -312,33 +313,54 @@ def test_copytruncate_between_the_look_and_the_read_of_a_file_opened_at_its_bann
     assert sorted(got) == sorted(expected)
 
 
+def _saved_beside_a_banner_only_file(tmp_path: Path) -> tuple[BannerWriter, list[bytes], list[bytes],
+                                                                  dict[str, Any]]:
+    """Saved and stopped: a rotated file of the banner alone (read to its end, kept open: its
+    position the banner's end) and the live file, under delaycompress. The writer, lines read,
+    lines written and the checkpoint."""
+    w = BannerWriter(tmp_path / "mail.log")
+    expected = w.banner() + w.line(2)
+    f = Follower("m", str(w.path), start_at="beginning", retire_after=3600.0)
+    got = _follow(f)
+    for n in (0, 3):
+        expected += _next_file(tmp_path, w, DELAYCOMPRESS, n)
+        got += _follow(f)
+    saved = f.checkpoint()
+    f.close()
+    assert [r["offset"] for r in saved["files"]][-2] == len(b"".join(line + b"\n" for line in BANNER))
+    return w, got, expected, saved
+
+
 def test_restart_never_takes_the_live_file_renamed_for_a_compressed_banner_only_file(tmp_path: Path) -> None:
     # Saved: a rotated file of the banner alone at mail.log.1 (position: the banner's end), and the
     # live file. While down a rotation compressed the first (a new inode) and renamed the live file
     # to mail.log.1: it held the banner-long position under the saved name, so it was taken for
     # it and read again from the banner's end. Only the live file's content moves to a plain file
     # of another inode (copytruncate); a rotated file keeps its inode or is compressed.
-    log = tmp_path / "mail.log"
-    conf = "create\n  compress\n  delaycompress"
-    w = BannerWriter(log)
-    expected = w.banner() + w.line(2)
-    f = Follower("m", str(log), start_at="beginning", retire_after=3600.0)
-    got = _follow(f)
-    for n in (0, 3):
-        _rotate(tmp_path, log, conf)
-        w.reopen()
-        expected += w.banner() + w.line(n)
-        got += _follow(f)
-    saved = f.checkpoint()
-    assert [r["offset"] for r in saved["files"]][-2] == len(b"".join(line + b"\n" for line in BANNER))
-    f.close()
+    w, got, expected, saved = _saved_beside_a_banner_only_file(tmp_path)
     expected += w.line(2)
-    _rotate(tmp_path, log, conf)
-    w.reopen()
-    expected += w.banner() + w.line(1)
-    g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=3600.0)
+    expected += _next_file(tmp_path, w, DELAYCOMPRESS, 1)
+    g = Follower("m", str(w.path), start_at="beginning", saved=saved, retire_after=3600.0)
     got += _follow(g)
     assert sorted(got) == sorted(expected)
+
+
+def _two_rotations_before(monkeypatch: pytest.MonkeyPatch, method: str, w: BannerWriter,
+                          expected: list[bytes]) -> list[int]:
+    """Just before the first call of LogFiles.`method`, logrotate (delaycompress) runs twice: a
+    new file of the banner and a line, then one of the banner alone."""
+    fired: list[int] = []
+    real = getattr(LogFiles, method)
+
+    def wrapped(self: LogFiles, *args: Any, **kw: Any) -> Any:
+        if not fired:
+            fired.append(1)
+            for n in (1, 0):
+                expected.extend(_next_file(w.path.parent, w, DELAYCOMPRESS, n))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(LogFiles, method, wrapped)
+    return fired
 
 
 def test_restart_never_reads_the_live_file_again_in_its_archive(
@@ -347,29 +369,15 @@ def test_restart_never_reads_the_live_file_again_in_its_archive(
     # renamed it and, a rotation later, compressed it (delaycompress). Its archive holds all of
     # it, and is what the scan finds: its lines were read twice, once in each.
     log = tmp_path / "mail.log"
-    conf = "create\n  compress\n  delaycompress"
+    conf = DELAYCOMPRESS
     w = BannerWriter(log)
     expected = w.banner() + w.line(3)
     f = Follower("m", str(log), start_at="beginning")
     got = _follow(f)
     saved = f.checkpoint()
     f.close()
-    _rotate(tmp_path, log, conf)
-    w.reopen()
-    expected += w.banner() + w.line(2)
-    real = LogFiles.intermediates
-    fired: list[int] = []
-
-    def intermediates(self: LogFiles, *args: Any, **kw: Any) -> list[Stream]:
-        if not fired:
-            fired.append(1)
-            for n in (1, 0):
-                _rotate(tmp_path, log, conf)
-                w.reopen()
-                expected.extend(w.banner() + w.line(n))
-        return real(self, *args, **kw)
-
-    monkeypatch.setattr(LogFiles, "intermediates", intermediates)
+    expected += _next_file(tmp_path, w, conf, 2)
+    fired = _two_rotations_before(monkeypatch, "intermediates", w, expected)
     g = Follower("m", str(log), start_at="beginning", saved=saved)
     got += _follow(g)
     assert fired
@@ -382,27 +390,13 @@ def test_restart_finds_a_banner_only_file_in_its_own_archive(tmp_path: Path) -> 
     # taken for the banner-only file, read on from the banner's end, and read again as the live
     # file's: its lines counted twice. A file read to its end is found in an archive that holds
     # no more.
-    log = tmp_path / "mail.log"
-    conf = "create\n  compress\n  delaycompress"
-    w = BannerWriter(log)
-    expected = w.banner() + w.line(2)
-    f = Follower("m", str(log), start_at="beginning", retire_after=3600.0)
-    got = _follow(f)
-    for n in (0, 3):
-        _rotate(tmp_path, log, conf)
-        w.reopen()
-        expected += w.banner() + w.line(n)
-        got += _follow(f)
-    saved = f.checkpoint()
-    f.close()
+    w, got, expected, saved = _saved_beside_a_banner_only_file(tmp_path)
     # Held open, its inode is not given to a newer file (inode reuse is another test's case).
     with (tmp_path / "mail.log.1").open("rb"):
         expected += w.line(2)
         for n in (1, 0):
-            _rotate(tmp_path, log, conf)
-            w.reopen()
-            expected += w.banner() + w.line(n)
-        g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=3600.0)
+            expected += _next_file(tmp_path, w, DELAYCOMPRESS, n)
+        g = Follower("m", str(w.path), start_at="beginning", saved=saved, retire_after=3600.0)
         got += _follow(g)
     assert sorted(got) == sorted(expected)
 
@@ -415,32 +409,18 @@ def test_restart_on_a_folder_logrotate_changes_meanwhile_scans_again(
     # That one was taken for it and the archive itself never read. A restart whose listing
     # changed (names or inodes) under it scans again.
     log = tmp_path / "mail.log"
-    conf = "create\n  compress\n  delaycompress"
+    conf = DELAYCOMPRESS
     w = BannerWriter(log)
     expected = w.banner() + w.line(1)
     f = Follower("m", str(log), start_at="beginning", retire_after=3600.0)
     got = _follow(f)
     for n in (2, 3, 0):
-        _rotate(tmp_path, log, conf)
-        w.reopen()
-        expected += w.banner() + w.line(n)
+        expected += _next_file(tmp_path, w, conf, n)
     f.poll(0)  # the rotated files are opened, none read
     saved = f.checkpoint()
     assert any(r["path"].endswith(".gz") and r["offset"] == 0 for r in saved["files"])
     f.close()
-    real = LogFiles.locate
-    fired: list[int] = []
-
-    def locate(self: LogFiles, *args: Any, **kw: Any) -> Stream | None:
-        if not fired:
-            fired.append(1)
-            for n in (1, 0):
-                _rotate(tmp_path, log, conf)
-                w.reopen()
-                expected.extend(w.banner() + w.line(n))
-        return real(self, *args, **kw)
-
-    monkeypatch.setattr(LogFiles, "locate", locate)
+    fired = _two_rotations_before(monkeypatch, "locate", w, expected)
     g = Follower("m", str(log), start_at="beginning", saved=saved, retire_after=3600.0)
     got += _follow(g)
     assert fired
