@@ -78,15 +78,17 @@ class EventBatch(msgspec.Struct):
     reasons: dict[tuple[Direction, str, str], int] = msgspec.field(default_factory=dict)
     refusals: list[tuple[int, Direction, str, str, str, str, str]] = msgspec.field(default_factory=list)
     # What alert rules count (AlertEngine.observe_batch), for each event with a code, in order
-    # (parallel to `domains`): its time cut to the whole second (Event.time's floor: rules
-    # compare times with whole seconds only) and its reply (direction, code, enhanced).
+    # (parallel to `domains` unless `unnamed` has some): its time cut to the whole second
+    # (Event.time's floor: rules compare times with whole seconds only) and its reply
+    # (direction, code, enhanced).
     # Filled only when asked (BulkReader.batch).
     times: list[float] = msgspec.field(default_factory=list)
     codes: list[tuple[Direction, str, str]] = msgspec.field(default_factory=list)
     # Events with a code but no domain that a bulk reader left out of `domains` and `classes`,
     # by (direction, class): they count under "other" and never touch the top-domains sketch.
-    # Each class's first such event stays in the lists (so its key is counted in batch order);
-    # never with `times` and `codes`, which need every event.
+    # Each class's first such event stays in the lists (so its key is counted in batch order).
+    # With `times` and `codes` only when asked for without `aligned` (BulkReader.batch): no
+    # per_domain alert rule reads the log, so no reply's domain is needed there.
     unnamed: dict[tuple[Direction, str], int] = msgspec.field(default_factory=dict)
     # When set, everything but `events`, `minutes` and `last_time` is still to come: calling it
     # once fills it in. Aggregate.add_batch() does so only when it takes the batch, so a bulk

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgspec
 import pytest
 
 from benchmarks.gen_logs import generate
 from benchmarks.restamp import syslog_stamped
 from logscan.core.aggregate import Aggregate
-from logscan.core.alerts import DEFAULT_RULES, AlertEngine, AlertPeriod, Replay, Rule, Transition
+from logscan.core.alerts import DEFAULT_RULES, DEFAULT_SETTLE_S, AlertEngine, AlertPeriod, Replay, Rule, Transition
 from logscan.core.pipeline import Pipeline
 from logscan.events import Event, EventBatch
 from logscan.parsers import exim_bulk, mailenable_bulk, make_parser, postfix_bulk
@@ -74,29 +75,40 @@ def without_c(fmt: str, c: bool, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(mailenable_bulk, "_tally", ME_C[1] if c else None)
 
 
+class Fed(NamedTuple):
+    transitions: list[Transition]
+    batched: int  # replies that reached the engine in batches
+    compacted: int  # of those, replies in batches with EventBatch.unnamed (domains not each reply's)
+    aggregate: dict[str, Any]
+
+
 def feed(
     engine: AlertEngine, chunks: list[str], mode: str, monkeypatch: pytest.MonkeyPatch, fmt: str = "postfix"
-) -> tuple[list[Transition], int]:
-    """Every transition (collected after each chunk, then 2 h past the end) and how many
-    replies reached the engine in batches. `mode`: "each" (parse() per line), "c" (the bulk
+) -> Fed:
+    """Every transition (collected after each chunk, then 2 h past the end), what reached the
+    engine in batches, and the aggregate. `mode`: "each" (parse() per line), "c" (the bulk
     reader with its C scanner) or "regex" (the bulk reader's pure-Python rows)."""
     without_c(fmt, mode == "c", monkeypatch)
     parser = make_parser(fmt, ParserOptions(log="x.log", tz=UTC, reference_time=REFERENCE))
     agg = Aggregate(top_domains=3, windows=(60, 300))
-    batched = 0
+    batched = compacted = 0
 
     class Counting:
         def observe(self, ev: Any) -> None:
             engine.observe(ev)
 
         def observe_batch(self, batch: EventBatch) -> None:
-            nonlocal batched
+            nonlocal batched, compacted
             batched += len(batch.times)
+            compacted += len(batch.times) if batch.unnamed else 0
             engine.observe_batch(batch)
 
         def observe_events(self, events: list[Event]) -> None:
             for ev in events:
                 engine.observe(ev)
+
+        def needs_domains(self, log: str) -> bool:
+            return engine.needs_domains(log)
 
     pipe = Pipeline("x.log", parser, agg, (Counting(),))
     if mode == "each":
@@ -107,23 +119,32 @@ def feed(
         out += engine.advance()
     last = agg.last_event.get("x.log", REFERENCE)
     out += engine.advance(last + 7200)
-    return out, batched
+    return Fed(out, batched, compacted, agg.to_dict())
 
 
 def assert_same(
-    chunks: list[str], rules: tuple[Rule, ...], monkeypatch: pytest.MonkeyPatch, fmt: str = "postfix"
-) -> int:
-    """Both bulk readers against the per-event path; returns the transitions seen."""
-    want_engine = AlertEngine(rules)
-    want, none = feed(want_engine, chunks, "each", monkeypatch, fmt)
-    assert none == 0
+    chunks: list[str],
+    rules: tuple[Rule, ...],
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str = "postfix",
+    *,
+    settle_s: float = DEFAULT_SETTLE_S,
+) -> Fed:
+    """Both bulk readers against the per-event path (transitions, engine state, aggregate);
+    returns what the C reader fed."""
+    want_engine = AlertEngine(rules, settle_s=settle_s)
+    want = feed(want_engine, chunks, "each", monkeypatch, fmt)
+    assert want.batched == 0
+    fed: list[Fed] = []
     for mode in ("c", "regex"):
-        engine = AlertEngine(rules)
-        got, batched = feed(engine, chunks, mode, monkeypatch, fmt)
-        assert batched > 0, mode  # the batches did feed the engine
-        assert got == want, mode
+        engine = AlertEngine(rules, settle_s=settle_s)
+        got = feed(engine, chunks, mode, monkeypatch, fmt)
+        assert got.batched > 0, mode  # the batches did feed the engine
+        assert got.transitions == want.transitions, mode
         assert engine.to_dict() == want_engine.to_dict(), mode
-    return len(want)
+        assert got.aggregate == want.aggregate, mode
+        fed.append(got)
+    return fed[0]
 
 
 @pytest.fixture(scope="module")
@@ -146,14 +167,14 @@ def test_a_generated_log_fires_the_same_from_batches(
     generated: list[str], stamps: str, size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lines = list(map(syslog_stamped, generated)) if stamps == "syslog" else generated
-    assert assert_same(chunked(lines, size), RULES, monkeypatch) >= 20  # pending, firing, resolved
+    assert len(assert_same(chunked(lines, size), RULES, monkeypatch).transitions) >= 20  # pending, firing, resolved
 
 
 def test_per_domain_rules_fire_the_same_from_batches(
     generated: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A per_domain rule's series depend on the order of domains: such logs go event by event.
-    assert assert_same(chunked(generated, 4096), PER_DOMAIN, monkeypatch) >= 20
+    assert len(assert_same(chunked(generated, 4096), PER_DOMAIN, monkeypatch).transitions) >= 20
 
 
 def test_times_out_of_order_within_a_minute_fire_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,10 +186,10 @@ def test_times_out_of_order_within_a_minute_fire_the_same(monkeypatch: pytest.Mo
     )
     lines = [line.format(m=m, s=s) for m in range(0, 30) for s in (30, 5, 12, 9, 59, 10, 11)]
     for size in (3, 50, len(lines)):
-        assert assert_same(chunked(lines, size), RULES, monkeypatch) >= 2
+        assert len(assert_same(chunked(lines, size), RULES, monkeypatch).transitions) >= 2
     # Then replies from minutes that every window has left: counted as late, not in buckets.
     late = [line.format(m=m, s=s) for m in (1, 2) for s in (3, 40, 41, 42, 43, 44, 45)]
-    assert assert_same(chunked(lines + late, 7), RULES, monkeypatch) >= 2
+    assert len(assert_same(chunked(lines + late, 7), RULES, monkeypatch).transitions) >= 2
     engine = AlertEngine(RULES)
     feed(engine, chunked(lines + late, 7), "c", monkeypatch)
     assert engine.late == 14 * sum(r.direction == "inbound" for r in RULES)
@@ -190,9 +211,9 @@ def test_a_state_saved_before_batches_restores_and_runs_on(monkeypatch: pytest.M
     # Restored, the rest of the log fires the same from batches as event by event.
     chunks = chunked(lines[half:], 500)
     want_engine = AlertEngine.from_dict(saved, RULES)
-    want, _ = feed(want_engine, chunks, "each", monkeypatch)
+    want, *_ = feed(want_engine, chunks, "each", monkeypatch)
     got_engine = AlertEngine.from_dict(saved, RULES)
-    got, batched = feed(got_engine, chunks, "c", monkeypatch)
+    got, batched, *_ = feed(got_engine, chunks, "c", monkeypatch)
     assert batched > 0
     assert got == want
     assert got_engine.to_dict() == want_engine.to_dict()
@@ -236,7 +257,7 @@ def test_a_quiet_series_that_an_evaluation_would_drop_stays_as_per_event(
         for size in (1, 2):
             engine = AlertEngine(rules)
             chunks = chunked(lines, size)
-            assert assert_same(chunks, rules, monkeypatch) == 0
+            assert len(assert_same(chunks, rules, monkeypatch).transitions) == 0
             feed(engine, chunks, "c", monkeypatch)
             assert engine.late == late
 
@@ -307,13 +328,45 @@ def test_mailenable_sample_logs_fire_the_same_from_batches(
 def test_a_generated_mailenable_log_fires_the_same_from_batches(
     me_generated: list[str], size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert assert_same(chunked(me_generated, size), RULES, monkeypatch, "mailenable") >= 20
+    fed = assert_same(chunked(me_generated, size), RULES, monkeypatch, "mailenable")
+    assert len(fed.transitions) >= 20
+    # No per_domain rule: the batches counted replies without a domain per class.
+    assert fed.compacted > 0.9 * fed.batched
 
 
+@pytest.mark.parametrize("settle_s", [DEFAULT_SETTLE_S, 60.0], ids=["runs", "each"])
 def test_mailenable_per_domain_rules_fire_the_same_from_batches(
+    me_generated: list[str], settle_s: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chunks = chunked(me_generated, 4096)
+    fed = assert_same(chunks, PER_DOMAIN, monkeypatch, "mailenable", settle_s=settle_s)
+    assert len(fed.transitions) >= 20
+    # A per_domain rule reads each reply's domain: no batch may leave one out.
+    assert fed.compacted == 0
+    # The same rule kept to another log reads none of this one's domains.
+    elsewhere = tuple(msgspec.structs.replace(r, logs=("y.log",)) if r.per_domain else r for r in PER_DOMAIN)
+    assert assert_same(chunks, elsewhere, monkeypatch, "mailenable", settle_s=settle_s).compacted > 0
+
+
+def test_compacted_batches_fire_the_same_event_by_event(
     me_generated: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert assert_same(chunked(me_generated, 4096), PER_DOMAIN, monkeypatch, "mailenable") >= 20
+    # settle_s of a minute or more: observe_batch() rebuilds each event (_observe_each) from a
+    # batch whose replies without a domain were counted per class.
+    fed = assert_same(chunked(me_generated, 4096), RULES, monkeypatch, "mailenable", settle_s=60.0)
+    assert len(fed.transitions) >= 20
+    assert fed.compacted > 0.9 * fed.batched
+
+
+def test_a_compacted_batch_is_refused_for_a_per_domain_rule() -> None:
+    # Its replies' domains are not there: a per_domain rule must not count them all as "other".
+    batch = EventBatch(
+        "mailenable", "x.log", 3, {}, {}, {}, [""], [("inbound", "2xx")], {}, {}, 60.0,
+        times=[60.0, 61.0, 62.0], codes=[("inbound", "250", "")] * 3, unnamed={("inbound", "2xx"): 2},
+    )  # fmt: skip
+    AlertEngine(RULES, settle_s=60).observe_batch(batch)
+    with pytest.raises(ValueError, match="per_domain"):
+        AlertEngine(PER_DOMAIN, settle_s=60).observe_batch(batch)
 
 
 # --- Exim (docs/decisions/0018-exim-bulk.md): the same, from its bulk reader
@@ -334,4 +387,4 @@ def test_exim_fires_the_same_from_batches(
     assert EXIM_C is not None
     assert_same(chunked(sample, size), rules, monkeypatch, "exim")
     # pending, firing, resolved on the generated log
-    assert assert_same(chunked(generated_exim, size), rules, monkeypatch, "exim") >= 20
+    assert len(assert_same(chunked(generated_exim, size), rules, monkeypatch, "exim").transitions) >= 20

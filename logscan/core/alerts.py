@@ -324,7 +324,7 @@ class AlertEngine:
         times are cut to whole seconds, which decide the same as long as settle_s is whole.
         """
         times, codes = batch.times, batch.codes
-        if len(times) != len(batch.classes) or len(codes) != len(times):
+        if len(times) != len(batch.classes) + sum(batch.unnamed.values()) or len(codes) != len(times):
             raise ValueError("EventBatch without the time and reply of each event with a code")
         if not self.settle_s.is_integer():
             raise ValueError("observe_batch() needs a whole settle_s; feed events with observe()")
@@ -359,7 +359,7 @@ class AlertEngine:
         `kinds`: every distinct reply of `codes`, when known (else worked out here)."""
         if (
             not 0.0 <= self.settle_s < BUCKET_S
-            or self._per_domain(name)
+            or self.needs_domains(name)
             or not all(map(le, times, islice(times, 1, None)))
         ):
             return False
@@ -571,14 +571,22 @@ class AlertEngine:
                 return True
         return False
 
-    def _per_domain(self, name: str) -> bool:
-        """Whether a per_domain rule counts the replies of log `name`."""
+    def needs_domains(self, name: str) -> bool:
+        """Whether a per_domain rule counts the replies of log `name`: only then do its batches
+        need every reply's domain (EventBatch.domains parallel to .times, no .unnamed)."""
         return any(r.per_domain and (r.logs is None or name in r.logs) for r in self.rules)
 
     def _observe_each(self, batch: EventBatch) -> None:
         """observe() of each event of the batch with a code, rebuilt from what rules read."""
         mta, name = batch.mta, batch.log
-        replies = zip(batch.times, batch.codes, batch.domains, strict=True)
+        domains: Iterable[str] = batch.domains
+        if batch.unnamed:
+            # Events without a domain were counted per class, so `domains` is not each reply's.
+            # Only per_domain rules read a reply's domain (observe() → _domain_series).
+            if self.needs_domains(name):
+                raise ValueError("EventBatch without each reply's domain, for a per_domain rule")
+            domains = repeat("", len(batch.times))
+        replies = zip(batch.times, batch.codes, domains, strict=True)
         for t, (direction, code, enhanced), domain in replies:
             outbound = direction == "outbound"
             self.observe(

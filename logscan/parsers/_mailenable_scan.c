@@ -920,7 +920,7 @@ static int put_minute(PyObject *minutes, long bucket, const long *cells)
     return rc;
 }
 
-/* tally(run, kinds, hours, tx, each_reply, walk, learn_key, learn_hour, reason_of):
+/* tally(run, kinds, hours, tx, each_reply, compact, walk, learn_key, learn_hour, reason_of):
  * MailEnableBulk._tally_python() of a Run in one call. kinds: key -> (bits, class, cell, reply),
  * learn_key(key) adds a missing one; hours: `MM/DD/YY hh` -> its start, learn_hour(hour) adds a
  * missing one or gives None (then tally gives None: parse() must date it); reason_of(reply): a
@@ -932,10 +932,10 @@ static PyObject *tally(PyObject *self, PyObject *args)
 {
     RunObject *run;
     PyObject *kinds, *hours, *tx, *learn_key, *learn_hour, *reason_of;
-    int each, walk;
+    int each, compact, walk;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!ppOOO", &RunType, &run, &PyDict_Type, &kinds, &PyDict_Type, &hours,
-                          &PyDict_Type, &tx, &each, &walk, &learn_key, &learn_hour, &reason_of))
+    if (!PyArg_ParseTuple(args, "O!O!O!O!pppOOO", &RunType, &run, &PyDict_Type, &kinds, &PyDict_Type, &hours,
+                          &PyDict_Type, &tx, &each, &compact, &walk, &learn_key, &learn_hour, &reason_of))
         return NULL;
     Py_ssize_t n = run->n, nk = run->nkeys;
     P data = PyUnicode_1BYTE_DATA(run->chunk);
@@ -1040,7 +1040,7 @@ static PyObject *tally(PyObject *self, PyObject *args)
         !(codes = PyList_New(each ? n : 0)) || !(times = PyList_New(each ? n : 0)) ||
         !(refusals = PyList_New(0)) || !(reasons = PyDict_New()) || !(unnamed = PyDict_New()))
         goto done;
-    /* Without each_reply, events without a domain after the first of their class are only
+    /* With `compact`, events without a domain after the first of their class are only
      * counted per class (uc/un, by the class object): see mailenable_bulk.compact(). */
     PyObject *uc[UNNAMED] = {NULL};
     long un[UNNAMED] = {0};
@@ -1060,7 +1060,7 @@ static PyObject *tally(PyObject *self, PyObject *args)
         }
         PyObject *label = bits & OUTBOUND ? recipient : sender, *klass = k->klass;
         int listed = 1;
-        if (rc == 0 && !each && PyUnicode_GET_LENGTH(label) == 0) {
+        if (rc == 0 && compact && PyUnicode_GET_LENGTH(label) == 0) {
             int u = 0;
             while (u < nu && uc[u] != klass)
                 u++;
@@ -1141,7 +1141,7 @@ static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(chunk, rows) -> (lines, items) | None: mailenable_bulk.item() of every line of a chunk."},
     {"tally", tally, METH_VARARGS,
-     "tally(run, kinds, hours, tx, each_reply, walk, learn_key, learn_hour, reason_of): "
+     "tally(run, kinds, hours, tx, each_reply, compact, walk, learn_key, learn_hour, reason_of): "
      "MailEnableBulk._tally_python() of a Run in C."},
     {NULL, NULL, 0, NULL},
 };

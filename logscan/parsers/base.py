@@ -151,8 +151,12 @@ class BulkReader(Protocol):
         """An item for each of these lines; None: parse() them all."""
         ...
 
-    def batch(self, rows: list[tuple[str, ...]], each_reply: bool = False) -> EventBatch | None:
+    def batch(
+        self, rows: list[tuple[str, ...]], each_reply: bool = False, aligned: bool = True
+    ) -> EventBatch | None:
         """The events of consecutive rows, grouped; None: parse() their lines instead.
 
-        `each_reply`: also fill EventBatch.times and .codes (what alert rules count)."""
+        `each_reply`: also fill EventBatch.times and .codes (what alert rules count); then
+        `aligned` keeps `domains` parallel to them (no EventBatch.unnamed), which only a
+        per_domain rule reads: False lets a reader count events without a domain per class."""
         ...

@@ -309,10 +309,14 @@ class MailEnableBulk:
         """An item per line: its row, or the line (a skipped line too: the caller counts it)."""
         return [line if i is None else i for line, i in zip(lines, map(item, lines), strict=True)]
 
-    def batch(self, rows: list[tuple[str, ...]], each_reply: bool = False) -> EventBatch | None:
+    def batch(
+        self, rows: list[tuple[str, ...]], each_reply: bool = False, aligned: bool = True
+    ) -> EventBatch | None:
         """The events of `rows` (none empty) grouped; None when they must go line by line.
 
-        `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules."""
+        `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules;
+        `aligned`: with them, every reply's domain too (see BulkReader.batch)."""
+        compacted = not (each_reply and aligned)
         # The memos are cleared between calls only: the C tally keeps pointers into them.
         if len(self._kinds) >= _MEMO:
             self._kinds.clear()
@@ -321,43 +325,41 @@ class MailEnableBulk:
             if len(memo) >= _MEMO:
                 memo.clear()
         if len(rows) == 1 and _RUN is not None and type(rows[0]) is _RUN and _tally is not None:
-            return self._c_batch(cast(Run, rows[0]), each_reply)
+            return self._c_batch(cast(Run, rows[0]), each_reply, compacted)
         rows = [r for row in rows for r in (cast(Any, row).rows() if isinstance(row, Run) else (row,))]
-        got = self._tally_python(rows, each_reply)
+        got = self._tally_python(rows, each_reply, compacted)
         if got is None:
             return None
         b = EventBatch("mailenable", self._parser.log, len(rows), {}, {}, {}, [], [], {}, got[5], got[6])
         self._complete(b, got)
         return b
 
-    def _c_batch(self, run: Run, each_reply: bool) -> EventBatch | None:
+    def _c_batch(self, run: Run, each_reply: bool, compacted: bool) -> EventBatch | None:
         """batch() of a C Run: its minutes now (what Aggregate.add_batch decides on), and the
         rest, the walk through the parser's state included, only when the aggregate takes it
         (EventBatch.fill): a refused batch leaves the state as it was, with no copy to keep."""
         p = self._parser
-        got = self._c_tally(run, each_reply, walk=False)
+        got = self._c_tally(run, each_reply, compacted, walk=False)
         if got is None:
             return None
         minutes, last = got
         b = EventBatch("mailenable", p.log, len(cast(Sized, run)), {}, {}, {}, [], [], {}, minutes, last)
-        b.fill = partial(self._fill, run, each_reply)
+        b.fill = partial(self._fill, run, each_reply, compacted)
         return b
 
-    def _c_tally(self, run: Run, each_reply: bool, walk: bool) -> tuple[Any, ...] | None:
+    def _c_tally(self, run: Run, each_reply: bool, compacted: bool, walk: bool) -> tuple[Any, ...] | None:
         """tally() of logscan/parsers/_mailenable_scan.c on this reader's memos and parser."""
         assert _tally is not None
         p = self._parser
-        info, hours = self._info, self._hours
-        return cast(
-            tuple[Any, ...] | None,
-            _tally(run, info, hours, p.transactions, each_reply, walk, self._kind, self._hour, self._reason),
-        )
+        tx, learn = p.transactions, (self._kind, self._hour, self._reason)
+        got = _tally(run, self._info, self._hours, tx, each_reply, compacted, walk, *learn)
+        return cast(tuple[Any, ...] | None, got)
 
-    def _fill(self, run: Run, each_reply: bool, b: EventBatch) -> None:
+    def _fill(self, run: Run, each_reply: bool, compacted: bool, b: EventBatch) -> None:
         """The rest of a C Run's batch, after parse()'s state steps (tally() of _mailenable_scan.c)."""
         # An older batch's saved state (the Python reader's) must not outlive this walk.
         self._parser.undo_from(cast(Any, run).first, None)
-        got = self._c_tally(run, each_reply, walk=True)
+        got = self._c_tally(run, each_reply, compacted, walk=True)
         if got is None:  # cannot be: the same run gave minutes a moment ago, and nothing changed since
             raise RuntimeError("mailenable_bulk: a run's batch could not be filled")
         self._complete(b, cast(Tally, got))
@@ -421,11 +423,11 @@ class MailEnableBulk:
                 self._reasons[reply] = reason
         return reason
 
-    def _tally_python(self, rows: list[tuple[str, ...]], each_reply: bool) -> Tally | None:
+    def _tally_python(self, rows: list[tuple[str, ...]], each_reply: bool, compacted: bool) -> Tally | None:
         """Each row's share of the batch, walking the parser's state; None: parse() the lines.
 
-        Returns the count of each row key, the domain label, class, reply (each_reply) and
-        time (each_reply) of each row (without each_reply, as compact() leaves them), the
+        Returns the count of each row key, the domain label and class of each row (as compact()
+        leaves them when `compacted`), the reply and time of each row (each_reply), the
         bounce-ratio minutes, the latest time, the reasons and offenders of the 4xx/5xx rows in
         order, and compact()'s count of the rows left out."""
         p = self._parser
@@ -474,7 +476,7 @@ class MailEnableBulk:
         klass = {k: kinds[k].klass for k in counts}
         classes = list(map(klass.__getitem__, keys))
         unnamed: dict[tuple[Direction, str], int] = {}
-        if not each_reply:
+        if compacted:
             labels, classes, unnamed = compact(labels, classes)
         return (
             dict(counts),
