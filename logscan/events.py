@@ -90,6 +90,11 @@ class EventBatch(msgspec.Struct):
     # With `times` and `codes` only when asked for without `aligned` (BulkReader.batch): no
     # per_domain alert rule reads the log, so no reply's domain is needed there.
     unnamed: dict[tuple[Direction, str], int] = msgspec.field(default_factory=dict)
+    # When not empty, `times` and `codes` group the replies of each minute (BulkReader.batch's
+    # per_minute; replies in time order only): per minute, in order, one entry per kind of row
+    # (its first time, reply and count here), then the minute's last time and reply with a 0
+    # here. AlertEngine counts them as the replies themselves (_count_runs reads nothing else).
+    weights: list[int] = msgspec.field(default_factory=list)
     # When set, everything but `events`, `minutes` and `last_time` is still to come: calling it
     # once fills it in. Aggregate.add_batch() does so only when it takes the batch, so a bulk
     # reader's steps through its parser's state happen only for a batch that is counted.

@@ -20,7 +20,15 @@ import pytest
 from benchmarks.gen_logs import generate
 from benchmarks.restamp import syslog_stamped
 from logscan.core.aggregate import Aggregate
-from logscan.core.alerts import DEFAULT_RULES, DEFAULT_SETTLE_S, AlertEngine, AlertPeriod, Replay, Rule, Transition
+from logscan.core.alerts import (
+    DEFAULT_RULES,
+    DEFAULT_SETTLE_S,
+    AlertEngine,
+    AlertPeriod,
+    Replay,
+    Rule,
+    Transition,
+)
 from logscan.core.pipeline import Pipeline
 from logscan.events import Event, EventBatch
 from logscan.parsers import exim_bulk, mailenable_bulk, make_parser, postfix_bulk
@@ -79,28 +87,37 @@ class Fed(NamedTuple):
     transitions: list[Transition]
     batched: int  # replies that reached the engine in batches
     compacted: int  # of those, replies in batches with EventBatch.unnamed (domains not each reply's)
+    grouped: int  # of those, replies grouped per minute (EventBatch.weights)
     aggregate: dict[str, Any]
 
 
 def feed(
-    engine: AlertEngine, chunks: list[str], mode: str, monkeypatch: pytest.MonkeyPatch, fmt: str = "postfix"
+    engine: AlertEngine,
+    chunks: list[str],
+    mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str = "postfix",
+    per_minute: bool = True,
 ) -> Fed:
     """Every transition (collected after each chunk, then 2 h past the end), what reached the
     engine in batches, and the aggregate. `mode`: "each" (parse() per line), "c" (the bulk
-    reader with its C scanner) or "regex" (the bulk reader's pure-Python rows)."""
+    reader with its C scanner) or "regex" (the bulk reader's pure-Python rows); `per_minute`:
+    whether the engine takes replies grouped per minute where it can."""
     without_c(fmt, mode == "c", monkeypatch)
     parser = make_parser(fmt, ParserOptions(log="x.log", tz=UTC, reference_time=REFERENCE))
     agg = Aggregate(top_domains=3, windows=(60, 300))
-    batched = compacted = 0
+    batched = compacted = grouped = 0
 
     class Counting:
         def observe(self, ev: Any) -> None:
             engine.observe(ev)
 
         def observe_batch(self, batch: EventBatch) -> None:
-            nonlocal batched, compacted
-            batched += len(batch.times)
-            compacted += len(batch.times) if batch.unnamed else 0
+            nonlocal batched, compacted, grouped
+            n = sum(batch.weights) if batch.weights else len(batch.times)
+            batched += n
+            compacted += n if batch.unnamed else 0
+            grouped += sum(batch.weights)
             engine.observe_batch(batch)
 
         def observe_events(self, events: list[Event]) -> None:
@@ -109,6 +126,9 @@ def feed(
 
         def needs_domains(self, log: str) -> bool:
             return engine.needs_domains(log)
+
+        def takes_minutes(self, log: str) -> bool:
+            return per_minute and engine.takes_minutes(log)
 
     pipe = Pipeline("x.log", parser, agg, (Counting(),))
     if mode == "each":
@@ -119,7 +139,7 @@ def feed(
         out += engine.advance()
     last = agg.last_event.get("x.log", REFERENCE)
     out += engine.advance(last + 7200)
-    return Fed(out, batched, compacted, agg.to_dict())
+    return Fed(out, batched, compacted, grouped, agg.to_dict())
 
 
 def assert_same(
@@ -129,6 +149,7 @@ def assert_same(
     fmt: str = "postfix",
     *,
     settle_s: float = DEFAULT_SETTLE_S,
+    per_minute: bool = True,
 ) -> Fed:
     """Both bulk readers against the per-event path (transitions, engine state, aggregate);
     returns what the C reader fed."""
@@ -138,7 +159,7 @@ def assert_same(
     fed: list[Fed] = []
     for mode in ("c", "regex"):
         engine = AlertEngine(rules, settle_s=settle_s)
-        got = feed(engine, chunks, mode, monkeypatch, fmt)
+        got = feed(engine, chunks, mode, monkeypatch, fmt, per_minute)
         assert got.batched > 0, mode  # the batches did feed the engine
         assert got.transitions == want.transitions, mode
         assert engine.to_dict() == want_engine.to_dict(), mode
@@ -167,7 +188,8 @@ def test_a_generated_log_fires_the_same_from_batches(
     generated: list[str], stamps: str, size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lines = list(map(syslog_stamped, generated)) if stamps == "syslog" else generated
-    assert len(assert_same(chunked(lines, size), RULES, monkeypatch).transitions) >= 20  # pending, firing, resolved
+    fed = assert_same(chunked(lines, size), RULES, monkeypatch)
+    assert len(fed.transitions) >= 20  # pending, firing, resolved
 
 
 def test_per_domain_rules_fire_the_same_from_batches(
@@ -330,8 +352,14 @@ def test_a_generated_mailenable_log_fires_the_same_from_batches(
 ) -> None:
     fed = assert_same(chunked(me_generated, size), RULES, monkeypatch, "mailenable")
     assert len(fed.transitions) >= 20
-    # No per_domain rule: the batches counted replies without a domain per class.
+    # No per_domain rule: the batches counted replies without a domain per class, and the
+    # engine took each minute's replies grouped.
     assert fed.compacted > 0.9 * fed.batched
+    assert fed.grouped > 0.9 * fed.batched
+    # Listed one by one (the form of a batch whose times go back), the same.
+    fed = assert_same(chunked(me_generated, size), RULES, monkeypatch, "mailenable", per_minute=False)
+    assert fed.compacted > 0.9 * fed.batched
+    assert fed.grouped == 0
 
 
 @pytest.mark.parametrize("settle_s", [DEFAULT_SETTLE_S, 60.0], ids=["runs", "each"])
@@ -341,8 +369,8 @@ def test_mailenable_per_domain_rules_fire_the_same_from_batches(
     chunks = chunked(me_generated, 4096)
     fed = assert_same(chunks, PER_DOMAIN, monkeypatch, "mailenable", settle_s=settle_s)
     assert len(fed.transitions) >= 20
-    # A per_domain rule reads each reply's domain: no batch may leave one out.
-    assert fed.compacted == 0
+    # A per_domain rule reads each reply's domain: no batch may leave one out or group them.
+    assert fed.compacted == fed.grouped == 0
     # The same rule kept to another log reads none of this one's domains.
     elsewhere = tuple(msgspec.structs.replace(r, logs=("y.log",)) if r.per_domain else r for r in PER_DOMAIN)
     assert assert_same(chunks, elsewhere, monkeypatch, "mailenable", settle_s=settle_s).compacted > 0
@@ -356,6 +384,7 @@ def test_compacted_batches_fire_the_same_event_by_event(
     fed = assert_same(chunked(me_generated, 4096), RULES, monkeypatch, "mailenable", settle_s=60.0)
     assert len(fed.transitions) >= 20
     assert fed.compacted > 0.9 * fed.batched
+    assert fed.grouped == 0
 
 
 def test_a_compacted_batch_is_refused_for_a_per_domain_rule() -> None:
@@ -367,6 +396,14 @@ def test_a_compacted_batch_is_refused_for_a_per_domain_rule() -> None:
     AlertEngine(RULES, settle_s=60).observe_batch(batch)
     with pytest.raises(ValueError, match="per_domain"):
         AlertEngine(PER_DOMAIN, settle_s=60).observe_batch(batch)
+    # Grouped per minute, its replies cannot be observed one by one at all.
+    grouped = msgspec.structs.replace(
+        batch, times=[60.0, 62.0], codes=[("inbound", "250", "")] * 2, weights=[3, 0]
+    )
+    AlertEngine(RULES).observe_batch(grouped)
+    for engine in (AlertEngine(PER_DOMAIN), AlertEngine(RULES, settle_s=60)):
+        with pytest.raises(ValueError, match="grouped per minute"):
+            engine.observe_batch(grouped)
 
 
 # --- Exim (docs/decisions/0018-exim-bulk.md): the same, from its bulk reader

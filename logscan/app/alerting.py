@@ -50,6 +50,9 @@ class Replayer:
     def needs_domains(self, log: str) -> bool:
         return self.replay.engine.needs_domains(log)
 
+    def takes_minutes(self, log: str) -> bool:
+        return self.replay.engine.takes_minutes(log)
+
     def finish(self) -> list[dict[str, Any]]:
         """Every firing period, as JSON-able dicts with ISO start and end."""
         return [_period_doc(p) for p in self.replay.finish()]

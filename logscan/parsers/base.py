@@ -152,11 +152,17 @@ class BulkReader(Protocol):
         ...
 
     def batch(
-        self, rows: list[tuple[str, ...]], each_reply: bool = False, aligned: bool = True
+        self,
+        rows: list[tuple[str, ...]],
+        each_reply: bool = False,
+        aligned: bool = True,
+        per_minute: bool = False,
     ) -> EventBatch | None:
         """The events of consecutive rows, grouped; None: parse() their lines instead.
 
         `each_reply`: also fill EventBatch.times and .codes (what alert rules count); then
         `aligned` keeps `domains` parallel to them (no EventBatch.unnamed), which only a
-        per_domain rule reads: False lets a reader count events without a domain per class."""
+        per_domain rule reads: False lets a reader count events without a domain per class.
+        `per_minute` (never with `aligned`): a reader may group each minute's replies
+        (EventBatch.weights) instead of listing each."""
         ...
