@@ -10,6 +10,7 @@ several sizes. Sensitive extra rules make the logs fire, pend and resolve often.
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,9 +31,9 @@ from logscan.core.alerts import (
     Transition,
 )
 from logscan.core.pipeline import Pipeline
-from logscan.events import Event, EventBatch
+from logscan.events import Direction, Event, EventBatch
 from logscan.parsers import exim_bulk, mailenable_bulk, make_parser, postfix_bulk
-from logscan.parsers.base import ParserOptions
+from logscan.parsers.base import ParserOptions, per_minute
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = 1_796_000_000.0  # 2026-11-29
@@ -425,3 +426,43 @@ def test_exim_fires_the_same_from_batches(
     assert_same(chunked(sample, size), rules, monkeypatch, "exim")
     # pending, firing, resolved on the generated log
     assert len(assert_same(chunked(generated_exim, size), rules, monkeypatch, "exim").transitions) >= 20
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_replies_grouped_per_minute_fire_as_listed(seed: int) -> None:
+    # base.per_minute() against the same replies listed one by one, straight into the engine:
+    # sparse minutes (a reply or two, before or after the evaluation point), busy ones, gaps.
+    rnd = random.Random(seed)
+    replies: list[tuple[Direction, str, str]] = [
+        ("inbound", "551", "5.1.1"), ("inbound", "250", ""), ("outbound", "551", ""),
+        ("outbound", "450", "4.2.0"), ("inbound", "421", ""),
+    ]  # fmt: skip
+    keys = [f"k{i}" for i in range(len(replies))]
+    reply_of = dict(zip(keys, replies, strict=True))
+    t = REFERENCE
+    times: list[float] = []
+    coded: list[str] = []
+    for _ in range(rnd.randrange(200, 1500)):
+        t += rnd.choice((0, 0, 1, 3, 9, 11, 30, 59, 60, 61, 400, 3600))
+        times.append(t)
+        coded.append(rnd.choice(keys[: rnd.randrange(1, len(keys) + 1)]))
+    for rules in (RULES, SENSITIVE, PER_DOMAIN):
+        listed, grouped = AlertEngine(rules), AlertEngine(rules)
+        i = 0
+        while i < len(times):
+            j = min(len(times), i + rnd.randrange(1, 300))
+            batch = EventBatch(
+                "mailenable", "x.log", j - i, dict.fromkeys(map(reply_of.__getitem__, coded[i:j]), 1), {}, {},
+                [""] * (j - i), [("inbound", "5xx")] * (j - i), {}, {}, times[j - 1], times=times[i:j],
+                codes=list(map(reply_of.__getitem__, coded[i:j])),
+            )  # fmt: skip
+            listed.observe_batch(batch)
+            found = per_minute(times[i:j], coded[i:j], reply_of)
+            assert found is not None
+            if grouped.takes_minutes("x.log"):
+                batch = msgspec.structs.replace(batch, times=found[0], codes=found[1], weights=found[2])
+            grouped.observe_batch(batch)
+            assert grouped.advance() == listed.advance()
+            i = j
+        assert grouped.advance(t + 7200) == listed.advance(t + 7200)
+        assert grouped.to_dict() == listed.to_dict()

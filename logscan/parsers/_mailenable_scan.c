@@ -920,7 +920,7 @@ static int put_minute(PyObject *minutes, long bucket, const long *cells)
     return rc;
 }
 
-/* One entry of a grouped batch (mailenable_bulk.grouped()): times, codes, weights += t, reply, n. */
+/* One entry of a grouped batch (base.per_minute()): times, codes, weights += t, reply, n. */
 static int put_entry(PyObject *times, PyObject *codes, PyObject *weights, double t, PyObject *reply, long n)
 {
     PyObject *tf = PyFloat_FromDouble(t), *w = PyLong_FromLong(n);

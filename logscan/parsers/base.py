@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import tzinfo
+from itertools import islice
+from operator import le
 from typing import ClassVar, Protocol, cast, runtime_checkable
 
-from logscan.events import MTA, EventBatch, ParseResult
+from logscan.events import MTA, Direction, EventBatch, ParseResult
 
 # Lines longer than this are cut before parsing: Postfix itself cuts at 2,000 and
 # journald at 48 KiB; a longer line is hostile or broken, and must not cost more.
@@ -135,6 +139,43 @@ def lines_of(rows: Iterable[object]) -> list[str]:
         else:
             lines.append(cast(tuple[str, ...], row)[-1])
     return lines
+
+
+Reply = tuple[Direction, str, str]
+
+
+def per_minute(
+    times: list[float], keys: list[str], reply_of: Mapping[str, Reply]
+) -> tuple[list[float], list[Reply], list[int]] | None:
+    """EventBatch.times, .codes and .weights of replies (`keys`: each one's row key, whose reply
+    `reply_of` gives): per minute, each key's first time, reply and count in the order keys first
+    occur, then the minute's last time and reply with a count of 0. None when times go back."""
+    if not all(map(le, times, islice(times, 1, None))):
+        return None
+    out_times: list[float] = []
+    codes: list[Reply] = []
+    weights: list[int] = []
+    i, n = 0, len(times)
+    while i < n:
+        j = bisect_left(times, (int(times[i] // 60) + 1) * 60, i + 1)  # as AlertEngine._count_runs
+        for key, count in Counter(keys[i:j]).items():  # keys in the order they first occur
+            out_times.append(times[keys.index(key, i, j)])
+            codes.append(reply_of[key])
+            weights.append(count)
+        out_times.append(times[j - 1])
+        codes.append(reply_of[keys[j - 1]])
+        weights.append(0)
+        i = j
+    return out_times, codes, weights
+
+
+def reply_lists(
+    times: list[float], keys: list[str], reply_of: Mapping[str, Reply], grouped: bool
+) -> tuple[list[float], list[Reply], list[int]]:
+    """EventBatch.times, .codes and .weights of replies: each one listed, or when `grouped` and
+    their times never go back, per_minute()'s groups."""
+    found = per_minute(times, keys, reply_of) if grouped else None
+    return found if found is not None else (times, list(map(reply_of.__getitem__, keys)), [])
 
 
 class BulkReader(Protocol):

@@ -22,7 +22,7 @@ from operator import add, floordiv, itemgetter, le
 from typing import Any, Final, NamedTuple, cast
 
 from logscan.events import Direction, EventBatch, Status
-from logscan.parsers.base import MAX_LINE, Item, Run, domain_of, reply_codes
+from logscan.parsers.base import MAX_LINE, Item, Run, domain_of, reply_codes, reply_lists
 from logscan.parsers.mailenable import (
     CARRY,
     MAIL,
@@ -194,35 +194,6 @@ def compact(
         kept_labels.append(label)
         kept_classes.append(klass)
     return kept_labels, kept_classes, {k: n for k, n in unnamed.items() if n}
-
-
-def grouped(
-    times: list[float], keys: list[str], replies: dict[str, tuple[Direction, str, str]]
-) -> tuple[list[float], list[tuple[Direction, str, str]], list[int]]:
-    """EventBatch.times, .codes and .weights of rows in time order (`keys`: each row's key, and
-    `replies` their replies): per minute, each key's first time, reply and count in the order
-    keys first occur, then the minute's last time and reply with a count of 0."""
-    out_times: list[float] = []
-    out_codes: list[tuple[Direction, str, str]] = []
-    weights: list[int] = []
-    i, n = 0, len(times)
-    while i < n:
-        minute = int(times[i] // 60)
-        first: dict[str, tuple[float, int]] = {}
-        j = i
-        while j < n and int(times[j] // 60) == minute:
-            t, count = first.get(keys[j], (times[j], 0))
-            first[keys[j]] = (t, count + 1)
-            j += 1
-        for key, (t, count) in first.items():
-            out_times.append(t)
-            out_codes.append(replies[key])
-            weights.append(count)
-        out_times.append(times[j - 1])
-        out_codes.append(replies[keys[j - 1]])
-        weights.append(0)
-        i = j
-    return out_times, out_codes, weights
 
 
 def _domain(memo: dict[str, str], addr: str) -> str:
@@ -461,14 +432,14 @@ class MailEnableBulk:
 
     def _tally_python(self, rows: list[tuple[str, ...]], how: How) -> Tally | None:
         """Each row's share of the batch, walking the parser's state; None: parse() the lines.
-        `how`: (each_reply, compacted, grouped).
+        `how`: (each_reply, compacted, grouping).
 
         Returns the count of each row key, the domain label and class of each row (as compact()
-        leaves them when `compacted`), the reply and time of each row (each_reply; as grouped()
-        gives them when `grouped` and the times never go back), the bounce-ratio minutes, the
-        latest time, the reasons and offenders of the 4xx/5xx rows in order, compact()'s count
-        of the rows left out, and grouped()'s weights."""
-        each_reply, compacted, per_minute = how
+        leaves them when `compacted`), the reply and time of each row (each_reply; as
+        base.per_minute() gives them when `grouping`, with their weights), the bounce-ratio
+        minutes, the latest time, the reasons and offenders of the 4xx/5xx rows in order, and
+        compact()'s count of the rows left out."""
+        each_reply, compacted, grouping = how
         p = self._parser
         kinds = self._kinds
         keys = list(map(itemgetter(KEY), rows))
@@ -518,11 +489,7 @@ class MailEnableBulk:
         if compacted:
             labels, classes, unnamed = compact(labels, classes)
         replies = {k: kinds[k].reply for k in counts}
-        codes = list(map(replies.__getitem__, keys)) if each_reply else []
-        weights: list[int] = []
-        if per_minute and all(map(le, times, islice(times, 1, None))):
-            reply_times, codes, weights = grouped(times, keys, replies)
-        else:
-            reply_times = times if each_reply else []
+        listed = reply_lists(times, keys, replies, grouping) if each_reply else None
+        reply_times, codes, weights = listed or ([], [], [])
         found = (dict(counts), labels, classes, codes, reply_times, minutes, max(times))
         return (*found, reasons, refusals, unnamed, weights)
