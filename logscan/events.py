@@ -91,9 +91,10 @@ class EventBatch(msgspec.Struct):
     # per_domain alert rule reads the log, so no reply's domain is needed there.
     unnamed: dict[tuple[Direction, str], int] = msgspec.field(default_factory=dict)
     # When not empty, `times` and `codes` group the replies of each minute (BulkReader.batch's
-    # per_minute; replies in time order only): per minute, in order, one entry per kind of row
-    # (its first time, reply and count here), then the minute's last time and reply with a 0
-    # here. AlertEngine counts them as the replies themselves (_count_runs reads nothing else).
+    # per_minute; replies in time order only): per minute, in order, one entry per distinct
+    # reply (its first time, the reply and its count here), then the minute's last time and
+    # reply with a 0 here (parsers.base.per_minute). AlertEngine counts them as the replies
+    # themselves (_count_runs reads nothing else of a minute).
     weights: list[int] = msgspec.field(default_factory=list)
     # When set, everything but `events`, `minutes` and `last_time` is still to come: calling it
     # once fills it in. Aggregate.add_batch() does so only when it takes the batch, so a bulk

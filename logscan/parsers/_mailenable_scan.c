@@ -908,6 +908,8 @@ static int hour_start(P at, PyObject *hours, PyObject *learn_hour, double *base)
 typedef struct {
     long bits, cell, count;
     PyObject *klass, *reply; /* borrowed from `kinds`, which only grows during a call */
+    Py_ssize_t same;         /* grouped: the first key of the run with an equal reply */
+    Py_hash_t hash;          /* grouped: the reply's hash */
 } KeyInfo;
 
 /* Adds the bounce-ratio cells of one minute to `minutes`. */
@@ -933,8 +935,9 @@ static int put_entry(PyObject *times, PyObject *codes, PyObject *weights, double
     return rc;
 }
 
-/* The entries of one minute of a grouped batch: each key's (first time, reply, count) in the
- * order keys first occur (the counts go back to 0), then (last time, last reply, 0). */
+/* The entries of one minute of a grouped batch: each reply's (first time, reply, count) in the
+ * order replies first occur (gorder: the first key of each; the counts go back to 0), then
+ * (last time, last reply, 0). */
 static int put_group(PyObject *times, PyObject *codes, PyObject *weights, const KeyInfo *ki,
                      const Py_ssize_t *gorder, Py_ssize_t ng, const double *gfirst, long *gcount, double last,
                      PyObject *last_reply)
@@ -1008,6 +1011,21 @@ static PyObject *tally(PyObject *self, PyObject *args)
             goto done;
         ki[k].klass = PyTuple_GET_ITEM(kind, 1);
         ki[k].reply = PyTuple_GET_ITEM(kind, 3);
+        ki[k].same = k;
+        /* A grouped batch counts replies, not keys (several keys share a reply, e.g. verbs). */
+        if (each && grouped) {
+            if ((ki[k].hash = PyObject_Hash(ki[k].reply)) == -1)
+                goto done;
+            for (Py_ssize_t j = 0; j < k; j++) {
+                int eq = ki[j].hash == ki[k].hash ? PyObject_RichCompareBool(ki[j].reply, ki[k].reply, Py_EQ) : 0;
+                if (eq < 0)
+                    goto done;
+                if (eq) {
+                    ki[k].same = ki[j].same;
+                    break;
+                }
+            }
+        }
     }
     Py_UCS1 last_minute[14] = {0}, last_hour[HOUR_LEN] = {0};
     int have_minute = 0, have_hour = 0, back = 0, ordered = 1;
@@ -1125,9 +1143,10 @@ static PyObject *tally(PyObject *self, PyObject *args)
                 ng = 0;
                 gminute = m;
             }
-            if (gcount[w->key]++ == 0) {
-                gorder[ng++] = w->key;
-                gfirst[w->key] = t;
+            Py_ssize_t g = k->same;
+            if (gcount[g]++ == 0) {
+                gorder[ng++] = g;
+                gfirst[g] = t;
             }
             glast = t;
             glast_reply = k->reply;

@@ -144,12 +144,10 @@ def lines_of(rows: Iterable[object]) -> list[str]:
 Reply = tuple[Direction, str, str]
 
 
-def per_minute(
-    times: list[float], keys: list[str], reply_of: Mapping[str, Reply]
-) -> tuple[list[float], list[Reply], list[int]] | None:
-    """EventBatch.times, .codes and .weights of replies (`keys`: each one's row key, whose reply
-    `reply_of` gives): per minute, each key's first time, reply and count in the order keys first
-    occur, then the minute's last time and reply with a count of 0. None when times go back."""
+def per_minute(times: list[float], replies: list[Reply]) -> tuple[list[float], list[Reply], list[int]] | None:
+    """EventBatch.times, .codes and .weights of these replies: per minute, each reply's first
+    time, the reply and its count in the order replies first occur, then the minute's last time
+    and reply with a count of 0. None when times go back."""
     if not all(map(le, times, islice(times, 1, None))):
         return None
     out_times: list[float] = []
@@ -158,12 +156,12 @@ def per_minute(
     i, n = 0, len(times)
     while i < n:
         j = bisect_left(times, (int(times[i] // 60) + 1) * 60, i + 1)  # as AlertEngine._count_runs
-        for key, count in Counter(keys[i:j]).items():  # keys in the order they first occur
-            out_times.append(times[keys.index(key, i, j)])
-            codes.append(reply_of[key])
+        for reply, count in Counter(replies[i:j]).items():  # in the order they first occur
+            out_times.append(times[replies.index(reply, i, j)])
+            codes.append(reply)
             weights.append(count)
         out_times.append(times[j - 1])
-        codes.append(reply_of[keys[j - 1]])
+        codes.append(replies[j - 1])
         weights.append(0)
         i = j
     return out_times, codes, weights
@@ -174,8 +172,9 @@ def reply_lists(
 ) -> tuple[list[float], list[Reply], list[int]]:
     """EventBatch.times, .codes and .weights of replies: each one listed, or when `grouped` and
     their times never go back, per_minute()'s groups."""
-    found = per_minute(times, keys, reply_of) if grouped else None
-    return found if found is not None else (times, list(map(reply_of.__getitem__, keys)), [])
+    codes = list(map(reply_of.__getitem__, keys))
+    found = per_minute(times, codes) if grouped else None
+    return found if found is not None else (times, codes, [])
 
 
 class BulkReader(Protocol):
