@@ -364,8 +364,8 @@ class AlertEngine:
         the count of each entry, when the replies are grouped per minute (EventBatch.weights).
 
         Such groups count the same: what is read of a minute is its first and last time, the
-        directions of the replies before an evaluation point in it (the entries before it: a
-        kind's entry has its first time), which direction comes first, and the counts."""
+        directions of the replies before an evaluation point in it (the entries before it: each
+        reply's entry has its first time), which direction comes first, and the counts."""
         if not self.takes_minutes(name) or not all(map(le, times, islice(times, 1, None))):
             return False
         log = self._logs.get(name)
