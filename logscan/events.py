@@ -78,16 +78,24 @@ class EventBatch(msgspec.Struct):
     reasons: dict[tuple[Direction, str, str], int] = msgspec.field(default_factory=dict)
     refusals: list[tuple[int, Direction, str, str, str, str, str]] = msgspec.field(default_factory=list)
     # What alert rules count (AlertEngine.observe_batch), for each event with a code, in order
-    # (parallel to `domains`): its time cut to the whole second (Event.time's floor: rules
-    # compare times with whole seconds only) and its reply (direction, code, enhanced).
+    # (parallel to `domains` unless `unnamed` has some): its time cut to the whole second
+    # (Event.time's floor: rules compare times with whole seconds only) and its reply
+    # (direction, code, enhanced).
     # Filled only when asked (BulkReader.batch).
     times: list[float] = msgspec.field(default_factory=list)
     codes: list[tuple[Direction, str, str]] = msgspec.field(default_factory=list)
     # Events with a code but no domain that a bulk reader left out of `domains` and `classes`,
     # by (direction, class): they count under "other" and never touch the top-domains sketch.
-    # Each class's first such event stays in the lists (so its key is counted in batch order);
-    # never with `times` and `codes`, which need every event.
+    # Each class's first such event stays in the lists (so its key is counted in batch order).
+    # With `times` and `codes` only when asked for without `aligned` (BulkReader.batch): no
+    # per_domain alert rule reads the log, so no reply's domain is needed there.
     unnamed: dict[tuple[Direction, str], int] = msgspec.field(default_factory=dict)
+    # When not empty, `times` and `codes` group the replies of each minute (BulkReader.batch's
+    # per_minute; replies in time order only): per minute, in order, one entry per distinct
+    # reply (its first time, the reply and its count here), then the minute's last time and
+    # reply with a 0 here (parsers.base.per_minute). AlertEngine counts them as the replies
+    # themselves (_count_runs reads nothing else of a minute).
+    weights: list[int] = msgspec.field(default_factory=list)
     # When set, everything but `events`, `minutes` and `last_time` is still to come: calling it
     # once fills it in. Aggregate.add_batch() does so only when it takes the batch, so a bulk
     # reader's steps through its parser's state happen only for a batch that is counted.

@@ -10,20 +10,30 @@ several sizes. Sensitive extra rules make the logs fire, pend and resolve often.
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgspec
 import pytest
 
 from benchmarks.gen_logs import generate
 from benchmarks.restamp import syslog_stamped
 from logscan.core.aggregate import Aggregate
-from logscan.core.alerts import DEFAULT_RULES, AlertEngine, AlertPeriod, Replay, Rule, Transition
+from logscan.core.alerts import (
+    DEFAULT_RULES,
+    DEFAULT_SETTLE_S,
+    AlertEngine,
+    AlertPeriod,
+    Replay,
+    Rule,
+    Transition,
+)
 from logscan.core.pipeline import Pipeline
-from logscan.events import Event, EventBatch
+from logscan.events import Direction, Event, EventBatch
 from logscan.parsers import exim_bulk, mailenable_bulk, make_parser, postfix_bulk
-from logscan.parsers.base import ParserOptions
+from logscan.parsers.base import ParserOptions, per_minute
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = 1_796_000_000.0  # 2026-11-29
@@ -74,29 +84,52 @@ def without_c(fmt: str, c: bool, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(mailenable_bulk, "_tally", ME_C[1] if c else None)
 
 
+class Fed(NamedTuple):
+    transitions: list[Transition]
+    batched: int  # replies that reached the engine in batches
+    compacted: int  # of those, replies in batches with EventBatch.unnamed (domains not each reply's)
+    grouped: int  # of those, replies grouped per minute (EventBatch.weights)
+    aggregate: dict[str, Any]
+
+
 def feed(
-    engine: AlertEngine, chunks: list[str], mode: str, monkeypatch: pytest.MonkeyPatch, fmt: str = "postfix"
-) -> tuple[list[Transition], int]:
-    """Every transition (collected after each chunk, then 2 h past the end) and how many
-    replies reached the engine in batches. `mode`: "each" (parse() per line), "c" (the bulk
-    reader with its C scanner) or "regex" (the bulk reader's pure-Python rows)."""
+    engine: AlertEngine,
+    chunks: list[str],
+    mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str = "postfix",
+    per_minute: bool = True,
+) -> Fed:
+    """Every transition (collected after each chunk, then 2 h past the end), what reached the
+    engine in batches, and the aggregate. `mode`: "each" (parse() per line), "c" (the bulk
+    reader with its C scanner) or "regex" (the bulk reader's pure-Python rows); `per_minute`:
+    whether the engine takes replies grouped per minute where it can."""
     without_c(fmt, mode == "c", monkeypatch)
     parser = make_parser(fmt, ParserOptions(log="x.log", tz=UTC, reference_time=REFERENCE))
     agg = Aggregate(top_domains=3, windows=(60, 300))
-    batched = 0
+    batched = compacted = grouped = 0
 
     class Counting:
         def observe(self, ev: Any) -> None:
             engine.observe(ev)
 
         def observe_batch(self, batch: EventBatch) -> None:
-            nonlocal batched
-            batched += len(batch.times)
+            nonlocal batched, compacted, grouped
+            n = sum(batch.weights) if batch.weights else len(batch.times)
+            batched += n
+            compacted += n if batch.unnamed else 0
+            grouped += sum(batch.weights)
             engine.observe_batch(batch)
 
         def observe_events(self, events: list[Event]) -> None:
             for ev in events:
                 engine.observe(ev)
+
+        def needs_domains(self, log: str) -> bool:
+            return engine.needs_domains(log)
+
+        def takes_minutes(self, log: str) -> bool:
+            return per_minute and engine.takes_minutes(log)
 
     pipe = Pipeline("x.log", parser, agg, (Counting(),))
     if mode == "each":
@@ -107,23 +140,33 @@ def feed(
         out += engine.advance()
     last = agg.last_event.get("x.log", REFERENCE)
     out += engine.advance(last + 7200)
-    return out, batched
+    return Fed(out, batched, compacted, grouped, agg.to_dict())
 
 
 def assert_same(
-    chunks: list[str], rules: tuple[Rule, ...], monkeypatch: pytest.MonkeyPatch, fmt: str = "postfix"
-) -> int:
-    """Both bulk readers against the per-event path; returns the transitions seen."""
-    want_engine = AlertEngine(rules)
-    want, none = feed(want_engine, chunks, "each", monkeypatch, fmt)
-    assert none == 0
+    chunks: list[str],
+    rules: tuple[Rule, ...],
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str = "postfix",
+    *,
+    settle_s: float = DEFAULT_SETTLE_S,
+    per_minute: bool = True,
+) -> Fed:
+    """Both bulk readers against the per-event path (transitions, engine state, aggregate);
+    returns what the C reader fed."""
+    want_engine = AlertEngine(rules, settle_s=settle_s)
+    want = feed(want_engine, chunks, "each", monkeypatch, fmt)
+    assert want.batched == 0
+    fed: list[Fed] = []
     for mode in ("c", "regex"):
-        engine = AlertEngine(rules)
-        got, batched = feed(engine, chunks, mode, monkeypatch, fmt)
-        assert batched > 0, mode  # the batches did feed the engine
-        assert got == want, mode
+        engine = AlertEngine(rules, settle_s=settle_s)
+        got = feed(engine, chunks, mode, monkeypatch, fmt, per_minute)
+        assert got.batched > 0, mode  # the batches did feed the engine
+        assert got.transitions == want.transitions, mode
         assert engine.to_dict() == want_engine.to_dict(), mode
-    return len(want)
+        assert got.aggregate == want.aggregate, mode
+        fed.append(got)
+    return fed[0]
 
 
 @pytest.fixture(scope="module")
@@ -146,14 +189,15 @@ def test_a_generated_log_fires_the_same_from_batches(
     generated: list[str], stamps: str, size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lines = list(map(syslog_stamped, generated)) if stamps == "syslog" else generated
-    assert assert_same(chunked(lines, size), RULES, monkeypatch) >= 20  # pending, firing, resolved
+    fed = assert_same(chunked(lines, size), RULES, monkeypatch)
+    assert len(fed.transitions) >= 20  # pending, firing, resolved
 
 
 def test_per_domain_rules_fire_the_same_from_batches(
     generated: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A per_domain rule's series depend on the order of domains: such logs go event by event.
-    assert assert_same(chunked(generated, 4096), PER_DOMAIN, monkeypatch) >= 20
+    assert len(assert_same(chunked(generated, 4096), PER_DOMAIN, monkeypatch).transitions) >= 20
 
 
 def test_times_out_of_order_within_a_minute_fire_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,10 +209,10 @@ def test_times_out_of_order_within_a_minute_fire_the_same(monkeypatch: pytest.Mo
     )
     lines = [line.format(m=m, s=s) for m in range(0, 30) for s in (30, 5, 12, 9, 59, 10, 11)]
     for size in (3, 50, len(lines)):
-        assert assert_same(chunked(lines, size), RULES, monkeypatch) >= 2
+        assert len(assert_same(chunked(lines, size), RULES, monkeypatch).transitions) >= 2
     # Then replies from minutes that every window has left: counted as late, not in buckets.
     late = [line.format(m=m, s=s) for m in (1, 2) for s in (3, 40, 41, 42, 43, 44, 45)]
-    assert assert_same(chunked(lines + late, 7), RULES, monkeypatch) >= 2
+    assert len(assert_same(chunked(lines + late, 7), RULES, monkeypatch).transitions) >= 2
     engine = AlertEngine(RULES)
     feed(engine, chunked(lines + late, 7), "c", monkeypatch)
     assert engine.late == 14 * sum(r.direction == "inbound" for r in RULES)
@@ -190,9 +234,9 @@ def test_a_state_saved_before_batches_restores_and_runs_on(monkeypatch: pytest.M
     # Restored, the rest of the log fires the same from batches as event by event.
     chunks = chunked(lines[half:], 500)
     want_engine = AlertEngine.from_dict(saved, RULES)
-    want, _ = feed(want_engine, chunks, "each", monkeypatch)
+    want, *_ = feed(want_engine, chunks, "each", monkeypatch)
     got_engine = AlertEngine.from_dict(saved, RULES)
-    got, batched = feed(got_engine, chunks, "c", monkeypatch)
+    got, batched, *_ = feed(got_engine, chunks, "c", monkeypatch)
     assert batched > 0
     assert got == want
     assert got_engine.to_dict() == want_engine.to_dict()
@@ -236,7 +280,7 @@ def test_a_quiet_series_that_an_evaluation_would_drop_stays_as_per_event(
         for size in (1, 2):
             engine = AlertEngine(rules)
             chunks = chunked(lines, size)
-            assert assert_same(chunks, rules, monkeypatch) == 0
+            assert len(assert_same(chunks, rules, monkeypatch).transitions) == 0
             feed(engine, chunks, "c", monkeypatch)
             assert engine.late == late
 
@@ -307,13 +351,60 @@ def test_mailenable_sample_logs_fire_the_same_from_batches(
 def test_a_generated_mailenable_log_fires_the_same_from_batches(
     me_generated: list[str], size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert assert_same(chunked(me_generated, size), RULES, monkeypatch, "mailenable") >= 20
+    fed = assert_same(chunked(me_generated, size), RULES, monkeypatch, "mailenable")
+    assert len(fed.transitions) >= 20
+    # No per_domain rule: the batches counted replies without a domain per class, and the
+    # engine took each minute's replies grouped.
+    assert fed.compacted > 0.9 * fed.batched
+    assert fed.grouped > 0.9 * fed.batched
+    # Listed one by one (the form of a batch whose times go back), the same.
+    fed = assert_same(chunked(me_generated, size), RULES, monkeypatch, "mailenable", per_minute=False)
+    assert fed.compacted > 0.9 * fed.batched
+    assert fed.grouped == 0
 
 
+@pytest.mark.parametrize("settle_s", [DEFAULT_SETTLE_S, 60.0], ids=["runs", "each"])
 def test_mailenable_per_domain_rules_fire_the_same_from_batches(
+    me_generated: list[str], settle_s: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chunks = chunked(me_generated, 4096)
+    fed = assert_same(chunks, PER_DOMAIN, monkeypatch, "mailenable", settle_s=settle_s)
+    assert len(fed.transitions) >= 20
+    # A per_domain rule reads each reply's domain: no batch may leave one out or group them.
+    assert fed.compacted == fed.grouped == 0
+    # The same rule kept to another log reads none of this one's domains.
+    elsewhere = tuple(msgspec.structs.replace(r, logs=("y.log",)) if r.per_domain else r for r in PER_DOMAIN)
+    assert assert_same(chunks, elsewhere, monkeypatch, "mailenable", settle_s=settle_s).compacted > 0
+
+
+def test_compacted_batches_fire_the_same_event_by_event(
     me_generated: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert assert_same(chunked(me_generated, 4096), PER_DOMAIN, monkeypatch, "mailenable") >= 20
+    # settle_s of a minute or more: observe_batch() rebuilds each event (_observe_each) from a
+    # batch whose replies without a domain were counted per class.
+    fed = assert_same(chunked(me_generated, 4096), RULES, monkeypatch, "mailenable", settle_s=60.0)
+    assert len(fed.transitions) >= 20
+    assert fed.compacted > 0.9 * fed.batched
+    assert fed.grouped == 0
+
+
+def test_a_compacted_batch_is_refused_for_a_per_domain_rule() -> None:
+    # Its replies' domains are not there: a per_domain rule must not count them all as "other".
+    batch = EventBatch(
+        "mailenable", "x.log", 3, {}, {}, {}, [""], [("inbound", "2xx")], {}, {}, 60.0,
+        times=[60.0, 61.0, 62.0], codes=[("inbound", "250", "")] * 3, unnamed={("inbound", "2xx"): 2},
+    )  # fmt: skip
+    AlertEngine(RULES, settle_s=60).observe_batch(batch)
+    with pytest.raises(ValueError, match="per_domain"):
+        AlertEngine(PER_DOMAIN, settle_s=60).observe_batch(batch)
+    # Grouped per minute, its replies cannot be observed one by one at all.
+    grouped = msgspec.structs.replace(
+        batch, times=[60.0, 62.0], codes=[("inbound", "250", "")] * 2, weights=[3, 0]
+    )
+    AlertEngine(RULES).observe_batch(grouped)
+    for engine in (AlertEngine(PER_DOMAIN), AlertEngine(RULES, settle_s=60)):
+        with pytest.raises(ValueError, match="grouped per minute"):
+            engine.observe_batch(grouped)
 
 
 # --- Exim (docs/decisions/0018-exim-bulk.md): the same, from its bulk reader
@@ -334,4 +425,44 @@ def test_exim_fires_the_same_from_batches(
     assert EXIM_C is not None
     assert_same(chunked(sample, size), rules, monkeypatch, "exim")
     # pending, firing, resolved on the generated log
-    assert assert_same(chunked(generated_exim, size), rules, monkeypatch, "exim") >= 20
+    assert len(assert_same(chunked(generated_exim, size), rules, monkeypatch, "exim").transitions) >= 20
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_replies_grouped_per_minute_fire_as_listed(seed: int) -> None:
+    # base.per_minute() against the same replies listed one by one, straight into the engine:
+    # sparse minutes (a reply or two, before or after the evaluation point), busy ones, gaps.
+    rnd = random.Random(seed)
+    replies: list[tuple[Direction, str, str]] = [
+        ("inbound", "551", "5.1.1"), ("inbound", "250", ""), ("outbound", "551", ""),
+        ("outbound", "450", "4.2.0"), ("inbound", "421", ""),
+    ]  # fmt: skip
+    keys = [f"k{i}" for i in range(len(replies))]
+    reply_of = dict(zip(keys, replies, strict=True))
+    t = REFERENCE
+    times: list[float] = []
+    coded: list[str] = []
+    for _ in range(rnd.randrange(200, 1500)):
+        t += rnd.choice((0, 0, 1, 3, 9, 11, 30, 59, 60, 61, 400, 3600))
+        times.append(t)
+        coded.append(rnd.choice(keys[: rnd.randrange(1, len(keys) + 1)]))
+    for rules in (RULES, SENSITIVE, PER_DOMAIN):
+        listed, grouped = AlertEngine(rules), AlertEngine(rules)
+        i = 0
+        while i < len(times):
+            j = min(len(times), i + rnd.randrange(1, 300))
+            batch = EventBatch(
+                "mailenable", "x.log", j - i, dict.fromkeys(map(reply_of.__getitem__, coded[i:j]), 1), {}, {},
+                [""] * (j - i), [("inbound", "5xx")] * (j - i), {}, {}, times[j - 1], times=times[i:j],
+                codes=list(map(reply_of.__getitem__, coded[i:j])),
+            )  # fmt: skip
+            listed.observe_batch(batch)
+            found = per_minute(times[i:j], list(map(reply_of.__getitem__, coded[i:j])))
+            assert found is not None
+            if grouped.takes_minutes("x.log"):
+                batch = msgspec.structs.replace(batch, times=found[0], codes=found[1], weights=found[2])
+            grouped.observe_batch(batch)
+            assert grouped.advance() == listed.advance()
+            i = j
+        assert grouped.advance(t + 7200) == listed.advance(t + 7200)
+        assert grouped.to_dict() == listed.to_dict()

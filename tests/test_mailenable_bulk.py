@@ -460,7 +460,8 @@ def test_c_items_equal_python_items_on_every_cut_of_every_sample_line() -> None:
 def test_the_c_scanner_stays_in_bounds_under_addresssanitizer(tmp_path: Path) -> None:
     # Built with ASan and UBSan, scan() and tally() read every cut of the sample rows,
     # 10,000 mutated lines and 300 mutated chunks through a real Pipeline (alerts' per-reply
-    # lists too) without a finding, and count what the normal build counts.
+    # lists, and their per-minute groups, too) without a finding, and count what the normal
+    # build counts.
     so = sanitized.build(SOURCE, tmp_path / "_mailenable_scan.so")
     corpus = sorted({line for log in LOGS for line in read_lines(log) if line.count("\t") >= 7})[:300]
     (tmp_path / "corpus.json").write_text(json.dumps(corpus))
@@ -503,17 +504,23 @@ tallied = []
 def run(fns, each):
     mailenable_bulk._scan, mailenable_bulk._tally, mailenable_bulk._RUN = fns[0], counted(fns[1]), fns[2]
     agg = Aggregate(top_domains=3, windows=(60, 300))
+    batches = []
     class Seen:
         def observe(self, ev): pass
-        def observe_batch(self, batch): pass
+        def observe_batch(self, b): batches.append((b.times, b.codes, b.weights, b.unnamed))
         def observe_events(self, events): pass
+    class Grouped(Seen):  # no per_domain rule: domains compacted, replies grouped per minute
+        def needs_domains(self, log): return False
+        def takes_minutes(self, log): return True
     pipe = Pipeline("x.log", make_parser("mailenable", ParserOptions(log="x.log", tz=UTC)), agg,
-                    (Seen(),) if each else ())
+                    () if not each else (Seen(),) if each == 1 else (Grouped(),))
     for chunk in chunks:
         pipe.feed_text(chunk)
-    return agg.to_dict(), pipe.counts
-for each in (False, True):
-    assert run((m.scan, m.tally, m.Run), each) == run(normal, each)
+    return agg.to_dict(), pipe.counts, batches
+for each in (0, 1, 2):
+    got = run((m.scan, m.tally, m.Run), each)
+    assert got == run(normal, each)
+    assert (each != 2) == all(not weights for _, _, weights, _ in got[2])  # grouped batches ran
 assert tallied.count(m.tally) > 100 and tallied.count(normal[1]) > 100  # both C tallies ran
 print("ok")
 """

@@ -47,6 +47,12 @@ class Replayer:
     def observe_events(self, events: list[Event]) -> None:
         self.replay.observe_events(events)
 
+    def needs_domains(self, log: str) -> bool:
+        return self.replay.engine.needs_domains(log)
+
+    def takes_minutes(self, log: str) -> bool:
+        return self.replay.engine.takes_minutes(log)
+
     def finish(self) -> list[dict[str, Any]]:
         """Every firing period, as JSON-able dicts with ISO start and end."""
         return [_period_doc(p) for p in self.replay.finish()]

@@ -35,7 +35,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice, repeat
+from itertools import compress, islice, repeat
 from operator import attrgetter, itemgetter, le
 from typing import Annotated, Any, Final, Literal
 
@@ -323,14 +323,17 @@ class AlertEngine:
         points observe() only adds to buckets, so a run's replies are added as counts. Batch
         times are cut to whole seconds, which decide the same as long as settle_s is whole.
         """
-        times, codes = batch.times, batch.codes
-        if len(times) != len(batch.classes) or len(codes) != len(times):
+        times, codes, weights = batch.times, batch.codes, batch.weights
+        listed = len(weights) if weights else len(batch.classes) + sum(batch.unnamed.values())
+        if len(times) != listed or len(codes) != len(times):
             raise ValueError("EventBatch without the time and reply of each event with a code")
         if not self.settle_s.is_integer():
             raise ValueError("observe_batch() needs a whole settle_s; feed events with observe()")
         if not times:
             return
-        if not self._count_runs(batch.log, batch.mta, times, codes, batch.replies.keys()):
+        if not self._count_runs(batch.log, batch.mta, times, codes, batch.replies.keys(), weights or None):
+            if weights:
+                raise ValueError("EventBatch of replies grouped per minute, for a log that needs each reply")
             self._observe_each(batch)
 
     def observe_events(self, events: Sequence[Event]) -> None:
@@ -352,16 +355,18 @@ class AlertEngine:
         times: list[float],
         codes: Sequence[tuple[str, str, str]],
         kinds: Iterable[tuple[str, str, str]] | None = None,
+        weights: list[int] | None = None,
     ) -> bool:
         """Count replies in order, a minute at a time; False (nothing done) when that would not
         be the same as observe() one by one: a per_domain rule counts the log (domain series
         depend on the order of domains), the times are out of order, or settle_s is 60 s or more.
-        `kinds`: every distinct reply of `codes`, when known (else worked out here)."""
-        if (
-            not 0.0 <= self.settle_s < BUCKET_S
-            or self._per_domain(name)
-            or not all(map(le, times, islice(times, 1, None)))
-        ):
+        `kinds`: every distinct reply of `codes`, when known (else worked out here); `weights`:
+        the count of each entry, when the replies are grouped per minute (EventBatch.weights).
+
+        Such groups count the same: what is read of a minute is its first and last time, the
+        directions of the replies before an evaluation point in it (the entries before it: each
+        reply's entry has its first time), which direction comes first, and the counts."""
+        if not self.takes_minutes(name) or not all(map(le, times, islice(times, 1, None))):
             return False
         log = self._logs.get(name)
         if log is None:
@@ -381,7 +386,7 @@ class AlertEngine:
             and int(times[0] // BUCKET_S) >= max((s.folded for s in existing), default=log.next_min - 1)
             and int(times[0] // BUCKET_S) >= log.next_min - 1
         ):
-            self._count_idle(name, log, mta, times, codes, dirs)
+            self._count_idle(name, log, mta, times, codes, dirs, weights)
             return True
         i, n = 0, len(times)
         # Per minute of events, not per event: a quiet log has a few replies in each of many
@@ -410,8 +415,8 @@ class AlertEngine:
                 # No hit in the batch: a minute adds only to the totals of each direction,
                 # in the order the directions first come (the order their series are made).
                 first = codes[i][0]
-                n_first = dirs[i:j].count(first) if dirs else j - i
-                for direction, k in ((first, n_first), (_OTHER_DIRECTION[first], j - i - n_first)):
+                n_first, n_all = _directions(dirs, weights, first, i, j)
+                for direction, k in ((first, n_first), (_OTHER_DIRECTION[first], n_all - n_first)):
                     if not k:
                         continue
                     slots = fast.get((direction, mta))
@@ -425,11 +430,16 @@ class AlertEngine:
                         totals[minute] = totals.get(minute, 0) + k
                 i = j
                 continue
-            if j - i == 1:
-                runs: Iterable[tuple[tuple[str, str, str], int]] = ((codes[i], 1),)
+            if weights is not None:
+                counted: dict[tuple[str, str, str], int] = {}
+                for reply, k in zip(codes[i:j], weights[i:j], strict=True):
+                    counted[reply] = counted.get(reply, 0) + k
+                runs: Iterable[tuple[tuple[str, str, str], int]] = counted.items()
+            elif j - i == 1:
+                runs = ((codes[i], 1),)
             elif j - i < 32:
                 # Counter() costs more than this loop for a few replies (first-seen order too).
-                counted: dict[tuple[str, str, str], int] = {}
+                counted = {}
                 for reply in codes[i:j]:
                     counted[reply] = counted.get(reply, 0) + 1
                 runs = counted.items()
@@ -459,6 +469,7 @@ class AlertEngine:
         times: list[float],
         codes: Sequence[tuple[str, str, str]],
         dirs: list[str],
+        weights: list[int] | None,
     ) -> None:
         """_count_runs of a batch without hits into a log whose series are all idle (inactive,
         no hits, zero baseline), with its evaluations put off while they cannot drop a series.
@@ -515,8 +526,8 @@ class AlertEngine:
                     self._fold_idle(log, pending)
                     doom, pending = self._doom(log), -1
             first = codes[i][0]
-            n_first = dirs[i:j].count(first) if dirs else j - i
-            for direction, k in ((first, n_first), (_OTHER_DIRECTION[first], j - i - n_first)):
+            n_first, n_all = _directions(dirs, weights, first, i, j)
+            for direction, k in ((first, n_first), (_OTHER_DIRECTION[first], n_all - n_first)):
                 if not k:
                     continue
                 slots = fast.get((direction, mta))
@@ -571,14 +582,27 @@ class AlertEngine:
                 return True
         return False
 
-    def _per_domain(self, name: str) -> bool:
-        """Whether a per_domain rule counts the replies of log `name`."""
+    def takes_minutes(self, name: str) -> bool:
+        """Whether batches of log `name` may group each minute's replies (EventBatch.weights):
+        whether _count_runs counts them (no per_domain rule, settle_s under a minute)."""
+        return 0.0 <= self.settle_s < BUCKET_S and not self.needs_domains(name)
+
+    def needs_domains(self, name: str) -> bool:
+        """Whether a per_domain rule counts the replies of log `name`: only then do its batches
+        need every reply's domain (EventBatch.domains parallel to .times, no .unnamed)."""
         return any(r.per_domain and (r.logs is None or name in r.logs) for r in self.rules)
 
     def _observe_each(self, batch: EventBatch) -> None:
         """observe() of each event of the batch with a code, rebuilt from what rules read."""
         mta, name = batch.mta, batch.log
-        replies = zip(batch.times, batch.codes, batch.domains, strict=True)
+        domains: Iterable[str] = batch.domains
+        if batch.unnamed:
+            # Events without a domain were counted per class, so `domains` is not each reply's.
+            # Only per_domain rules read a reply's domain (observe() → _domain_series).
+            if self.needs_domains(name):
+                raise ValueError("EventBatch without each reply's domain, for a per_domain rule")
+            domains = repeat("", len(batch.times))
+        replies = zip(batch.times, batch.codes, domains, strict=True)
         for t, (direction, code, enhanced), domain in replies:
             outbound = direction == "outbound"
             self.observe(
@@ -939,6 +963,16 @@ class AlertEngine:
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed alert state: {exc!r}") from exc
         return engine
+
+
+def _directions(dirs: list[str], weights: list[int] | None, first: str, i: int, j: int) -> tuple[int, int]:
+    """How many of replies i to j are of direction `first`, and how many there are (`dirs`: each
+    one's direction, [] when all are `first`; `weights`: see EventBatch.weights)."""
+    if weights is None:
+        return (dirs[i:j].count(first) if dirs else j - i), j - i
+    counts = weights[i:j]
+    n = sum(counts)
+    return (sum(compress(counts, map(first.__eq__, dirs[i:j]))) if dirs else n), n
 
 
 def explain(tr: Transition, diagnosis: Diagnosis) -> Transition:

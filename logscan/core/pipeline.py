@@ -44,13 +44,29 @@ class Observer(Protocol):
         ...
 
 
+def needs_domains(observer: Observer, log: str) -> bool:
+    """Whether `observer` reads the domain of each reply of `log`'s batches (an optional
+    `needs_domains(log)` of it says; without one, yes): see BulkReader.batch's `aligned`."""
+    wants: Callable[[str], bool] | None = getattr(observer, "needs_domains", None)
+    return True if wants is None else wants(log)
+
+
+def takes_minutes(observer: Observer, log: str) -> bool:
+    """Whether `observer` takes `log`'s replies grouped per minute (an optional
+    `takes_minutes(log)` of it says; without one, no): see BulkReader.batch's `per_minute`."""
+    takes: Callable[[str], bool] | None = getattr(observer, "takes_minutes", None)
+    return False if takes is None else takes(log)
+
+
 class Pipeline:
     """Feeds one log's lines through its parser into the aggregate and any observers."""
 
     __slots__ = (
+        "_aligned",
         "_batched",
         "_each",
         "_observers",
+        "_per_minute",
         "aggregate",
         "bulk",
         "counts",
@@ -88,6 +104,8 @@ class Pipeline:
         self._observers = tuple(observers)
         self._batched = tuple(o for o in self._observers if isinstance(o, Observer))
         self._each = tuple(o for o in self._observers if not isinstance(o, Observer))
+        self._aligned = any(needs_domains(o, self.log) for o in self._batched)
+        self._per_minute = all(takes_minutes(o, self.log) for o in self._batched)
 
     def feed_text(self, chunk: str) -> LineCounts:
         """Like feed(), for a chunk of whole lines each ending in "\n"; returns this call's counts.
@@ -165,7 +183,7 @@ class Pipeline:
                 self._parse(cast(list[str], list(run)), batch)
                 continue
             rows = cast(list[tuple[str, ...]], list(run))
-            events = bulk.batch(rows, bool(self._batched))
+            events = bulk.batch(rows, bool(self._batched), self._aligned, self._per_minute)
             if events is not None and self.aggregate.add_batch(events):
                 batch.parsed += events.events
                 for observer in self._batched:

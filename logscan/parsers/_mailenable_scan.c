@@ -908,6 +908,8 @@ static int hour_start(P at, PyObject *hours, PyObject *learn_hour, double *base)
 typedef struct {
     long bits, cell, count;
     PyObject *klass, *reply; /* borrowed from `kinds`, which only grows during a call */
+    Py_ssize_t same;         /* grouped: the first key of the run with an equal reply */
+    Py_hash_t hash;          /* grouped: the reply's hash */
 } KeyInfo;
 
 /* Adds the bounce-ratio cells of one minute to `minutes`. */
@@ -920,32 +922,67 @@ static int put_minute(PyObject *minutes, long bucket, const long *cells)
     return rc;
 }
 
-/* tally(run, kinds, hours, tx, each_reply, walk, learn_key, learn_hour, reason_of):
+/* One entry of a grouped batch (base.per_minute()): times, codes, weights += t, reply, n. */
+static int put_entry(PyObject *times, PyObject *codes, PyObject *weights, double t, PyObject *reply, long n)
+{
+    PyObject *tf = PyFloat_FromDouble(t), *w = PyLong_FromLong(n);
+    int rc = tf && w && PyList_Append(times, tf) == 0 && PyList_Append(codes, reply) == 0 &&
+                     PyList_Append(weights, w) == 0
+                 ? 0
+                 : -1;
+    Py_XDECREF(tf);
+    Py_XDECREF(w);
+    return rc;
+}
+
+/* The entries of one minute of a grouped batch: each reply's (first time, reply, count) in the
+ * order replies first occur (gorder: the first key of each; the counts go back to 0), then
+ * (last time, last reply, 0). */
+static int put_group(PyObject *times, PyObject *codes, PyObject *weights, const KeyInfo *ki,
+                     const Py_ssize_t *gorder, Py_ssize_t ng, const double *gfirst, long *gcount, double last,
+                     PyObject *last_reply)
+{
+    for (Py_ssize_t g = 0; g < ng; g++) {
+        Py_ssize_t key = gorder[g];
+        if (put_entry(times, codes, weights, gfirst[key], ki[key].reply, gcount[key]) < 0)
+            return -1;
+        gcount[key] = 0;
+    }
+    return put_entry(times, codes, weights, last, last_reply, 0);
+}
+
+/* tally(run, kinds, hours, tx, each_reply, compact, grouped, walk, learn_key, learn_hour, reason_of):
  * MailEnableBulk._tally_python() of a Run in one call. kinds: key -> (bits, class, cell, reply),
  * learn_key(key) adds a missing one; hours: `MM/DD/YY hh` -> its start, learn_hour(hour) adds a
  * missing one or gives None (then tally gives None: parse() must date it); reason_of(reply): a
  * 4xx/5xx reply's reason. None also when the bounce-ratio minutes go back; in both cases nothing
  * has changed. Else, without `walk`, (minutes, last) and still nothing changed (what
  * Aggregate.add_batch decides on); with it, after parse()'s state steps on tx, (counts, labels,
- * classes, codes, times, minutes, last, reasons, refusals, unnamed). */
+ * classes, codes, times, minutes, last, reasons, refusals, unnamed, weights). With each_reply and
+ * `grouped`, codes, times and weights are grouped per minute when the times never go back. */
 static PyObject *tally(PyObject *self, PyObject *args)
 {
     RunObject *run;
     PyObject *kinds, *hours, *tx, *learn_key, *learn_hour, *reason_of;
-    int each, walk;
+    int each, compact, grouped, walk;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!ppOOO", &RunType, &run, &PyDict_Type, &kinds, &PyDict_Type, &hours,
-                          &PyDict_Type, &tx, &each, &walk, &learn_key, &learn_hour, &reason_of))
+    if (!PyArg_ParseTuple(args, "O!O!O!O!ppppOOO", &RunType, &run, &PyDict_Type, &kinds, &PyDict_Type, &hours,
+                          &PyDict_Type, &tx, &each, &compact, &grouped, &walk, &learn_key, &learn_hour,
+                          &reason_of))
         return NULL;
     Py_ssize_t n = run->n, nk = run->nkeys;
     P data = PyUnicode_1BYTE_DATA(run->chunk);
     PyObject *result = NULL, *counts = NULL, *labels = NULL, *classes = NULL, *codes = NULL, *times = NULL;
-    PyObject *minutes = NULL, *refusals = NULL, *reasons = NULL, *unnamed = NULL;
+    PyObject *minutes = NULL, *refusals = NULL, *reasons = NULL, *unnamed = NULL, *weights = NULL;
     Last last_qid = {NULL, 0, NULL}, last_addr = {NULL, 0, NULL}, last_ip = {NULL, 0, NULL};
     double *tv = PyMem_Malloc(sizeof(double) * (size_t)(n ? n : 1));
     KeyInfo *ki = PyMem_Calloc((size_t)(nk ? nk : 1), sizeof(KeyInfo));
     Py_ssize_t *order = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nk ? nk : 1)), norder = 0;
-    if (!tv || !ki || !order) {
+    /* A grouped batch's minute so far: each key's count and first time, keys in first-seen order. */
+    Py_ssize_t *gorder = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nk ? nk : 1)), ng = 0;
+    double *gfirst = PyMem_Malloc(sizeof(double) * (size_t)(nk ? nk : 1));
+    long *gcount = PyMem_Calloc((size_t)(nk ? nk : 1), sizeof(long));
+    if (!tv || !ki || !order || !gorder || !gfirst || !gcount) {
         PyErr_NoMemory();
         goto done;
     }
@@ -974,9 +1011,24 @@ static PyObject *tally(PyObject *self, PyObject *args)
             goto done;
         ki[k].klass = PyTuple_GET_ITEM(kind, 1);
         ki[k].reply = PyTuple_GET_ITEM(kind, 3);
+        ki[k].same = k;
+        /* A grouped batch counts replies, not keys (several keys share a reply, e.g. verbs). */
+        if (each && grouped) {
+            if ((ki[k].hash = PyObject_Hash(ki[k].reply)) == -1)
+                goto done;
+            for (Py_ssize_t j = 0; j < k; j++) {
+                int eq = ki[j].hash == ki[k].hash ? PyObject_RichCompareBool(ki[j].reply, ki[k].reply, Py_EQ) : 0;
+                if (eq < 0)
+                    goto done;
+                if (eq) {
+                    ki[k].same = ki[j].same;
+                    break;
+                }
+            }
+        }
     }
     Py_UCS1 last_minute[14] = {0}, last_hour[HOUR_LEN] = {0};
-    int have_minute = 0, have_hour = 0, back = 0;
+    int have_minute = 0, have_hour = 0, back = 0, ordered = 1;
     long cells[3] = {0, 0, 0}; /* the bounce-ratio minute last_bucket's [sent, bounced, expired] */
     if (!(minutes = PyDict_New()))
         goto done;
@@ -1007,6 +1059,8 @@ static PyObject *tally(PyObject *self, PyObject *args)
             have_minute = 1;
         }
         double t = start + (double)two(line + 15);
+        if (i > 0 && t < tv[i - 1])
+            ordered = 0;
         tv[i] = t;
         if (i == 0 || t > last)
             last = t;
@@ -1036,11 +1090,16 @@ static PyObject *tally(PyObject *self, PyObject *args)
         goto done;
     }
     /* Pass 2: parse()'s state steps, and the per-row lists. */
+    int group = each && grouped && ordered, listed_each = each && !group;
+    long gminute = LONG_MIN;
+    double glast = 0.0;
+    PyObject *glast_reply = NULL;
     if (!(counts = PyDict_New()) || !(labels = PyList_New(0)) || !(classes = PyList_New(0)) ||
-        !(codes = PyList_New(each ? n : 0)) || !(times = PyList_New(each ? n : 0)) ||
-        !(refusals = PyList_New(0)) || !(reasons = PyDict_New()) || !(unnamed = PyDict_New()))
+        !(codes = PyList_New(listed_each ? n : 0)) || !(times = PyList_New(listed_each ? n : 0)) ||
+        !(refusals = PyList_New(0)) || !(reasons = PyDict_New()) || !(unnamed = PyDict_New()) ||
+        !(weights = PyList_New(0)))
         goto done;
-    /* Without each_reply, events without a domain after the first of their class are only
+    /* With `compact`, events without a domain after the first of their class are only
      * counted per class (uc/un, by the class object): see mailenable_bulk.compact(). */
     PyObject *uc[UNNAMED] = {NULL};
     long un[UNNAMED] = {0};
@@ -1060,7 +1119,7 @@ static PyObject *tally(PyObject *self, PyObject *args)
         }
         PyObject *label = bits & OUTBOUND ? recipient : sender, *klass = k->klass;
         int listed = 1;
-        if (rc == 0 && !each && PyUnicode_GET_LENGTH(label) == 0) {
+        if (rc == 0 && compact && PyUnicode_GET_LENGTH(label) == 0) {
             int u = 0;
             while (u < nu && uc[u] != klass)
                 u++;
@@ -1075,7 +1134,24 @@ static PyObject *tally(PyObject *self, PyObject *args)
         if (rc == 0 && listed && (PyList_Append(labels, label) < 0 || PyList_Append(classes, klass) < 0))
             rc = -1;
         double t = tv[i];
-        if (rc == 0 && each) {
+        if (rc == 0 && group) {
+            long m = minute_of(t);
+            if (m != gminute) {
+                if (gminute != LONG_MIN &&
+                    put_group(times, codes, weights, ki, gorder, ng, gfirst, gcount, glast, glast_reply) < 0)
+                    rc = -1;
+                ng = 0;
+                gminute = m;
+            }
+            Py_ssize_t g = k->same;
+            if (gcount[g]++ == 0) {
+                gorder[ng++] = g;
+                gfirst[g] = t;
+            }
+            glast = t;
+            glast_reply = k->reply;
+        }
+        if (rc == 0 && listed_each) {
             PyObject *tf = PyFloat_FromDouble(t);
             if (!tf)
                 rc = -1;
@@ -1116,8 +1192,11 @@ static PyObject *tally(PyObject *self, PyObject *args)
     for (int u = 0; u < nu; u++)
         if (un[u] && add_count(unnamed, uc[u], un[u]) < 0)
             goto done;
-    result = Py_BuildValue("(OOOOOOdOOO)", counts, labels, classes, codes, times, minutes, last, reasons, refusals,
-                           unnamed);
+    if (gminute != LONG_MIN &&
+        put_group(times, codes, weights, ki, gorder, ng, gfirst, gcount, glast, glast_reply) < 0)
+        goto done;
+    result = Py_BuildValue("(OOOOOOdOOOO)", counts, labels, classes, codes, times, minutes, last, reasons,
+                           refusals, unnamed, weights);
 done:
     Py_XDECREF(last_qid.str);
     Py_XDECREF(last_addr.str);
@@ -1125,6 +1204,10 @@ done:
     PyMem_Free(tv);
     PyMem_Free(ki);
     PyMem_Free(order);
+    PyMem_Free(gorder);
+    PyMem_Free(gfirst);
+    PyMem_Free(gcount);
+    Py_XDECREF(weights);
     Py_XDECREF(reasons);
     Py_XDECREF(counts);
     Py_XDECREF(labels);
@@ -1141,7 +1224,7 @@ static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(chunk, rows) -> (lines, items) | None: mailenable_bulk.item() of every line of a chunk."},
     {"tally", tally, METH_VARARGS,
-     "tally(run, kinds, hours, tx, each_reply, walk, learn_key, learn_hour, reason_of): "
+     "tally(run, kinds, hours, tx, each_reply, compact, grouped, walk, learn_key, learn_hour, reason_of): "
      "MailEnableBulk._tally_python() of a Run in C."},
     {NULL, NULL, 0, NULL},
 };

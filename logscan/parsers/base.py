@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import tzinfo
+from itertools import islice
+from operator import le
 from typing import ClassVar, Protocol, cast, runtime_checkable
 
-from logscan.events import MTA, EventBatch, ParseResult
+from logscan.events import MTA, Direction, EventBatch, ParseResult
 
 # Lines longer than this are cut before parsing: Postfix itself cuts at 2,000 and
 # journald at 48 KiB; a longer line is hostile or broken, and must not cost more.
@@ -137,6 +141,42 @@ def lines_of(rows: Iterable[object]) -> list[str]:
     return lines
 
 
+Reply = tuple[Direction, str, str]
+
+
+def per_minute(times: list[float], replies: list[Reply]) -> tuple[list[float], list[Reply], list[int]] | None:
+    """EventBatch.times, .codes and .weights of these replies: per minute, each reply's first
+    time, the reply and its count in the order replies first occur, then the minute's last time
+    and reply with a count of 0. None when times go back."""
+    if not all(map(le, times, islice(times, 1, None))):
+        return None
+    out_times: list[float] = []
+    codes: list[Reply] = []
+    weights: list[int] = []
+    i, n = 0, len(times)
+    while i < n:
+        j = bisect_left(times, (int(times[i] // 60) + 1) * 60, i + 1)  # as AlertEngine._count_runs
+        for reply, count in Counter(replies[i:j]).items():  # in the order they first occur
+            out_times.append(times[replies.index(reply, i, j)])
+            codes.append(reply)
+            weights.append(count)
+        out_times.append(times[j - 1])
+        codes.append(replies[j - 1])
+        weights.append(0)
+        i = j
+    return out_times, codes, weights
+
+
+def reply_lists(
+    times: list[float], keys: list[str], reply_of: Mapping[str, Reply], grouped: bool
+) -> tuple[list[float], list[Reply], list[int]]:
+    """EventBatch.times, .codes and .weights of replies: each one listed, or when `grouped` and
+    their times never go back, per_minute()'s groups."""
+    codes = list(map(reply_of.__getitem__, keys))
+    found = per_minute(times, codes) if grouped else None
+    return found if found is not None else (times, codes, [])
+
+
 class BulkReader(Protocol):
     """Reads many lines at once into grouped events, exactly as parse() line by line would."""
 
@@ -151,8 +191,18 @@ class BulkReader(Protocol):
         """An item for each of these lines; None: parse() them all."""
         ...
 
-    def batch(self, rows: list[tuple[str, ...]], each_reply: bool = False) -> EventBatch | None:
+    def batch(
+        self,
+        rows: list[tuple[str, ...]],
+        each_reply: bool = False,
+        aligned: bool = True,
+        per_minute: bool = False,
+    ) -> EventBatch | None:
         """The events of consecutive rows, grouped; None: parse() their lines instead.
 
-        `each_reply`: also fill EventBatch.times and .codes (what alert rules count)."""
+        `each_reply`: also fill EventBatch.times and .codes (what alert rules count); then
+        `aligned` keeps `domains` parallel to them (no EventBatch.unnamed), which only a
+        per_domain rule reads: False lets a reader count events without a domain per class.
+        `per_minute` (never with `aligned`): a reader may group each minute's replies
+        (EventBatch.weights) instead of listing each."""
         ...

@@ -342,10 +342,17 @@ class EximBulk:
         items = _rows(lines)
         return None if items is None else _short_runs_as_lines(items)
 
-    def batch(self, rows: list[tuple[str, ...]], each_reply: bool = False) -> EventBatch | None:
+    def batch(
+        self,
+        rows: list[tuple[str, ...]],
+        each_reply: bool = False,
+        aligned: bool = True,
+        per_minute: bool = False,
+    ) -> EventBatch | None:
         """The events of `rows` (none empty) grouped; None when they must go line by line.
 
-        `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules."""
+        `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules.
+        `aligned` and `per_minute` change nothing here: every reply is listed with its domain."""
         if len(rows) < _MIN_RUN:
             return None  # parse() is cheaper than a batch's fixed cost for a few lines
         if len(rows[0]) == 1:  # a row of the C reader: its run is counted already

@@ -22,7 +22,7 @@ from operator import add, floordiv, itemgetter, le
 from typing import Any, Final, NamedTuple, cast
 
 from logscan.events import Direction, EventBatch, Status
-from logscan.parsers.base import MAX_LINE, Item, Run, domain_of, reply_codes
+from logscan.parsers.base import MAX_LINE, Item, Run, domain_of, reply_codes, reply_lists
 from logscan.parsers.mailenable import (
     CARRY,
     MAIL,
@@ -232,6 +232,7 @@ def kind_of(key: str) -> Kind:
 
 
 Scan = Callable[[str, bool], tuple[int, list[Item]] | None]
+How = tuple[bool, bool, bool]  # the tally's each_reply, compacted, grouped
 
 
 def _native() -> tuple[Scan, Callable[..., Any], type] | None:
@@ -267,6 +268,7 @@ Tally = tuple[
     dict[tuple[Direction, str, str], int],
     list[tuple[int, Direction, str, str, str, str, str]],
     dict[tuple[Direction, str], int],
+    list[int],
 ]
 
 
@@ -309,10 +311,18 @@ class MailEnableBulk:
         """An item per line: its row, or the line (a skipped line too: the caller counts it)."""
         return [line if i is None else i for line, i in zip(lines, map(item, lines), strict=True)]
 
-    def batch(self, rows: list[tuple[str, ...]], each_reply: bool = False) -> EventBatch | None:
+    def batch(
+        self,
+        rows: list[tuple[str, ...]],
+        each_reply: bool = False,
+        aligned: bool = True,
+        per_minute: bool = False,
+    ) -> EventBatch | None:
         """The events of `rows` (none empty) grouped; None when they must go line by line.
 
-        `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules."""
+        `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules;
+        `aligned`, `per_minute`: see BulkReader.batch."""
+        how = (each_reply, not (each_reply and aligned), each_reply and per_minute and not aligned)
         # The memos are cleared between calls only: the C tally keeps pointers into them.
         if len(self._kinds) >= _MEMO:
             self._kinds.clear()
@@ -321,50 +331,48 @@ class MailEnableBulk:
             if len(memo) >= _MEMO:
                 memo.clear()
         if len(rows) == 1 and _RUN is not None and type(rows[0]) is _RUN and _tally is not None:
-            return self._c_batch(cast(Run, rows[0]), each_reply)
+            return self._c_batch(cast(Run, rows[0]), how)
         rows = [r for row in rows for r in (cast(Any, row).rows() if isinstance(row, Run) else (row,))]
-        got = self._tally_python(rows, each_reply)
+        got = self._tally_python(rows, how)
         if got is None:
             return None
         b = EventBatch("mailenable", self._parser.log, len(rows), {}, {}, {}, [], [], {}, got[5], got[6])
         self._complete(b, got)
         return b
 
-    def _c_batch(self, run: Run, each_reply: bool) -> EventBatch | None:
+    def _c_batch(self, run: Run, how: How) -> EventBatch | None:
         """batch() of a C Run: its minutes now (what Aggregate.add_batch decides on), and the
         rest, the walk through the parser's state included, only when the aggregate takes it
         (EventBatch.fill): a refused batch leaves the state as it was, with no copy to keep."""
         p = self._parser
-        got = self._c_tally(run, each_reply, walk=False)
+        got = self._c_tally(run, how, walk=False)
         if got is None:
             return None
         minutes, last = got
         b = EventBatch("mailenable", p.log, len(cast(Sized, run)), {}, {}, {}, [], [], {}, minutes, last)
-        b.fill = partial(self._fill, run, each_reply)
+        b.fill = partial(self._fill, run, how)
         return b
 
-    def _c_tally(self, run: Run, each_reply: bool, walk: bool) -> tuple[Any, ...] | None:
+    def _c_tally(self, run: Run, how: How, walk: bool) -> tuple[Any, ...] | None:
         """tally() of logscan/parsers/_mailenable_scan.c on this reader's memos and parser."""
         assert _tally is not None
         p = self._parser
-        info, hours = self._info, self._hours
-        return cast(
-            tuple[Any, ...] | None,
-            _tally(run, info, hours, p.transactions, each_reply, walk, self._kind, self._hour, self._reason),
-        )
+        tx, learn = p.transactions, (self._kind, self._hour, self._reason)
+        got = _tally(run, self._info, self._hours, tx, *how, walk, *learn)
+        return cast(tuple[Any, ...] | None, got)
 
-    def _fill(self, run: Run, each_reply: bool, b: EventBatch) -> None:
+    def _fill(self, run: Run, how: How, b: EventBatch) -> None:
         """The rest of a C Run's batch, after parse()'s state steps (tally() of _mailenable_scan.c)."""
         # An older batch's saved state (the Python reader's) must not outlive this walk.
         self._parser.undo_from(cast(Any, run).first, None)
-        got = self._c_tally(run, each_reply, walk=True)
+        got = self._c_tally(run, how, walk=True)
         if got is None:  # cannot be: the same run gave minutes a moment ago, and nothing changed since
             raise RuntimeError("mailenable_bulk: a run's batch could not be filled")
         self._complete(b, cast(Tally, got))
 
     def _complete(self, b: EventBatch, got: Tally) -> None:
         """Fills `b` from a tally: its replies, outcomes and rejections by key, domains, reasons."""
-        counts, labels, classes, codes, times, _, _, reasons, refusals, unnamed = got
+        counts, labels, classes, codes, times, _, _, reasons, refusals, unnamed, weights = got
         kinds = self._kinds
         for key in counts.keys() - kinds.keys():  # a memo cleared since the tally learnt it
             self._kind(key)
@@ -382,7 +390,8 @@ class MailEnableBulk:
         b.replies, b.deliveries, b.rejections = replies, deliveries, rejections
         b.domains, b.classes, b.unnamed = labels, classes, unnamed
         b.reasons, b.refusals = reasons, refusals
-        b.times, b.codes = times, codes  # times: whole seconds already, a whole start plus seconds
+        # times: whole seconds already, a whole start plus seconds
+        b.times, b.codes, b.weights = times, codes, weights
 
     def _kind(self, key: str) -> Kind:
         """kind_of(key), kept (with its C form, for the C tally)."""
@@ -421,13 +430,16 @@ class MailEnableBulk:
                 self._reasons[reply] = reason
         return reason
 
-    def _tally_python(self, rows: list[tuple[str, ...]], each_reply: bool) -> Tally | None:
+    def _tally_python(self, rows: list[tuple[str, ...]], how: How) -> Tally | None:
         """Each row's share of the batch, walking the parser's state; None: parse() the lines.
+        `how`: (each_reply, compacted, grouping).
 
-        Returns the count of each row key, the domain label, class, reply (each_reply) and
-        time (each_reply) of each row (without each_reply, as compact() leaves them), the
-        bounce-ratio minutes, the latest time, the reasons and offenders of the 4xx/5xx rows in
-        order, and compact()'s count of the rows left out."""
+        Returns the count of each row key, the domain label and class of each row (as compact()
+        leaves them when `compacted`), the reply and time of each row (each_reply; as
+        base.per_minute() gives them when `grouping`, with their weights), the bounce-ratio
+        minutes, the latest time, the reasons and offenders of the 4xx/5xx rows in order, and
+        compact()'s count of the rows left out."""
+        each_reply, compacted, grouping = how
         p = self._parser
         kinds = self._kinds
         keys = list(map(itemgetter(KEY), rows))
@@ -474,17 +486,10 @@ class MailEnableBulk:
         klass = {k: kinds[k].klass for k in counts}
         classes = list(map(klass.__getitem__, keys))
         unnamed: dict[tuple[Direction, str], int] = {}
-        if not each_reply:
+        if compacted:
             labels, classes, unnamed = compact(labels, classes)
-        return (
-            dict(counts),
-            labels,
-            classes,
-            list(map({k: kinds[k].reply for k in counts}.__getitem__, keys)) if each_reply else [],
-            times if each_reply else [],
-            minutes,
-            max(times),
-            reasons,
-            refusals,
-            unnamed,
-        )
+        replies = {k: kinds[k].reply for k in counts}
+        listed = reply_lists(times, keys, replies, grouping) if each_reply else None
+        reply_times, codes, weights = listed or ([], [], [])
+        found = (dict(counts), labels, classes, codes, reply_times, minutes, max(times))
+        return (*found, reasons, refusals, unnamed, weights)

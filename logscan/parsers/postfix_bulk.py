@@ -182,10 +182,17 @@ class PostfixBulk:
             return None
         return [_row(row, line) if row[0] or row[4] else line for row, line in zip(found, lines, strict=True)]
 
-    def batch(self, rows: list[tuple[str, ...]], each_reply: bool = False) -> EventBatch | None:
+    def batch(
+        self,
+        rows: list[tuple[str, ...]],
+        each_reply: bool = False,
+        aligned: bool = True,
+        per_minute: bool = False,
+    ) -> EventBatch | None:
         """The events of `rows` (none empty) grouped; None when they must go line by line.
 
-        `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules."""
+        `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules.
+        `aligned` and `per_minute` change nothing here: every reply is listed with its domain."""
         p = self._parser
         zones = set(map(itemgetter(_ZONE), rows))
         if len(zones) != 1:
