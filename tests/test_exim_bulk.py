@@ -29,7 +29,7 @@ from logscan.core.aggregate import Aggregate
 from logscan.core.pipeline import LineCounts, Pipeline
 from logscan.events import EventBatch
 from logscan.parsers import bulk_reader_of, exim_bulk, make_parser
-from logscan.parsers.base import Item, ParserOptions, prefilter_of
+from logscan.parsers.base import Item, ParserOptions, per_minute, prefilter_of
 from logscan.parsers.exim import EximParser
 from logscan.parsers.reasons import refusal_reason, tables
 from tests import sanitized
@@ -409,7 +409,7 @@ def summaries(runs, text, tz):
     # Each call its own parser and memos, so that the two builds are asked the same.
     p = make_parser("exim", ParserOptions(log="x", tz=tz, reference_time=0))
     dom = lambda key: p.domain("@" + key.partition("\\n")[0])
-    return runs(text, rnd.choice((1, 8)), True, p.hour_time, dom, {{}}, duration, {{}})
+    return runs(text, rnd.choice((1, 8)), True, rnd.random() < 0.5, p.hour_time, dom, {{}}, duration, {{}})
 def check(text, rows):
     assert a.scan(text, rows) == installed(text, rows), text
     tz = rnd.choice((UTC, ZoneInfo("Europe/Berlin")))
@@ -441,16 +441,24 @@ print("ok")
 
 
 def batches(
-    chunk: str, c: bool, each_reply: bool, tz: Any = UTC, read_again: bool = False
+    chunk: str,
+    c: bool,
+    each_reply: bool,
+    tz: Any = UTC,
+    read_again: bool = False,
+    per_minute: bool = False,
+    scan_grouped: bool = False,
 ) -> list[Any] | None:
     """A chunk as one reader makes it: each line left to parse(), and for each run of rows its
     lines and batch(); None when the reader declines the chunk. `read_again`: the C reader
-    scans without each reply, and batch() must read the run again to list them."""
+    scans without each reply, and batch() must read the run again to list them. `per_minute`:
+    batch() may group each minute's replies; `scan_grouped`: the C reader scans them grouped."""
     p = make_parser("exim", ParserOptions(log="x.log", tz=tz, reference_time=REFERENCE))
     assert isinstance(p, EximParser)
     reader = exim_bulk.EximBulk(p)
     if c:
         reader._each_reply = each_reply and not read_again
+        reader._per_minute = reader._each_reply and (per_minute or scan_grouped)
         got = reader.scan(chunk, True)
         items = None if got is None else got[1]
     else:
@@ -465,7 +473,7 @@ def batches(
             out.extend(run)
             continue
         rows = cast(list[tuple[str, ...]], list(run))
-        out.append(([row[-1] for row in rows], ordered(reader.batch(rows, each_reply))))
+        out.append(([row[-1] for row in rows], ordered(reader.batch(rows, each_reply, False, per_minute))))
     return out
 
 
@@ -492,6 +500,27 @@ def assert_same_batches(chunk: str, tz: Any = UTC, min_run: int = 1) -> None:
             assert got == want, (each_reply, chunk)
             if each_reply:
                 assert batches(chunk, True, True, tz, read_again=True) == want, chunk
+                assert batches(chunk, True, True, tz, scan_grouped=True) == want, chunk
+                # Grouped per minute, the C reader's runs are base.per_minute() of the listed
+                # replies (the alert engine counts those as the replies: test_alerts_bulk).
+                grouped = [grouped_as_per_minute(item) for item in want]
+                for again in (False, True):
+                    assert batches(chunk, True, True, tz, again, per_minute=True) == grouped, chunk
+
+
+def grouped_as_per_minute(item: Any) -> Any:
+    """A batches() item of a run listing each reply, as the run grouped per minute reads."""
+    if isinstance(item, str) or item[1] is None:
+        return item
+    fields = list(item[1])
+    times, codes = fields[_TIMES], fields[_TIMES + 1]
+    found = per_minute(times, codes)
+    assert found is not None  # a run's times never go back
+    fields[_TIMES], fields[_TIMES + 1], fields[_WEIGHTS] = found
+    return (item[0], fields)
+
+
+_TIMES, _WEIGHTS = (EventBatch.__struct_fields__.index(name) for name in ("times", "weights"))
 
 
 def test_run_summaries_are_the_regex_batches_on_the_sample_logs() -> None:

@@ -1109,7 +1109,7 @@ static uint64_t fnv(const Py_UCS1 *b, Py_ssize_t n)
 typedef struct {
     PyObject *hour_of, *domain_of, *domains, *duration, *durations;
     Slot *domain_cache, *duration_cache;
-    int each_reply;
+    int each_reply, per_minute;
     Py_UCS1 hour[13];
     int has_hour, hour_ok;
     double hour_base;
@@ -1117,6 +1117,14 @@ typedef struct {
 } Ctx;
 
 #define NREASONS 32
+/* One reply of a grouped minute (per_minute): its identity (direction, code, enhanced code),
+ * a key with it, its first time and its count so far. */
+typedef struct {
+    Py_UCS1 id[16];
+    Py_ssize_t idn, count;
+    PyObject *key, *first;
+} Group;
+
 typedef struct {
     PyObject *first;
     Py_ssize_t start, n;
@@ -1125,8 +1133,18 @@ typedef struct {
     long long bucket;
     int has_bucket;
     long cell[3];
-    PyObject *keys, *classes, *domains, *minutes, *delays, *refusals, *times, *coded;
+    PyObject *keys, *classes, *domains, *minutes, *delays, *refusals, *times, *coded, *weights;
     PyObject *bucket_obj, *sec_obj;
+    /* With `weights` (per_minute): the current minute's replies, first seen first (base.
+     * per_minute()), put into times/coded/weights when the minute ends; and its last reply. */
+    Group *group;
+    int ngroups, groups_cap;
+    long long gminute, sec_minute; /* sec_minute: the minute of `sec` */
+    /* The group of each of the first NKEYS keys in this minute: kgroup[k] when kgen[k] == gen
+     * (gen goes up with each minute put), so most replies find theirs without a search. */
+    int kgroup[64];
+    unsigned kgen[64], gen;
+    PyObject *glast_key, *glast_t;
     double sec;
     /* Rows per key: the first NKEYS keys here (by a hash of their characters), any later
      * ones in `keys`; the summary's dict lists these first, so keys keep their first-seen order. */
@@ -1157,6 +1175,17 @@ static void acc_clear(Acc *a)
     Py_CLEAR(a->refusals);
     Py_CLEAR(a->times);
     Py_CLEAR(a->coded);
+    Py_CLEAR(a->weights);
+    for (int i = 0; i < a->ngroups; i++) {
+        Py_CLEAR(a->group[i].key);
+        Py_CLEAR(a->group[i].first);
+    }
+    a->ngroups = 0;
+    PyMem_Free(a->group);
+    a->group = NULL;
+    a->groups_cap = 0;
+    Py_CLEAR(a->glast_key);
+    Py_CLEAR(a->glast_t);
     Py_CLEAR(a->bucket_obj);
     Py_CLEAR(a->sec_obj);
     for (int i = 0; i < a->nk; i++)
@@ -1170,9 +1199,11 @@ static void acc_clear(Acc *a)
     a->n = 0;
 }
 
-/* The row key kbuf, counted once more: a new reference to an equal str. */
-static PyObject *count_key(Acc *a, const Py_UCS1 *kbuf, Py_ssize_t kn)
+/* The row key kbuf, counted once more: a new reference to an equal str; *slot: its index in
+ * kobj, or -1. */
+static PyObject *count_key(Acc *a, const Py_UCS1 *kbuf, Py_ssize_t kn, int *slot)
 {
+    *slot = -1;
     uint64_t h = fnv(kbuf, kn);
     unsigned i = (unsigned)(h & 127);
     for (; a->kslot[i]; i = (i + 1) & 127) {
@@ -1180,6 +1211,7 @@ static PyObject *count_key(Acc *a, const Py_UCS1 *kbuf, Py_ssize_t kn)
         PyObject *o = a->kobj[j];
         if (PyUnicode_GET_LENGTH(o) == kn && memcmp(PyUnicode_1BYTE_DATA(o), kbuf, (size_t)kn) == 0) {
             a->kcount[j]++;
+            *slot = j;
             return Py_NewRef(o);
         }
     }
@@ -1187,6 +1219,7 @@ static PyObject *count_key(Acc *a, const Py_UCS1 *kbuf, Py_ssize_t kn)
     if (!key)
         return NULL;
     if (a->nk < NKEYS) {
+        *slot = a->nk;
         a->kobj[a->nk] = Py_NewRef(key);
         a->kcount[a->nk] = 1;
         a->kslot[i] = (unsigned char)++a->nk;
@@ -1207,17 +1240,104 @@ static PyObject *count_key(Acc *a, const Py_UCS1 *kbuf, Py_ssize_t kn)
     return key;
 }
 
-static int acc_start(Acc *a, PyObject *first, Py_ssize_t start, int each_reply)
+static int acc_start(Acc *a, PyObject *first, Py_ssize_t start, int each_reply, int per_minute)
 {
     memset(a, 0, sizeof *a);
     a->first = Py_NewRef(first);
     a->start = start;
     a->ok = 1;
+    a->gen = 1;
     if (!(a->keys = PyDict_New()) || !(a->classes = PyList_New(0)) || !(a->domains = PyList_New(0)) ||
         !(a->minutes = PyDict_New()) || !(a->delays = PyDict_New()) || !(a->refusals = PyList_New(0)))
         return -1;
     if (each_reply && (!(a->times = PyList_New(0)) || !(a->coded = PyList_New(0))))
         return -1;
+    if (each_reply && per_minute && !(a->weights = PyList_New(0)))
+        return -1;
+    return 0;
+}
+
+/* times, coded, weights += t, key, n (one entry of a grouped minute). */
+static int put_entry(Acc *a, PyObject *t, PyObject *key, Py_ssize_t n)
+{
+    PyObject *w = PyLong_FromSsize_t(n);
+    int r = w && PyList_Append(a->times, t) == 0 && PyList_Append(a->coded, key) == 0 &&
+                    PyList_Append(a->weights, w) == 0
+                ? 0
+                : -1;
+    Py_XDECREF(w);
+    return r;
+}
+
+/* The grouped minute's entries: each reply's (first time, a key with it, count) in the order
+ * replies first came, then (last time, last key, 0); the minute is left empty. */
+static int flush_group(Acc *a)
+{
+    int r = 0;
+    for (int i = 0; i < a->ngroups; i++) {
+        if (r == 0 && put_entry(a, a->group[i].first, a->group[i].key, a->group[i].count) < 0)
+            r = -1;
+        Py_CLEAR(a->group[i].key);
+        Py_CLEAR(a->group[i].first);
+    }
+    if (a->ngroups && r == 0 && put_entry(a, a->glast_t, a->glast_key, 0) < 0)
+        r = -1;
+    a->ngroups = 0;
+    a->gen++;
+    Py_CLEAR(a->glast_key);
+    Py_CLEAR(a->glast_t);
+    return r;
+}
+
+/* Count a reply (key, its time a->sec_obj) into the grouped minute; a new minute puts the last. */
+static int group_add(Acc *a, PyObject *key, int slot, int inbound, const char code[3], P enh, P enh_end)
+{
+    if (a->ngroups && a->sec_minute != a->gminute && flush_group(a) < 0)
+        return -1;
+    a->gminute = a->sec_minute;
+    if (slot >= 0 && a->kgen[slot] == a->gen) {
+        a->group[a->kgroup[slot]].count++;
+        Py_XSETREF(a->glast_key, Py_NewRef(key));
+        Py_XSETREF(a->glast_t, Py_NewRef(a->sec_obj));
+        return 0;
+    }
+    Py_UCS1 id[16];
+    Py_ssize_t idn = 0;
+    id[idn++] = (Py_UCS1)inbound;
+    memcpy(id + idn, code, 3);
+    idn += 3;
+    if (enh) { /* at most 9 characters (row_key) */
+        memcpy(id + idn, enh, (size_t)(enh_end - enh));
+        idn += enh_end - enh;
+    }
+    int g = 0;
+    while (g < a->ngroups && !(a->group[g].idn == idn && memcmp(a->group[g].id, id, (size_t)idn) == 0))
+        g++;
+    if (g == a->groups_cap) {
+        int cap = a->groups_cap ? 2 * a->groups_cap : 32;
+        Group *more = PyMem_Realloc(a->group, sizeof(Group) * (size_t)cap);
+        if (!more) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        a->group = more;
+        a->groups_cap = cap;
+    }
+    if (g == a->ngroups) {
+        memcpy(a->group[g].id, id, (size_t)idn);
+        a->group[g].idn = idn;
+        a->group[g].count = 0;
+        a->group[g].key = Py_NewRef(key);
+        a->group[g].first = Py_NewRef(a->sec_obj);
+        a->ngroups++;
+    }
+    if (slot >= 0) {
+        a->kgroup[slot] = g;
+        a->kgen[slot] = a->gen;
+    }
+    a->group[g].count++;
+    Py_XSETREF(a->glast_key, Py_NewRef(key));
+    Py_XSETREF(a->glast_t, Py_NewRef(a->sec_obj));
     return 0;
 }
 
@@ -1376,7 +1496,8 @@ static int acc_add(Ctx *c, Acc *a, Row *w)
     int has_code = reply_code(w, code, &enh, &enh_end);
     int inbound = w->kind == 'R' || w->kind == 'H' || w->kind == 'A' || w->kind == 'P';
     Py_UCS1 kbuf[32];
-    PyObject *key = count_key(a, kbuf, row_key(w, has_code, code, enh, enh_end, kbuf));
+    int slot;
+    PyObject *key = count_key(a, kbuf, row_key(w, has_code, code, enh, enh_end, kbuf), &slot);
     if (!key)
         return -1;
     if (w->kind == 'S' || w->kind == 'B' || w->kind == 'X')
@@ -1434,8 +1555,12 @@ static int acc_add(Ctx *c, Acc *a, Row *w)
             if (!a->sec_obj || sec != a->sec) {
                 Py_XSETREF(a->sec_obj, PyFloat_FromDouble(sec));
                 a->sec = sec;
+                a->sec_minute = (long long)floordiv(sec, 60.0);
             }
-            if (!a->sec_obj || PyList_Append(a->times, a->sec_obj) < 0 || PyList_Append(a->coded, key) < 0) {
+            int bad = !a->sec_obj || (a->weights ? group_add(a, key, slot, inbound, code, enh, enh_end) < 0
+                                                 : PyList_Append(a->times, a->sec_obj) < 0 ||
+                                                       PyList_Append(a->coded, key) < 0);
+            if (bad) {
                 Py_DECREF(dom);
                 goto fail;
             }
@@ -1495,7 +1620,7 @@ static int acc_end(Acc *a, PyObject *out, PyObject *runs, Py_ssize_t min_run)
         for (Py_ssize_t i = a->start; i < a->start + a->n; i++)
             if (PyList_SetItem(out, i, Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(out, i), 0))) < 0)
                 r = -1;
-    } else if (flush_cell(a) < 0) {
+    } else if (flush_cell(a) < 0 || (a->weights && a->ok && flush_group(a) < 0)) {
         r = -1;
     } else {
         PyObject *keys = PyDict_New();
@@ -1520,9 +1645,11 @@ static int acc_end(Acc *a, PyObject *out, PyObject *runs, Py_ssize_t min_run)
             Py_XDECREF(k);
             Py_XDECREF(n);
         }
-        PyObject *s = reasons ? Py_BuildValue("(OnOdOOOOOOOON)", a->first, a->n, a->ok ? Py_True : Py_False, a->last_t,
-                                              a->keys, a->classes, a->domains, a->minutes, a->delays, a->refusals,
-                                              a->times ? a->times : Py_None, a->coded ? a->coded : Py_None, reasons)
+        PyObject *s = reasons ? Py_BuildValue("(OnOdOOOOOOOONO)", a->first, a->n, a->ok ? Py_True : Py_False,
+                                              a->last_t, a->keys, a->classes, a->domains, a->minutes, a->delays,
+                                              a->refusals, a->times ? a->times : Py_None,
+                                              a->coded ? a->coded : Py_None, reasons,
+                                              a->weights ? a->weights : Py_None)
                               : NULL;
         r = append_new(runs, s);
     }
@@ -1537,8 +1664,8 @@ static PyObject *runs(PyObject *self, PyObject *args)
     Ctx c;
     (void)self;
     memset(&c, 0, sizeof c);
-    if (!PyArg_ParseTuple(args, "UnpOOO!OO!", &chunk, &min_run, &c.each_reply, &c.hour_of, &c.domain_of,
-                          &PyDict_Type, &c.domains, &c.duration, &PyDict_Type, &c.durations))
+    if (!PyArg_ParseTuple(args, "UnppOOO!OO!", &chunk, &min_run, &c.each_reply, &c.per_minute, &c.hour_of,
+                          &c.domain_of, &PyDict_Type, &c.domains, &c.duration, &PyDict_Type, &c.durations))
         return NULL;
     if (NPHRASES < 0)
         return PyErr_Format(PyExc_RuntimeError, "set_reasons() first");
@@ -1568,7 +1695,7 @@ static PyObject *runs(PyObject *self, PyObject *args)
             if (line && eo - so <= MAX_LINE && !(e > s && e[-1] == '\r') && row(s, e, &w)) {
                 item = PyTuple_Pack(1, line);
                 Py_DECREF(line);
-                if (item && !a.first && acc_start(&a, item, PyList_GET_SIZE(out), c.each_reply) < 0)
+                if (item && !a.first && acc_start(&a, item, PyList_GET_SIZE(out), c.each_reply, c.per_minute) < 0)
                     failed = 1;
                 if (item && !failed && acc_add(&c, &a, &w) < 0)
                     failed = 1;
@@ -1612,7 +1739,7 @@ static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(chunk, rows) -> (lines, items) | None: the lines of a chunk of Exim log that matter."},
     {"runs", runs, METH_VARARGS,
-     "runs(chunk, min_run, each_reply, hour_of, domain_of, domains, duration, durations) -> "
+     "runs(chunk, min_run, each_reply, per_minute, hour_of, domain_of, domains, duration, durations) -> "
      "(lines, items, summaries) | None: scan() with each run of rows counted as batch() counts it."},
     {"set_reasons", set_reasons, METH_VARARGS, "set_reasons(phrases, enhanced, basic): reasons.tables()."},
     {"reason", reason, METH_VARARGS, "reason(code, enhanced, reply) -> str | None: classify() of a row's reply."},

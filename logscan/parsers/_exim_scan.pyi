@@ -8,6 +8,7 @@ def runs(
     chunk: str,
     min_run: int,
     each_reply: bool,
+    per_minute: bool,
     hour_of: Callable[[str], float | None],
     domain_of: Callable[[str], str],
     domains: dict[str, str],
@@ -33,6 +34,7 @@ def runs(
                 list[float] | None,
                 list[str] | None,
                 dict[tuple[_Direction, str, str], int] | None,
+                list[int] | None,
             ]
         ],
     ]

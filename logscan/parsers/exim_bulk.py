@@ -198,14 +198,16 @@ def _row(g: tuple[str, ...], line: str) -> Item:
 # batch() finds it), rows, whether every time is good and never goes back, the last time,
 # then EventBatch's fields as batch() makes them from full rows: counts per key, classes,
 # domains, minutes, DT= durations per kind, refusals; reply times and keys (each_reply only);
-# refusals per (direction, code, reason), None when a run has too many of those to count in C.
+# refusals per (direction, code, reason), None when a run has too many of those to count in C;
+# with per_minute, the weights of the times and keys grouped as base.per_minute() groups
+# replies (a key stands for its reply), else None.
 Summary = tuple[
     tuple[str], int, bool, float, dict[str, int], list[tuple[Direction, str]], list[str],
     dict[int, list[int]], dict[str, list[float]], list[tuple[int, Direction, str, str, str, str, str]],
-    list[float] | None, list[str] | None, dict[tuple[Direction, str, str], int] | None,
+    list[float] | None, list[str] | None, dict[tuple[Direction, str, str], int] | None, list[int] | None,
 ]  # fmt: skip
 Runs = Callable[
-    [str, int, bool, Callable[[str], float | None], Callable[[str], str], dict[str, str],
+    [str, int, bool, bool, Callable[[str], float | None], Callable[[str], str], dict[str, str],
      Callable[[str], float | None], dict[str, float | None]],
     tuple[int, list[Item], list[Summary]] | None,
 ]  # fmt: skip
@@ -295,7 +297,8 @@ class EximBulk:
     """
 
     __slots__ = (
-        "_buckets", "_delays", "_domains", "_each_reply", "_parser", "_reasons", "_summaries", "_times",
+        "_buckets", "_delays", "_domains", "_each_reply", "_parser", "_per_minute", "_reasons", "_summaries",
+        "_times",
     )  # fmt: skip
 
     def __init__(self, parser: EximParser) -> None:
@@ -309,6 +312,8 @@ class EximBulk:
         # Whether the last batch() asked for each reply (alert rules): the C reader then lists
         # them for the next chunk (a batch asking without them goes to parse(): same counts).
         self._each_reply = False
+        # Whether it also let them be grouped per minute (batch()'s per_minute): the same.
+        self._per_minute = False
 
     def scan(self, chunk: str, rows: bool) -> tuple[int, list[Item]] | None:
         """The prefilter and rows() over a whole chunk in C (logscan/parsers/_exim_scan.c), if
@@ -322,6 +327,7 @@ class EximBulk:
             chunk,
             _MIN_RUN,
             self._each_reply,
+            self._per_minute,
             p.hour_time,
             self._domain,
             self._domains,
@@ -352,17 +358,20 @@ class EximBulk:
         """The events of `rows` (none empty) grouped; None when they must go line by line.
 
         `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules.
-        `aligned` and `per_minute` change nothing here: every reply is listed with its domain."""
+        `aligned` changes nothing here (every event's domain is listed); `per_minute`: runs the C
+        reader counted group each minute's replies (EventBatch.weights); rows read here list each."""
         if len(rows) < _MIN_RUN:
             return None  # parse() is cheaper than a batch's fixed cost for a few lines
         if len(rows[0]) == 1:  # a row of the C reader: its run is counted already
-            self._each_reply = each_reply
+            grouped = each_reply and per_minute
+            self._each_reply, self._per_minute = each_reply, grouped
             summary = self._summaries.pop(id(rows[0]), None)
             if summary is None or summary[0] is not rows[0] or summary[1] != len(rows):
                 return None
-            if each_reply and summary[10] is None:
-                # Read without each reply (the first batch since alert rules came): read again.
-                summary = self._read_again([row[0] for row in rows])
+            if each_reply and (summary[10] is None or (summary[13] is not None and not grouped)):
+                # Read without each reply, or grouped where each must be listed (the first batch
+                # since alert rules came or changed): read again.
+                summary = self._read_again([row[0] for row in rows], grouped)
             return None if summary is None else self._counted(summary, each_reply)
         p = self._parser
         stamps = list(map(itemgetter(_STAMP), rows))
@@ -459,20 +468,20 @@ class EximBulk:
             codes,
         )
 
-    def _read_again(self, lines: list[str]) -> Summary | None:
-        """The summary of a run's lines, with each reply's time and key."""
+    def _read_again(self, lines: list[str], grouped: bool) -> Summary | None:
+        """The summary of a run's lines, with each reply's time and key (`grouped`: per minute)."""
         p = self._parser
         assert _runs is not None  # only C rows come here
-        got = _runs(
-            "\n".join(lines) + "\n", 1, True, p.hour_time, self._domain, self._domains, duration, self._delays
-        )
+        text = "\n".join(lines) + "\n"
+        got = _runs(text, 1, True, grouped, p.hour_time, self._domain, self._domains, duration, self._delays)
         if got is None or len(got[2]) != 1 or got[2][0][1] != len(lines):
             return None
         return got[2][0]
 
     def _counted(self, s: Summary, each_reply: bool) -> EventBatch | None:
         """batch() of a run the C reader counted (see Summary)."""
-        (_, n, ok, last_time, keys, classes, domains, minutes, delays, refusals, times, coded, reasons) = s
+        (_, n, ok, last_time, keys, classes, domains, minutes, delays, refusals, times, coded, reasons,
+         weights) = s  # fmt: skip
         if not ok or (each_reply and (times is None or coded is None)):
             return None
         replies, deliveries, rejections, reply_of = _by_key(keys)
@@ -492,6 +501,7 @@ class EximBulk:
             refusals,
             times if each_reply and times is not None else [],
             list(map(reply_of.__getitem__, coded)) if each_reply and coded is not None else [],
+            weights=weights if each_reply and weights is not None else [],
         )
 
     def _domain(self, key: str) -> str:
