@@ -431,15 +431,17 @@ class AlertEngine:
                 i = j
                 continue
             if weights is not None:
-                counted: dict[tuple[str, str, str], int] = {}
-                for reply, k in zip(codes[i:j], weights[i:j], strict=True):
-                    counted[reply] = counted.get(reply, 0) + k
-                runs: Iterable[tuple[tuple[str, str, str], int]] = counted.items()
+                # Each entry counted as it comes, the same as merged first (a reply's second
+                # entry only adds to the minute it added to); the minute's trailing entry, of
+                # weight 0, is a reply with an entry before it, so it adds nothing.
+                runs: Iterable[tuple[tuple[str, str, str], int]] = zip(
+                    codes[i : j - 1], weights[i : j - 1], strict=True
+                )
             elif j - i == 1:
                 runs = ((codes[i], 1),)
             elif j - i < 32:
                 # Counter() costs more than this loop for a few replies (first-seen order too).
-                counted = {}
+                counted: dict[tuple[str, str, str], int] = {}
                 for reply in codes[i:j]:
                     counted[reply] = counted.get(reply, 0) + 1
                 runs = counted.items()
