@@ -231,7 +231,6 @@ class Follower:
             # An old file can still be truncated or rewritten (two rotations between polls).
             self._rot.check_same(s, s.src.fstat())
         offset, tail, n, before = s.offset, s.tail, len(out), s.mark()
-        held = s.held() if s.current and s.size is not None else None
         # Known only empty: no identity to check this read against (see below).
         blank, since = s.fp_len == 0 and offset == 0 and s.size is not None, s.mtime_ns
         consumed, oversized = read_lines(s, budget, out, now, self._max_line, self._retire_after, blocks)
@@ -243,7 +242,7 @@ class Follower:
             s.rewind(before)
             self._rot.check_same(s, s.src.fstat(), force=True)
             return -1
-        if consumed and held is not None and self._rot.copied_under_read(s, since, held):
+        if consumed and s.size is not None and self._rot.copied_under_read(s, since, lambda: s.held(before)):
             # The same, when the new file holds all we knew of ours (a banner every file starts
             # with): only the copy logrotate just made tells.
             del out[n:]

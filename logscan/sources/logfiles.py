@@ -12,7 +12,7 @@ import fnmatch
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -110,6 +110,14 @@ class LogFiles:
             if ok:
                 out.append((os.path.join(self.dir, n), e.inode()))
         return out
+
+    def looks(self) -> Iterator[list[tuple[str, int]]]:
+        """Fresh listings, a pause (RELOOK_S) before each after the first: the caller looks at
+        each until it stops, or the last one stands (logrotate may be moving names meanwhile)."""
+        for pause in RELOOK_S:
+            if pause:
+                time.sleep(pause)
+            yield self.listing()
 
     def locate(self, rec: Mapping[str, Any], cands: list[str], taken: set[tuple[int, int]],
                is_read: Callable[[Stream], bool]) -> Stream | None:
@@ -267,13 +275,10 @@ class LogFiles:
         """
         ids = set(open_ids or ()) | {(s.dev, s.ino) for s in opened}
         found: list[tuple[Stream, Known]] = []
-        for pause in RELOOK_S:
-            if pause:
-                time.sleep(pause)
+        # Listed afresh: a listing taken earlier (the restart's) may predate renames.
+        for listed in self.looks():
             for s, _ in found:
                 s.src.close()
-            # Listed afresh: a listing taken earlier (the restart's) may predate renames.
-            listed = self.listing()
             found, unsettled = self._unknown([p for p, _ in listed], known, since_ns, live_path, ids)
             if not unsettled and self.listing() == listed:
                 break

@@ -86,6 +86,10 @@ def open_source(path: str) -> tuple[FileSource, os.stat_result]:
     return FileSource(fd, comp), st
 
 
+# A stream's reading position: offset, tail, recent, skipping, stalled (Stream.mark).
+Mark = tuple[int, bytes, bytes, bool, tuple[int, int | None]]
+
+
 @dataclass(slots=True)
 class Stream:
     """One open file and how far into it we have returned lines."""
@@ -125,20 +129,21 @@ class Stream:
         dev, ino = (self.dev, self.ino) if inode else (-1, -1)
         return Known(self.fp, self.fp_len, self.offset, fingerprint(self.tail), dev, ino)
 
-    def mark(self) -> tuple[int, bytes, bytes, bool, tuple[int, int | None]]:
-        """Where reading stands, for rewind()."""
+    def mark(self) -> Mark:
+        """Where reading stands, for rewind() and held()."""
         return self.offset, self.tail, self.recent, self.skipping, self.stalled
 
-    def rewind(self, mark: tuple[int, bytes, bytes, bool, tuple[int, int | None]]) -> None:
+    def rewind(self, mark: Mark) -> None:
         """Forget what was read since mark()."""
         self.offset, self.tail, self.recent, self.skipping, self.stalled = mark
 
-    def held(self) -> Known:
-        """What we know this file holds: up to the offset, or, opened and not read that far,
-        all it held when opened."""
-        if self.opened_size > self.offset:
+    def held(self, mark: Mark | None = None) -> Known:
+        """What we know this file holds (or held at `mark`): up to the offset, or, opened and not
+        read that far, all it held when opened."""
+        offset, tail = (self.offset, self.tail) if mark is None else mark[:2]
+        if self.opened_size > offset:
             return Known(self.fp, self.fp_len, self.opened_size, fingerprint(self.opened_tail))
-        return self.known()
+        return Known(self.fp, self.fp_len, offset, fingerprint(tail))
 
     def record(self) -> dict[str, Any]:
         rec = {"path": self.path, "dev": self.dev, "ino": self.ino, "offset": self.offset,

@@ -25,7 +25,7 @@ from logscan.sources.identity import (
     fingerprint,
     remember,
 )
-from logscan.sources.logfiles import DIR_MTIME_SLACK_NS, RELOOK_S, LogFiles, dir_mtime
+from logscan.sources.logfiles import DIR_MTIME_SLACK_NS, LogFiles, dir_mtime
 from logscan.sources.reading import COMPRESS_ERRORS, Stream, ends_within, has, identity, to_end, whole
 
 
@@ -105,17 +105,15 @@ class Rotations:
         notes: list[tuple[str, dict[str, Any]]] = []
         self._note = lambda event, **fields: notes.append((event, fields))
         try:
-            for pause in RELOOK_S:
-                if pause:
-                    time.sleep(pause)
-                notes.clear()
-                listed = self.files.listing()
+            for n, listed in enumerate(self.files.looks()):
+                if n:  # the last scan's files were found in a listing that changed under it
+                    for s in self.streams():
+                        s.src.close()
+                    self.old, self.cur, self.count = [], None, count
+                    notes.clear()
                 self._opened(lambda opened: self._resume(saved, opened))
-                if pause == RELOOK_S[-1] or self.files.listing() == listed:
+                if self.files.listing() == listed:
                     break
-                for s in self.streams():
-                    s.src.close()
-                self.old, self.cur, self.count = [], None, count
         finally:
             self._note = note
             for event, fields in notes:
@@ -338,7 +336,7 @@ class Rotations:
             n = len(cur.opened_tail)
             same = cur.src.read_at(cur.opened_size - n, n) == cur.opened_tail
         if same and st.st_size >= cur.offset and cur is self.cur and (cur.offset or cur.opened_size > 0):
-            same = not self._copied_away(cur, since, cur.held())
+            same = not self._copied_away(cur, since, cur.held)
         if same and st.st_size >= cur.offset:
             if len(head) > cur.fp_len:
                 cur.fp, cur.fp_len = fingerprint(head), len(head)
@@ -349,8 +347,8 @@ class Rotations:
             return
         self._copytruncated(cur, since)
 
-    def copied_under_read(self, cur: Stream, since_ns: int, ours: Known) -> bool:
-        """After a read of the current file, which held `ours` before it: True when logrotate
+    def copied_under_read(self, cur: Stream, since_ns: int, ours: Callable[[], Known]) -> bool:
+        """After a read of the current file, which held `ours()` before it: True when logrotate
         copied and truncated it meanwhile and the MTA wrote the same first bytes again (the read
         returned the new file's lines). Put the read back, then call copytruncated()."""
         return cur is self.cur and self._copied_away(cur, since_ns, ours)
@@ -359,12 +357,12 @@ class Rotations:
         """`cur` was copied and truncated since `since_ns`: go on in its copy, then in it."""
         self._copytruncated(cur, since_ns)
 
-    def _copied_away(self, cur: Stream, since_ns: int, ours: Known) -> bool:
+    def _copied_away(self, cur: Stream, since_ns: int, ours: Callable[[], Known]) -> bool:
         """True when logrotate copied and truncated `cur` and the MTA wrote it past our offset
         again, all since our last look, with the same first bytes (a banner): a rotated file
-        modified since then holds `ours` (what we knew `cur` held), and more that `cur` does not
+        modified since then holds `ours()` (what we knew `cur` held), and more that `cur` does not
         hold. Looked for only when the folder changed (a copy is a new file), so growth alone
-        costs one stat."""
+        costs one stat and no hash."""
         if self.files.glob:
             return False
         now = dir_mtime(self.files.dir)
@@ -379,6 +377,7 @@ class Rotations:
             return False
         if (st.st_dev, st.st_ino) != (cur.dev, cur.ino):
             return False  # renamed away: newer files starting alike are not copies of it
+        held = ours()
         open_ids = {(s.dev, s.ino) for s in self.streams()}
         for p in self.files.candidates():
             try:
@@ -392,10 +391,12 @@ class Rotations:
             except COMPRESS_ERRORS:
                 continue
             try:
+                if not has(c, held) or self._is_read(c):
+                    continue
+                k = whole(c)
                 # A copy whose every byte the live file still holds is a copy in progress
                 # (truncate pending), or holds nothing we could tell apart from it.
-                if has(c, ours) and not self._is_read(c) and not has(cur, whole(c).content()) \
-                        and not self._archive_of_ours(c):
+                if not has(cur, k.content()) and not self._archive_of_ours(c, k):
                     return True
             except COMPRESS_ERRORS:
                 continue
@@ -403,12 +404,11 @@ class Rotations:
                 c.src.close()
         return False
 
-    def _archive_of_ours(self, c: Stream) -> bool:
-        """`c` is an archive of all of a file we hold open or read to its end: logrotate compressed
-        it just now (delaycompress: the live file stays where it was, a new one)."""
+    def _archive_of_ours(self, c: Stream, k: Known) -> bool:
+        """`c` (all of it: `k`) is an archive of all of a file we hold open or read to its end:
+        logrotate compressed it just now (delaycompress: the live file stays where it was, a new one)."""
         if c.size is not None:
             return False
-        k = whole(c).content()
         files = [whole(s) for s in self.streams() if s.size is not None] + self.done
         return any(f.size == k.size and has(c, f.content()) for f in files)
 
@@ -455,10 +455,7 @@ class Rotations:
         it a second time read it twice. When files start alike, older copies hold `old` too: the
         copy is the earliest made since `since_ns` (our last look at `cur`), never a file read.
         No copy in a listing that changed as we looked (logrotate shifting names): look again."""
-        for pause in RELOOK_S:
-            if pause:
-                time.sleep(pause)
-            listed = self.files.listing()
+        for listed in self.files.looks():
             found = self._find_copy(cur, old, since_ns, [p for p, _ in listed])
             if found[0] is not None or self.files.listing() == listed:
                 break
