@@ -6,6 +6,7 @@ at a time with every evaluation step taken (AlertEngine._shortcuts off).
 
 from __future__ import annotations
 
+import math
 from itertools import cycle
 from typing import Any
 
@@ -13,7 +14,7 @@ import msgspec
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from logscan.core.alerts import AlertEngine, Rule, Transition
+from logscan.core.alerts import AlertEngine, Rule, Transition, _Series
 from logscan.events import Event
 
 START = 1_796_000_040.0  # 2026-11-30 00:54 UTC, a whole minute
@@ -199,3 +200,35 @@ def test_a_series_made_at_an_evaluation_point_inside_a_minute_is_dropped_on_time
     ]
     for size in range(1, len(events) + 1):
         assert run(rules, 10.0, events, [size], False) == run(rules, 10.0, events, [size], True)
+
+
+def _fold_reference(s: _Series, start: int, keep: float) -> tuple[float, dict[int, int], dict[int, int]]:
+    """fold() with learning as first written, minute by minute: the spec of its one-minute step."""
+    b, cur = s.baseline, s.folded
+    for m in sorted(m for m in s.hits if m < start):
+        b *= keep ** (m - cur)
+        b = keep * b + (1.0 - keep) * s.hits[m]
+        cur = m + 1
+    b *= keep ** (start - cur)
+    left = {m: n for m, n in s.hits.items() if m >= start}, {m: n for m, n in s.totals.items() if m >= start}
+    return (b if b > 1e-9 else 0.0), *left
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 8), st.integers(0, 40), max_size=9),
+    st.dictionaries(st.integers(0, 8), st.integers(0, 90), max_size=9),
+    st.one_of(st.just(0.0), st.just(1e-9), st.floats(0.0, 500.0)),
+    st.sampled_from([60, 300, 3600, 7 * 86400]),
+    st.integers(1, 4),
+)
+def test_a_fold_of_one_minute_learns_as_the_general_fold(
+    hits: dict[int, int], totals: dict[int, int], baseline: float, baseline_s: int, ahead: int
+) -> None:
+    # fold() takes one minute leaving the window (the step of every evaluation) apart from the
+    # general loop; both must give the very same float.
+    keep = math.exp(-60 / baseline_s)
+    s = _Series(folded=0, hits=dict(hits), totals=dict(totals), baseline=baseline)
+    want = _fold_reference(s, ahead, keep)
+    s.fold(ahead, keep, True)
+    assert (s.baseline, s.hits, s.totals, s.folded) == (*want, ahead)

@@ -193,6 +193,15 @@ class _Series:
         if learn:
             b = self.baseline
             cur = self.folded
+            if start == cur + 1:
+                # The usual step, one minute leaving: the loop below for that minute alone (no
+                # bucket is ever below `folded`), without its sort, powers of 1 and list scans.
+                h = self.hits.pop(cur, 0)
+                self.totals.pop(cur, None)
+                b = keep * b + (1.0 - keep) * h if h else b * keep
+                self.baseline = b if b > 1e-9 else 0.0
+                self.folded = start
+                return
             for m in sorted(m for m in self.hits if m < start):
                 b *= keep ** (m - cur)
                 b = keep * b + (1.0 - keep) * self.hits[m]
@@ -223,10 +232,12 @@ class _Series:
         if state not in ("inactive", "pending", "firing"):
             raise ValueError(f"bad series state {state!r}")
         pc, pr, prate = d["peak"]
+        folded = int(d["folded"])
+        # Buckets below `folded` are gone by definition (fold() relies on it): a saved one is not read.
         return cls(
-            folded=int(d["folded"]),
-            hits={int(m): int(n) for m, n in d["hits"]},
-            totals={int(m): int(n) for m, n in d["totals"]},
+            folded=folded,
+            hits={int(m): int(n) for m, n in d["hits"] if int(m) >= folded},
+            totals={int(m): int(n) for m, n in d["totals"] if int(m) >= folded},
             baseline=float(d["baseline"]),
             state=state,
             pending_since=float(d["pending_since"]),
@@ -402,14 +413,16 @@ class AlertEngine:
                 # An evaluation point inside the minute, at event k. The events before it may
                 # go in after it all the same: the evaluation reads only earlier minutes. Two
                 # things they do first: make their series, and keep those from being dropped
-                # as empty (a 0 in this minute, which their count then raises).
+                # as empty (a 0 in this minute, which their count then raises; a minute already
+                # folded they count as late, as observe() does, so it gets no 0 either).
                 k = bisect_left(times, due, i, j)
                 for direction in {reply[0] for reply in set(codes[i:k])}:
                     slots = fast.get((direction, mta))
                     if slots is None:
                         slots = self._slots(name, log, direction, mta)
                     for series, _, _ in slots:
-                        series.totals.setdefault(minute, 0)
+                        if minute >= series.folded:
+                            series.totals.setdefault(minute, 0)
                 self._evaluate(name, log, math.floor((times[k] - settle) / BUCKET_S))
             if hit_free:
                 # No hit in the batch: a minute adds only to the totals of each direction,
@@ -765,7 +778,7 @@ class AlertEngine:
         keep = self._keep[key[0]]
         m = first
         while m <= last:
-            if s.state == "inactive":
+            if m < last and s.state == "inactive":
                 # Boundaries whose window holds no hit cannot turn hot: jump to the first one that does.
                 nxt = min((h for h in s.hits if h >= m - w), default=None)
                 m = last if nxt is None else max(m, min(nxt + 1, last))
