@@ -7,10 +7,12 @@ at a time with every evaluation step taken (AlertEngine._shortcuts off).
 from __future__ import annotations
 
 import math
+import random
 from itertools import cycle
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -232,3 +234,42 @@ def test_a_fold_of_one_minute_learns_as_the_general_fold(
     want = _fold_reference(s, ahead, keep)
     s.fold(ahead, keep, True)
     assert (s.baseline, s.hits, s.totals, s.folded) == (*want, ahead)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_quiet_log_whose_series_all_go_between_replies_counts_as_plain(seed: int) -> None:
+    """Replies far apart, by about the longest window (a quiet server): a batch's minutes before
+    its last drop of every series are skipped, so steps of one minute more or less than the
+    window, either side of the in-minute evaluation point, must drop (or keep) as observe() does."""
+    rnd = random.Random(seed)
+    rules = [
+        Rule(name="out", direction="outbound", window=300),
+        Rule(name="in", direction="inbound", window=60),
+        Rule(name="in_long", direction="inbound", window=rnd.choice((120, 300, 360))),
+    ]
+    settle = rnd.choice((0.0, 10.0, 59.0))
+    longest = max(r.window for r in rules) // 60
+    t = START
+    events = []
+    for _ in range(rnd.randrange(20, 120)):
+        minutes = rnd.choice((0, 1, longest - 1, longest, longest + 1, longest + 2, 3 * longest))
+        second = rnd.choice((0, max(0, int(settle) - 1), int(settle), min(59, int(settle) + 1), 59))
+        t = max(t, (t // 60 + minutes) * 60 + second)
+        for _ in range(rnd.choice((1, 1, 1, 2, 5))):
+            reply = rnd.choice(REPLIES[2:3] + REPLIES[5:6] + REPLIES[4:5])  # none of them a 551
+            events.append(Event("postfix", "a", t, reply[0], reply[1], reply[2]))  # type: ignore[arg-type]
+            t += rnd.choice((0, 0, 1, 20))
+    for chunks in ([len(events)], [rnd.randrange(2, 30)], [1, 7, 3]):
+        assert run(rules, settle, events, chunks, False) == run(rules, settle, events, chunks, True)
+
+
+def test_a_quiet_batch_after_a_later_reply_keeps_that_reply_as_plain() -> None:
+    """A batch may start a minute before the last reply counted (that reply came before the
+    evaluation point of its minute); that reply, not only the batch's own, decides whether a
+    long step drops the series."""
+    rule = Rule(name="in", direction="inbound", window=300)
+    m = 3 * 60  # START is a whole minute
+    stamps = [m - 180 + 30, m + 5, m - 60 + 40, m + 300 + 15]  # the 3rd goes back a minute
+    events = [Event("postfix", "a", START + s, "inbound", "250", "") for s in stamps]
+    for chunks in ([2], [2, 1], [1]):
+        assert run([rule], 10.0, events, chunks, False) == run([rule], 10.0, events, chunks, True)

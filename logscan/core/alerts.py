@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, islice, repeat
-from operator import attrgetter, itemgetter, le
+from operator import attrgetter, itemgetter, le, lt, sub
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -416,7 +416,7 @@ class AlertEngine:
                 # as empty (a 0 in this minute, which their count then raises; a minute already
                 # folded they count as late, as observe() does, so it gets no 0 either).
                 k = bisect_left(times, due, i, j)
-                for direction in {reply[0] for reply in set(codes[i:k])}:
+                for direction in dict.fromkeys(reply[0] for reply in codes[i:k]):  # series made in order
                     slots = fast.get((direction, mta))
                     if slots is None:
                         slots = self._slots(name, log, direction, mta)
@@ -504,11 +504,16 @@ class AlertEngine:
         settle = self.settle_s
         fast = log.fast
         shortest = min(self._window)
+        i, n = self._last_reset(log, times), len(times)
+        if i:
+            # Every series is dropped at event i's evaluation: what came before leaves nothing.
+            log.series.clear()
+            fast.clear()
+            log.next_min = math.floor((times[i] - settle) / BUCKET_S) + 1
         doom = self._doom(log)
         pending = -1  # the boundary evaluated last but not yet applied to the series; -1: none
         keys = (("inbound", mta), ("outbound", mta))
         due = log.next_min * BUCKET_S + settle
-        i, n = 0, len(times)
         while i < n:
             t = times[i]
             if t >= due:
@@ -527,7 +532,7 @@ class AlertEngine:
                 k = bisect_left(times, due, i, j)
                 target = math.floor((times[k] - settle) / BUCKET_S)
                 if target >= doom or fast.get(keys[0]) is None or fast.get(keys[1]) is None:
-                    for direction in {reply[0] for reply in set(codes[i:k])}:
+                    for direction in dict.fromkeys(reply[0] for reply in codes[i:k]):  # series made in order
                         slots = fast.get((direction, mta))
                         if slots is None:
                             slots = self._slots(name, log, direction, mta)
@@ -555,6 +560,27 @@ class AlertEngine:
             i = j
         if pending >= 0:
             self._fold_idle(log, pending)
+
+    def _last_reset(self, log: _Log, times: list[float]) -> int:
+        """For _count_idle: the last event whose evaluation drops every series of `log` (each one's
+        replies, in the batch before it or counted earlier, lie a whole window or more behind
+        the boundary it closes), or 0. On a quiet log most of a batch's minutes end so."""
+        n = len(times)
+        settle = self.settle_s
+        longest = max(self._window)
+        if n < 2 or n > 8 * (times[-1] - times[0]) / BUCKET_S:
+            return 0  # a busy log: its replies are never that far apart (and the search costs)
+        # A drop at event r needs a step from event r − 1 longer than the longest window + settle.
+        steps = map(sub, islice(times, 1, None), times)
+        far = list(compress(range(1, n), map(lt, repeat(longest * BUCKET_S + settle), steps)))
+        if not far:
+            return 0
+        counted = max((max(s.totals) for s in log.series.values() if s.totals), default=-1)
+        for r in reversed(far):
+            last = max(counted, int(times[r - 1] // BUCKET_S))  # the latest minute with a reply
+            if math.floor((times[r] - settle) / BUCKET_S) > last + longest:
+                return r
+        return 0
 
     def _doom(self, log: _Log) -> int:
         """The first boundary whose evaluation may drop an idle series of `log`."""
