@@ -273,3 +273,19 @@ def test_a_quiet_batch_after_a_later_reply_keeps_that_reply_as_plain() -> None:
     events = [Event("postfix", "a", START + s, "inbound", "250", "") for s in stamps]
     for chunks in ([2], [2, 1], [1]):
         assert run([rule], 10.0, events, chunks, False) == run([rule], 10.0, events, chunks, True)
+
+
+def test_a_series_exactly_at_its_thresholds_turns_hot_as_plain() -> None:
+    """count = min_count and ratio = min_ratio (2 hits in 20 replies) are hot: the busy-minute
+    shortcut must test them as _step does."""
+    rule = Rule(name="r", direction="outbound", code="551", window=60, min_count=2, min_ratio=0.1,
+                factor=0.0, for_s=60)  # fmt: skip
+    events = []
+    for minute in range(4):
+        for i in range(20):
+            code = "551" if i < 2 and minute != 1 else "250"
+            events.append(Event("postfix", "a", START + 60 * minute + i, "outbound", code, ""))
+    fast = run([rule], 10.0, events, [len(events)], False)
+    assert fast == run([rule], 10.0, events, [len(events)], True)
+    states = [tr.state for batch in fast[0] for tr in batch]
+    assert states == ["pending", "inactive", "pending", "firing", "resolved"]

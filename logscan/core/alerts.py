@@ -774,6 +774,20 @@ class AlertEngine:
                     series.folded = fold_to
                 else:
                     series.fold(fold_to, self._keep[key[0]], True)
+            elif shortcuts and series.state == "inactive" and start == target:
+                # One step of an inactive series (each minute of a busy log): _step's fold, then
+                # its test for hot; only a series turning hot needs the rest of _step (whose
+                # fold is then done already, and whose sums come out the same).
+                idx = key[0]
+                rule, w = self.rules[idx], self._window[idx]
+                series.fold(target - w, self._keep[idx], True)
+                hits = series.hits
+                count = sum(map(hits.get, range(target - w, target), repeat(0))) if hits else 0
+                if count >= rule.min_count:
+                    total = sum(map(series.totals.get, range(target - w, target), repeat(0)))
+                    ratio = count / total if total else 0.0
+                    if ratio >= rule.min_ratio and count / w >= rule.factor * series.baseline:
+                        self._step(name, key, series, rule, self._keep[idx], target)
             else:
                 self._run(name, key, series, start, target)
             if series.state == "inactive" and not series.totals and series.baseline == 0.0:
