@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from bisect import bisect_left
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, islice, repeat
@@ -386,9 +385,10 @@ class AlertEngine:
         fast = log.fast  # cleared in place, never replaced: this name stays right
         if kinds is None:
             kinds = set(codes)
-        hit_free = not any(self._hits(name, reply) for reply in kinds)
-        # Each reply's direction, when a hit-free batch has both (else unused).
-        dirs = list(map(_DIRECTION, codes)) if hit_free and len({reply[0] for reply in kinds}) > 1 else []
+        hitting = {reply for reply in kinds if self._hits(name, reply)}
+        hit_free = not hitting
+        # Each reply's direction, when the batch has both (else unused).
+        dirs = list(map(_DIRECTION, codes)) if len({reply[0] for reply in kinds}) > 1 else []
         existing = log.series.values()
         if (
             hit_free
@@ -399,6 +399,9 @@ class AlertEngine:
         ):
             self._count_idle(name, log, mta, times, codes, dirs, weights)
             return True
+        # The entries that hit a rule: a minute's others only add to its totals per direction.
+        hit_at = list(compress(range(len(codes)), map(hitting.__contains__, codes)))
+        h = 0
         i, n = 0, len(times)
         # Per minute of events, not per event: a quiet log has a few replies in each of many
         # minutes, so every name lookup and call here counts (_target() is inlined).
@@ -424,53 +427,36 @@ class AlertEngine:
                         if minute >= series.folded:
                             series.totals.setdefault(minute, 0)
                 self._evaluate(name, log, math.floor((times[k] - settle) / BUCKET_S))
-            if hit_free:
-                # No hit in the batch: a minute adds only to the totals of each direction,
-                # in the order the directions first come (the order their series are made).
-                first = codes[i][0]
-                n_first, n_all = _directions(dirs, weights, first, i, j)
-                for direction, k in ((first, n_first), (_OTHER_DIRECTION[first], n_all - n_first)):
-                    if not k:
-                        continue
-                    slots = fast.get((direction, mta))
-                    if slots is None:
-                        slots = self._slots(name, log, direction, mta)
-                    for series, _, _ in slots:
-                        if minute < series.folded:
-                            self.late += k
-                            continue
-                        totals = series.totals
-                        totals[minute] = totals.get(minute, 0) + k
-                i = j
-                continue
-            if weights is not None:
-                # Each entry counted as it comes, the same as merged first (a reply's second
-                # entry only adds to the minute it added to); the minute's trailing entry, of
-                # weight 0, is a reply with an entry before it, so it adds nothing.
-                runs: Iterable[tuple[tuple[str, str, str], int]] = zip(
-                    codes[i : j - 1], weights[i : j - 1], strict=True
-                )
-            elif j - i == 1:
-                runs = ((codes[i], 1),)
-            elif j - i < 32:
-                # Counter() costs more than this loop for a few replies (first-seen order too).
-                counted: dict[tuple[str, str, str], int] = {}
-                for reply in codes[i:j]:
-                    counted[reply] = counted.get(reply, 0) + 1
-                runs = counted.items()
-            else:
-                runs = Counter(codes[i:j]).items()
-            for (direction, code, enhanced), k in runs:
+            # A minute adds to the totals of each direction, in the order the directions first
+            # come (the order their series are made), then its hits to the series they match.
+            first = codes[i][0]
+            n_first, n_all = _directions(dirs, weights, first, i, j)
+            for direction, k in ((first, n_first), (_OTHER_DIRECTION[first], n_all - n_first)):
+                if not k:
+                    continue
                 slots = fast.get((direction, mta))
                 if slots is None:
                     slots = self._slots(name, log, direction, mta)
-                for series, kind, want in slots:
+                for series, _, _ in slots:
                     if minute < series.folded:
                         self.late += k
                         continue
                     totals = series.totals
                     totals[minute] = totals.get(minute, 0) + k
-                    if (code == want) if kind == 0 else (code[0] == want) if kind == 1 else enhanced == want:
+            if hit_free:
+                i = j
+                continue
+            a = bisect_left(hit_at, i, h)
+            h = bisect_left(hit_at, j, a)
+            for e in hit_at[a:h]:
+                k = weights[e] if weights is not None else 1
+                if not k:
+                    continue  # a minute's trailing entry (EventBatch.weights): nothing to add
+                direction, code, enhanced = codes[e]
+                for series, kind, want in fast[(direction, mta)]:
+                    if minute >= series.folded and (
+                        (code == want) if kind == 0 else (code[0] == want) if kind == 1 else enhanced == want
+                    ):
                         hits = series.hits
                         hits[minute] = hits.get(minute, 0) + k
             i = j
