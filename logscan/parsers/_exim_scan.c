@@ -1074,6 +1074,13 @@ static PyObject *DIRECTIONS[2], *CLASS_TUPLES[2][4], *KINDS[256];
 /* Python's float floor division (CPython float_floor_div), so that buckets are the same. */
 static double floordiv(double vx, double wx)
 {
+    /* A whole positive number by 60 or 1 (every time a log gives, and its minute): integer
+     * division gives the same, and glibc's fmod() costs more than the rest of a row's time. */
+    if (vx > 0.0 && vx < 4503599627370496.0 /* 2^52 */ && (wx == 60.0 || wx == 1.0)) {
+        long long whole = (long long)vx;
+        if ((double)whole == vx)
+            return (double)(whole / (long long)wx);
+    }
     double mod = fmod(vx, wx), div = (vx - mod) / wx, fd;
     if (mod) {
         if ((wx < 0) != (mod < 0))
