@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
@@ -36,8 +37,8 @@ def read_lines(path: Path) -> list[str]:
         return f.read().splitlines()
 
 
-def reader() -> PostfixBulk:
-    p = make_parser("postfix", ParserOptions(log="x.log", tz=UTC, reference_time=REFERENCE))
+def reader(tz: tzinfo = UTC) -> PostfixBulk:
+    p = make_parser("postfix", ParserOptions(log="x.log", tz=tz, reference_time=REFERENCE))
     assert isinstance(p, PostfixParser)
     return PostfixBulk(p)
 
@@ -172,6 +173,28 @@ def test_seconds_that_go_back_inside_a_minute_are_listed() -> None:
         assert batch is not None
         assert bool(batch.weights) == grouped, stamps
         compare(bulk, rows, Tally())
+
+
+def test_two_minute_texts_of_one_minute_are_listed() -> None:
+    # Syslog stamps in the hour New York skips (2026-03-08 02:xx) are dated as 03:xx: two texts,
+    # one minute. per_minute() groups by the minute of the time, so such a batch is listed.
+    line = (
+        "Mar  8 {hm}:{s:02d} mx1 postfix/smtpd[7]: NOQUEUE: reject: RCPT from a.example[192.0.2.1]: "
+        "551 5.1.1 <u@example.com>: Recipient address rejected: User not local; from=<s@d.example> "
+        "to=<u@example.com> proto=ESMTP helo=<a.example>"
+    )
+    bulk = reader(ZoneInfo("America/New_York"))
+    (rows,) = runs([line.format(hm=hm, s=s) for hm, s in (("02:30", 10), ("03:30", 20), ("03:31", 5))])
+    listed = bulk.batch(rows, each_reply=True, per_minute=False)
+    assert listed is not None
+    assert listed.times[0] // 60 == listed.times[1] // 60
+    grouped = bulk.batch(rows, each_reply=True, per_minute=True)
+    assert grouped == listed
+    # The same texts an hour later are two minutes: grouped.
+    (rows,) = runs([line.format(hm=hm, s=s) for hm, s in (("03:30", 10), ("04:30", 20), ("04:31", 5))])
+    grouped = bulk.batch(rows, each_reply=True, per_minute=True)
+    assert grouped is not None
+    assert grouped.weights == [1, 0, 1, 0, 1, 0]
 
 
 def random_rows(rnd: random.Random) -> tuple[list[tuple[str, ...]], dict[str, int], list[float], list[int]]:
