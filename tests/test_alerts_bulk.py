@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = 1_796_000_000.0  # 2026-11-29
 LOGS = (ROOT / "tests" / "samples" / "postfix.log", ROOT / "sample_logs" / "postfix" / "mail.log")
 C_SCAN = postfix_bulk._scan
+C_MINUTES = postfix_bulk._minutes
 EXIM_C = exim_bulk._scan
 ME_C = (mailenable_bulk._scan, mailenable_bulk._tally)
 # A state saved by AlertEngine.to_dict() of commit 6322f4b (before batches fed the engine):
@@ -76,6 +77,7 @@ def without_c(fmt: str, c: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """`fmt`'s bulk reader with its C scanner (`c`) or with its pure-Python rows."""
     if fmt == "postfix":
         monkeypatch.setattr(postfix_bulk, "_scan", C_SCAN if c else None)
+        monkeypatch.setattr(postfix_bulk, "_minutes", C_MINUTES if c else None)
     elif fmt == "exim":
         monkeypatch.setattr(exim_bulk, "_scan", EXIM_C if c else None)
     else:
@@ -180,7 +182,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 def test_sample_logs_fire_the_same_from_batches(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lines = read_lines(log)
     for size in (1, 7, 1000, len(lines)):
-        assert_same(chunked(lines, size), RULES, monkeypatch)
+        fed = assert_same(chunked(lines, size), RULES, monkeypatch)
+        assert fed.grouped == fed.batched  # every batch's replies grouped per minute (C)
 
 
 @pytest.mark.parametrize("stamps", ["rfc3339", "syslog"])
@@ -191,13 +194,20 @@ def test_a_generated_log_fires_the_same_from_batches(
     lines = list(map(syslog_stamped, generated)) if stamps == "syslog" else generated
     fed = assert_same(chunked(lines, size), RULES, monkeypatch)
     assert len(fed.transitions) >= 20  # pending, firing, resolved
+    assert fed.grouped == fed.batched  # each minute's replies grouped in C
+    for rules in (SENSITIVE, DEFAULT_RULES):
+        assert assert_same(chunked(lines, size), rules, monkeypatch).grouped > 0
+    # Listed one by one (the form of a batch whose times go back), the same.
+    assert assert_same(chunked(lines, size), RULES, monkeypatch, per_minute=False).grouped == 0
 
 
 def test_per_domain_rules_fire_the_same_from_batches(
     generated: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A per_domain rule's series depend on the order of domains: such logs go event by event.
-    assert len(assert_same(chunked(generated, 4096), PER_DOMAIN, monkeypatch).transitions) >= 20
+    fed = assert_same(chunked(generated, 4096), PER_DOMAIN, monkeypatch)
+    assert len(fed.transitions) >= 20
+    assert fed.grouped == 0
 
 
 def test_times_out_of_order_within_a_minute_fire_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,7 +219,9 @@ def test_times_out_of_order_within_a_minute_fire_the_same(monkeypatch: pytest.Mo
     )
     lines = [line.format(m=m, s=s) for m in range(0, 30) for s in (30, 5, 12, 9, 59, 10, 11)]
     for size in (3, 50, len(lines)):
-        assert len(assert_same(chunked(lines, size), RULES, monkeypatch).transitions) >= 2
+        fed = assert_same(chunked(lines, size), RULES, monkeypatch)
+        assert len(fed.transitions) >= 2
+        assert fed.grouped < fed.batched  # listed where the seconds go back
     # Then replies from minutes that every window has left: counted as late, not in buckets.
     late = [line.format(m=m, s=s) for m in (1, 2) for s in (3, 40, 41, 42, 43, 44, 45)]
     assert len(assert_same(chunked(lines + late, 7), RULES, monkeypatch).transitions) >= 2

@@ -639,9 +639,190 @@ static PyObject *scan(PyObject *self, PyObject *args)
     return out ? Py_BuildValue("(nN)", lines, out) : NULL;
 }
 
+/* Growable arrays of a minutes() result: per entry, a row index, a reply id and a count. */
+typedef struct {
+    Py_ssize_t *row, *id, *count, n, cap;
+} Entries;
+
+static int push(Entries *g, Py_ssize_t row, Py_ssize_t id, Py_ssize_t count)
+{
+    if (g->n == g->cap) {
+        Py_ssize_t cap = g->cap ? g->cap * 2 : 64;
+        if (cap > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(Py_ssize_t)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        Py_ssize_t *r = PyMem_Resize(g->row, Py_ssize_t, cap);
+        if (r)
+            g->row = r;
+        Py_ssize_t *i = r ? PyMem_Resize(g->id, Py_ssize_t, cap) : NULL;
+        if (i)
+            g->id = i;
+        Py_ssize_t *c = i ? PyMem_Resize(g->count, Py_ssize_t, cap) : NULL;
+        if (!c) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        g->count = c;
+        g->cap = cap;
+    }
+    g->row[g->n] = row;
+    g->id[g->n] = id;
+    g->count[g->n++] = count;
+    return 0;
+}
+
+static PyObject *as_list(const Py_ssize_t *v, Py_ssize_t n)
+{
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        PyObject *o = PyLong_FromSsize_t(v[i]);
+        if (!o) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, o);
+    }
+    return out;
+}
+
+/* Two str of the same text? Exact str are canonical: a different kind is a different text. */
+static int same_text(PyObject *a, PyObject *b)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+    return a == b || (n == PyUnicode_GET_LENGTH(b) && PyUnicode_KIND(a) == PyUnicode_KIND(b) &&
+                      memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * PyUnicode_KIND(a)) == 0);
+}
+
+/* Every key of `ids` an exact str and every value an int in [0, len(ids)): then no lookup
+ * below runs Python code (so `rows` cannot change under the loop) and every id indexes. */
+static int valid_ids(PyObject *ids)
+{
+    Py_ssize_t pos = 0, n = PyDict_GET_SIZE(ids);
+    PyObject *k, *v;
+    while (PyDict_Next(ids, &pos, &k, &v)) {
+        if (!PyUnicode_CheckExact(k) || !PyLong_CheckExact(v)) {
+            PyErr_SetString(PyExc_TypeError, "minutes(): ids must map str to int");
+            return 0;
+        }
+        Py_ssize_t id = PyLong_AsSsize_t(v);
+        if (id == -1 && PyErr_Occurred())
+            return 0;
+        if (id < 0 || id >= n) {
+            PyErr_SetString(PyExc_ValueError, "minutes(): an id out of range");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A row's minute text and first two seconds characters (fields 0 and 1); 0 with an error when
+ * they are not str or the seconds are shorter. */
+static int stamp_of(PyObject *row, PyObject **minute, Py_UCS4 *s0, Py_UCS4 *s1)
+{
+    PyObject *sec = PyTuple_GET_ITEM(row, 1);
+    *minute = PyTuple_GET_ITEM(row, 0);
+    if (!PyUnicode_CheckExact(*minute) || !PyUnicode_CheckExact(sec) || PyUnicode_GET_LENGTH(sec) < 2) {
+        PyErr_SetString(PyExc_ValueError, "minutes(): a row without a minute and whole seconds");
+        return 0;
+    }
+    *s0 = PyUnicode_READ_CHAR(sec, 0);
+    *s1 = PyUnicode_READ_CHAR(sec, 1);
+    return 1;
+}
+
+/* The walk of minutes(): 1 done, 0 an error set, -1 whole seconds go back inside a minute. */
+static int group_rows(PyObject *rows, PyObject *ids, Py_ssize_t *slot, Py_ssize_t *seen, Entries *g)
+{
+    PyObject *last_key = NULL, *minute = NULL, *prev = NULL;
+    Py_ssize_t last_id = -1, seg = 0, last_row = -1, prev_id = -1;
+    Py_UCS4 prev0 = 0, prev1 = 0, s0, s1;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rows); i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i), *key;
+        if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) < 4 || !PyUnicode_CheckExact(key = PyTuple_GET_ITEM(row, 3))) {
+            PyErr_SetString(PyExc_TypeError, "minutes(): rows must be tuples with a str key at 3");
+            return 0;
+        }
+        if (key != last_key) { /* the scanner repeats one key object over a run of equal keys */
+            PyObject *v = PyDict_GetItemWithError(ids, key);
+            if (!v && PyErr_Occurred())
+                return 0;
+            last_key = key;
+            last_id = v ? PyLong_AsSsize_t(v) : -1; /* valid_ids(): in range */
+        }
+        if (last_id < 0) /* no reply code: not a reply */
+            continue;
+        if (!stamp_of(row, &minute, &s0, &s1))
+            return 0;
+        if (!prev || !same_text(prev, minute)) { /* a new minute: close the last one */
+            if (prev && push(g, last_row, prev_id, 0) < 0)
+                return 0;
+            prev = minute;
+            seg++;
+        } else if (s0 < prev0 || (s0 == prev0 && s1 < prev1)) {
+            return -1;
+        }
+        prev0 = s0;
+        prev1 = s1;
+        if (seen[last_id] != seg) { /* the reply's first entry in this minute */
+            seen[last_id] = seg;
+            slot[last_id] = g->n;
+            if (push(g, i, last_id, 1) < 0)
+                return 0;
+        } else {
+            g->count[slot[last_id]]++;
+        }
+        last_row = i;
+        prev_id = last_id;
+    }
+    return prev ? (push(g, last_row, prev_id, 0) < 0 ? 0 : 1) : 1;
+}
+
+/* The (rows, ids, counts) lists of the entries. */
+static PyObject *result(const Entries *g)
+{
+    PyObject *lists[3] = {as_list(g->row, g->n), as_list(g->id, g->n), as_list(g->count, g->n)};
+    PyObject *out = lists[0] && lists[1] && lists[2] ? PyTuple_Pack(3, lists[0], lists[1], lists[2]) : NULL;
+    for (int k = 0; k < 3; k++)
+        Py_XDECREF(lists[k]);
+    return out;
+}
+
+/* minutes(rows, ids): the replies of a batch's rows grouped as parsers/base.py per_minute()
+ * groups them, as row indices: see postfix_bulk.py, PostfixBulk._grouped. */
+static PyObject *minutes(PyObject *self, PyObject *args)
+{
+    PyObject *rows, *ids, *out = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &rows, &PyDict_Type, &ids) || !valid_ids(ids))
+        return NULL;
+    Py_ssize_t n = PyDict_GET_SIZE(ids) + 1;
+    Py_ssize_t *slot = PyMem_New(Py_ssize_t, n), *seen = PyMem_New(Py_ssize_t, n);
+    Entries g = {NULL, NULL, NULL, 0, 0};
+    if (!slot || !seen) {
+        PyErr_NoMemory();
+    } else {
+        for (Py_ssize_t k = 0; k < n; k++)
+            seen[k] = 0; /* minutes are numbered from 1 */
+        int got = group_rows(rows, ids, slot, seen, &g);
+        if (got < 0)
+            out = Py_NewRef(Py_None);
+        else if (got > 0)
+            out = result(&g);
+    }
+    PyMem_Free(slot);
+    PyMem_Free(seen);
+    PyMem_Free(g.row);
+    PyMem_Free(g.id);
+    PyMem_Free(g.count);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(chunk, rows) -> (lines, items) | None: the lines of a chunk of Postfix log that matter."},
+    {"minutes", minutes, METH_VARARGS,
+     "minutes(rows, ids) -> (rows, ids, counts) | None: a batch's replies grouped per minute."},
     {NULL, NULL, 0, NULL},
 };
 

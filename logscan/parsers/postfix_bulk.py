@@ -16,11 +16,11 @@ from collections import Counter
 from collections.abc import Callable
 from functools import cache
 from itertools import compress, islice, repeat
-from operator import add, floordiv, itemgetter, le
-from typing import Final, cast
+from operator import add, floordiv, itemgetter, le, lt
+from typing import Final, NamedTuple, cast
 
 from logscan.events import Direction, EventBatch, Status
-from logscan.parsers.base import MAX_LINE, Item
+from logscan.parsers.base import MAX_LINE, Item, Reply
 from logscan.parsers.postfix import PostfixParser
 from logscan.parsers.postfix_grammar import MEMO_MAX, REJECT_STAGE, SECONDS, STATUS, valid_enhanced
 from logscan.parsers.reasons import refusal_reason
@@ -152,7 +152,64 @@ def _native() -> Callable[[str, bool], tuple[int, list[Item]] | None] | None:
     return scan
 
 
+# minutes(rows, ids) of the C scanner: of the rows whose key `ids` holds (key → reply number),
+# per minute text in order, the index of each distinct reply's first row, its number and its
+# count, then the minute's last such row, its number and 0; None when a row's whole seconds are
+# below the last one's in its minute. Grouping in Python cost more than the engine saved
+# (docs/decisions/0016-alerts-from-counts.md, session 7 addendum): here only the entries cost.
+Grouper = Callable[[list[tuple[str, ...]], dict[str, int]], tuple[list[int], list[int], list[int]] | None]
+
+
+def _native_minutes() -> Grouper | None:
+    try:
+        from logscan.parsers._postfix_scan import minutes  # noqa: PLC0415
+    except ImportError:  # without the C scanner every reply is listed, as ever
+        return None
+    return minutes
+
+
 _scan: Final = _native()
+_minutes: Final = _native_minutes()
+
+
+class _Times(NamedTuple):
+    """What _times() gives: each row's bounce-ratio minute, the latest time, the times of the rows
+    a selector list marks, and the times of rows by index when the minute texts are whole minutes
+    in increasing order (so a minute text's rows are one run, the grouping minutes() makes is
+    per_minute()'s), else None."""
+
+    buckets: list[int]
+    last: float
+    marked: Callable[[list[str]], list[float]]
+    picked: Callable[[list[int]], list[float]] | None
+
+
+def _whole_minutes(starts: list[float]) -> bool:
+    """Whether the starts of a batch's minute texts (in order of first occurrence) are whole
+    minutes, each later than the one before."""
+    return all(start % 60 == 0 for start in starts) and all(map(lt, starts, islice(starts, 1, None)))
+
+
+def _codes(rows: list[tuple[str, ...]], reply_of: dict[str, Reply], classes: list[str]) -> list[Reply]:
+    """The reply of each row with a code, in order."""
+    return list(map(reply_of.__getitem__, compress(map(itemgetter(_KEY), rows), classes)))
+
+
+def _grouped(
+    rows: list[tuple[str, ...]], got: _Times, reply_of: dict[str, Reply]
+) -> tuple[list[float], list[Reply], list[int]] | None:
+    """EventBatch.times, .codes and .weights of the rows' replies grouped per minute, as
+    base.per_minute() groups them; None when that is not done here (see _minutes)."""
+    if _minutes is None or got.picked is None:
+        return None
+    number: dict[Reply, int] = {}
+    for reply in reply_of.values():
+        number.setdefault(reply, len(number))
+    found = _minutes(rows, {key: number[reply] for key, reply in reply_of.items()})
+    if found is None:
+        return None
+    index, numbers, weights = found
+    return got.picked(index), list(map(list(number).__getitem__, numbers)), weights
 
 
 class PostfixBulk:
@@ -191,8 +248,9 @@ class PostfixBulk:
     ) -> EventBatch | None:
         """The events of `rows` (none empty) grouped; None when they must go line by line.
 
-        `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules.
-        `aligned` and `per_minute` change nothing here: every reply is listed with its domain."""
+        `each_reply`: with each reply's time and (direction, code, enhanced), for alert rules;
+        `per_minute`: those grouped per minute (EventBatch.weights) when the C scanner is built
+        and the times never go back. `aligned` changes nothing: every reply's domain is listed."""
         p = self._parser
         zones = set(map(itemgetter(_ZONE), rows))
         if len(zones) != 1:
@@ -200,7 +258,7 @@ class PostfixBulk:
         got = self._times(rows, zones.pop())
         if got is None:
             return None
-        buckets, last, times = got
+        buckets, last = got.buckets, got.last
 
         replies: dict[tuple[Direction, str, str], int] = {}
         deliveries: dict[Status, int] = {}
@@ -225,9 +283,10 @@ class PostfixBulk:
 
         # The order-dependent parts: the domain of each event with a code, and each delay.
         classes = list(map(itemgetter(_CLASS), rows))
-        codes = []
+        listed: tuple[list[float], list[Reply], list[int]] = ([], [], [])
         if each_reply:
-            codes = list(map(reply_of.__getitem__, compress(map(itemgetter(_KEY), rows), classes)))
+            grouped = _grouped(rows, got, reply_of) if per_minute else None
+            listed = grouped or (got.marked(classes), _codes(rows, reply_of, classes), [])
         keys = list(compress(map(itemgetter(_DOMAIN), rows), classes))
         memo = self._domains
         missing = set(keys).difference(memo)
@@ -281,16 +340,14 @@ class PostfixBulk:
             last,
             reasons,
             refusals,
-            times(classes) if each_reply else [],
-            codes,
+            listed[0],
+            listed[1],
+            weights=listed[2],
         )
 
-    def _times(
-        self, rows: list[tuple[str, ...]], zone: str
-    ) -> tuple[list[int], float, Callable[[list[str]], list[float]]] | None:
-        """Each row's bounce-ratio minute, the latest time, and a function giving the times of
-        the rows a selector list marks; None when the rows' minutes decrease somewhere or a
-        stamp is one parse() would reject.
+    def _times(self, rows: list[tuple[str, ...]], zone: str) -> _Times | None:
+        """The rows' minutes and times (see _Times); None when the rows' minutes decrease
+        somewhere or a stamp is one parse() would reject.
 
         add_batch() may fill each minute's bucket at once only because minutes never decrease.
         """
@@ -318,7 +375,17 @@ class PostfixBulk:
                 whole = map(_WHOLE, compress(map(itemgetter(_SECONDS), rows), marks))
                 return list(map(add, starts, map(SECONDS.__getitem__, whole)))
 
-            return None if last is None else (list(map(bucket_of.__getitem__, minute_texts)), last, selected)
+            def picked(index: list[int]) -> list[float]:
+                chosen = list(map(rows.__getitem__, index))
+                starts = map(start_of.__getitem__, map(itemgetter(_MINUTE), chosen))
+                whole = map(_WHOLE, map(itemgetter(_SECONDS), chosen))
+                return list(map(add, starts, map(SECONDS.__getitem__, whole)))
+
+            if last is None:
+                return None
+            buckets = list(map(bucket_of.__getitem__, minute_texts))
+            whole = _whole_minutes(list(start_of.values()))
+            return _Times(buckets, last, selected, picked if whole else None)
         # Classic syslog: no year, month names. The parser's clock dates each minute; it adds
         # the seconds last (Clock.local), so minute + seconds is the float parse() gets.
         starts: dict[str, float] = {}
@@ -331,10 +398,12 @@ class PostfixBulk:
         times = list(map(add, map(starts.__getitem__, minute_texts), seconds))
         if not all(map(le, times, islice(times, 1, None))):
             return None
-        return (
+        whole = _whole_minutes(list(starts.values()))
+        return _Times(
             list(map(int, map(floordiv, times, repeat(60)))),
             times[-1],
             lambda marks: list(compress(times, marks)),
+            (lambda index: list(map(times.__getitem__, index))) if whole else None,
         )
 
     def _delay(self, text: str) -> float | None:
