@@ -287,6 +287,7 @@ class AlertEngine:
         self._keep = tuple(math.exp(-BUCKET_S / r.baseline_s) for r in self.rules)
         self._window = tuple(r.window // BUCKET_S for r in self.rules)  # in minutes
         self._applicable: dict[tuple[str, str], tuple[tuple[int, Rule], ...]] = {}
+        self._hits_of: dict[tuple[str, tuple[str, str, str]], bool] = {}  # (log, reply) → _hits()
         # False: evaluate every step the plain way, the reference that tests hold the
         # shortcuts of _evaluate and _step to (they must change nothing but the time taken).
         self._shortcuts = True
@@ -385,7 +386,16 @@ class AlertEngine:
         fast = log.fast  # cleared in place, never replaced: this name stays right
         if kinds is None:
             kinds = set(codes)
-        hitting = {reply for reply in kinds if self._hits(name, reply)}
+        hits_of = self._hits_of
+        if len(hits_of) > 4096:
+            hits_of.clear()  # replies are few, unless a log makes up enhanced codes
+        hitting = set()
+        for reply in kinds:
+            hit = hits_of.get((name, reply))
+            if hit is None:
+                hit = hits_of[(name, reply)] = self._hits(name, reply)
+            if hit:
+                hitting.add(reply)
         hit_free = not hitting
         # Each reply's direction, when the batch has both (else unused).
         dirs = list(map(_DIRECTION, codes)) if len({reply[0] for reply in kinds}) > 1 else []
@@ -419,7 +429,7 @@ class AlertEngine:
                 # as empty (a 0 in this minute, which their count then raises; a minute already
                 # folded they count as late, as observe() does, so it gets no 0 either).
                 k = bisect_left(times, due, i, j)
-                for direction in dict.fromkeys(reply[0] for reply in codes[i:k]):  # series made in order
+                for direction in _first_directions(dirs, codes, i, k):
                     slots = fast.get((direction, mta))
                     if slots is None:
                         slots = self._slots(name, log, direction, mta)
@@ -518,7 +528,7 @@ class AlertEngine:
                 k = bisect_left(times, due, i, j)
                 target = math.floor((times[k] - settle) / BUCKET_S)
                 if target >= doom or fast.get(keys[0]) is None or fast.get(keys[1]) is None:
-                    for direction in dict.fromkeys(reply[0] for reply in codes[i:k]):  # series made in order
+                    for direction in _first_directions(dirs, codes, i, k):
                         slots = fast.get((direction, mta))
                         if slots is None:
                             slots = self._slots(name, log, direction, mta)
@@ -1004,6 +1014,16 @@ class AlertEngine:
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed alert state: {exc!r}") from exc
         return engine
+
+
+def _first_directions(
+    dirs: list[str], codes: Sequence[tuple[str, str, str]], i: int, k: int
+) -> Iterable[str]:
+    """The directions of replies i to k in the order they first come (the order their series are
+    made in); `dirs` as for _directions."""
+    if dirs:
+        return dict.fromkeys(dirs[i:k])
+    return (codes[i][0],) if k > i else ()
 
 
 def _directions(dirs: list[str], weights: list[int] | None, first: str, i: int, j: int) -> tuple[int, int]:
