@@ -377,7 +377,8 @@ class AlertEngine:
         Such groups count the same: what is read of a minute is its first and last time, the
         directions of the replies before an evaluation point in it (the entries before it: each
         reply's entry has its first time), which direction comes first, and the counts."""
-        if not self.takes_minutes(name) or not all(map(le, times, islice(times, 1, None))):
+        # Grouped replies are in time order by construction (base.per_minute()).
+        if not self.takes_minutes(name) or (not weights and not all(map(le, times, islice(times, 1, None)))):
             return False
         log = self._logs.get(name)
         if log is None:
@@ -397,8 +398,7 @@ class AlertEngine:
             if hit:
                 hitting.add(reply)
         hit_free = not hitting
-        # Each reply's direction, when the batch has both (else unused).
-        dirs = list(map(_DIRECTION, codes)) if len({reply[0] for reply in kinds}) > 1 else []
+        both = len({reply[0] for reply in kinds}) > 1
         existing = log.series.values()
         if (
             hit_free
@@ -407,8 +407,10 @@ class AlertEngine:
             and int(times[0] // BUCKET_S) >= max((s.folded for s in existing), default=log.next_min - 1)
             and int(times[0] // BUCKET_S) >= log.next_min - 1
         ):
-            self._count_idle(name, log, mta, times, codes, dirs, weights)
+            self._count_idle(name, log, mta, times, codes, both, weights)
             return True
+        # Each reply's direction, when the batch has both (else unused).
+        dirs = list(map(_DIRECTION, codes)) if both else []
         # The entries that hit a rule: a minute's others only add to its totals per direction.
         hit_at = list(compress(range(len(codes)), map(hitting.__contains__, codes)))
         h = 0
@@ -479,7 +481,7 @@ class AlertEngine:
         mta: str,
         times: list[float],
         codes: Sequence[tuple[str, str, str]],
-        dirs: list[str],
+        both: bool,
         weights: list[int] | None,
     ) -> None:
         """_count_runs of a batch without hits into a log whose series are all idle (inactive,
@@ -506,6 +508,8 @@ class AlertEngine:
             log.series.clear()
             fast.clear()
             log.next_min = math.floor((times[i] - settle) / BUCKET_S) + 1
+        # Each reply's direction from there, when the batch has both (else unused).
+        dirs = [""] * i + list(map(_DIRECTION, islice(codes, i, None))) if both else []
         doom = self._doom(log)
         pending = -1  # the boundary evaluated last but not yet applied to the series; -1: none
         keys = (("inbound", mta), ("outbound", mta))
@@ -566,16 +570,19 @@ class AlertEngine:
         longest = max(self._window)
         if n < 2 or n > 8 * (times[-1] - times[0]) / BUCKET_S:
             return 0  # a busy log: its replies are never that far apart (and the search costs)
-        # A drop at event r needs a step from event r − 1 longer than the longest window + settle.
-        steps = map(sub, islice(times, 1, None), times)
-        far = list(compress(range(1, n), map(lt, repeat(longest * BUCKET_S + settle), steps)))
-        if not far:
-            return 0
         counted = max((max(s.totals) for s in log.series.values() if s.totals), default=-1)
-        for r in reversed(far):
-            last = max(counted, int(times[r - 1] // BUCKET_S))  # the latest minute with a reply
-            if math.floor((times[r] - settle) / BUCKET_S) > last + longest:
-                return r
+        gap = longest * BUCKET_S + settle
+        # Looked for from the end, in ever longer stretches: on a quiet log the last is near it.
+        end, size = n, 64
+        while end > 1:
+            begin = max(1, end - size)
+            # A drop at event r needs a step from event r − 1 longer than the longest window + settle.
+            steps = map(sub, islice(times, begin, end), islice(times, begin - 1, end - 1))
+            for r in reversed(list(compress(range(begin, end), map(lt, repeat(gap), steps)))):
+                last = max(counted, int(times[r - 1] // BUCKET_S))  # the latest minute with a reply
+                if math.floor((times[r] - settle) / BUCKET_S) > last + longest:
+                    return r
+            end, size = begin, size * 4
         return 0
 
     def _doom(self, log: _Log) -> int:
