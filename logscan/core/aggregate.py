@@ -277,10 +277,7 @@ class Aggregate:
         for (direction, code, reason), n in b.reasons.items():
             rskey = (mta, log, direction, code, reason)
             reasons[rskey] = reasons.get(rskey, 0) + n
-        add_refusal = self.diagnosis.add_refusal
-        # In order: the offender sketches depend on it.
-        for minute, direction, code, reason, sender, ip, rcpt in b.refusals:
-            add_refusal(minute, mta, log, direction, code, reason, sender, ip, rcpt)
+        self.diagnosis.add_refusals(mta, log, b.refusals)  # in order: the sketches depend on it
         # The top-domains sketch depends on the order it sees domains in: one step per event.
         domains = self.domains
         for (label, (direction, klass)), n in Counter(

@@ -1,0 +1,3 @@
+from logscan.core.diagnosis import Refusal, SpaceSaving
+
+def feed(rows: list[Refusal], at: list[int], groups: list[tuple[SpaceSaving, ...]], /) -> None: ...
