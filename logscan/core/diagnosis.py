@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
-from itertools import islice, repeat
+from itertools import islice
 from operator import itemgetter, le
 from typing import Any, Final
 
@@ -258,7 +258,7 @@ class Diagnosis:
         if not refusals:
             return
         if not self.window_s:
-            self._add_slot(mta, log, 0, refusals, repeat(0))
+            self._add_slot(mta, log, 0, refusals, None)
             return
         minutes = list(map(_MINUTE, refusals))
         slot_s = self.slot_s
@@ -285,9 +285,10 @@ class Diagnosis:
             self._prune()
 
     def _add_slot(
-        self, mta: str, log: str, slot: int, rows: Sequence[Refusal], minutes: Iterable[int]
+        self, mta: str, log: str, slot: int, rows: Sequence[Refusal], minutes: Sequence[int] | None
     ) -> None:
-        """add_refusals() of refusals of one slot, kept by the window, at `minutes` (one each)."""
+        """add_refusals() of refusals of one slot, kept by the window, at `minutes` (one each;
+        None: scan's single slot, minute 0)."""
         keys = list(map(_REFUSAL_KEY, rows))
         groups = self._slots.get(slot)
         if groups is None:
@@ -298,7 +299,10 @@ class Diagnosis:
         by_id: dict[int, int] = {}
         fed: list[tuple[SpaceSaving, ...]] = []
         sizes: list[int] = []
-        pairs = Counter(zip(minutes, keys, strict=False))  # minutes may be repeat(0)
+        if minutes is None:  # one slot for all time: every minute is 0
+            pairs = {(0, rkey): n for rkey, n in Counter(keys).items()}
+        else:
+            pairs = Counter(zip(minutes, keys, strict=True))
         for (minute, rkey), n in pairs.items():  # first appearance: made as one by one would
             counts = self._minutes.get(minute)
             if counts is None:
