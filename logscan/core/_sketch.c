@@ -1,11 +1,12 @@
-/* The diagnosis' offender sketches fed a batch of refusals at once (logscan/core/diagnosis.py).
+/* Two order-bound sketches stepped a batch at a time: the diagnosis' offenders (feed) and the
+ * top-domains labels (tally, logscan/core/aggregate.py).
  *
  * feed(rows, at, groups): for each refusal row i, in order, the sketches of groups[at[i]] get
  * its keys exactly as SpaceSaving.add_all() would: an inbound group (two sketches) its sender
  * domain (row[4]) and client IP (row[5]), any other its recipient domain (row[6]); empty keys
  * are skipped. The sketches' own dict (`counts`), candidate list (`_lightest`) and `_floor` are
  * read and written in place, so the Python and C paths leave the same state (held equal by
- * tests/test_diagnosis_batch.py). Optional: without a compiler diagnosis.py does it in Python.
+ * tests/test_diagnosis_batch.py). Optional: without a compiler the Python code does the same.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -225,8 +226,193 @@ done:
     return result;
 }
 
+/* TopDomains.labels (logscan/core/aggregate.py): its two usual cases here, label() called for
+ * the rest; after a call the sketch and floor are read again (a halving replaces the sketch). */
+typedef struct {
+    PyObject *sketch;   /* dict str -> int (new reference) */
+    PyObject *labelled; /* set of str (new reference) */
+    Py_ssize_t limit;
+    long long floor;
+} Top;
+
+static int load_top(Top *t, PyObject *top)
+{
+    PyObject *v;
+    Py_CLEAR(t->sketch);
+    Py_CLEAR(t->labelled);
+    t->sketch = PyObject_GetAttrString(top, "sketch");
+    t->labelled = PyObject_GetAttrString(top, "labelled");
+    if (!t->sketch || !t->labelled)
+        return -1;
+    if (!PyDict_CheckExact(t->sketch) || !PyAnySet_CheckExact(t->labelled)) {
+        PyErr_SetString(PyExc_TypeError, "sketch must be a dict and labelled a set");
+        return -1;
+    }
+    if (!(v = PyObject_GetAttrString(top, "limit")))
+        return -1;
+    t->limit = PyLong_AsSsize_t(v);
+    Py_DECREF(v);
+    if (!(v = PyObject_GetAttrString(top, "_floor")))
+        return -1;
+    t->floor = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* TopDomains.label(domain) as labels() steps it: a new reference, NULL on error. */
+static PyObject *label_of(Top *t, PyObject *top, PyObject *domain, PyObject *other)
+{
+    if (!PyUnicode_Check(domain)) {
+        PyErr_SetString(PyExc_TypeError, "domains must be str");
+        return NULL;
+    }
+    PyObject *v = PyDict_GetItemWithError(t->sketch, domain), *label = NULL;
+    if (v) {
+        long long est = PyLong_AsLongLong(v);
+        int in = PySet_Contains(t->labelled, domain);
+        if ((est == -1 && PyErr_Occurred()) || in < 0)
+            return NULL;
+        if (in)
+            label = domain; /* already labelled */
+        else if (PySet_GET_SIZE(t->labelled) >= t->limit && est + 1 <= 2 * t->floor + 10)
+            label = other; /* too light to displace the weakest labelled domain */
+        if (label) {
+            if (set_count(t->sketch, domain, est + 1) < 0)
+                return NULL;
+            Py_INCREF(label);
+            return label;
+        }
+    } else if (PyErr_Occurred()) {
+        return NULL;
+    } else if (PyUnicode_GET_LENGTH(domain) == 0) {
+        Py_INCREF(other); /* no domain is never counted */
+        return other;
+    }
+    label = PyObject_CallMethod(top, "label", "O", domain);
+    if (label && load_top(t, top) < 0)
+        Py_CLEAR(label);
+    return label;
+}
+
+/* (label, class) pairs counted in first-appearance order; a class by identity (the readers'
+ * classes are a few shared tuples), equal pairs of distinct objects merged at the end. */
+typedef struct {
+    PyObject *label, *klass; /* strong references */
+    Py_hash_t hash;
+    Py_ssize_t count;
+} Pair;
+
+static PyObject *tally(PyObject *self, PyObject *args)
+{
+    PyObject *top, *domains, *classes, *other, *out = NULL;
+    Top t = {NULL, NULL, 0, 0};
+    Pair *pairs = NULL;
+    Py_ssize_t *slots = NULL, npairs = 0, cap = 0, mask = 63;
+    if (!PyArg_ParseTuple(args, "OO!O!U:tally", &top, &PyList_Type, &domains, &PyList_Type, &classes, &other))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(domains);
+    if (PyList_GET_SIZE(classes) != n) {
+        PyErr_SetString(PyExc_ValueError, "domains and classes differ in length");
+        return NULL;
+    }
+    if (load_top(&t, top) < 0 || !(slots = PyMem_Calloc((size_t)mask + 1, sizeof(Py_ssize_t))))
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *klass = PyList_GET_ITEM(classes, i);
+        PyObject *label = label_of(&t, top, PyList_GET_ITEM(domains, i), other);
+        if (!label)
+            goto done;
+        Py_hash_t h = PyObject_Hash(label);
+        if (h == -1) {
+            Py_DECREF(label);
+            goto done;
+        }
+        size_t j = ((size_t)h ^ ((size_t)klass >> 4) * 0x9E3779B97F4A7C15u) & (size_t)mask;
+        Pair *found = NULL;
+        for (; slots[j]; j = (j + 1) & (size_t)mask) {
+            Pair *p = &pairs[slots[j] - 1];
+            if (p->klass != klass || p->hash != h)
+                continue;
+            int eq = p->label == label ? 1 : PyUnicode_Compare(p->label, label) == 0;
+            if (PyErr_Occurred()) {
+                Py_DECREF(label);
+                goto done;
+            }
+            if (eq) {
+                found = p;
+                break;
+            }
+        }
+        if (found) {
+            found->count++;
+            Py_DECREF(label);
+            continue;
+        }
+        if (npairs == cap) {
+            Pair *grown = PyMem_Realloc(pairs, (size_t)(cap = cap ? 2 * cap : 64) * sizeof(Pair));
+            if (!grown) {
+                Py_DECREF(label);
+                PyErr_NoMemory();
+                goto done;
+            }
+            pairs = grown;
+        }
+        Py_INCREF(klass);
+        pairs[npairs] = (Pair){label, klass, h, 1};
+        slots[j] = ++npairs;
+        if (2 * npairs > mask) { /* keep the table at most half full: rehash into twice the size */
+            PyMem_Free(slots);
+            mask = 2 * mask + 1;
+            if (!(slots = PyMem_Calloc((size_t)mask + 1, sizeof(Py_ssize_t)))) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            for (Py_ssize_t k = 0; k < npairs; k++) {
+                size_t m = ((size_t)pairs[k].hash ^ ((size_t)pairs[k].klass >> 4) * 0x9E3779B97F4A7C15u) & (size_t)mask;
+                while (slots[m])
+                    m = (m + 1) & (size_t)mask;
+                slots[m] = k + 1;
+            }
+        }
+    }
+    if (!(out = PyDict_New()))
+        goto done;
+    for (Py_ssize_t k = 0; k < npairs; k++) {
+        PyObject *key = PyTuple_Pack(2, pairs[k].label, pairs[k].klass), *had, *sum;
+        if (!key)
+            goto fail;
+        had = PyDict_GetItemWithError(out, key);
+        if (!had && PyErr_Occurred()) {
+            Py_DECREF(key);
+            goto fail;
+        }
+        sum = PyLong_FromSsize_t(pairs[k].count + (had ? PyLong_AsSsize_t(had) : 0));
+        if (!sum || PyDict_SetItem(out, key, sum) < 0) {
+            Py_XDECREF(sum);
+            Py_DECREF(key);
+            goto fail;
+        }
+        Py_DECREF(sum);
+        Py_DECREF(key);
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    for (Py_ssize_t k = 0; k < npairs; k++) {
+        Py_DECREF(pairs[k].label);
+        Py_DECREF(pairs[k].klass);
+    }
+    PyMem_Free(pairs);
+    PyMem_Free(slots);
+    Py_XDECREF(t.sketch);
+    Py_XDECREF(t.labelled);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"feed", feed, METH_VARARGS, "feed(rows, at, groups): each row's keys into the sketches of groups[at[i]], in order."},
+    {"tally", tally, METH_VARARGS, "tally(top, domains, classes, other): Counter(zip(top.labels(domains), classes))."},
     {NULL, NULL, 0, NULL},
 };
 
