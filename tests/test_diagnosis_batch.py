@@ -165,7 +165,7 @@ def test_space_saving_is_its_definition(keys: list[str], capacity: int) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_refusal, max_size=120))
+@given(st.lists(_refusal, max_size=120) | st.lists(_crowded, max_size=120))  # the second: evictions
 def test_add_refusal_sketches_are_the_definition(refusals: list[Refusal]) -> None:
     d = Diagnosis(0, 120, 3)
     want: dict[tuple[str, ...], list[dict[str, int]]] = {}
