@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,9 @@ from hypothesis import strategies as st
 
 from logscan.core import diagnosis
 from logscan.core.diagnosis import Diagnosis, Refusal, SpaceSaving
+from tests import sanitized
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Few values, so that keys repeat, sketches fill and evict (capacity 3), and groups fold.
 _refusal = st.tuples(
@@ -180,3 +184,39 @@ def test_add_refusal_sketches_are_the_definition(refusals: list[Refusal]) -> Non
         k: [s.counts for s in g] for k, g in d._slots.get(0, {}).items()
     }
     assert got == {k: v[: len(got[k])] for k, v in want.items()}
+
+
+def test_the_sketch_extension_stays_in_bounds_under_addresssanitizer(tmp_path: Path) -> None:
+    # Built with ASan and UBSan, feed() and tally() must run random batches (evictions, table
+    # growth past 64 pairs, label() called back) without a finding, equal to the Python paths.
+    so = sanitized.build(ROOT / "logscan" / "core" / "_sketch.c", tmp_path / "_sketch.so")
+    probe = f"""
+{sanitized.loader("asan._sketch", so)}import random
+from collections import Counter
+from logscan.core import aggregate, diagnosis
+from logscan.core.aggregate import TopDomains
+from logscan.core.diagnosis import Diagnosis
+rnd = random.Random(7)
+def refusal():
+    return (rnd.randint(0, 90), rnd.choice(["inbound", "outbound"]), rnd.choice(["550", "451"]), "other",
+            rnd.choice(["", f"d{{rnd.randint(0, 50)}}.example"]), f"198.51.100.{{rnd.randint(0, 60)}}",
+            f"r{{rnd.randint(0, 50)}}.example")
+for trial in range(300):
+    batches = [sorted((refusal() for _ in range(rnd.randint(0, 200))), key=lambda r: r[0]) for _ in range(3)]
+    states = []
+    window_s, capacity = rnd.choice([0, 3600]), rnd.randint(1, 5)
+    for feed in (m.feed, None):
+        diagnosis._feed, diagnosis.DENSE = feed, 0
+        d = Diagnosis(window_s, 600, capacity)
+        for b in batches:
+            d.add_refusals("exim", "mainlog", b)
+        states.append(d.document())
+    assert states[0] == states[1]
+    domains = [rnd.choice(["", *(f"t{{i}}.test" for i in range(300))]) for _ in range(rnd.randint(0, 900))]
+    classes = [rnd.choice([("inbound", "5xx"), ("outbound", "2xx"), ("inbound", "4xx")]) for _ in domains]
+    one, two = TopDomains(limit=5, capacity=20), TopDomains(limit=5, capacity=20)
+    assert m.tally(one, domains, classes, aggregate.OTHER) == Counter(zip(two.labels(domains), classes))
+    assert list(one.sketch.items()) == list(two.sketch.items()) and one.labelled == two.labelled
+print("ok")
+"""
+    sanitized.run_probe(probe)
