@@ -1,4 +1,4 @@
-"""Only the optional C scanners live here; everything else is in pyproject.toml."""
+"""Only the optional C extensions live here; everything else is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
@@ -8,5 +8,6 @@ setup(
         Extension("logscan.parsers._postfix_scan", ["logscan/parsers/_postfix_scan.c"], optional=True),
         Extension("logscan.parsers._exim_scan", ["logscan/parsers/_exim_scan.c"], optional=True),
         Extension("logscan.parsers._mailenable_scan", ["logscan/parsers/_mailenable_scan.c"], optional=True),
+        Extension("logscan.core._sketch", ["logscan/core/_sketch.c"], optional=True),
     ]
 )

@@ -5,10 +5,15 @@ from __future__ import annotations
 import itertools
 import json
 import tracemalloc
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from logscan.core import aggregate
 from logscan.core.aggregate import DELAY_BUCKETS, OTHER, Aggregate, TopDomains, window_label
 from logscan.events import Direction, Event, EventBatch
 from logscan.parsers.mailenable_bulk import compact
@@ -114,17 +119,40 @@ def test_from_dict_rejects_unknown_shapes() -> None:
         Aggregate.from_dict({"version": 1, "replies": [["x"]]})
 
 
+@pytest.mark.parametrize(
+    "c_tally", [pytest.param(f, id="c" if f else "python") for f in dict.fromkeys([aggregate._c_tally, None])]
+)
 @settings(max_examples=300, deadline=None)
 @given(
     domains=st.lists(st.sampled_from(["", *(f"d{i}.test" for i in range(40))]), min_size=100, max_size=400),
     cut=st.integers(0, 400),
+    classes=st.lists(st.sampled_from([("inbound", "5xx"), ("outbound", "5xx"), ("in", "2xx")]), min_size=400),
 )
-def test_labels_equals_label_one_by_one(domains: list[str], cut: int) -> None:
-    # Small limit and capacity, so that swaps and halvings happen inside one labels() call.
-    one, many = TopDomains(limit=3, capacity=8), TopDomains(limit=3, capacity=8)
+def test_labels_equals_label_one_by_one(
+    c_tally: Callable[..., dict[tuple[str, Any], int]] | None,
+    domains: list[str],
+    cut: int,
+    classes: list[tuple[str, str]],
+) -> None:
+    # Small limit and capacity, so that swaps and halvings happen inside one labels() call;
+    # tally() (in C when built) counts (label, class) as Counter(zip(labels, classes)).
+    classes = [(c[0], c[1]) for c in classes[: len(domains)]]  # equal classes, not one object
+    one, many, counted = (TopDomains(limit=3, capacity=8) for _ in range(3))
     want = [one.label(d) for d in domains]
     assert many.labels(domains[:cut]) + many.labels(domains[cut:]) == want
-    assert (many.sketch, many.labelled, many._floor) == (one.sketch, one.labelled, one._floor)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(aggregate, "_c_tally", c_tally)
+        got = [counted.tally(domains[:cut], classes[:cut]), counted.tally(domains[cut:], classes[cut:])]
+    assert [list(g.items()) for g in got] == [
+        list(Counter(zip(want[:cut], classes[:cut], strict=True)).items()),
+        list(Counter(zip(want[cut:], classes[cut:], strict=True)).items()),
+    ]
+    for top in (many, counted):
+        assert (list(top.sketch.items()), top.labelled, top._floor) == (
+            list(one.sketch.items()),
+            one.labelled,
+            one._floor,
+        )
 
 
 def _batch(

@@ -17,6 +17,8 @@ import logscan
 from logscan.parsers import C_SCANNERS, scan_paths_text
 
 REPO = Path(__file__).resolve().parents[1]
+# Every optional C extension: the scanners, and the sketches of the aggregate and the diagnosis.
+C_EXTENSIONS = {*C_SCANNERS.values(), "logscan.core._sketch"}
 
 # Left out of the copy: the build writes build/ and *.egg-info into the tree it builds, and
 # the checkout is shared with people working in it.
@@ -48,7 +50,7 @@ def test_sdist_installs_with_and_without_a_compiler_and_counts_the_same(tmp_path
     assert sdist.name == f"logscan-{logscan.__version__}.tar.gz", "pyproject version != __version__"
     with tarfile.open(sdist) as archive:
         in_sdist = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    for module in C_SCANNERS.values():
+    for module in C_EXTENSIONS:
         stem = module.replace(".", "/")
         assert {stem + ".c", stem + ".pyi"} <= in_sdist, f"{module}: C source or stub missing from the sdist"
 
@@ -64,14 +66,14 @@ def test_sdist_installs_with_and_without_a_compiler_and_counts_the_same(tmp_path
             packed = set(archive.namelist())
         wanted = {"logscan/py.typed"} | {
             path.relative_to(source).as_posix()
-            for pattern in ("logscan/*.py", "logscan/*/*.py", "logscan/parsers/*.pyi")
+            for pattern in ("logscan/*.py", "logscan/*/*.py", "logscan/*/*.pyi")
             for path in source.glob(pattern)
         }
         assert "logscan/parsers/__init__.py" in wanted
         assert wanted - packed == set()
         assert not any(name.startswith("tests/") for name in packed)
         built = {name.split(".")[0].replace("/", ".") for name in packed if name.endswith(".so")}
-        assert built == (set(C_SCANNERS.values()) if compiler == "cc" else set())
+        assert built == (C_EXTENSIONS if compiler == "cc" else set())
 
         env_dir = tmp_path / f"venv-{compiler}"
         # Without its own pip (ensurepip alone takes ~15 s); this pip installs into it instead.

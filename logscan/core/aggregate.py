@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import reduce
 from operator import add
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -17,6 +17,7 @@ from logscan.events import Event, EventBatch
 from logscan.parsers.reasons import classify
 
 LineResult = Literal["parsed", "ignored", "unparsed"]
+K = TypeVar("K")
 
 # Delivery delays run from sub-second to the 5-day queue lifetime.
 DELAY_BUCKETS: Final = (0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0, 432000.0)
@@ -42,6 +43,14 @@ DeliveryKey = tuple[str, str, str]  # mta, log, status
 RejectKey = tuple[str, str, str, str]  # mta, log, stage, code
 DomainKey = tuple[str, str, str]  # domain, direction, class
 ReasonKey = tuple[str, str, str, str, str]  # mta, log, direction, code, reason
+
+
+def _load_tally() -> Callable[[TopDomains, list[str], list[Any], str], dict[tuple[str, Any], int]] | None:
+    try:
+        from logscan.core._sketch import tally  # noqa: PLC0415 - optional, compiled at install
+    except ImportError:  # installed without a C compiler: TopDomains.labels() in Python
+        return None
+    return tally
 
 
 def window_label(seconds: int) -> str:
@@ -134,12 +143,22 @@ class TopDomains:
                 sketch, floor = self.sketch, self._floor  # both may change
         return out
 
+    def tally(self, domains: list[str], classes: list[K]) -> dict[tuple[str, K], int]:
+        """Counter(zip(self.labels(domains), classes)): each event's label and class counted, in
+        one C loop when built (logscan/core/_sketch.c)."""
+        if _c_tally is not None:
+            return _c_tally(self, domains, classes, OTHER)
+        return Counter(zip(self.labels(domains), classes, strict=True))
+
     def _halve(self) -> None:
         keep = sorted(self.sketch.items(), key=lambda kv: kv[1], reverse=True)[: self.capacity]
         self.sketch = dict(keep)
         for d in self.labelled:
             self.sketch.setdefault(d, 0)
         self._floor = 0
+
+
+_c_tally = _load_tally()
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,15 +296,10 @@ class Aggregate:
         for (direction, code, reason), n in b.reasons.items():
             rskey = (mta, log, direction, code, reason)
             reasons[rskey] = reasons.get(rskey, 0) + n
-        add_refusal = self.diagnosis.add_refusal
-        # In order: the offender sketches depend on it.
-        for minute, direction, code, reason, sender, ip, rcpt in b.refusals:
-            add_refusal(minute, mta, log, direction, code, reason, sender, ip, rcpt)
+        self.diagnosis.add_refusals(mta, log, b.refusals)  # in order: the sketches depend on it
         # The top-domains sketch depends on the order it sees domains in: one step per event.
         domains = self.domains
-        for (label, (direction, klass)), n in Counter(
-            zip(self.top.labels(b.domains), b.classes, strict=True)
-        ).items():
+        for (label, (direction, klass)), n in self.top.tally(b.domains, b.classes).items():
             dkey = (label, direction, klass)
             domains[dkey] = domains.get(dkey, 0) + n
         # Counted above already (each class's first event without a domain is in the lists):

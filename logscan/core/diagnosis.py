@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
-from itertools import groupby
-from operator import itemgetter
+from itertools import islice
+from operator import itemgetter, le
 from typing import Any, Final
 
 from logscan.events import Event
@@ -85,12 +85,11 @@ class SpaceSaving:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.counts: dict[str, int] = {}
-        # Keys that had the smallest count (_floor) when last looked for: candidates to evict.
-        # Counts only grow, so one still at _floor is still a lightest entry.
-        self._lightest: list[str] = []
+        self._lightest: list[str] = []  # see add_all()
         self._floor = 0
 
     def add(self, key: str) -> None:
+        """Count one occurrence of `key`."""
         counts = self.counts
         n = counts.get(key)
         if n is not None:
@@ -98,44 +97,37 @@ class SpaceSaving:
         elif len(counts) < self.capacity:
             counts[key] = 1
         else:
-            self.replace(key)
+            self.add_all((key,))  # an eviction
 
-    def replace(self, key: str) -> None:
-        """add() of a key not counted, the sketch full: a lightest entry makes room, and the
-        newcomer inherits its count (an upper bound)."""
+    def add_all(self, keys: Iterable[str]) -> None:
+        """add() of each key in order, in one loop (the batch path: no call per key)."""
         counts = self.counts
+        get = counts.get
+        capacity = self.capacity
+        # Keys that had the smallest count (floor) when last looked for: candidates to evict,
+        # first in the dict's order last. Counts only grow, so one still at floor is still a
+        # lightest entry, and the first of them in dict order.
         lightest = self._lightest
+        pop = lightest.pop
         floor = self._floor
-        while lightest:
-            old = lightest.pop()
-            if counts.get(old) == floor:  # still a lightest entry: counts only grow
-                break
-        else:
-            self._floor = floor = min(counts.values())
-            lightest.extend(reversed([k for k, v in counts.items() if v == floor]))
-            old = lightest.pop()
-        del counts[old]
-        counts[key] = floor + 1
-
-    def add_all(self, keys: list[str]) -> None:
-        """add() of each key in order; counted at once when no key would evict another."""
-        counts = self.counts
-        got = Counter(keys)
-        if len(got.keys() - counts.keys()) <= self.capacity - len(counts):
-            # Nothing is evicted: the end state is the sums, new keys in first-appearance order
-            # (the eviction order later reads it), _lightest and _floor untouched as by add().
-            for key, n in got.items():
-                counts[key] = counts.get(key, 0) + n
-            return
-        capacity, replace = self.capacity, self.replace
-        for key in keys:  # add(), inline
-            had = counts.get(key)
-            if had is not None:
-                counts[key] = had + 1
+        for key in keys:
+            n = get(key)
+            if n is not None:
+                counts[key] = n + 1
             elif len(counts) < capacity:
                 counts[key] = 1
-            else:
-                replace(key)
+            else:  # a lightest entry makes room; the newcomer inherits its count (an upper bound)
+                while lightest:
+                    old = pop()
+                    if get(old) == floor:
+                        break
+                else:
+                    floor = min(counts.values())
+                    lightest.extend(reversed([k for k, v in counts.items() if v == floor]))
+                    old = pop()
+                del counts[old]
+                counts[key] = floor + 1
+        self._floor = floor
 
 
 def top(sketches: Iterable[SpaceSaving], n: int) -> list[tuple[str, int]]:
@@ -151,10 +143,30 @@ CountKey = tuple[str, str, str, str, str]  # mta, log, direction, code, reason
 # A refusal as EventBatch.refusals holds it: (epoch minute, direction, code, reason, sender
 # domain, client IP, recipient domain).
 Refusal = tuple[int, str, str, str, str, str, str]
+_MINUTE: Final = itemgetter(0)
 _REFUSAL_KEY: Final = itemgetter(1, 2, 3)
+_SENDER: Final = itemgetter(4)
+_CLIENT: Final = itemgetter(5)
+_RECIPIENT: Final = itemgetter(6)
+# What the C extension's feed() does (logscan/core/_sketch.c): each refusal's keys into the
+# sketches of its group (an index into the groups), in order, as SpaceSaving.add_all() would.
+Feed = Callable[[list[Refusal], list[int], list[tuple[SpaceSaving, ...]]], None]
+
+
+def _c_feed() -> Feed | None:
+    try:
+        from logscan.core._sketch import feed  # noqa: PLC0415 - optional, compiled at install
+    except ImportError:  # installed without a C compiler: add_refusals() does it in Python
+        return None
+    return feed
+
+
+_feed = _c_feed()
 # Sketch groups (one sketch per kind) per slot; past this, a new (code, reason) pair counts
 # under its class ("5xx"), so a server inventing codes cannot grow memory.
 MAX_SKETCHES: Final = 1024
+# Refusals per slot from which add_refusals() takes a slot at once rather than one by one.
+DENSE: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,103 +243,99 @@ class Diagnosis:
         group = groups.get(key)
         if group is None:
             group = self._group(groups, key)
-        # The sketches of KINDS[direction], in that order: SpaceSaving.add() inline, since
-        # this runs once per refusal.
+        # The sketches of KINDS[direction], in that order.
         if direction == "inbound":
             if sender_domain:
-                sketch = group[0]
-                seen = sketch.counts
-                n = seen.get(sender_domain)
-                if n is not None:
-                    seen[sender_domain] = n + 1
-                elif len(seen) < sketch.capacity:
-                    seen[sender_domain] = 1
-                else:
-                    sketch.replace(sender_domain)
+                group[0].add(sender_domain)
             if client_ip:
-                sketch = group[1]
-                seen = sketch.counts
-                n = seen.get(client_ip)
-                if n is not None:
-                    seen[client_ip] = n + 1
-                elif len(seen) < sketch.capacity:
-                    seen[client_ip] = 1
-                else:
-                    sketch.replace(client_ip)
+                group[1].add(client_ip)
         elif recipient_domain:
-            sketch = group[0]
-            seen = sketch.counts
-            n = seen.get(recipient_domain)
-            if n is not None:
-                seen[recipient_domain] = n + 1
-            elif len(seen) < sketch.capacity:
-                seen[recipient_domain] = 1
-            else:
-                sketch.replace(recipient_domain)
+            group[0].add(recipient_domain)
 
     def add_refusals(self, mta: str, log: str, refusals: Sequence[Refusal]) -> None:
-        """add_refusal() of each of `log`'s refusals, in order, with the same end state, a
-        minute at a time: counts summed, each sketch's keys added as a whole where order
-        cannot matter (SpaceSaving.add_all)."""
-        if self.window_s:
-            runs: Iterable[tuple[int, Iterable[Refusal]]] = groupby(refusals, itemgetter(0))
+        """add_refusal() of each of `log`'s refusals, in order, with the same end state, a slot
+        at a time: counts summed, each sketch fed its keys in one SpaceSaving.add_all()."""
+        if not refusals:
+            return
+        if not self.window_s:
+            self._add_slot(mta, log, 0, refusals, None)
+            return
+        minutes = list(map(_MINUTE, refusals))
+        slot_s = self.slot_s
+        if not all(map(le, minutes, islice(minutes, 1, None))) or len(minutes) < DENSE * (
+            (minutes[-1] * 60) // slot_s - (minutes[0] * 60) // slot_s + 1
+        ):
+            # Minutes going back (not an EventBatch's), or too few refusals per slot to pay
+            # for a slot's setup (a quiet server's hour): one by one.
+            add = self.add_refusal
+            for minute, direction, code, reason, sender, ip, rcpt in refusals:
+                add(minute, mta, log, direction, code, reason, sender, ip, rcpt)
+            return
+        # Minutes never decrease, so only leading refusals can be older than the window, and
+        # the window moves only forward: pruning once at the end removes what pruning at each
+        # new minute would have (nothing pruned is written again).
+        lo = bisect_left(minutes, self._newest - self.window_s // 60)
+        while lo < len(minutes):
+            slot = (minutes[lo] * 60) // slot_s
+            hi = bisect_left(minutes, -(-(slot + 1) * slot_s // 60), lo)  # the next slot's first minute
+            self._add_slot(mta, log, slot, refusals[lo:hi], minutes[lo:hi])
+            lo = hi
+        if minutes and minutes[-1] > self._newest:
+            self._newest = minutes[-1]
+            self._prune()
+
+    def _add_slot(
+        self, mta: str, log: str, slot: int, rows: Sequence[Refusal], minutes: Sequence[int] | None
+    ) -> None:
+        """add_refusals() of refusals of one slot, kept by the window, at `minutes` (one each;
+        None: scan's single slot, minute 0)."""
+        keys = list(map(_REFUSAL_KEY, rows))
+        groups = self._slots.get(slot)
+        if groups is None:
+            groups = self._slots[slot] = {}
+        # Each refusal's group, as an index into `fed`; keys folded into one group (past
+        # MAX_SKETCHES) share one, so their refusals reach its sketches interleaved, in order.
+        index: dict[tuple[str, str, str], int] = {}
+        by_id: dict[int, int] = {}
+        fed: list[tuple[SpaceSaving, ...]] = []
+        sizes: list[int] = []
+        if minutes is None:  # one slot for all time: every minute is 0
+            pairs = {(0, rkey): n for rkey, n in Counter(keys).items()}
         else:
-            runs = ((0, refusals),)  # one slot for all time: the minute is never read
-        for at, run in runs:
-            rows = run if isinstance(run, list) else list(run)
-            if not rows:
-                continue
-            minute = slot = 0
-            if self.window_s:
-                minute = at
-                if minute > self._newest:
-                    self._newest = minute
-                    self._prune()
-                if minute < self._newest - self.window_s // 60:
-                    continue
-                slot = (minute * 60) // self.slot_s
+            pairs = Counter(zip(minutes, keys, strict=True))
+        for (minute, rkey), n in pairs.items():  # first appearance: made as one by one would
             counts = self._minutes.get(minute)
             if counts is None:
                 counts = self._minutes[minute] = {}
-            groups = self._slots.get(slot)
-            if groups is None:
-                groups = self._slots[slot] = {}
-            # Each refusal's (direction, code, reason), in order; sorted stably by it, each
-            # key's refusals stay in their order.
-            keys = list(map(_REFUSAL_KEY, rows))
-            by_key = Counter(keys)
-            sketches: dict[tuple[str, str, str], tuple[SpaceSaving, ...]] = {}
-            for rkey, n in by_key.items():  # first-appearance order: groups made as one by one
-                key = (mta, log, *rkey)
-                counts[key] = counts.get(key, 0) + n
+            key = (mta, log, *rkey)
+            counts[key] = counts.get(key, 0) + n
+            i = index.get(rkey)
+            if i is None:
                 group = groups.get(key)
                 if group is None:
                     group = self._group(groups, key)
-                sketches[rkey] = group
-            if len(set(map(id, sketches.values()))) < len(sketches):
-                # Keys folded into one group (past MAX_SKETCHES) interleave in its sketches.
-                for _m, direction, code, reason, sender, ip, rcpt in rows:
-                    group = sketches[(direction, code, reason)]
-                    if direction == "inbound":
-                        if sender:
-                            group[0].add(sender)
-                        if ip:
-                            group[1].add(ip)
-                    elif rcpt:
-                        group[0].add(rcpt)
-                continue
-            ordered = sorted(zip(keys, rows, strict=True), key=itemgetter(0)) if len(by_key) > 1 else None
-            for rkey, group in sketches.items():
-                if ordered is None:
-                    mine: list[Refusal] = rows
-                else:
-                    lo = bisect_left(ordered, rkey, key=itemgetter(0))
-                    mine = list(map(itemgetter(1), ordered[lo : lo + by_key[rkey]]))
-                if rkey[0] == "inbound":
-                    group[0].add_all(list(filter(None, map(itemgetter(4), mine))))
-                    group[1].add_all(list(filter(None, map(itemgetter(5), mine))))
-                else:
-                    group[0].add_all(list(filter(None, map(itemgetter(6), mine))))
+                i = index[rkey] = by_id.setdefault(id(group), len(fed))
+                if i == len(fed):
+                    fed.append(group)
+                    sizes.append(0)
+            sizes[i] += n
+        if _feed is not None:  # the C extension: each row into its group's sketches, in order
+            _feed(rows if isinstance(rows, list) else list(rows), list(map(index.__getitem__, keys)), fed)
+            return
+        # Each sketch sees only its own keys, so only the order within a group matters: a
+        # stable sort by group keeps it, and each group's rows feed its sketches at once.
+        if len(fed) > 1:
+            at = list(map(index.__getitem__, keys))
+            rows = list(map(rows.__getitem__, sorted(range(len(rows)), key=at.__getitem__)))
+        lo = 0
+        for group, n in zip(fed, sizes, strict=True):
+            mine = rows[lo : lo + n]
+            lo += n
+            if len(group) == 2:  # inbound: sender domains, client IPs
+                group[0].add_all(filter(None, map(_SENDER, mine)))
+                group[1].add_all(filter(None, map(_CLIENT, mine)))
+            else:
+                group[0].add_all(filter(None, map(_RECIPIENT, mine)))
 
     def _group(
         self, groups: dict[CountKey, tuple[SpaceSaving, ...]], key: CountKey
