@@ -112,7 +112,8 @@ class TopDomains:
             self.labelled.add(domain)
             return domain
         if est > 2 * self._floor + 10:
-            weakest = min(self.labelled, key=lambda d: sketch.get(d, 0))
+            # Ties go to the first name, not to the set's hash order: the same input, the same labels.
+            weakest = min(self.labelled, key=lambda d: (sketch.get(d, 0), d))
             self._floor = sketch.get(weakest, 0)
             if est > 2 * self._floor + 10:
                 self.labelled.discard(weakest)
@@ -153,7 +154,7 @@ class TopDomains:
     def _halve(self) -> None:
         keep = sorted(self.sketch.items(), key=lambda kv: kv[1], reverse=True)[: self.capacity]
         self.sketch = dict(keep)
-        for d in self.labelled:
+        for d in sorted(self.labelled):  # in a fixed order: the sketch's order breaks later ties
             self.sketch.setdefault(d, 0)
         self._floor = 0
 
