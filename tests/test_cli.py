@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from logscan import __version__
+from logscan.core.aggregate import paths_text
 from logscan.parsers import scan_paths_text
 from tests.test_daemon import Writer, postfix_line
 
@@ -29,7 +30,8 @@ def logscan(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 def test_version_and_help() -> None:
     out = logscan("--version")
     assert out.returncode == 0
-    assert out.stdout.strip() == f"logscan {__version__} ({scan_paths_text()})"
+    assert out.stdout.strip() == f"logscan {__version__} ({paths_text()})"
+    assert paths_text().endswith(", sketches: C")
     assert "postfix: C" in scan_paths_text()
     assert "mailenable: C" in scan_paths_text()
     assert "Python bulk" not in scan_paths_text()

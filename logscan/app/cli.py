@@ -112,9 +112,9 @@ class _Version(argparse.Action):
     """--version, with the path each format's lines take: C scanner or not (docs/decisions/0008)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        from logscan.parsers import scan_paths_text  # noqa: PLC0415 - only --version asks
+        from logscan.core.aggregate import paths_text  # noqa: PLC0415 - only --version asks
 
-        print(f"logscan {__version__} ({scan_paths_text()})")
+        print(f"logscan {__version__} ({paths_text()})")
         parser.exit()
 
 

@@ -14,6 +14,7 @@ import msgspec
 
 from logscan.core.diagnosis import DEFAULT_WINDOW_S, Diagnosis
 from logscan.events import Event, EventBatch
+from logscan.parsers import scan_paths_text
 from logscan.parsers.reasons import classify
 
 LineResult = Literal["parsed", "ignored", "unparsed"]
@@ -51,6 +52,12 @@ def _load_tally() -> Callable[[TopDomains, list[str], list[Any], str], dict[tupl
     except ImportError:  # installed without a C compiler: TopDomains.labels() in Python
         return None
     return tally
+
+
+def paths_text() -> str:
+    """The path each format's lines take, and where refusal sketches and top-domain labels are
+    counted (C, or Python without a compiler at install): for --version and the landing page."""
+    return f"{scan_paths_text()}, sketches: {'C' if _c_tally is not None else 'Python'}"
 
 
 def window_label(seconds: int) -> str:

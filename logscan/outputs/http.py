@@ -47,9 +47,9 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.openmetrics import exposition as om_exposition
 
 from logscan import __version__
+from logscan.core.aggregate import paths_text
 from logscan.core.diagnosis import diagnosis_html
 from logscan.outputs.metrics import LogscanRegistry
-from logscan.parsers import scan_paths_text
 
 DEFAULT_LISTEN: Final = "127.0.0.1:9551"
 Ready = Callable[[], tuple[bool, str]]
@@ -374,7 +374,7 @@ _LANDING: Final = """<!DOCTYPE html>
 <li><a href="ready">ready</a></li><li><a href="diagnosis">diagnosis</a> (why refusals happen)</li></ul>
 {diagnosis}</body></html>
 """
-_PATHS: Final = html.escape(scan_paths_text())
+_PATHS: Final = html.escape(paths_text())
 
 
 DEFAULT_HEAD_TIMEOUT_S: Final = 10.0
