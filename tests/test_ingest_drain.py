@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from logscan.app.config import parse_config
-from logscan.app.ingest import BULK_READ_BYTES, READ_BYTES, LogRuntime, drain
+from logscan.app.ingest import BULK_READ_BYTES, READ_BYTES, ROW_PER_LINE_READ_BYTES, LogRuntime, drain
 from logscan.core.aggregate import Aggregate
 from logscan.sources.follower import Follower
 
@@ -97,8 +97,8 @@ def test_a_log_with_a_bulk_reader_is_read_in_scans_chunk_size_others_in_smaller_
     assert rt.read_bytes() == BULK_READ_BYTES
     rt.pipeline.bulk = None  # a format read line by line (no bulk reader)
     assert rt.read_bytes() == READ_BYTES < BULK_READ_BYTES
-    # MailEnable's bulk reader makes a row of nearly every line: small reads bound the memory.
+    # MailEnable's bulk reader makes a row of nearly every line: smaller reads bound the memory.
     rt.set_format("mailenable", "UTC", Aggregate(), ())
     assert rt.pipeline is not None
     assert rt.pipeline.bulk is not None
-    assert rt.read_bytes() == READ_BYTES
+    assert READ_BYTES < rt.read_bytes() == ROW_PER_LINE_READ_BYTES["mailenable"] < BULK_READ_BYTES

@@ -28,11 +28,12 @@ log = structlog.get_logger("logscan.daemon")
 # parsed line by line makes Python objects per line: 256 KiB reads keep its peak RSS 3-10 MB
 # lower than 1 MiB ones. A log with a bulk reader makes few, and pays per batch: it reads
 # 1 MiB, the size of `scan`'s chunks; except where its bulk reader makes a row of nearly every
-# line (MailEnable: every line is a command or a reply), which at 1 MiB took the daemon to
-# 67 MB and at 256 KiB keeps it at 57 MB for the same speed (docs/benchmarks.md).
+# line (MailEnable: every line is a command or a reply). For MailEnable a 1M-line burst peaked
+# at 60 MB with 1 MiB reads, 58 MB with 512 KiB and 57 MB with 256 KiB, at 98 %, 91-93 % and
+# 83 % of `scan`'s speed (session 8, docs/benchmarks.md): 512 KiB.
 READ_BYTES = 1 << 18
 BULK_READ_BYTES = 1 << 20
-_ROW_PER_LINE: Final = frozenset({"mailenable"})
+ROW_PER_LINE_READ_BYTES: Final = {"mailenable": 1 << 19}
 _WARN_EVENTS = ("log_unreadable", "log_missing", "state_mismatch")
 
 
@@ -57,9 +58,9 @@ class LogRuntime:
 
     def read_bytes(self) -> int:
         """How much of this log to read at a time (see READ_BYTES)."""
-        if self.pipeline is None or self.pipeline.bulk is None or self.mta in _ROW_PER_LINE:
+        if self.pipeline is None or self.pipeline.bulk is None:
             return READ_BYTES
-        return BULK_READ_BYTES
+        return ROW_PER_LINE_READ_BYTES.get(self.mta, BULK_READ_BYTES)
 
     def choose_format(self, texts: list[str]) -> str:
         """The configured format, or the one detected from `texts`; "" when none is known yet."""
