@@ -29,6 +29,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import logscan
+from logscan.core.aggregate import paths_text
 from logscan.parsers import scan_paths_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,7 +212,8 @@ def test_install_run_scrape_upgrade_remove_purge(deb: Path, tmp_path_factory: py
 
     # --- what the package put on the machine --------------------------------------------
     done = run("/usr/bin/logscan", "--version")
-    assert done.stdout.strip() == f"logscan {logscan.__version__} ({scan_paths_text()})"
+    assert done.stdout.strip() == f"logscan {logscan.__version__} ({paths_text()})"
+    assert done.stdout.strip().endswith(", sketches: C)")  # the .deb builds every C extension
     assert "postfix: C" in scan_paths_text()
     assert "Python bulk" not in scan_paths_text()
     assert "OK" in run("logscan", "check-config", "--config", CONF).stdout

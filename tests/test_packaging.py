@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import logscan
-from logscan.parsers import C_SCANNERS, scan_paths_text
+from logscan.core.aggregate import paths_text
+from logscan.parsers import C_SCANNERS
 
 REPO = Path(__file__).resolve().parents[1]
 # Every optional C extension: the scanners, and the sketches of the aggregate and the diagnosis.
@@ -85,7 +86,8 @@ def test_sdist_installs_with_and_without_a_compiler_and_counts_the_same(tmp_path
         assert where.stdout.strip().startswith(str(env_dir))
         version = run(env_dir / "bin" / "logscan", "--version", cwd=tmp_path).stdout.strip()
         if compiler == "cc":  # the same build as this checkout's
-            assert version == f"logscan {logscan.__version__} ({scan_paths_text()})"
+            assert version == f"logscan {logscan.__version__} ({paths_text()})"
+        assert version.endswith(", sketches: C)" if compiler == "cc" else ", sketches: Python)"), version
         for fmt in C_SCANNERS:  # without a compiler: Python bulk, or line by line where that is faster
             assert (f"{fmt}: C" in version) == (compiler == "cc"), version
         # Either path counts the same: a C scanner is only a faster way to the same rows.
