@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, islice, repeat
 from operator import attrgetter, itemgetter, le, lt, sub
@@ -365,13 +365,13 @@ class AlertEngine:
         mta: str,
         times: list[float],
         codes: Sequence[tuple[str, str, str]],
-        kinds: Iterable[tuple[str, str, str]] | None = None,
+        kinds: Collection[tuple[str, str, str]] | None = None,
         weights: list[int] | None = None,
     ) -> bool:
         """Count replies in order, a minute at a time; False (nothing done) when that would not
         be the same as observe() one by one: a per_domain rule counts the log (domain series
         depend on the order of domains), the times are out of order, or settle_s is 60 s or more.
-        `kinds`: every distinct reply of `codes`, when known (else worked out here); `weights`:
+        `kinds`: every distinct reply of `codes` (read twice), when known, else worked out here; `weights`:
         the count of each entry, when the replies are grouped per minute (EventBatch.weights).
 
         Such groups count the same: what is read of a minute is its first and last time, the
