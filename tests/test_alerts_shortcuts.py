@@ -216,7 +216,7 @@ def _fold_reference(s: _Series, start: int, keep: float) -> tuple[float, dict[in
     return (b if b > 1e-9 else 0.0), *left
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(
     st.dictionaries(st.integers(0, 8), st.integers(0, 40), max_size=9),
     st.dictionaries(st.integers(0, 8), st.integers(0, 90), max_size=9),
