@@ -173,15 +173,14 @@ _minutes: Final = _native_minutes()
 
 
 class _Times(NamedTuple):
-    """What _times() gives: each row's bounce-ratio minute, the latest time, the times of the rows
-    a selector list marks, and the times of rows by index when the minute texts are whole minutes
-    in increasing order (so a minute text's rows are one run, the grouping minutes() makes is
-    per_minute()'s), else None."""
+    """What _times() gives: each row's bounce-ratio minute, the latest time, the times of rows by
+    index, and whether the minute texts are whole minutes in increasing order (so a minute text's
+    rows are one run, and the grouping minutes() makes is per_minute()'s)."""
 
     buckets: list[int]
     last: float
-    marked: Callable[[list[str]], list[float]]
-    picked: Callable[[list[int]], list[float]] | None
+    at: Callable[[list[int]], list[float]]
+    whole: bool
 
 
 def _whole_minutes(starts: list[float]) -> bool:
@@ -200,7 +199,7 @@ def _grouped(
 ) -> tuple[list[float], list[Reply], list[int]] | None:
     """EventBatch.times, .codes and .weights of the rows' replies grouped per minute, as
     base.per_minute() groups them; None when that is not done here (see _minutes)."""
-    if _minutes is None or got.picked is None:
+    if _minutes is None or not got.whole:
         return None
     number: dict[Reply, int] = {}
     for reply in reply_of.values():
@@ -209,7 +208,7 @@ def _grouped(
     if found is None:
         return None
     index, numbers, weights = found
-    return got.picked(index), list(map(list(number).__getitem__, numbers)), weights
+    return got.at(index), list(map(list(number).__getitem__, numbers)), weights
 
 
 class PostfixBulk:
@@ -286,7 +285,8 @@ class PostfixBulk:
         listed: tuple[list[float], list[Reply], list[int]] = ([], [], [])
         if each_reply:
             grouped = _grouped(rows, got, reply_of) if per_minute else None
-            listed = grouped or (got.marked(classes), _codes(rows, reply_of, classes), [])
+            coded = list(compress(range(len(rows)), classes))
+            listed = grouped or (got.at(coded), _codes(rows, reply_of, classes), [])
         keys = list(compress(map(itemgetter(_DOMAIN), rows), classes))
         memo = self._domains
         missing = set(keys).difference(memo)
@@ -368,14 +368,9 @@ class PostfixBulk:
             stamp = f"{minute}:{seconds}{zone}"
             last = p.stamp_time(stamp, len(stamp))
 
-            def selected(marks: list[str]) -> list[float]:
+            def at(index: list[int]) -> list[float]:
                 # Cut to the whole second (EventBatch.times): float() of the fraction costs more
                 # than all the rest of a row.
-                starts = map(start_of.__getitem__, compress(minute_texts, marks))
-                whole = map(_WHOLE, compress(map(itemgetter(_SECONDS), rows), marks))
-                return list(map(add, starts, map(SECONDS.__getitem__, whole)))
-
-            def picked(index: list[int]) -> list[float]:
                 chosen = list(map(rows.__getitem__, index))
                 starts = map(start_of.__getitem__, map(itemgetter(_MINUTE), chosen))
                 whole = map(_WHOLE, map(itemgetter(_SECONDS), chosen))
@@ -384,8 +379,7 @@ class PostfixBulk:
             if last is None:
                 return None
             buckets = list(map(bucket_of.__getitem__, minute_texts))
-            whole = _whole_minutes(list(start_of.values()))
-            return _Times(buckets, last, selected, picked if whole else None)
+            return _Times(buckets, last, at, _whole_minutes(list(start_of.values())))
         # Classic syslog: no year, month names. The parser's clock dates each minute; it adds
         # the seconds last (Clock.local), so minute + seconds is the float parse() gets.
         starts: dict[str, float] = {}
@@ -398,12 +392,11 @@ class PostfixBulk:
         times = list(map(add, map(starts.__getitem__, minute_texts), seconds))
         if not all(map(le, times, islice(times, 1, None))):
             return None
-        whole = _whole_minutes(list(starts.values()))
         return _Times(
             list(map(int, map(floordiv, times, repeat(60)))),
             times[-1],
-            lambda marks: list(compress(times, marks)),
-            (lambda index: list(map(times.__getitem__, index))) if whole else None,
+            lambda index: list(map(times.__getitem__, index)),
+            _whole_minutes(list(starts.values())),
         )
 
     def _delay(self, text: str) -> float | None:
