@@ -141,6 +141,7 @@ def campaign(tmp: Path, mode: str, kills: int, *, seed: int = 12, max_life: floa
              banner: bool = True, racing: bool = False) -> Result:
     """Run `kills` start/kill cycles in `tmp`; the returned Result holds written vs counted."""
     rng = random.Random(seed)
+    plan = random.Random(seed + 1000)  # the kills after which the log rotates while down
     log = tmp / "mail.log"
     state = tmp / "state" / "state.json"
     cfg = _config(tmp, log)
@@ -182,8 +183,10 @@ def campaign(tmp: Path, mode: str, kills: int, *, seed: int = 12, max_life: floa
         os.waitpid(pid, 0)
         res.kills += 1
         w.lines(rng.randint(0, 5))
-        if rng.random() < 0.1:
-            for _ in range(rng.choice((1, 2, 3))):  # rotated (two or more times) while down
+        # Drawn from its own generator: `rng` is read a timing-dependent number of times above,
+        # so a rotation while down must not rest on it (every tenth kill has one for certain).
+        if i % 10 == 7 or plan.random() < 0.05:
+            for _ in range(plan.choice((1, 2, 3))):  # rotated (two or more times) while down
                 w.lines(rng.randint(1, 20))
                 rotate(down=True)
     # The last daemon catches up, then stops cleanly; its final save is the verdict.

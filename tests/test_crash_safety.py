@@ -1,9 +1,10 @@
 """kill -9 at random moments, with real logrotate: no line lost, none counted twice (issue 12).
 
 Each mode runs KILLS start/kill cycles of the real daemon (forked, see tests/crash_campaign.py):
-kills land 0-0.4 s after a start (mid-start, mid-rotation, mid-save), and some rotations happen
-while the daemon is down (up to three in a row). The racing runs also rotate while the daemon
-restarts and scans the folder, with and without a banner every file starts with.
+kills land 0-0.4 s after a start (mid-start, mid-rotation, mid-save), and after every tenth kill
+(and some others) the log rotates while the daemon is down (up to three times in a row). The
+racing runs also rotate while the daemon restarts and scans the folder, with and without a banner
+every file starts with.
 `python -m tests.crash_campaign MODE KILLS [SEED] [banner] [racing]` runs more
 (docs/decisions/0013).
 """
@@ -31,7 +32,7 @@ def test_random_kills_lose_no_line_and_count_none_twice(tmp_path: Path, mode: st
     print(r.line())  # shown with -s; the numbers of the closing note
     assert r.kills == KILLS
     assert r.rotations >= 5
-    assert r.rotations_while_down >= 1
+    assert r.rotations_while_down >= KILLS // 10
     assert r.exit_codes == [0]
     log = (tmp_path / "daemon.out").read_text()
     assert r.counted == r.written, log[-3000:]
