@@ -587,7 +587,9 @@ typedef struct {
     PyObject *str;
 } Last;
 
-static PyObject *last_or(Last *last, P at, Py_ssize_t n, PyObject *(*make)(P, Py_ssize_t))
+/* last_or(), qid_str() and minute_of() are always inlined: tally() calls them for every row, and
+ * the compiler stopped inlining them by itself once tally() grew with its grouped entries. */
+static Py_ALWAYS_INLINE PyObject *last_or(Last *last, P at, Py_ssize_t n, PyObject *(*make)(P, Py_ssize_t))
 {
     if (last->str && last->n == n && memcmp(last->at, at, (size_t)n) == 0)
         return Py_NewRef(last->str);
@@ -600,7 +602,7 @@ static PyObject *last_or(Last *last, P at, Py_ssize_t n, PyObject *(*make)(P, Py
     return o;
 }
 
-static PyObject *qid_str(P at, Py_ssize_t n) { return shared_str(QID_T, QIDS - 1, at, n); }
+static Py_ALWAYS_INLINE PyObject *qid_str(P at, Py_ssize_t n) { return shared_str(QID_T, QIDS - 1, at, n); }
 static PyObject *ip_str(P at, Py_ssize_t n) { return shared_str(IP_T, IPS - 1, at, n); }
 
 /* domain_of() of a MAIL/RCPT address from its last "@" (mailenable_bulk._domain). */
@@ -773,7 +775,7 @@ static PyObject *known_of(PyObject *tx, PyObject *qid)
 }
 
 /* Python's int(t // 60) for a float t (CPython's float floor division, then int()). */
-static long minute_of(double t)
+static Py_ALWAYS_INLINE long minute_of(double t)
 {
     /* A whole positive number of seconds (every time a log gives): integer division gives the
      * same, and glibc's fmod() costs more than the rest of a row's time. */
