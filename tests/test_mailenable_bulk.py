@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import sys
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -26,7 +27,7 @@ from logscan.core.aggregate import Aggregate
 from logscan.core.pipeline import LineCounts, Pipeline
 from logscan.events import EventBatch
 from logscan.parsers import mailenable_bulk, make_parser, scan_paths
-from logscan.parsers.base import Item, ParserOptions, Run
+from logscan.parsers.base import Item, ParserOptions, Run, per_minute
 from logscan.parsers.mailenable import STATE_CAP, MailEnableParser
 from tests import sanitized
 
@@ -569,3 +570,48 @@ def test_refusal_reasons_kept_by_what_classify_reads_are_parse_s(
                     f"{verb} TO:<a@b{i % 3}.example>", reply, "1", "2", "", "s")  # fmt: skip
             lines.append("\t".join(cols))
     assert_same(chunked(lines, 7), monkeypatch, ("general", "c"))
+
+
+def c_reply_lists(chunk: str, grouped: bool) -> list[Any]:
+    """The times, codes and weights of each C Run of `chunk` read for alert rules by a fresh
+    reader, grouped per minute or listed (None for a run the reader leaves to parse())."""
+    p = parser()
+    reader = mailenable_bulk.MailEnableBulk(p)
+    got = reader.scan(chunk, True)
+    assert got is not None
+    out: list[Any] = []
+    for item in got[1]:
+        if not isinstance(item, Run):
+            p.parse(cast(str, item))  # its state step, as the pipeline's
+            continue
+        b = reader.batch([cast(tuple[str, ...], item)], True, False, grouped)
+        if b is not None and b.fill is not None:
+            b.fill(b)
+        out.append(None if b is None else (b.times, b.codes, b.weights))
+    return out
+
+
+def test_c_runs_grouped_per_minute_are_base_per_minute_of_the_listed_replies() -> None:
+    # A quiet server's minutes (the real 9.76 log, thinned at random): a few replies each, many
+    # in one second. The C tally keeps a grouped run's entries in C and shares one float between
+    # entries of the same time; what it gives must still be base.per_minute() of the listed
+    # replies (which the alert engine counts as the replies: test_alerts_bulk).
+    lines = read_lines(LOGS[2])
+    rnd = random.Random(11)
+    grouped_runs = 0
+    for _ in range(60):
+        keep = rnd.random()
+        kept = [line for line in lines if rnd.random() < keep]
+        size = rnd.choice((50, 400, len(kept) or 1))
+        for chunk in chunked(kept, size):
+            listed, grouped = c_reply_lists(chunk, False), c_reply_lists(chunk, True)
+            assert len(listed) == len(grouped)
+            for want, got in zip(listed, grouped, strict=True):
+                if want is None:
+                    assert got is None
+                    continue
+                times, codes, weights = want
+                assert not weights
+                assert got == (per_minute(times, codes) or (times, codes, []))
+                grouped_runs += bool(got[2])
+    assert grouped_runs > 100

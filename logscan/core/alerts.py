@@ -502,14 +502,20 @@ class AlertEngine:
         settle = self.settle_s
         fast = log.fast
         shortest = min(self._window)
-        i, n = self._last_reset(log, times), len(times)
+        i = self._last_reset(log, times)
         if i:
             # Every series is dropped at event i's evaluation: what came before leaves nothing.
             log.series.clear()
             fast.clear()
             log.next_min = math.floor((times[i] - settle) / BUCKET_S) + 1
-        # Each reply's direction from there, when the batch has both (else unused).
-        dirs = [""] * i + list(map(_DIRECTION, islice(codes, i, None))) if both else []
+            # Nor is it read again: the rest goes on alone (on a quiet log, a few minutes of the
+            # batch's hundreds).
+            times, codes = times[i:], codes[i:]
+            if weights is not None:
+                weights = weights[i:]
+        i, n = 0, len(times)
+        # Each reply's direction, when the batch has both (else unused).
+        dirs = list(map(_DIRECTION, codes)) if both else []
         doom = self._doom(log)
         pending = -1  # the boundary evaluated last but not yet applied to the series; -1: none
         keys = (("inbound", mta), ("outbound", mta))
@@ -572,12 +578,14 @@ class AlertEngine:
             return 0  # a busy log: its replies are never that far apart (and the search costs)
         counted = max((max(s.totals) for s in log.series.values() if s.totals), default=-1)
         gap = longest * BUCKET_S + settle
-        # Looked for from the end, in ever longer stretches: on a quiet log the last is near it.
-        end, size = n, 64
+        # Looked for from the end, in ever longer stretches: on a quiet log the last is near it,
+        # mostly within the last 20 or so replies (the answer does not depend on the sizes).
+        end, size = n, 16
         while end > 1:
             begin = max(1, end - size)
             # A drop at event r needs a step from event r − 1 longer than the longest window + settle.
-            steps = map(sub, islice(times, begin, end), islice(times, begin - 1, end - 1))
+            # Slices: islice() would step through the whole batch up to `begin` for each stretch.
+            steps = map(sub, times[begin:end], times[begin - 1 : end - 1])
             for r in reversed(list(compress(range(begin, end), map(lt, repeat(gap), steps)))):
                 last = max(counted, int(times[r - 1] // BUCKET_S))  # the latest minute with a reply
                 if math.floor((times[r] - settle) / BUCKET_S) > last + longest:
@@ -588,10 +596,11 @@ class AlertEngine:
     def _doom(self, log: _Log) -> int:
         """The first boundary whose evaluation may drop an idle series of `log`."""
         window = self._window
-        return min(
-            (max(s.totals) + window[key[0]] + 1 if s.totals else -1 for key, s in log.series.items()),
-            default=_NEVER,
-        )
+        # A loop, not min() of a generator: called several times a batch, for a series or two.
+        doom = _NEVER
+        for key, s in log.series.items():
+            doom = min(doom, max(s.totals) + window[key[0]] + 1 if s.totals else -1)
+        return doom
 
     def _fold_idle(self, log: _Log, target: int) -> None:
         """The evaluation at boundary `target` of a log whose series are all idle (see _evaluate)."""

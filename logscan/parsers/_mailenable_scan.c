@@ -587,7 +587,9 @@ typedef struct {
     PyObject *str;
 } Last;
 
-static PyObject *last_or(Last *last, P at, Py_ssize_t n, PyObject *(*make)(P, Py_ssize_t))
+/* last_or(), qid_str() and minute_of() are always inlined: tally() calls them for every row, and
+ * the compiler stopped inlining them by itself once tally() grew with its grouped entries. */
+static Py_ALWAYS_INLINE PyObject *last_or(Last *last, P at, Py_ssize_t n, PyObject *(*make)(P, Py_ssize_t))
 {
     if (last->str && last->n == n && memcmp(last->at, at, (size_t)n) == 0)
         return Py_NewRef(last->str);
@@ -600,7 +602,7 @@ static PyObject *last_or(Last *last, P at, Py_ssize_t n, PyObject *(*make)(P, Py
     return o;
 }
 
-static PyObject *qid_str(P at, Py_ssize_t n) { return shared_str(QID_T, QIDS - 1, at, n); }
+static Py_ALWAYS_INLINE PyObject *qid_str(P at, Py_ssize_t n) { return shared_str(QID_T, QIDS - 1, at, n); }
 static PyObject *ip_str(P at, Py_ssize_t n) { return shared_str(IP_T, IPS - 1, at, n); }
 
 /* domain_of() of a MAIL/RCPT address from its last "@" (mailenable_bulk._domain). */
@@ -773,7 +775,7 @@ static PyObject *known_of(PyObject *tx, PyObject *qid)
 }
 
 /* Python's int(t // 60) for a float t (CPython's float floor division, then int()). */
-static long minute_of(double t)
+static Py_ALWAYS_INLINE long minute_of(double t)
 {
     /* A whole positive number of seconds (every time a log gives): integer division gives the
      * same, and glibc's fmod() costs more than the rest of a row's time. */
@@ -929,33 +931,62 @@ static int put_minute(PyObject *minutes, long bucket, const long *cells)
     return rc;
 }
 
-/* One entry of a grouped batch (base.per_minute()): times, codes, weights += t, reply, n. */
-static int put_entry(PyObject *times, PyObject *codes, PyObject *weights, double t, PyObject *reply, long n)
-{
-    PyObject *tf = PyFloat_FromDouble(t), *w = PyLong_FromLong(n);
-    int rc = tf && w && PyList_Append(times, tf) == 0 && PyList_Append(codes, reply) == 0 &&
-                     PyList_Append(weights, w) == 0
-                 ? 0
-                 : -1;
-    Py_XDECREF(tf);
-    Py_XDECREF(w);
-    return rc;
-}
+/* A grouped batch's entries (base.per_minute()), kept in C until the batch ends: the lists are
+ * then made at their size, and an entry with its predecessor's time shares its float (a quiet
+ * minute's replies mostly come in one second), which per-entry appends and floats cost. */
+typedef struct {
+    double *t;
+    PyObject **reply; /* borrowed from the kinds memo, which lives through tally() */
+    long *n;
+    Py_ssize_t len;
+} Entries;
 
-/* The entries of one minute of a grouped batch: each reply's (first time, reply, count) in the
- * order replies first occur (gorder: the first key of each; the counts go back to 0), then
- * (last time, last reply, 0). */
-static int put_group(PyObject *times, PyObject *codes, PyObject *weights, const KeyInfo *ki,
-                     const Py_ssize_t *gorder, Py_ssize_t ng, const double *gfirst, long *gcount, double last,
-                     PyObject *last_reply)
+/* The entries of one minute: each reply's (first time, reply, count) in the order replies first
+ * occur (gorder: the first key of each; the counts go back to 0), then (last time, last reply, 0).
+ * `e` has room: a minute has at most one entry per row, plus its last. */
+static void put_group(Entries *e, const KeyInfo *ki, const Py_ssize_t *gorder, Py_ssize_t ng,
+                      const double *gfirst, long *gcount, double last, PyObject *last_reply)
 {
     for (Py_ssize_t g = 0; g < ng; g++) {
         Py_ssize_t key = gorder[g];
-        if (put_entry(times, codes, weights, gfirst[key], ki[key].reply, gcount[key]) < 0)
-            return -1;
+        e->t[e->len] = gfirst[key];
+        e->reply[e->len] = ki[key].reply;
+        e->n[e->len++] = gcount[key];
         gcount[key] = 0;
     }
-    return put_entry(times, codes, weights, last, last_reply, 0);
+    e->t[e->len] = last;
+    e->reply[e->len] = last_reply;
+    e->n[e->len++] = 0;
+}
+
+/* New references to the lists times, codes, weights of the entries, or -1. */
+static int entry_lists(const Entries *e, PyObject **times, PyObject **codes, PyObject **weights)
+{
+    PyObject *tl = PyList_New(e->len), *cl = PyList_New(e->len), *wl = PyList_New(e->len), *prev = NULL;
+    if (!tl || !cl || !wl)
+        goto fail;
+    for (Py_ssize_t i = 0; i < e->len; i++) {
+        /* the same bits, not ==: 0.0 and -0.0 are equal floats that print differently */
+        int again = prev && memcmp(&e->t[i], &e->t[i - 1], sizeof(double)) == 0;
+        PyObject *tf = again ? Py_NewRef(prev) : PyFloat_FromDouble(e->t[i]);
+        PyObject *w = PyLong_FromLong(e->n[i]);
+        if (!tf || !w) {
+            Py_XDECREF(tf);
+            Py_XDECREF(w);
+            goto fail;
+        }
+        PyList_SET_ITEM(tl, i, tf);
+        PyList_SET_ITEM(cl, i, Py_NewRef(e->reply[i]));
+        PyList_SET_ITEM(wl, i, w);
+        prev = tf;
+    }
+    *times = tl, *codes = cl, *weights = wl;
+    return 0;
+fail: /* a list's items not yet set are NULL, which its dealloc skips */
+    Py_XDECREF(tl);
+    Py_XDECREF(cl);
+    Py_XDECREF(wl);
+    return -1;
 }
 
 /* tally(run, kinds, hours, tx, each_reply, compact, grouped, walk, learn_key, learn_hour, reason_of):
@@ -989,6 +1020,7 @@ static PyObject *tally(PyObject *self, PyObject *args)
     Py_ssize_t *gorder = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nk ? nk : 1)), ng = 0;
     double *gfirst = PyMem_Malloc(sizeof(double) * (size_t)(nk ? nk : 1));
     long *gcount = PyMem_Calloc((size_t)(nk ? nk : 1), sizeof(long));
+    Entries ent = {NULL, NULL, NULL, 0};
     if (!tv || !ki || !order || !gorder || !gfirst || !gcount) {
         PyErr_NoMemory();
         goto done;
@@ -1101,6 +1133,16 @@ static PyObject *tally(PyObject *self, PyObject *args)
     long gminute = LONG_MIN;
     double glast = 0.0;
     PyObject *glast_reply = NULL;
+    if (group) { /* at most an entry per row and one more per minute, itself at most one per row */
+        size_t cap = 2 * (size_t)(n ? n : 1);
+        ent.t = PyMem_Malloc(sizeof(double) * cap);
+        ent.reply = PyMem_Malloc(sizeof(PyObject *) * cap);
+        ent.n = PyMem_Malloc(sizeof(long) * cap);
+        if (!ent.t || !ent.reply || !ent.n) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
     if (!(counts = PyDict_New()) || !(labels = PyList_New(0)) || !(classes = PyList_New(0)) ||
         !(codes = PyList_New(listed_each ? n : 0)) || !(times = PyList_New(listed_each ? n : 0)) ||
         !(refusals = PyList_New(0)) || !(reasons = PyDict_New()) || !(unnamed = PyDict_New()) ||
@@ -1144,9 +1186,8 @@ static PyObject *tally(PyObject *self, PyObject *args)
         if (rc == 0 && group) {
             long m = minute_of(t);
             if (m != gminute) {
-                if (gminute != LONG_MIN &&
-                    put_group(times, codes, weights, ki, gorder, ng, gfirst, gcount, glast, glast_reply) < 0)
-                    rc = -1;
+                if (gminute != LONG_MIN)
+                    put_group(&ent, ki, gorder, ng, gfirst, gcount, glast, glast_reply);
                 ng = 0;
                 gminute = m;
             }
@@ -1199,9 +1240,16 @@ static PyObject *tally(PyObject *self, PyObject *args)
     for (int u = 0; u < nu; u++)
         if (un[u] && add_count(unnamed, uc[u], un[u]) < 0)
             goto done;
-    if (gminute != LONG_MIN &&
-        put_group(times, codes, weights, ki, gorder, ng, gfirst, gcount, glast, glast_reply) < 0)
-        goto done;
+    if (gminute != LONG_MIN)
+        put_group(&ent, ki, gorder, ng, gfirst, gcount, glast, glast_reply);
+    if (group) {
+        PyObject *t2, *c2, *w2;
+        if (entry_lists(&ent, &t2, &c2, &w2) < 0)
+            goto done;
+        Py_SETREF(times, t2);
+        Py_SETREF(codes, c2);
+        Py_SETREF(weights, w2);
+    }
     result = Py_BuildValue("(OOOOOOdOOOO)", counts, labels, classes, codes, times, minutes, last, reasons,
                            refusals, unnamed, weights);
 done:
@@ -1214,6 +1262,9 @@ done:
     PyMem_Free(gorder);
     PyMem_Free(gfirst);
     PyMem_Free(gcount);
+    PyMem_Free(ent.t);
+    PyMem_Free(ent.reply);
+    PyMem_Free(ent.n);
     Py_XDECREF(weights);
     Py_XDECREF(reasons);
     Py_XDECREF(counts);
