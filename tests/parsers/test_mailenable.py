@@ -151,7 +151,7 @@ def test_time_is_local_time_of_the_configured_zone() -> None:
 _ONE_PARSER = parser(ZoneInfo("Europe/Berlin"))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31, 23, 59, 59)))
 def test_any_timestamp_converts_like_datetime(when: datetime) -> None:
     """Through every cache (last second, per minute, per hour) the result is what datetime says."""
@@ -164,7 +164,7 @@ def test_any_timestamp_converts_like_datetime(when: datetime) -> None:
         assert ev.time == when.replace(microsecond=0, fold=0, tzinfo=berlin).timestamp()
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     st.text(alphabet="abcXYZ.-_+0123456789", min_size=1, max_size=12),
     st.text(alphabet="abcDEF.-[]<>@0123456789\udcff\x00 ", max_size=40),
@@ -319,13 +319,13 @@ def test_whole_real_mailenable_log() -> None:
 # --- hostile and broken input --------------------------------------------------------------------
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=400))
 def test_random_text_never_raises(text: str) -> None:
     assert_well_formed(parser().parse(text))
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.text(alphabet=st.characters(blacklist_characters="\t\r\n"), max_size=60),
 )
@@ -374,7 +374,7 @@ def mutated_rows(draw: st.DrawFn) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_rows())
 def test_mutated_rows_never_raise(line: str) -> None:
     p = parser()

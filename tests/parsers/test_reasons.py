@@ -7,7 +7,7 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logscan.events import Event
@@ -157,6 +157,7 @@ def test_a_long_reply_is_read_only_so_far() -> None:
     assert refusal_reason("554", "", text, MAX_TEXT) == "relay_denied"
 
 
+@settings(deadline=None)  # a timed check would fail on a loaded machine, not on a wrong reason
 @given(st.text(max_size=600), st.sampled_from(["421", "450", "550", "551", "554", "535"]))
 def test_any_text_gets_exactly_one_known_reason(text: str, code: str) -> None:
     assert classify(code, "", text) in REASONS
