@@ -230,7 +230,9 @@ def test_receiver_down_then_up_delivers_firing_alert_and_ingestion_stays_fast(
         elapsed = time.perf_counter() - started
         assert [tr.state for tr in transitions] == ["pending", "firing"]
         # 1,850 lines' events and two notifications while the receiver hangs: no waiting on it.
-        assert slowest < 0.05, f"notify() took {slowest:.3f}s with the receiver down"
+        # Half the receiver's 1 s timeout: a notify() that waited on it would take all of it,
+        # while a loaded machine (CI, two test workers) may pause a call for tens of ms.
+        assert slowest < 0.5, f"notify() took {slowest:.3f}s with the receiver down"
         assert elapsed < 1.0, f"ingestion took {elapsed:.3f}s with the receiver down"
 
         wait_for(

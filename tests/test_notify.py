@@ -191,7 +191,7 @@ def test_slow_receiver_never_slows_notify_and_close_is_bounded(sink: WebhookSink
         t0 = time.perf_counter()
         n.notify(transition("firing", log=f"log{i % 20}"))
         worst = max(worst, time.perf_counter() - t0)
-    assert worst < 0.05, f"notify took {worst:.3f}s"
+    assert worst < 0.25, f"notify took {worst:.3f}s"  # half the 0.5 s timeout a wait would take
     wait_for(lambda: n.counts().get((RULE.name, "slow", "failure"), 0) >= 1, 5, "a timed-out delivery")
     t0 = time.perf_counter()
     n.close(1.0)

@@ -140,7 +140,7 @@ def test_a_hanging_command_times_out_is_counted_and_never_blocks_status(tmp_path
     try:
         started = time.monotonic()
         status = sampler.status()  # while the command hangs
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < 0.2  # waiting on the command would take its 0.3 s
         assert status.depths is None
         wait_for(lambda: sampler.status().errors >= 2, timeout=10, what="two timed-out samples")
         assert "no answer within 0.3 s" in errors[0]
