@@ -1,6 +1,6 @@
 """Repeat the real MailEnable 9.76 log into benchmarks/data/mailenable-real-<size>.log, a quiet server's.
 
-Run as `.venv/bin/python -m benchmarks.real_mailenable [--lines 1000000]`."""
+Run as `.venv/bin/python -m benchmarks.real_mailenable [--lines 1M]`."""
 
 from __future__ import annotations
 
@@ -9,20 +9,13 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from benchmarks.gen_logs import parse_size, size_label
 from benchmarks.harness import DATA, REPO
 
 SOURCE = REPO / "tests" / "data" / "mailenable-9.76-SMTP-Activity.log"
 # A line's date: at its start, or after the `[` of a banner line.
 _DATE = re.compile(rb"^(\[?)(\d\d/\d\d/\d\d) ")
 _FMT = "%m/%d/%y"
-
-
-def _size_name(lines: int) -> str:
-    """`1M`, `100k` or the plain number: the name the generated logs use."""
-    for unit, div in (("M", 1_000_000), ("k", 1_000)):
-        if lines % div == 0:
-            return f"{lines // div}{unit}"
-    return str(lines)
 
 
 def _days_spanned(lines: list[bytes]) -> int:
@@ -67,10 +60,10 @@ def build(lines: int, dst: Path) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lines", type=int, default=1_000_000, help="how many lines to write")
+    ap.add_argument("--lines", type=parse_size, default=1_000_000, help="how many lines to write (1M, 100k)")
     args = ap.parse_args()
     DATA.mkdir(exist_ok=True)
-    dst = DATA / f"mailenable-real-{_size_name(args.lines)}.log"
+    dst = DATA / f"mailenable-real-{size_label(args.lines)}.log"
     copies = build(args.lines, dst)
     print(f"written: {dst} ({args.lines:,} lines, {copies} copies of {SOURCE.name})")
 
